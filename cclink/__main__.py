@@ -1,0 +1,3 @@
+from cclink.cli import main
+
+main()

@@ -1,0 +1,125 @@
+"""The one exception hierarchy of cclink.
+
+Every failure a user can cause or meet is a CclinkError whose message is one
+sentence meant for them. The CLI prints that sentence and exits with the
+class's exit code; nothing else in the package decides how errors look.
+"""
+
+from __future__ import annotations
+
+
+class CclinkError(Exception):
+    """Base of every error cclink reports to its user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- what the user typed or set up -------------------------------------------
+
+
+class UsageError(CclinkError):
+    """An argument, flag combination or environment value is not acceptable."""
+
+    exit_code = 2
+
+
+class InvalidPublicKey(UsageError):
+    """A public key given by the user is not a z-base-32 Ed25519 key."""
+
+
+class WeakSecret(UsageError):
+    """A PIN or passphrase that the rules refuse."""
+
+
+class NoInput(UsageError):
+    """A secret or confirmation is needed but there is neither a TTY nor a variable."""
+
+
+class Aborted(CclinkError):
+    """The user declined a confirmation."""
+
+    exit_code = 130
+
+
+# --- local state ----------------------------------------------------------------
+
+
+class KeyFileError(CclinkError):
+    """The key file is missing, unreadable, malformed or has loose permissions."""
+
+    exit_code = 3
+
+
+class WrongPassphrase(KeyFileError):
+    """The key file's passphrase does not open its envelope."""
+
+
+class SessionError(CclinkError):
+    """A Claude Code session cannot be found or resumed on this machine."""
+
+    exit_code = 4
+
+
+# --- what came over the wire -----------------------------------------------------
+
+
+class WireError(CclinkError):
+    """Bytes from the network (or a file) do not follow WIRE.md."""
+
+    exit_code = 5
+
+
+class MalformedPacket(WireError):
+    """A SignedPacket or DNS message that cannot be parsed."""
+
+
+class MalformedRecord(WireError):
+    """A handoff record whose JSON, fields or base64 are wrong."""
+
+
+class MalformedPayload(WireError):
+    """A decrypted payload that is neither JSON nor a bare session id."""
+
+
+class BadSignature(WireError):
+    """A signature that does not verify under the expected key."""
+
+
+class RecordTooLarge(WireError):
+    """A record that does not fit in one DHT item."""
+
+
+class CannotDecrypt(CclinkError):
+    """Ciphertext that none of our keys (or the PIN) opens."""
+
+    exit_code = 6
+
+
+class WrongPin(CannotDecrypt):
+    """The PIN does not open a PIN-protected handoff."""
+
+
+# --- the DHT ----------------------------------------------------------------------
+
+
+class NotFound(CclinkError):
+    """No active handoff record is published under a key."""
+
+    exit_code = 7
+
+
+class Expired(NotFound):
+    """A handoff record whose TTL has run out."""
+
+
+class NetworkError(CclinkError):
+    """The DHT could not be reached, or no node stored a publish."""
+
+    exit_code = 8
