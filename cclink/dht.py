@@ -1,0 +1,257 @@
+"""The Mainline DHT through libtorrent: BEP 44 mutable items, put and get.
+
+This is the transport at the bottom of cclink. It knows bytes, keys as bytes
+and deadlines; what the bytes mean is decided above it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import libtorrent as lt
+
+from cclink import files
+from cclink.errors import NetworkError, UsageError
+
+Endpoint = tuple[str, int]
+
+# The routers pkarr's own DHT client starts from.
+DEFAULT_BOOTSTRAP: tuple[Endpoint, ...] = (
+    ("router.bittorrent.com", 6881),
+    ("dht.transmissionbt.com", 6881),
+    ("dht.libtorrent.org", 25401),
+    ("relay.pkarr.org", 6881),
+)
+BOOTSTRAP_ENV = "CCLINK_BOOTSTRAP"
+MAX_VALUE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class MutableItem:
+    """A BEP 44 mutable item as a node returned it (libtorrent checked the signature)."""
+
+    seq: int
+    signature: bytes
+    value: bytes
+
+
+def parse_bootstrap(text: str) -> list[Endpoint]:
+    """Read `host:port[,host:port...]`; UsageError on anything else."""
+    endpoints = []
+    for part in text.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise UsageError(f"{BOOTSTRAP_ENV} must be host:port[,host:port...], not '{text}'")
+        endpoints.append((host, int(port)))
+    return endpoints
+
+
+def bootstrap_from_environment() -> list[Endpoint]:
+    """CCLINK_BOOTSTRAP when set, else the public routers."""
+    text = os.environ.get(BOOTSTRAP_ENV, "").strip()
+    return parse_bootstrap(text) if text else list(DEFAULT_BOOTSTRAP)
+
+
+def is_loopback(endpoints: Sequence[Endpoint]) -> bool:
+    """True when every endpoint is a loopback address: a local test swarm."""
+    try:
+        return all(ipaddress.ip_address(host).is_loopback for host, _ in endpoints)
+    except ValueError:
+        return False
+
+
+def session_settings(listen: str, bootstrap: Sequence[Endpoint], local_swarm: bool) -> dict:
+    """libtorrent settings for a DHT-only session (no peers, no LSD/UPnP/NAT-PMP)."""
+    settings = {
+        "listen_interfaces": listen,
+        "enable_dht": True,
+        "dht_bootstrap_nodes": ",".join(f"{h}:{p}" for h, p in bootstrap),
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_incoming_tcp": False,
+        "enable_outgoing_tcp": False,
+        "enable_incoming_utp": False,
+        "enable_outgoing_utp": False,
+        "alert_mask": lt.alert.category_t.dht_notification | lt.alert.category_t.error_notification,
+        "alert_queue_size": 10000,
+    }
+    if local_swarm:
+        settings.update(_local_swarm_settings())
+    return settings
+
+
+def _local_swarm_settings() -> dict:
+    # Every node of a local swarm shares one IP address: lift the checks that
+    # exist to stop one host from filling a routing table, or nodes ignore
+    # each other after a burst of traffic.
+    return {
+        "dht_restrict_routing_ips": False,
+        "dht_restrict_search_ips": False,
+        "dht_enforce_node_id": False,
+        "dht_prefer_verified_node_ids": False,
+        "dht_ignore_dark_internet": False,
+        "dht_block_ratelimit": 1_000_000,
+        "dht_block_timeout": 0,
+        "dht_upload_rate_limit": 100_000_000,
+    }
+
+
+# In a local swarm every command runs its own short-lived DHT node. libtorrent
+# adds a node that stored an item to its routing table even when that node is
+# read-only, so finished commands linger there as dead entries, and a lookup
+# that meets one waits 15 s for it. Commands therefore bind their own loopback
+# address, distinct from the swarm's 127.0.0.1, and filter that address out
+# of their lookups: no command ever waits on another.
+COMMAND_ADDRESS = "127.0.0.2"
+
+
+def _ignore_other_commands() -> "lt.ip_filter":
+    ip_filter = lt.ip_filter()
+    ip_filter.add_rule(COMMAND_ADDRESS, COMMAND_ADDRESS, 1)  # 1 = blocked
+    return ip_filter
+
+
+def state_file_for(bootstrap: Sequence[Endpoint]) -> Path:
+    """Where the routing table is cached: one file per bootstrap set, so a test swarm never leaks into the real one."""
+    digest = hashlib.sha256(repr(sorted(bootstrap)).encode()).hexdigest()[:12]
+    return files.cache_dir() / f"dht-{digest}.state"
+
+
+class Dht:
+    """One libtorrent session on the DHT, for one command. Use as a context manager."""
+
+    def __init__(self, bootstrap: Sequence[Endpoint], *, state_file: Path | None = None) -> None:
+        self.bootstrap = list(bootstrap)
+        self.local_swarm = is_loopback(self.bootstrap)
+        self.state_file = state_file
+        listen = f"{COMMAND_ADDRESS}:0" if self.local_swarm else "0.0.0.0:0"
+        params = self._load_state()
+        if self.local_swarm:
+            params.ip_filter = _ignore_other_commands()
+        settings = session_settings(listen, self.bootstrap, self.local_swarm)
+        # A command lives for seconds: as a read-only node (BEP 43) it never
+        # enters other nodes' routing tables, where it would soon be a dead entry.
+        settings["dht_read_only"] = True
+        params.settings = settings
+        self._session = lt.session(params)
+        self._joined = False
+
+    def __enter__(self) -> "Dht":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Save the routing table for a warm start next time, then stop."""
+        if self._session is None:
+            return
+        self._save_state()
+        self._session = None  # dropping the last reference shuts libtorrent down
+
+    # --- put and get -----------------------------------------------------------
+
+    def put(self, public_key: bytes, expanded_secret: bytes, value: bytes, *, timeout: float) -> tuple[int, int]:
+        """Store a mutable item; return (seq, nodes that stored it).
+
+        libtorrent looks up the current item first and signs seq = highest + 1,
+        so a put always supersedes what the DHT holds.
+        """
+        if len(value) > MAX_VALUE_SIZE:
+            raise NetworkError(f"a DHT item holds at most {MAX_VALUE_SIZE} bytes, not {len(value)}")
+        deadline = time.monotonic() + timeout
+        self._wait_until_joined(deadline)
+        self._session.dht_put_mutable_item(expanded_secret, public_key, value, b"")
+        for alert in self._alerts_until(deadline):
+            if isinstance(alert, lt.dht_put_alert) and bytes(alert.public_key) == public_key:
+                if alert.num_success == 0:
+                    raise NetworkError("no DHT node stored the record; check the network and try again")
+                return alert.seq, alert.num_success
+        raise NetworkError("publishing to the DHT timed out; check the network and try again")
+
+    def get(self, public_key: bytes, *, timeout: float) -> MutableItem | None:
+        """The highest-seq item under public_key, or None when the DHT has none.
+
+        Raises NetworkError when no DHT node could be reached at all, since
+        then "none" would be a guess.
+        """
+        deadline = time.monotonic() + timeout
+        self._wait_until_joined(deadline)
+        self._session.dht_get_mutable_item(public_key, b"")
+        best: MutableItem | None = None
+        for alert in self._alerts_until(deadline):
+            if not isinstance(alert, lt.dht_mutable_item_alert) or bytes(alert.key) != public_key:
+                continue
+            item = _item_from_alert(alert)
+            if item is not None and (best is None or item.seq > best.seq):
+                best = item
+            if alert.authoritative:
+                break
+        if best is None and self.routing_table_size() == 0:
+            raise NetworkError("no DHT node answered; check the network (or CCLINK_BOOTSTRAP) and try again")
+        return best
+
+    def routing_table_size(self) -> int:
+        self._session.post_dht_stats()
+        for alert in self._alerts_until(time.monotonic() + 2):
+            if isinstance(alert, lt.dht_stats_alert):
+                return sum(bucket["num_nodes"] for bucket in alert.routing_table)
+        return 0
+
+    # --- internals --------------------------------------------------------------
+
+    def _wait_until_joined(self, deadline: float) -> None:
+        """Return once the routing table holds a node: the lookup itself finds the rest."""
+        while not self._joined:
+            if self.routing_table_size() > 0:
+                self._joined = True
+                return
+            for _ in self._alerts_until(min(deadline, time.monotonic() + 0.05)):
+                pass  # _alerts_until notes the bootstrap alert
+            if time.monotonic() >= deadline:
+                raise NetworkError("could not join the DHT in time; check the network (or CCLINK_BOOTSTRAP) and try again")
+
+    def _alerts_until(self, deadline: float) -> Iterator[lt.alert]:
+        """Alerts as libtorrent posts them, until the deadline passes."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if self._session.wait_for_alert(max(1, int(remaining * 1000))) is None:
+                continue
+            for alert in self._session.pop_alerts():
+                if isinstance(alert, lt.dht_bootstrap_alert):
+                    self._joined = True
+                yield alert
+
+    def _load_state(self) -> lt.session_params:
+        if self.state_file is not None:
+            try:
+                return lt.read_session_params(self.state_file.read_bytes(), lt.save_state_flags_t.save_dht_state)
+            except (OSError, RuntimeError, ValueError):
+                pass  # a missing or damaged cache only costs a cold start
+        return lt.session_params()
+
+    def _save_state(self) -> None:
+        if self.state_file is None:
+            return
+        params = self._session.session_state(lt.save_state_flags_t.save_dht_state)
+        try:
+            files.write_private(self.state_file, lt.write_session_params_buf(params, lt.save_state_flags_t.save_dht_state))
+        except OSError:
+            pass  # the cache is an optimisation; never fail a command over it
+
+
+def _item_from_alert(alert: lt.dht_mutable_item_alert) -> MutableItem | None:
+    value = alert.item
+    if not isinstance(value, bytes) or alert.seq <= 0:
+        return None  # "not found" arrives as an empty entry
+    return MutableItem(seq=alert.seq, signature=bytes(alert.signature), value=value)

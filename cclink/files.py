@@ -1,0 +1,101 @@
+"""Where cclink keeps its files, and how it writes private ones."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+
+
+def key_path() -> Path:
+    return Path.home() / ".pubky" / "secret_key"
+
+
+def cache_dir() -> Path:
+    """$XDG_CACHE_HOME/cclink, or ~/.cache/cclink; not created here."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    # The XDG spec says relative values are invalid and must be ignored.
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "cclink"
+    return Path.home() / ".cache" / "cclink"
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Atomically replace path with data, readable by its owner only (0600).
+
+    Raises OSError; a reader never sees a partial file, and no temporary file
+    is left behind on failure.
+    """
+    path = Path(path)
+    directory = path.parent
+    _make_private_dirs(directory)
+    temp, fd = _create_temp(directory, path.name)
+    try:
+        try:
+            # The umask may have removed bits; loading insists on exactly 0600.
+            os.fchmod(fd, PRIVATE_FILE_MODE)
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(directory)
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Create missing directories one by one, each 0700 (Path.mkdir(parents=True) would ignore the mode for parents)."""
+    missing: list[Path] = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for component in reversed(missing):
+        try:
+            os.mkdir(component, PRIVATE_DIR_MODE)
+        except FileExistsError:
+            pass  # created concurrently; fine as long as it is a directory
+    if not directory.is_dir():
+        raise NotADirectoryError(f"{directory} is not a directory")
+
+
+def _create_temp(directory: Path, name: str) -> tuple[Path, int]:
+    """An exclusive 0600 temp file beside the target, so os.replace stays on one filesystem."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        temp = directory / f".{name}.{os.urandom(6).hex()}.tmp"
+        try:
+            return temp, os.open(temp, flags, PRIVATE_FILE_MODE)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file in {directory}")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename durable; some filesystems refuse fsync on a directory, which is harmless."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

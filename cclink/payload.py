@@ -1,0 +1,126 @@
+"""The encrypted payload of a handoff: session id, hostname and project (WIRE.md section 4)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from cclink import agecrypt
+from cclink.errors import MalformedPayload
+
+# The id becomes `<id>.jsonl` on the picker's machine: no separators, no `.`/`..`,
+# nothing hidden.
+SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+
+_KNOWN_KEYS = ("h", "p", "s")
+
+
+def check_session_id(text: str) -> str:
+    """Return text if it is a safe session id, else raise MalformedPayload."""
+    if not isinstance(text, str) or SESSION_ID_PATTERN.fullmatch(text) is None:
+        raise MalformedPayload(
+            "the session id in the handoff is not 1-128 letters, digits, '_', '-' or '.' "
+            "(not starting with '.')"
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What the blob of a record decrypts to."""
+
+    session_id: str
+    hostname: str = ""
+    project: str = ""
+    extra: Mapping[str, object] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        check_session_id(self.session_id)
+        if not isinstance(self.hostname, str) or not isinstance(self.project, str):
+            raise MalformedPayload("the hostname and project of a handoff must be text")
+        if any(key in _KNOWN_KEYS for key in self.extra):
+            raise ValueError("extra payload keys must not shadow h, p or s")
+        # A read-only copy, so a frozen Payload really is immutable.
+        object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
+
+    def to_plaintext(self) -> bytes:
+        """Compact JSON, keys h, p, s first (the Rust order), then extra keys as read."""
+        document: dict[str, object] = {"h": self.hostname, "p": self.project, "s": self.session_id}
+        document.update(self.extra)
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_plaintext(cls, data: bytes) -> Payload:
+        """Read the JSON payload or the legacy bare session id."""
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedPayload("the decrypted handoff is not UTF-8 text") from None
+        document = _json_object(text)
+        if document is None:
+            # Legacy writers put the bare id in the blob. The Rust reader also falls
+            # back to it for JSON that is not its object, so `123` is an id too.
+            return cls(session_id=check_session_id(text.strip()))
+        return cls._from_object(document)
+
+    @classmethod
+    def _from_object(cls, document: dict[str, object]) -> Payload:
+        session_id = document.get("s")
+        if not isinstance(session_id, str):
+            raise MalformedPayload("the decrypted handoff has no session id")
+        hostname = _optional_text(document, "h", "hostname")
+        project = _optional_text(document, "p", "project")
+        extra = {key: value for key, value in document.items() if key not in _KNOWN_KEYS}
+        return cls(session_id=session_id, hostname=hostname, project=project, extra=extra)
+
+
+def seal(payload: Payload, recipient: agecrypt.Recipient) -> bytes:
+    """Encrypt a payload to one age recipient (the record's blob)."""
+    return agecrypt.encrypt(payload.to_plaintext(), recipient)
+
+
+def open_payload(blob: bytes, identity: agecrypt.Identity) -> Payload:
+    """Decrypt a record's blob; CannotDecrypt when it is not for identity."""
+    return Payload.from_plaintext(agecrypt.decrypt(blob, identity))
+
+
+def _optional_text(document: Mapping[str, object], key: str, name: str) -> str:
+    value = document.get(key, "")
+    if not isinstance(value, str) or not _is_unicode(value):
+        raise MalformedPayload(f"the {name} in the decrypted handoff is not text")
+    return value
+
+
+def _is_unicode(text: str) -> bool:
+    """False for strings holding lone surrogates (JSON `\\ud800` escapes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _json_object(text: str) -> dict[str, object] | None:
+    """The JSON object text holds, or None when it is not JSON or not an object."""
+    try:
+        document = json.loads(
+            text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant
+        )
+    except (ValueError, RecursionError):
+        # ValueError covers JSONDecodeError and Python's limit on huge integers.
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise MalformedPayload("the decrypted handoff repeats a JSON key")
+    return document
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
