@@ -1,0 +1,205 @@
+"""Claude Code's session files, and starting `claude --resume` (WIRE.md section 8)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator, NoReturn
+
+from cclink.errors import SessionError
+
+# Only the head of a session file says where it was started; later lines are
+# the conversation, which can be large and is none of our business.
+CWD_LINES = 20
+# Claude Code writes whole tool outputs on one line; a cwd line is far smaller.
+MAX_LINE_BYTES = 1 << 20
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Session:
+    session_id: str
+    file: Path
+    project: str | None  # the cwd recorded in the file
+    modified: float
+
+
+def projects_dir() -> Path:
+    return Path.home() / ".claude" / "projects"
+
+
+def project_dir_name(path: str) -> str:
+    """The folder name Claude Code uses for a working directory."""
+    return "".join(c if c.isascii() and c.isalnum() else "-" for c in path)
+
+
+# --- reading a session file --------------------------------------------------------
+
+
+def read_session_cwd(file: Path) -> str | None:
+    """The first non-empty string `cwd` among the file's first 20 JSON-object lines; never raises."""
+    try:
+        with open(file, "rb") as f:
+            for line in _head_lines(f, CWD_LINES):
+                cwd = _cwd_of_line(line)
+                if cwd is not None:
+                    return cwd
+    except OSError:
+        # The file may vanish or be unreadable; either way it names no project.
+        return None
+    return None
+
+
+def _head_lines(f: BinaryIO, count: int) -> Iterator[bytes | None]:
+    """Up to `count` lines; None stands for one too long to be worth parsing."""
+    for _ in range(count):
+        line = f.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            _skip_rest_of_line(f, line)
+            yield None
+        else:
+            yield line
+
+
+def _skip_rest_of_line(f: BinaryIO, read_so_far: bytes) -> None:
+    # Read in chunks so a line of gigabytes never sits in memory at once.
+    chunk = read_so_far
+    while chunk and not chunk.endswith(b"\n"):
+        chunk = f.readline(_CHUNK)
+
+
+def _cwd_of_line(line: bytes | None) -> str | None:
+    if line is None:
+        return None
+    try:
+        value = json.loads(line.decode("utf-8"))
+    except (ValueError, RecursionError):
+        # UnicodeDecodeError is a ValueError; deep nesting is a RecursionError.
+        return None
+    if not isinstance(value, dict):
+        return None
+    cwd = value.get("cwd")
+    return cwd if isinstance(cwd, str) and cwd else None
+
+
+# --- finding sessions --------------------------------------------------------------
+
+
+def recent_sessions(cwd: Path, now: float, max_age: float = 86400) -> list[Session]:
+    """Sessions modified within max_age whose project is cwd or below it, newest first."""
+    base = _resolved(str(cwd))
+    if base is None:
+        return []
+    found = []
+    for file, modified in _session_files():
+        if now - modified > max_age:
+            continue
+        project = read_session_cwd(file)
+        if project is not None and _is_at_or_below(project, base):
+            found.append(Session(file.stem, file, project, modified))
+    return sorted(found, key=lambda s: (-s.modified, s.session_id))
+
+
+def find_session(session_id: str) -> Session | None:
+    """The file of a session id in any project folder; the newest when there are several."""
+    if not _is_plain_name(session_id):
+        return None
+    name = f"{session_id}.jsonl"
+    matches = []
+    for folder in _project_folders():
+        file = folder / name
+        try:
+            if file.parent != folder or not file.is_file():
+                continue
+            modified = file.stat().st_mtime
+        except OSError:
+            continue
+        matches.append(Session(session_id, file, read_session_cwd(file), modified))
+    return max(matches, key=lambda s: s.modified, default=None)
+
+
+def _project_folders() -> Iterator[Path]:
+    try:
+        entries = list(os.scandir(projects_dir()))
+    except OSError:
+        # No ~/.claude (Claude Code never ran here) means no sessions.
+        return
+    for entry in entries:
+        try:
+            if entry.is_dir():
+                yield Path(entry.path)
+        except OSError:
+            continue
+
+
+def _session_files() -> Iterator[tuple[Path, float]]:
+    """(file, mtime) of every *.jsonl directly inside a project folder."""
+    for folder in _project_folders():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.name.endswith(".jsonl") or entry.name == ".jsonl":
+                continue
+            try:
+                if entry.is_file():
+                    yield Path(entry.path), entry.stat().st_mtime
+            except OSError:
+                continue
+
+
+def _is_plain_name(session_id: str) -> bool:
+    """Whether the id can only name a file directly inside a project folder."""
+    separators = {"/", "\0", os.sep, os.altsep} - {None}
+    return session_id not in ("", ".", "..") and not any(s in session_id for s in separators)
+
+
+def _resolved(path: str) -> Path | None:
+    # A relative cwd in a file would be resolved against *our* directory,
+    # which says nothing about where that session ran.
+    if not os.path.isabs(path):
+        return None
+    try:
+        return Path(path).resolve()
+    except (OSError, ValueError, RuntimeError):
+        # ValueError: embedded NUL; RuntimeError: symlink loop on older Pythons.
+        return None
+
+
+def _is_at_or_below(project: str, base: Path) -> bool:
+    resolved = _resolved(project)
+    # Component-wise, so /a/bc is not below /a/b.
+    return resolved is not None and (resolved == base or base in resolved.parents)
+
+
+# --- launching Claude Code ---------------------------------------------------------
+
+
+def resume(session_id: str, project: Path | None) -> NoReturn:
+    """Replace this process with `claude --resume <id>`, started in project when it is a directory."""
+    where = Path(project) if project is not None and Path(project).is_dir() else None
+    by_hand = _by_hand(session_id, where)
+    if shutil.which("claude") is None:
+        raise SessionError(f"the claude command was not found on PATH; install Claude Code, then run `{by_hand}`")
+    if where is not None:
+        os.chdir(where)
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    try:
+        os.execvp("claude", ["claude", "--resume", session_id])
+    except OSError as e:
+        raise SessionError(f"claude could not be started ({e.strerror or e}); run `{by_hand}` yourself") from None
+
+
+def _by_hand(session_id: str, where: Path | None) -> str:
+    command = f"claude --resume {shlex.quote(session_id)}"
+    return f"cd {shlex.quote(str(where))} && {command}" if where is not None else command

@@ -1,0 +1,325 @@
+"""The command line: parse arguments, call a flow, show its result.
+
+This is the only place that turns errors into messages and exit codes.
+Modules are imported inside commands so `cclink --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Optional
+
+import typer
+import typer.main
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Hand a Claude Code session to another machine over the Mainline DHT, end-to-end encrypted.\n\n"
+    "Run `cclink` in a project to publish its session, then `cclink pickup` on the other machine.",
+)
+
+PUBLISH = "publish"
+INTERNAL_ERROR_EXIT = 70
+INTERRUPTED_EXIT = 130
+
+
+# --- commands ---------------------------------------------------------------------
+
+
+@app.command(PUBLISH)
+def publish_command(
+    session_id: Optional[str] = typer.Argument(None, help="Session to publish (default: the newest one for this directory)."),
+    ttl: int = typer.Option(86400, "--ttl", help="Seconds until the handoff expires."),
+    burn: bool = typer.Option(False, "--burn", help="Revoke the handoff when it is picked up with your key."),
+    pin: bool = typer.Option(False, "--pin", help="Encrypt to a PIN instead of a key (asked for, or CCLINK_PIN)."),
+    share: Optional[str] = typer.Option(None, "--share", metavar="PUBKEY", help="Encrypt to someone else's public key."),
+    qr: bool = typer.Option(False, "--qr", help="Also show the pickup command as a QR code."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Publish a handoff of the current session (the default command: `cclink` alone runs it)."""
+    import time
+
+    from cclink import console, handoff
+    from cclink.keys import PublicKey
+
+    request = handoff.PublishRequest(
+        session_id=session_id, ttl=ttl, burn=burn, pin=pin, share=PublicKey.parse(share) if share else None
+    )
+    outcome = handoff.publish(request, _rendezvous(), time.time())
+    if as_json:
+        _print_json(_publish_json(outcome))
+        return
+    for note in outcome.notes:
+        console.say(f"Note: {note}")
+    record = outcome.record
+    print(f"Session: {outcome.session_id} in {_home_relative(outcome.project)}")
+    print(f"Published! Stored on {outcome.published.nodes} DHT node{'s' if outcome.published.nodes != 1 else ''}.")
+    print("  Run on another machine:")
+    print(f"  {outcome.pickup_command}")
+    print(f"Expires in {console.format_duration(record.ttl)} ({_utc(record.expires_at)}).{_mode_line(outcome)}")
+    if qr:
+        print(console.qr_text(outcome.pickup_command))
+
+
+@app.command("pickup")
+def pickup_command(
+    pubkey: Optional[str] = typer.Argument(None, help="Publisher's public key (default: your own)."),
+    yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask before resuming."),
+    qr: bool = typer.Option(False, "--qr", help="Show the session id as a QR code instead of resuming."),
+    as_json: bool = typer.Option(False, "--json", help="Print the handoff as JSON instead of resuming."),
+) -> None:
+    """Find a handoff, verify and decrypt it, and resume it with `claude --resume`."""
+    import time
+
+    from cclink import console, handoff
+    from cclink.keys import PublicKey
+
+    publisher = PublicKey.parse(pubkey) if pubkey else None
+    launching = not (qr or as_json)
+    outcome = handoff.pickup(publisher, _rendezvous(), time.time(), assume_yes=yes, confirm=launching)
+    for note in outcome.notes:
+        console.say(f"Note: {note}")
+    if as_json:
+        _print_json(_pickup_json(outcome))
+    elif qr:
+        print(console.qr_text(outcome.payload.session_id))
+        print(f"Session: {outcome.payload.session_id}")
+    else:
+        if outcome.revoked:
+            console.say("Burn-after-read: the handoff was revoked.")
+        console.say(f"Resuming session {outcome.payload.session_id}...")
+        handoff.resume(outcome)
+
+
+@app.command("init")
+def init_command(
+    import_from: Optional[str] = typer.Option(None, "--import", metavar="PATH|-", help="Import a key file (or - for standard input)."),
+    no_passphrase: bool = typer.Option(False, "--no-passphrase", help="Store the key unencrypted."),
+    yes: bool = typer.Option(False, "-y", "--yes", help="Replace an existing key without asking."),
+) -> None:
+    """Create your key (or import one), encrypted with a passphrase by default."""
+    from cclink import handoff
+
+    outcome = handoff.init(import_from, no_passphrase, yes)
+    verb = "Imported" if outcome.imported else "Created"
+    print(f"{verb} key {outcome.public_key.display}")
+    print(f"Saved to {outcome.path} ({'passphrase-protected' if outcome.encrypted else 'unencrypted'}).")
+
+
+@app.command("whoami")
+def whoami_command(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """Show your public key, its fingerprint and the key file."""
+    from cclink import handoff
+
+    public_key, path = handoff.whoami()
+    if as_json:
+        _print_json({"public_key": public_key.display, "fingerprint": public_key.fingerprint, "key_file": str(path)})
+        return
+    print(f"Public Key:  {public_key.display}")
+    print(f"Fingerprint: {public_key.fingerprint}")
+    print(f"Key file:    {path}")
+
+
+@app.command("list")
+def list_command(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """Show your active handoff on the DHT."""
+    import time
+
+    from cclink import console, handoff
+
+    outcome = handoff.list_active(_rendezvous())
+    now = time.time()
+    record = outcome.record
+    if as_json:
+        _print_json(_list_json(outcome, now))
+        return
+    status = "expired" if record.is_expired(now) else f"{console.format_duration(record.expires_at - now)} left"
+    print(f"Handoff by {outcome.publisher.display}")
+    print(f"  Published: {console.format_duration(max(0, now - record.created_at))} ago ({_utc(record.created_at)})")
+    print(f"  TTL:       {console.format_duration(record.ttl)}, {status}")
+    print(f"  Burn:      {'yes' if record.burn else 'no'}")
+    print(f"  For:       {_audience(record)}")
+    if outcome.payload is not None:
+        print(f"  Session:   {outcome.payload.session_id}")
+        print(f"  Project:   {_home_relative(outcome.payload.project)}")
+
+
+@app.command("revoke")
+def revoke_command(yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask first.")) -> None:
+    """Revoke your active handoff."""
+    import time
+
+    from cclink import handoff
+
+    handoff.revoke(_rendezvous(), time.time(), assume_yes=yes)
+    print("Revoked.")
+
+
+@app.command("testnet")
+def testnet_command(
+    nodes: int = typer.Option(8, "--nodes", help="How many DHT nodes to run."),
+    port: int = typer.Option(0, "--port", help="Port of the first (bootstrap) node; 0 picks a free one."),
+) -> None:
+    """Run a local DHT on 127.0.0.1 until interrupted, for trying cclink offline."""
+    import signal
+    import threading
+
+    from cclink import console
+    from cclink.testnet import Testnet
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with Testnet(nodes, port) as net:
+        print(f"CCLINK_BOOTSTRAP={net.bootstrap}", flush=True)
+        console.say(f"{nodes} DHT node{'s' if nodes != 1 else ''} on 127.0.0.1; export the line above in other shells. Ctrl-C stops.")
+        try:
+            while not stop.wait(3600):
+                pass
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command("demo")
+def demo_command() -> None:
+    """Show a whole handoff between two throwaway homes on a local DHT."""
+    from cclink import demo
+
+    demo.run()
+
+
+# --- presentation helpers -------------------------------------------------------------
+
+
+def _rendezvous():
+    from cclink import dht
+    from cclink.rendezvous import Rendezvous
+
+    return Rendezvous(dht.bootstrap_from_environment())
+
+
+def _print_json(data: dict) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _utc(timestamp: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _home_relative(path: str) -> str:
+    home = os.path.expanduser("~")
+    if path == home or path.startswith(home + os.sep):
+        return "~" + path[len(home):]
+    return path
+
+
+def _audience(record) -> str:
+    if record.pin_salt is not None:
+        return "anyone with the PIN"
+    if record.recipient is not None:
+        return record.recipient_key().display
+    return "your own key"
+
+
+def _mode_line(outcome) -> str:
+    parts = []
+    if outcome.mode == "pin":
+        parts.append("PIN-protected")
+    elif outcome.mode == "share":
+        parts.append(f"Shared with {outcome.record.recipient_key().display}")
+    if outcome.record.burn:
+        parts.append("burn after read")
+    return (" " + ", ".join(parts) + ".") if parts else ""
+
+
+def _record_json(record) -> dict:
+    recipient = record.recipient_key()
+    return {
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "ttl": record.ttl,
+        "burn": record.burn,
+        "pin": record.pin_salt is not None,
+        "recipient": recipient.display if recipient else None,
+    }
+
+
+def _publish_json(outcome) -> dict:
+    return {
+        "session_id": outcome.session_id,
+        "project": outcome.project,
+        "publisher": outcome.publisher.display,
+        "mode": outcome.mode,
+        **_record_json(outcome.record),
+        "seq": outcome.published.seq,
+        "nodes": outcome.published.nodes,
+        "pickup_command": outcome.pickup_command,
+    }
+
+
+def _pickup_json(outcome) -> dict:
+    return {
+        "session_id": outcome.payload.session_id,
+        "project": outcome.payload.project,
+        "hostname": outcome.payload.hostname,
+        "publisher": outcome.publisher.display,
+        **_record_json(outcome.record),
+        "revoked": outcome.revoked,
+        "session_on_this_machine": outcome.session is not None,
+        "resume_directory": str(outcome.project_dir) if outcome.project_dir else None,
+    }
+
+
+def _list_json(outcome, now: float) -> dict:
+    data = {"publisher": outcome.publisher.display, **_record_json(outcome.record), "seq": outcome.seq}
+    data["expired"] = outcome.record.is_expired(now)
+    if outcome.payload is not None:
+        data["session_id"] = outcome.payload.session_id
+        data["project"] = outcome.payload.project
+    return data
+
+
+# --- entry point ----------------------------------------------------------------------
+
+
+def _with_default_command(args: list[str]) -> list[str]:
+    """`cclink [SESSION_ID] [options]` means `cclink publish ...`."""
+    names = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    if args and (args[0] in names or args[0] in ("--help", "-h")):
+        return args
+    return [PUBLISH, *args]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; every failure becomes one sentence on stderr and an exit code."""
+    from cclink.errors import CclinkError
+
+    args = _with_default_command(list(sys.argv[1:] if argv is None else argv))
+    try:
+        # Typer reports its own usage errors (exit 2) and exits; ours land here.
+        typer.main.get_command(app).main(args, prog_name="cclink", standalone_mode=True)
+    except CclinkError as error:
+        _fail(str(error), error.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", INTERRUPTED_EXIT)
+    except Exception as error:  # noqa: BLE001 - the last line of defence against tracebacks
+        if os.environ.get("CCLINK_DEBUG"):
+            raise
+        _fail(f"internal error ({type(error).__name__}); rerun with CCLINK_DEBUG=1 and report it", INTERNAL_ERROR_EXIT)
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"cclink: error: {_sentence(message)}\n")
+    sys.exit(code)
+
+
+def _sentence(message: str) -> str:
+    message = message.strip()
+    message = message[:1].upper() + message[1:]
+    return message if message.endswith((".", "!", "?")) else message + "."

@@ -1,0 +1,207 @@
+"""Talking to the person at the terminal: prompts, progress and notes on stderr.
+
+Results (what a script would capture) are printed on stdout by the callers;
+everything here writes to stderr so that it never mixes with them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import os
+import shutil
+import sys
+import threading
+from types import TracebackType
+from typing import TextIO
+
+import qrcode
+
+from cclink.errors import Aborted, NoInput, UsageError
+
+
+def _isatty(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (ValueError, OSError):
+        # A closed or detached stream is no terminal.
+        return False
+
+
+def is_interactive() -> bool:
+    """Whether there is a person to ask: stdin and stderr are both terminals."""
+    return _isatty(sys.stdin) and _isatty(sys.stderr)
+
+
+def say(message: str) -> None:
+    """One line for the human (progress or a note), on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- questions ---------------------------------------------------------------------
+
+
+def secret(prompt: str, env_var: str, confirm: bool = False) -> str:
+    """A secret from env_var when set, else typed without echo at the terminal."""
+    value = os.environ.get(env_var, "")
+    if value:
+        return value
+    if not is_interactive():
+        raise NoInput(f"a secret is needed and there is no terminal to type it on; set {env_var} instead")
+    first = _getpass(prompt)
+    if confirm and _getpass("Type it again to confirm: ") != first:
+        raise UsageError("the two entries did not match")
+    return first
+
+
+def _getpass(prompt: str) -> str:
+    try:
+        return getpass.getpass(prompt, stream=sys.stderr)
+    except EOFError:
+        raise Aborted("no input was given") from None
+
+
+def confirm(question: str, *, assume_yes: bool, when_not_interactive: bool) -> bool:
+    """Ask a yes/no question; anything but y/yes, including end of input, is no."""
+    if assume_yes:
+        return True
+    if not is_interactive():
+        return when_not_interactive
+    answer = _ask(f"{question} [y/N] ")
+    return answer is not None and answer.strip().lower() in ("y", "yes")
+
+
+def choose(title: str, options: list[str]) -> int:
+    """The 0-based index of an option picked from a numbered menu; asks again until it gets one."""
+    if not options:
+        raise ValueError("choose() needs at least one option")
+    lines = [title] + [f"  {n}) {option}" for n, option in enumerate(options, 1)]
+    sys.stderr.write("\n".join(lines) + "\n")
+    while True:
+        answer = _ask(f"Number (1-{len(options)}): ")
+        if answer is None:
+            raise Aborted("nothing was chosen")
+        answer = answer.strip()
+        if answer.isdigit() and 1 <= int(answer) <= len(options):
+            return int(answer) - 1
+        say(f"Please type a number from 1 to {len(options)}.")
+
+
+def _ask(prompt: str) -> str | None:
+    """A line typed in answer to prompt, or None at end of input."""
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    return line if line else None
+
+
+# --- spinner -----------------------------------------------------------------------
+
+
+class Spinner:
+    """A message with a turning wheel on stderr; does nothing unless stderr is a terminal."""
+
+    INTERVAL = 0.1
+
+    def __init__(self, message: str) -> None:
+        self._message = message
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._frames = _spinner_frames(sys.stderr)
+
+    def update(self, message: str) -> None:
+        with self._lock:
+            self._message = message
+
+    def __enter__(self) -> Spinner:
+        if _isatty(sys.stderr):
+            self._thread = threading.Thread(target=self._run, name="cclink-spinner", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        self._write("\r\x1b[K")
+
+    def _run(self) -> None:
+        turn = 0
+        while not self._stop.is_set():
+            with self._lock:
+                message = self._message
+            frame = self._frames[turn % len(self._frames)]
+            self._write(f"\r\x1b[K{_fit(f'{frame} {message}')}")
+            turn += 1
+            self._stop.wait(self.INTERVAL)
+
+    @staticmethod
+    def _write(text: str) -> None:
+        try:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            # The terminal went away; progress is not worth a crash.
+            pass
+
+
+def spinner(message: str) -> Spinner:
+    """`with spinner("Publishing") as spin: ...`; spin.update(text) changes the message."""
+    return Spinner(message)
+
+
+def _spinner_frames(stream: TextIO) -> str:
+    braille = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+    try:
+        braille.encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return "|/-\\"
+    return braille
+
+
+def _fit(text: str) -> str:
+    # A wrapped line cannot be taken back with \r, so never let it wrap.
+    try:
+        columns = os.get_terminal_size(sys.stderr.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        columns = shutil.get_terminal_size().columns
+    if columns < 8:
+        # An unset size (0 columns) says nothing; do not cut the text to nothing.
+        return text
+    width = columns - 1
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+# --- formatting --------------------------------------------------------------------
+
+
+def qr_text(data: str) -> str:
+    """A QR code of data drawn with half blocks, light modules solid (for dark terminals)."""
+    code = qrcode.QRCode(border=2, error_correction=qrcode.constants.ERROR_CORRECT_L)
+    code.add_data(data)
+    code.make(fit=True)
+    out = io.StringIO()
+    code.print_ascii(out=out, invert=True)
+    # qrcode draws "nothing" as a no-break space, which some fonts render oddly.
+    return out.getvalue().replace("\xa0", " ").rstrip("\n")
+
+
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def format_duration(seconds: float) -> str:
+    """The largest unit and the next one when non-zero: "1d 2h", "2h", "3m 20s", "45s"."""
+    remaining = max(0, round(seconds))
+    for index, (name, size) in enumerate(_UNITS):
+        if remaining >= size or size == 1:
+            text = f"{remaining // size}{name}"
+            if size > 1:
+                next_name, next_size = _UNITS[index + 1]
+                rest = remaining % size // next_size
+                if rest:
+                    text += f" {rest}{next_name}"
+            return text
+    raise AssertionError("unreachable: the last unit is one second")

@@ -1,0 +1,121 @@
+"""`cclink demo`: a whole handoff between two throwaway homes on a local DHT."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import textwrap
+import uuid
+from pathlib import Path
+
+from cclink import claude, dht, packet
+from cclink.keys import PublicKey
+from cclink.record import Record
+from cclink.testnet import Testnet
+
+STAND_IN = """#!/bin/sh
+echo "  [stand-in for claude] would now run: claude $* (in $(pwd))"
+"""
+
+
+def run() -> None:
+    with tempfile.TemporaryDirectory(prefix="cclink-demo-") as scratch, Testnet(8) as net:
+        root = Path(scratch)
+        laptop, desktop = _machine(root, "laptop", net), _machine(root, "desktop", net)
+        _step(f"A local DHT of {net.size} libtorrent nodes is running on {net.bootstrap}.")
+
+        _step("The laptop creates its key (unencrypted here; `cclink init` asks for a passphrase by default).")
+        laptop.cclink("init", "--no-passphrase")
+        _step("The desktop imports the same key: that is what lets a plain `cclink pickup` find and open the handoff.")
+        desktop.cclink("init", "--import", str(laptop.home / ".pubky" / "secret_key"), "--no-passphrase")
+
+        project = laptop.home / "work" / "my-app"
+        session_id = _write_sample_session(laptop.home, project)
+        _step(f"Claude Code on the laptop has a session {session_id} for {project}.")
+        # This version hands over the session id only; the session file must
+        # already be on the desktop (as with a synced ~/.claude).
+        _write_sample_session(desktop.home, desktop.home / "work" / "my-app", session_id)
+
+        _step("On the laptop, in the project directory: `cclink`")
+        laptop.cclink(cwd=project)
+
+        _step("What the DHT now holds, readable by anyone: a signed record whose only secret part is an age blob.")
+        print(textwrap.indent(_public_view(laptop, net), "    "))
+
+        _step("On the desktop: `cclink pickup -y` resolves, verifies, decrypts and resumes.")
+        desktop.cclink("pickup", "-y", cwd=desktop.home)
+        _step("Done. The scratch homes and the local DHT are removed now.")
+
+
+class _Machine:
+    """A throwaway HOME that runs the real cclink command."""
+
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        self.home = home
+        self.env = env
+
+    def cclink(self, *args: str, cwd: Path | None = None) -> str:
+        print(f"  $ cclink {shlex.join(args)}".rstrip())
+        result = subprocess.run(
+            [sys.executable, "-m", "cclink", *args],
+            cwd=cwd or self.home,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+        )
+        output = (result.stdout + result.stderr).rstrip()
+        if output:
+            print(textwrap.indent(output, "    "))
+        if result.returncode != 0:
+            raise SystemExit(f"demo stopped: cclink {' '.join(args)} exited with {result.returncode}")
+        return result.stdout
+
+
+def _machine(root: Path, name: str, net: Testnet) -> _Machine:
+    home = root / name
+    bin_dir = home / "bin"
+    bin_dir.mkdir(parents=True)
+    stand_in = bin_dir / "claude"
+    stand_in.write_text(STAND_IN)
+    stand_in.chmod(0o755)
+    env = dict(os.environ)
+    for variable in ("CCLINK_PASSPHRASE", "CCLINK_PIN", "XDG_CACHE_HOME"):
+        env.pop(variable, None)
+    env.update(HOME=str(home), CCLINK_BOOTSTRAP=net.bootstrap, PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}")
+    return _Machine(home, env)
+
+
+def _write_sample_session(home: Path, project: Path, session_id: str | None = None) -> str:
+    session_id = session_id or str(uuid.uuid4())
+    project.mkdir(parents=True, exist_ok=True)
+    folder = home / ".claude" / "projects" / claude.project_dir_name(str(project))
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        {"type": "user", "cwd": str(project), "sessionId": session_id, "message": {"role": "user", "content": "Add a README"}},
+        {"type": "assistant", "cwd": str(project), "sessionId": session_id, "message": {"role": "assistant", "content": "Done."}},
+    ]
+    (folder / f"{session_id}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return session_id
+
+
+def _public_view(machine: _Machine, net: Testnet) -> str:
+    """The record as any DHT node sees it, fetched the way pickup does."""
+    whoami = json.loads(machine.cclink("whoami", "--json"))
+    publisher = PublicKey.parse(whoami["public_key"])
+    with dht.Dht([("127.0.0.1", net.port)]) as node:
+        item = node.get(publisher.raw, timeout=10)
+    if item is None:
+        return "(nothing found)"
+    record = Record.from_json(packet.record_from_message(item.value, publisher) or b"{}")
+    shown = json.loads(record.to_json())
+    shown["blob"] = shown["blob"][:40] + "...  (age ciphertext of session id, host and path)"
+    return f"seq {item.seq}, {len(item.value)} bytes of signed DNS; TXT _cclink:\n" + json.dumps(shown, indent=2)
+
+
+def _step(text: str) -> None:
+    print(f"\n* {text}", flush=True)

@@ -1,0 +1,327 @@
+"""What each command does: the handoff flows between the CLI and the formats.
+
+Flows ask the person at the terminal through `console`, read and write keys
+through `keyfile`, and reach the DHT through a `Rendezvous`. They return
+plain results; the CLI decides how those look.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+from cclink import claude, console, files, kdf, keyfile, payload
+from cclink.errors import (
+    Aborted,
+    CannotDecrypt,
+    Expired,
+    KeyFileError,
+    MalformedPayload,
+    SessionError,
+    UsageError,
+    WrongPin,
+)
+from cclink.keys import Identity, PublicKey
+from cclink.payload import Payload
+from cclink.record import Record, new_record
+from cclink.rendezvous import Published, Rendezvous
+
+PASSPHRASE_ENV = "CCLINK_PASSPHRASE"
+PIN_ENV = "CCLINK_PIN"
+DEFAULT_TTL = 86400
+MAX_TTL = 365 * 86400
+
+
+# --- keys -------------------------------------------------------------------------
+
+
+def load_identity() -> Identity:
+    """The user's key, asking for its passphrase only if it is encrypted."""
+    path = files.key_path()
+    return keyfile.load_identity(path, lambda: console.secret(f"Passphrase for {path}: ", PASSPHRASE_ENV))
+
+
+def has_identity() -> bool:
+    return files.key_path().exists()
+
+
+@dataclass(frozen=True)
+class InitOutcome:
+    public_key: PublicKey
+    path: Path
+    encrypted: bool
+    imported: bool
+
+
+def init(import_from: str | None, no_passphrase: bool, assume_yes: bool) -> InitOutcome:
+    """Create or import the key, encrypted with a passphrase unless told otherwise."""
+    path = files.key_path()
+    if import_from is not None:
+        identity = _read_import(import_from)
+    else:
+        identity = Identity.generate()
+    if path.exists() and not console.confirm(
+        f"A key already exists at {path}. Replace it? The old key is lost", assume_yes=assume_yes, when_not_interactive=False
+    ):
+        raise Aborted(f"kept the existing key at {path}; pass -y to replace it")
+    passphrase = None
+    if not no_passphrase:
+        passphrase = console.secret("New passphrase for the key (at least 8 characters): ", PASSPHRASE_ENV, confirm=True)
+        kdf.check_passphrase(passphrase)
+    keyfile.save_identity(path, identity, passphrase)
+    return InitOutcome(identity.public_key, path, passphrase is not None, import_from is not None)
+
+
+def _read_import(source: str) -> Identity:
+    if source == "-":
+        data, name = sys.stdin.buffer.read(), "standard input"
+    else:
+        name = source
+        try:
+            data = Path(source).expanduser().read_bytes()
+        except OSError as error:
+            raise KeyFileError(f"cannot read {source}: {error.strerror or error}") from None
+    return keyfile.identity_from_bytes(
+        data, lambda: console.secret(f"Passphrase of the key being imported: ", PASSPHRASE_ENV), name
+    )
+
+
+# --- publish ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    session_id: str | None = None
+    ttl: int = DEFAULT_TTL
+    burn: bool = False
+    pin: bool = False
+    share: PublicKey | None = None
+
+
+@dataclass(frozen=True)
+class PublishOutcome:
+    publisher: PublicKey
+    session_id: str
+    project: str
+    record: Record
+    published: Published
+    mode: str  # "self", "share" or "pin"
+    pickup_command: str
+    notes: list[str] = field(default_factory=list)
+
+
+def check_publish_request(request: PublishRequest) -> list[str]:
+    """Refuse impossible flag combinations; return notes the user should read."""
+    if request.pin and request.share:
+        raise UsageError("--pin and --share exclude each other: a handoff is encrypted to one recipient")
+    if request.burn and request.share:
+        raise UsageError(
+            "--burn cannot be combined with --share: only the key that signed a record can revoke it, "
+            "and the recipient's pickup does not hold that key"
+        )
+    if not 1 <= request.ttl <= MAX_TTL:
+        raise UsageError(f"--ttl must be between 1 and {MAX_TTL} seconds")
+    if request.session_id is not None:
+        try:
+            payload.check_session_id(request.session_id)
+        except MalformedPayload:
+            raise UsageError(f"'{request.session_id}' is not a Claude Code session id") from None
+    if request.burn and request.pin:
+        return [
+            "Only a pickup made with your own key can revoke this handoff; a pickup with the PIN "
+            "from another key leaves it in place until it expires."
+        ]
+    return []
+
+
+def publish(request: PublishRequest, rendezvous: Rendezvous, now: float) -> PublishOutcome:
+    notes = check_publish_request(request)
+    identity = load_identity()
+    session_id, project = _session_to_publish(request.session_id, now)
+    body = Payload(session_id=session_id, hostname=socket.gethostname(), project=project)
+    pin_salt = None
+    if request.pin:
+        pin = console.secret("PIN for this handoff (at least 8 characters): ", PIN_ENV, confirm=True)
+        kdf.check_pin(pin)
+        pin_salt = secrets.token_bytes(kdf.SALT_SIZE)
+        recipient = kdf.pin_recipient(pin, pin_salt)
+        mode = "pin"
+    elif request.share:
+        recipient, mode = request.share.age_recipient(), "share"
+    else:
+        recipient, mode = identity.public_key.age_recipient(), "self"
+    record = new_record(
+        identity,
+        payload.seal(body, recipient),
+        ttl=request.ttl,
+        now=now,
+        burn=request.burn,
+        pin_salt=pin_salt,
+        recipient=request.share,
+    )
+    with console.spinner("Publishing to the DHT"):
+        published = rendezvous.publish(identity, record)
+    command = "cclink pickup" if mode == "self" else f"cclink pickup {identity.public_key.z32}"
+    return PublishOutcome(identity.public_key, session_id, project, record, published, mode, command, notes)
+
+
+def _session_to_publish(session_id: str | None, now: float) -> tuple[str, str]:
+    """The (session id, project path) to hand off."""
+    cwd = Path.cwd()
+    if session_id is not None:
+        return session_id, str(cwd)
+    sessions = claude.recent_sessions(cwd, now)
+    if not sessions:
+        raise SessionError(
+            f"no Claude Code session from the last 24 hours was found for {cwd} or below; "
+            "run cclink in the project's directory, or pass the session id"
+        )
+    chosen = sessions[0]
+    if len(sessions) > 1 and console.is_interactive():
+        labels = [_session_label(s, now) for s in sessions]
+        chosen = sessions[console.choose("Several sessions match; which one?", labels)]
+    return chosen.session_id, chosen.project or str(cwd)
+
+
+def _session_label(session: claude.Session, now: float) -> str:
+    age = console.format_duration(max(0.0, now - session.modified))
+    return f"{session.session_id}  {session.project or '?'}  ({age} ago)"
+
+
+# --- pickup -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PickupOutcome:
+    publisher: PublicKey
+    record: Record
+    payload: Payload
+    session: claude.Session | None
+    revoked: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def project_dir(self) -> Path | None:
+        """Where to resume: the publisher's project path if it exists here, else the session's own."""
+        for candidate in (self.payload.project, self.session.project if self.session else None):
+            if candidate and Path(candidate).is_dir():
+                return Path(candidate)
+        return None
+
+
+def pickup(publisher: PublicKey | None, rendezvous: Rendezvous, now: float, *, assume_yes: bool, confirm: bool) -> PickupOutcome:
+    """Resolve, verify, check expiry, decrypt, and for one's own burn record, revoke."""
+    identity = load_identity() if publisher is None or has_identity() else None
+    publisher = publisher or identity.public_key
+    with console.spinner(f"Looking up {publisher.fingerprint} on the DHT") as spin:
+        resolved = rendezvous.resolve(publisher, on_retry=lambda d: spin.update(f"DHT unreachable; retrying in {d:.0f}s"))
+    record = resolved.record
+    _refuse_expired(record, now)
+    body = _decrypt(record, publisher, identity, now)
+    if confirm and not console.confirm(_resume_question(body, record, now), assume_yes=assume_yes, when_not_interactive=True):
+        raise Aborted("pickup cancelled; the handoff is still published")
+    notes: list[str] = []
+    revoked = False
+    if record.burn:
+        if identity is not None and identity.public_key == publisher:
+            with console.spinner("Revoking the burn-after-read record"):
+                rendezvous.revoke(identity)
+            revoked = True
+        else:
+            notes.append("This is a burn-after-read handoff, but only its publisher's key can revoke it; it stays until it expires.")
+    return PickupOutcome(publisher, record, body, claude.find_session(body.session_id), revoked, notes)
+
+
+def _refuse_expired(record: Record, now: float) -> None:
+    if record.is_expired(now):
+        ago = console.format_duration(now - record.expires_at)
+        raise Expired(f"the handoff from {record.publisher().fingerprint} expired {ago} ago")
+
+
+def _decrypt(record: Record, publisher: PublicKey, identity: Identity | None, now: float) -> Payload:
+    age = console.format_duration(max(0.0, now - record.created_at))
+    origin = f"the handoff from {publisher.display} ({age} old)"
+    if record.pin_salt is not None:
+        pin = console.secret("PIN: ", PIN_ENV)
+        try:
+            return payload.open_payload(record.blob, kdf.pin_identity(pin, record.pin_salt))
+        except CannotDecrypt:
+            raise WrongPin(f"incorrect PIN for {origin}") from None
+    if identity is None:
+        raise KeyFileError(f"{origin} is encrypted to a key, and there is no key here; run `cclink init` first")
+    me = identity.public_key
+    intended = record.recipient_key() or publisher
+    if intended != me:
+        if record.recipient is not None:
+            raise CannotDecrypt(f"{origin} was shared with {intended.display}, not with your key {me.display}")
+        raise CannotDecrypt(
+            f"{origin} is encrypted to its publisher's own key; use that key here, "
+            f"or ask the publisher to run `cclink --share {me.z32}` or `cclink --pin`"
+        )
+    try:
+        return payload.open_payload(record.blob, identity.age_identity())
+    except CannotDecrypt:
+        raise CannotDecrypt(f"{origin} names your key but does not decrypt with it; it may be damaged") from None
+
+
+def _resume_question(body: Payload, record: Record, now: float) -> str:
+    where = body.project or "an unknown directory"
+    host = f" on {body.hostname}" if body.hostname else ""
+    age = console.format_duration(max(0.0, now - record.created_at))
+    return f"Resume session {body.session_id} ({where}{host}, published {age} ago)?"
+
+
+def resume(outcome: PickupOutcome) -> NoReturn:
+    """Start `claude --resume` for a picked-up session, or explain why it cannot."""
+    if outcome.session is None:
+        raise SessionError(
+            f"session {outcome.payload.session_id} is not on this machine: Claude Code keeps sessions in "
+            f"~/.claude/projects, so copy or sync that directory here, then run `claude --resume {outcome.payload.session_id}`"
+        )
+    claude.resume(outcome.payload.session_id, outcome.project_dir)
+
+
+# --- list and revoke ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListOutcome:
+    publisher: PublicKey
+    record: Record
+    seq: int
+    payload: Payload | None  # None when our key cannot read it
+
+
+def list_active(rendezvous: Rendezvous) -> ListOutcome:
+    identity = load_identity()
+    with console.spinner("Looking up your handoff on the DHT"):
+        resolved = rendezvous.resolve(identity.public_key)
+    record = resolved.record
+    body = None
+    if record.pin_salt is None and record.recipient is None:
+        try:
+            body = payload.open_payload(record.blob, identity.age_identity())
+        except CannotDecrypt:
+            body = None
+    return ListOutcome(identity.public_key, record, resolved.seq, body)
+
+
+def revoke(rendezvous: Rendezvous, now: float, *, assume_yes: bool) -> Record:
+    """Supersede the active record with an empty packet; return what was revoked."""
+    identity = load_identity()
+    with console.spinner("Looking up your handoff on the DHT"):
+        record = rendezvous.resolve(identity.public_key).record
+    age = console.format_duration(max(0.0, now - record.created_at))
+    if not console.confirm(f"Revoke the handoff published {age} ago?", assume_yes=assume_yes, when_not_interactive=False):
+        raise Aborted("nothing revoked; pass -y to revoke without a prompt")
+    with console.spinner("Revoking"):
+        rendezvous.revoke(identity)
+    return record
+
+
+def whoami() -> tuple[PublicKey, Path]:
+    return load_identity().public_key, files.key_path()

@@ -1,0 +1,379 @@
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import pty
+import select
+import struct
+import subprocess
+import sys
+import termios
+import textwrap
+import threading
+import time
+
+import pytest
+import qrcode
+
+from cclink import console
+from cclink.errors import Aborted, NoInput, UsageError
+
+VAR = "CCLINK_TEST_SECRET"
+
+
+# --- a real terminal for the interactive paths ------------------------------------------
+
+
+def on_terminal(code: str, exchanges: list[tuple[str, bytes]] = (), *, env: dict[str, str] | None = None, columns: int = 80) -> tuple[int, str]:
+    """Run Python code with a pseudo-terminal as its controlling TTY, stdin, stdout and stderr.
+
+    For each (expected, reply), wait until `expected` appears in the output
+    (after the previous one), then type `reply`. Returns (exit status, all output).
+    """
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("CCLINK_")}
+    child_env.pop("COLUMNS", None)
+    child_env.update(env or {})
+    pid, master = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.execve(sys.executable, [sys.executable, "-c", textwrap.dedent(code)], child_env)
+        finally:
+            os._exit(127)
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    output = b""
+    seen = 0
+    try:
+        for expected, reply in exchanges:
+            output = _read_until(master, output, expected.encode(), seen)
+            # Whatever came so far (prompt, echo) must not satisfy the next expectation.
+            seen = len(output)
+            os.write(master, reply)
+        output = _read_to_end(master, output)
+    finally:
+        os.close(master)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output.decode("utf-8", "replace")
+
+
+def _read_until(master: int, output: bytes, expected: bytes, start: int) -> bytes:
+    deadline = time.monotonic() + 30
+    while expected not in output[start:]:
+        chunk = _read_some(master, deadline - time.monotonic())
+        if not chunk:
+            raise AssertionError(f"never saw {expected!r}; output so far: {output!r}")
+        output += chunk
+    return output
+
+
+def _read_to_end(master: int, output: bytes) -> bytes:
+    deadline = time.monotonic() + 30
+    while chunk := _read_some(master, deadline - time.monotonic()):
+        output += chunk
+    return output
+
+
+def _read_some(master: int, timeout: float) -> bytes:
+    if timeout <= 0 or not select.select([master], [], [], timeout)[0]:
+        return b""
+    try:
+        return os.read(master, 4096)
+    except OSError:  # EIO: the child closed the terminal
+        return b""
+
+
+PRELUDE = """
+import sys
+from cclink import console
+from cclink.errors import CclinkError
+def report(value):
+    print("RESULT=" + repr(value))
+def run(f):
+    try:
+        report(f())
+    except CclinkError as e:
+        report(type(e).__name__ + ": " + str(e))
+"""
+
+
+def interactive(body: str, exchanges: list[tuple[str, bytes]] = (), **kwargs) -> tuple[str, str]:
+    """(the repr after RESULT=, the whole terminal output) of running body on a terminal."""
+    status, output = on_terminal(PRELUDE + textwrap.dedent(body), exchanges, **kwargs)
+    assert status == 0, output
+    result = output.split("RESULT=", 1)[1].splitlines()[0]
+    return result, output
+
+
+# --- is_interactive and say -------------------------------------------------------------
+
+
+def test_not_interactive_without_terminals() -> None:
+    code = "from cclink import console; print(console.is_interactive())"
+    result = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True)
+    assert result.stdout == "False\n"
+
+
+def test_interactive_on_a_terminal() -> None:
+    assert interactive("report(console.is_interactive())")[0] == "True"
+
+
+def test_say_writes_one_line_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    console.say("Publishing to the DHT")
+    assert capsys.readouterr() == ("", "Publishing to the DHT\n")
+
+
+# --- secret -----------------------------------------------------------------------------------
+
+
+def test_secret_from_environment(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(VAR, "correct horse")
+    assert console.secret("PIN: ", VAR, confirm=True) == "correct horse"
+    assert capsys.readouterr() == ("", "")
+
+
+def test_secret_environment_wins_over_terminal() -> None:
+    result, output = interactive(f"run(lambda: console.secret('PIN: ', {VAR!r}))", env={VAR: "from-env"})
+    assert result == "'from-env'"
+    assert "PIN:" not in output
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_secret_without_terminal_or_variable(value: str | None) -> None:
+    code = f"from cclink import console; console.secret('PIN: ', {VAR!r})"
+    env = {k: v for k, v in os.environ.items() if k != VAR}
+    if value is not None:
+        env[VAR] = value
+    result = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert f"cclink.errors.NoInput: a secret is needed and there is no terminal to type it on; set {VAR} instead" in result.stderr
+
+
+def test_secret_without_terminal_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(VAR, raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("typed\n"))
+    with pytest.raises(NoInput, match=VAR):
+        console.secret("PIN: ", VAR)
+
+
+def test_secret_typed_without_echo() -> None:
+    result, output = interactive(f"run(lambda: console.secret('PIN: ', {VAR!r}))", [("PIN: ", b"hunter22\n")])
+    assert result == "'hunter22'"
+    assert "hunter22" not in output.split("RESULT=")[0]
+
+
+def test_secret_confirmed() -> None:
+    result, _ = interactive(
+        f"run(lambda: console.secret('New PIN: ', {VAR!r}, confirm=True))",
+        [("New PIN: ", b"hunter22\n"), ("confirm: ", b"hunter22\n")],
+    )
+    assert result == "'hunter22'"
+
+
+def test_secret_confirmation_mismatch() -> None:
+    result, output = interactive(
+        f"run(lambda: console.secret('New PIN: ', {VAR!r}, confirm=True))",
+        [("New PIN: ", b"hunter22\n"), ("confirm: ", b"hunter23\n")],
+    )
+    assert result == "'UsageError: the two entries did not match'"
+    assert "hunter2" not in output
+
+
+# --- confirm ------------------------------------------------------------------------------------
+
+
+class Unreadable(io.StringIO):
+    def read(self, *args):  # type: ignore[override]
+        raise AssertionError("stdin must not be read")
+
+    readline = read
+
+
+def test_confirm_assume_yes_never_asks(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", Unreadable())
+    assert console.confirm("Overwrite?", assume_yes=True, when_not_interactive=False) is True
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("default", [True, False])
+def test_confirm_not_interactive_gives_the_default(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], default: bool) -> None:
+    monkeypatch.setattr(sys, "stdin", Unreadable())
+    assert console.confirm("Overwrite?", assume_yes=False, when_not_interactive=default) is default
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [(b"y\n", True), (b"YES\n", True), (b"  y \n", True), (b"n\n", False), (b"\n", False), (b"yep\n", False), (b"\x04", False)],
+)
+def test_confirm_asks_on_the_terminal(typed: bytes, expected: bool) -> None:
+    result, output = interactive(
+        "report(console.confirm('Resume session x?', assume_yes=False, when_not_interactive=True))",
+        [("Resume session x? [y/N] ", typed)],
+    )
+    assert result == repr(expected)
+
+
+# --- choose --------------------------------------------------------------------------------------
+
+
+def test_choose_reasks_until_a_valid_number() -> None:
+    result, output = interactive(
+        "run(lambda: console.choose('Several sessions match; which one?', ['first', 'second', 'third']))",
+        [("Number (1-3): ", b"abc\n"), ("Number (1-3): ", b"0\n"), ("Number (1-3): ", b"4\n"), ("Number (1-3): ", b" 2\n")],
+    )
+    assert result == "1"
+    assert "Several sessions match; which one?\r\n  1) first\r\n  2) second\r\n  3) third\r\n" in output
+    assert output.count("Please type a number from 1 to 3.") == 3
+
+
+def test_choose_end_of_input_aborts() -> None:
+    result, _ = interactive("run(lambda: console.choose('Pick', ['a', 'b']))", [("Number (1-2): ", b"\x04")])
+    assert result == "'Aborted: nothing was chosen'"
+
+
+def test_choose_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("x\n3\n"))
+    assert console.choose("Pick", ["a", "b", "c"]) == 2
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    with pytest.raises(Aborted):
+        console.choose("Pick", ["a"])
+    assert capsys.readouterr().out == ""
+
+
+# --- spinner ---------------------------------------------------------------------------------------
+
+
+def test_spinner_silent_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    threads = threading.active_count()
+    with console.spinner("Publishing") as spin:
+        assert threading.active_count() == threads
+        spin.update("Retrying")
+        time.sleep(0.25)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_spinner_lets_exceptions_through() -> None:
+    with pytest.raises(UsageError):
+        with console.spinner("Publishing"):
+            raise UsageError("boom")
+
+
+def test_spinner_on_a_terminal() -> None:
+    body = """
+    import time
+    with console.spinner("Publishing to the DHT") as spin:
+        time.sleep(0.35)
+        spin.update("Retrying in 2s")
+        time.sleep(0.35)
+    sys.stderr.write("<after>")
+    sys.stderr.flush()
+    import threading
+    report(threading.active_count())
+    """
+    result, output = interactive(body, env={"PYTHONIOENCODING": "utf-8"})
+    assert result == "1"  # the spinner's thread is gone
+    assert "\u280b Publishing to the DHT" in output
+    assert "Retrying in 2s" in output
+    # The line is cleared before anything else is written.
+    assert output.split("<after>")[0].endswith("\r\x1b[K")
+
+
+def test_spinner_never_wraps_a_narrow_terminal() -> None:
+    body = """
+    import time
+    with console.spinner("x" * 100):
+        time.sleep(0.2)
+    report(0)
+    """
+    _, output = interactive(body, columns=30)
+    drawn = [part for part in output.split("\r\x1b[K") if "x" in part]
+    assert drawn and all(len(part) <= 29 and part.endswith("...") for part in drawn)
+
+
+def test_spinner_falls_back_to_ascii() -> None:
+    _, output = interactive("""
+    import time
+    with console.spinner("Working"):
+        time.sleep(0.25)
+    report(0)
+    """, env={"PYTHONIOENCODING": "ascii"})
+    assert "| Working" in output
+
+
+# --- qr_text ---------------------------------------------------------------------------------------
+
+# Half blocks as qr_text draws them: solid is a light module (top, bottom).
+_LIGHT = {"\u2588": (1, 1), "\u2580": (1, 0), "\u2584": (0, 1), " ": (0, 0)}
+
+
+def _modules_drawn(text: str) -> list[list[bool]]:
+    """The dark/light grid a QR reader would see, without the quiet zone."""
+    grid: list[list[bool]] = []
+    for line in text.split("\n"):
+        pairs = [_LIGHT[c] for c in line]
+        grid.append([not top for top, _ in pairs])
+        grid.append([not bottom for _, bottom in pairs])
+
+    def uniform(row: list[bool]) -> bool:
+        return all(row) or not any(row)
+
+    for _ in range(2):  # rows, then columns (by transposing)
+        while grid and uniform(grid[0]):
+            grid.pop(0)
+        while grid and uniform(grid[-1]):
+            grid.pop()
+        grid = [list(column) for column in zip(*grid)]
+    return grid
+
+
+def test_qr_text_draws_the_qr_code() -> None:
+    data = "cclink pickup df9sse9bp1nuftim3yhxiuk6w6r5hddsskjygpydux7esxjstioo"
+    drawn = _modules_drawn(console.qr_text(data))
+    expected = []
+    for level in (qrcode.constants.ERROR_CORRECT_L, qrcode.constants.ERROR_CORRECT_M):
+        code = qrcode.QRCode(border=0, error_correction=level)
+        code.add_data(data)
+        code.make(fit=True)
+        expected.append([[bool(m) for m in row] for row in code.modules])
+    assert drawn in expected
+
+
+def test_qr_text_is_multiline_deterministic_and_rectangular() -> None:
+    text = console.qr_text("3f2b9c1e-7a44-4d1b-9e0f-0123456789ab")
+    lines = text.split("\n")
+    assert len(lines) > 10
+    assert len({len(line) for line in lines}) == 1
+    assert not text.endswith("\n")
+    assert set(text) <= set(_LIGHT) | {"\n"}
+    assert console.qr_text("3f2b9c1e-7a44-4d1b-9e0f-0123456789ab") == text
+    assert console.qr_text("something else") != text
+
+
+# --- format_duration ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0s"),
+        (0.4, "0s"),
+        (-5, "0s"),
+        (1, "1s"),
+        (45, "45s"),
+        (59.6, "1m"),
+        (60, "1m"),
+        (200, "3m 20s"),
+        (3599, "59m 59s"),
+        (3600, "1h"),
+        (3660, "1h 1m"),
+        (3601, "1h"),
+        (7500, "2h 5m"),
+        (86399, "23h 59m"),
+        (86400, "1d"),
+        (93600, "1d 2h"),
+        (86400 + 300, "1d"),
+        (30 * 86400, "30d"),
+    ],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert console.format_duration(seconds) == text
