@@ -41,7 +41,7 @@ def publish_command(
     qr: bool = typer.Option(False, "--qr", help="Also show the pickup command as a QR code."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Publish a handoff of the current session (the default command: `cclink` alone runs it)."""
+    """Publish this directory's session (the default command)."""
     import time
 
     from cclink import console, handoff
@@ -73,7 +73,7 @@ def pickup_command(
     qr: bool = typer.Option(False, "--qr", help="Show the session id as a QR code instead of resuming."),
     as_json: bool = typer.Option(False, "--json", help="Print the handoff as JSON instead of resuming."),
 ) -> None:
-    """Find a handoff, verify and decrypt it, and resume it with `claude --resume`."""
+    """Find, verify and decrypt a handoff, then resume it."""
     import time
 
     from cclink import console, handoff
@@ -102,7 +102,7 @@ def init_command(
     no_passphrase: bool = typer.Option(False, "--no-passphrase", help="Store the key unencrypted."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Replace an existing key without asking."),
 ) -> None:
-    """Create your key (or import one), encrypted with a passphrase by default."""
+    """Create or import your key (passphrase-protected by default)."""
     from cclink import handoff
 
     outcome = handoff.init(import_from, no_passphrase, yes)
@@ -165,7 +165,7 @@ def testnet_command(
     nodes: int = typer.Option(8, "--nodes", help="How many DHT nodes to run."),
     port: int = typer.Option(0, "--port", help="Port of the first (bootstrap) node; 0 picks a free one."),
 ) -> None:
-    """Run a local DHT on 127.0.0.1 until interrupted, for trying cclink offline."""
+    """Run a local DHT on 127.0.0.1 until interrupted."""
     import signal
     import threading
 
@@ -186,7 +186,7 @@ def testnet_command(
 
 @app.command("demo")
 def demo_command() -> None:
-    """Show a whole handoff between two throwaway homes on a local DHT."""
+    """Show a whole handoff on a local DHT, in throwaway homes."""
     from cclink import demo
 
     demo.run()
@@ -300,7 +300,13 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure becomes one sentence on stderr and an exit code."""
     from cclink.errors import CclinkError
 
-    args = _with_default_command(list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--version"]:
+        from cclink import __version__
+
+        print(f"cclink {__version__}")
+        return
+    args = _with_default_command(args)
     try:
         # Typer reports its own usage errors (exit 2) and exits; ours land here.
         typer.main.get_command(app).main(args, prog_name="cclink", standalone_mode=True)

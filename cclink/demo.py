@@ -58,18 +58,20 @@ class _Machine:
         self.home = home
         self.env = env
 
-    def cclink(self, *args: str, cwd: Path | None = None) -> str:
-        print(f"  $ cclink {shlex.join(args)}".rstrip())
+    def cclink(self, *args: str, cwd: Path | None = None, quiet: bool = False) -> str:
+        if not quiet:
+            print(f"  $ cclink {shlex.join(args)}".rstrip())
         result = subprocess.run(
             [sys.executable, "-m", "cclink", *args],
             cwd=cwd or self.home,
             env=self.env,
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # keep the order a terminal would show
             text=True,
         )
-        output = (result.stdout + result.stderr).rstrip()
-        if output:
+        output = result.stdout.rstrip()
+        if output and not quiet:
             print(textwrap.indent(output, "    "))
         if result.returncode != 0:
             raise SystemExit(f"demo stopped: cclink {' '.join(args)} exited with {result.returncode}")
@@ -105,7 +107,7 @@ def _write_sample_session(home: Path, project: Path, session_id: str | None = No
 
 def _public_view(machine: _Machine, net: Testnet) -> str:
     """The record as any DHT node sees it, fetched the way pickup does."""
-    whoami = json.loads(machine.cclink("whoami", "--json"))
+    whoami = json.loads(machine.cclink("whoami", "--json", quiet=True))
     publisher = PublicKey.parse(whoami["public_key"])
     with dht.Dht([("127.0.0.1", net.port)]) as node:
         item = node.get(publisher.raw, timeout=10)

@@ -206,8 +206,12 @@ class PickupOutcome:
 
     @property
     def project_dir(self) -> Path | None:
-        """Where to resume: the publisher's project path if it exists here, else the session's own."""
-        for candidate in (self.payload.project, self.session.project if self.session else None):
+        """Where to resume: the local session file's own directory, else the publisher's path if it exists here.
+
+        `claude --resume` finds a session through the directory it runs in, so
+        the path recorded in the local copy of the session comes first.
+        """
+        for candidate in (self.session.project if self.session else None, self.payload.project):
             if candidate and Path(candidate).is_dir():
                 return Path(candidate)
         return None
