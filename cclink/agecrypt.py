@@ -29,6 +29,18 @@ def encrypt(plaintext: bytes, recipient: Recipient) -> bytes:
     return pyrage.encrypt(plaintext, [recipient])
 
 
+# age adds a "grease" stanza of random length (0 to about 170 bytes) to every
+# file, so one plaintext encrypts to sizes far apart. A DHT record has a hard
+# cap of 1000 bytes; keeping the smallest of a few encryptions makes its size
+# predictable. Each encryption costs microseconds.
+COMPACT_TRIES = 16
+
+
+def encrypt_compact(plaintext: bytes, recipient: Recipient, tries: int = COMPACT_TRIES) -> bytes:
+    """The smallest of `tries` encryptions of plaintext: an ordinary age file, grease and all."""
+    return min((encrypt(plaintext, recipient) for _ in range(tries)), key=len)
+
+
 def decrypt(ciphertext: bytes, identity: Identity) -> bytes:
     """Decrypt an age file; CannotDecrypt when it is not for this identity or is damaged."""
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -38,6 +39,10 @@ def publish_command(
     burn: bool = typer.Option(False, "--burn", help="Revoke the handoff when it is picked up with your key."),
     pin: bool = typer.Option(False, "--pin", help="Encrypt to a PIN instead of a key (asked for, or CCLINK_PIN)."),
     share: Optional[str] = typer.Option(None, "--share", metavar="PUBKEY", help="Encrypt to someone else's public key."),
+    carry: bool = typer.Option(False, "--carry", help="Send the session itself, peer to peer; stay running until it is fetched."),
+    carry_timeout: Optional[int] = typer.Option(
+        None, "--carry-timeout", metavar="SECS", help="With --carry: stop offering the session after this long (default: the TTL)."
+    ),
     qr: bool = typer.Option(False, "--qr", help="Also show the pickup command as a QR code."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -45,12 +50,28 @@ def publish_command(
     import time
 
     from cclink import console, handoff
+    from cclink.errors import UsageError
     from cclink.keys import PublicKey
 
+    if carry_timeout is not None and (not carry or carry_timeout <= 0):
+        raise UsageError("--carry-timeout takes a positive number of seconds, and only with --carry")
     request = handoff.PublishRequest(
-        session_id=session_id, ttl=ttl, burn=burn, pin=pin, share=PublicKey.parse(share) if share else None
+        session_id=session_id, ttl=ttl, burn=burn, pin=pin, share=PublicKey.parse(share) if share else None, carry=carry
     )
-    outcome = handoff.publish(request, _rendezvous(), time.time())
+    rendezvous = _rendezvous()
+    outcome = handoff.publish(request, rendezvous, time.time())
+    try:
+        _show_published(outcome, qr, as_json)
+        if outcome.outgoing is not None:
+            _serve_carry(outcome, rendezvous, carry_timeout or ttl, as_json)
+    finally:
+        if outcome.outgoing is not None:
+            outcome.outgoing.close()
+
+
+def _show_published(outcome, qr: bool, as_json: bool) -> None:
+    from cclink import console
+
     if as_json:
         _print_json(_publish_json(outcome))
         return
@@ -66,22 +87,58 @@ def publish_command(
         print(console.qr_text(outcome.pickup_command))
 
 
+def _serve_carry(outcome, rendezvous, timeout: int, as_json: bool) -> None:
+    from cclink import console, handoff
+
+    size = console.format_bytes(outcome.outgoing.seeder.size)
+    console.say(f"Offering the session ({size} encrypted) until it is fetched; keep this running. Ctrl-C stops.")
+    sys.stdout.flush()
+
+    def show(status) -> None:
+        peers = f"{status.peers} peer{'s' if status.peers != 1 else ''}"
+        rate = f", {console.format_bytes(status.upload_rate)}/s" if status.upload_rate else ""
+        spin.update(f"Seeding: {peers}, {console.format_bytes(status.uploaded)} sent{rate}")
+
+    try:
+        with console.spinner("Seeding: waiting for the other machine") as spin:
+            result = handoff.serve_carry(outcome, rendezvous, timeout, show)
+    except KeyboardInterrupt:
+        console.say("Stopped offering the session; the handoff stays published until it expires.")
+        raise
+    console.say(f"The session was fetched ({console.format_bytes(result.uploaded)} sent).")
+    if result.revoked:
+        console.say("Burn-after-read: the handoff was revoked.")
+
+
 @app.command("pickup")
 def pickup_command(
     pubkey: Optional[str] = typer.Argument(None, help="Publisher's public key (default: your own)."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask before resuming."),
     qr: bool = typer.Option(False, "--qr", help="Show the session id as a QR code instead of resuming."),
     as_json: bool = typer.Option(False, "--json", help="Print the handoff as JSON instead of resuming."),
+    fetch: bool = typer.Option(False, "--fetch", help="Download a carried session even if a copy is here."),
+    project_dir: Optional[Path] = typer.Option(
+        None, "--project-dir", metavar="DIR", help="Put a carried session in DIR's project and resume there."
+    ),
+    fetch_timeout: float = typer.Option(
+        60, "--fetch-timeout", metavar="SECS", help="Give up on a carried session after this long without data."
+    ),
 ) -> None:
     """Find, verify and decrypt a handoff, then resume it."""
     import time
 
     from cclink import console, handoff
+    from cclink.errors import UsageError
     from cclink.keys import PublicKey
 
+    if fetch_timeout <= 0:
+        raise UsageError("--fetch-timeout takes a positive number of seconds")
+    if fetch and (qr or as_json):
+        raise UsageError("--fetch resumes the session; it cannot be combined with --qr or --json")
     publisher = PublicKey.parse(pubkey) if pubkey else None
     launching = not (qr or as_json)
-    outcome = handoff.pickup(publisher, _rendezvous(), time.time(), assume_yes=yes, confirm=launching)
+    rendezvous = _rendezvous()
+    outcome = handoff.pickup(publisher, rendezvous, time.time(), assume_yes=yes, confirm=launching, force_fetch=fetch)
     for note in outcome.notes:
         console.say(f"Note: {note}")
     if as_json:
@@ -92,8 +149,7 @@ def pickup_command(
     else:
         if outcome.revoked:
             console.say("Burn-after-read: the handoff was revoked.")
-        console.say(f"Resuming session {outcome.payload.session_id}...")
-        handoff.resume(outcome)
+        handoff.resume(outcome, rendezvous, project_dir=project_dir, assume_yes=yes, fetch_timeout=fetch_timeout)
 
 
 @app.command("init")
@@ -235,7 +291,10 @@ def _mode_line(outcome) -> str:
         parts.append(f"Shared with {outcome.record.recipient_key().display}")
     if outcome.record.burn:
         parts.append("burn after read")
-    return (" " + ", ".join(parts) + ".") if parts else ""
+    if not parts:
+        return ""
+    text = ", ".join(parts)
+    return f" {text[:1].upper()}{text[1:]}."
 
 
 def _record_json(record) -> dict:
@@ -260,7 +319,12 @@ def _publish_json(outcome) -> dict:
         "seq": outcome.published.seq,
         "nodes": outcome.published.nodes,
         "pickup_command": outcome.pickup_command,
+        "carry": _carry_json(outcome.outgoing.info()) if outcome.outgoing else None,
     }
+
+
+def _carry_json(info) -> dict:
+    return {"size": info.size, "sha256": info.sha256.hex(), "info_hash": info.info_hash.hex()}
 
 
 def _pickup_json(outcome) -> dict:
@@ -273,6 +337,7 @@ def _pickup_json(outcome) -> dict:
         "revoked": outcome.revoked,
         "session_on_this_machine": outcome.session is not None,
         "resume_directory": str(outcome.project_dir) if outcome.project_dir else None,
+        "carry": _carry_json(outcome.payload.carry) if outcome.payload.carry else None,
     }
 
 

@@ -205,3 +205,25 @@ def format_duration(seconds: float) -> str:
                     text += f" {rest}{next_name}"
             return text
     raise AssertionError("unreachable: the last unit is one second")
+
+
+def format_bytes(count: float) -> str:
+    """Bytes in the largest binary unit that keeps the number at or above 1: "512 B", "3.4 MiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def progress_bar(fraction: float, width: int = 20) -> str:
+    filled = round(max(0.0, min(1.0, fraction)) * width)
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+def transfer_status(label: str, done: int, total: int, rate: float) -> str:
+    """`label [####----] 12.0 MiB of 20.0 MiB, 4.1 MiB/s, 2s left`."""
+    text = f"{label} {progress_bar(done / total if total else 0)} {format_bytes(done)} of {format_bytes(total)}"
+    if rate > 0:
+        text += f", {format_bytes(rate)}/s, {format_duration((total - done) / rate)} left"
+    return text

@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import libtorrent as lt
 
@@ -20,6 +20,7 @@ from cclink import files
 from cclink.errors import NetworkError, UsageError
 
 Endpoint = tuple[str, int]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # The routers pkarr's own DHT client starts from.
 DEFAULT_BOOTSTRAP: tuple[Endpoint, ...] = (
@@ -59,12 +60,21 @@ def bootstrap_from_environment() -> list[Endpoint]:
     return parse_bootstrap(text) if text else list(DEFAULT_BOOTSTRAP)
 
 
-def is_loopback(endpoints: Sequence[Endpoint]) -> bool:
-    """True when every endpoint is a loopback address: a local test swarm."""
+def _all_addresses(endpoints: Sequence[Endpoint], test: Callable[[IPAddress], bool]) -> bool:
     try:
-        return all(ipaddress.ip_address(host).is_loopback for host, _ in endpoints)
+        return all(test(ipaddress.ip_address(host)) for host, _ in endpoints)
     except ValueError:
-        return False
+        return False  # a host name: the public DHT's routers
+
+
+def is_loopback(endpoints: Sequence[Endpoint]) -> bool:
+    """True when every endpoint is a loopback address: a swarm on this machine."""
+    return _all_addresses(endpoints, lambda address: address.is_loopback)
+
+
+def is_private_swarm(endpoints: Sequence[Endpoint]) -> bool:
+    """True when every endpoint is a loopback or private address: a test swarm, on this machine or a lab network."""
+    return _all_addresses(endpoints, lambda address: address.is_loopback or address.is_private)
 
 
 def session_settings(listen: str, bootstrap: Sequence[Endpoint], local_swarm: bool) -> dict:
@@ -89,9 +99,9 @@ def session_settings(listen: str, bootstrap: Sequence[Endpoint], local_swarm: bo
 
 
 def _local_swarm_settings() -> dict:
-    # Every node of a local swarm shares one IP address: lift the checks that
-    # exist to stop one host from filling a routing table, or nodes ignore
-    # each other after a burst of traffic.
+    # The nodes of a test swarm share one IP address (or one small subnet):
+    # lift the checks that exist to stop one host from filling a routing
+    # table, or nodes ignore each other after a burst of traffic.
     return {
         "dht_restrict_routing_ips": False,
         "dht_restrict_search_ips": False,
@@ -125,23 +135,74 @@ def state_file_for(bootstrap: Sequence[Endpoint]) -> Path:
     return files.cache_dir() / f"dht-{digest}.state"
 
 
+def command_session_params(bootstrap: Sequence[Endpoint], state_file: Path | None, *, peer_wire: bool = False) -> lt.session_params:
+    """Parameters for one command's libtorrent session: a read-only DHT node, and BitTorrent peers only when asked."""
+    params = _load_state(state_file)
+    on_this_machine = is_loopback(bootstrap)
+    listen = f"{COMMAND_ADDRESS}:0" if on_this_machine else "0.0.0.0:0"
+    if on_this_machine:
+        params.ip_filter = _ignore_other_commands()
+    settings = session_settings(listen, bootstrap, is_private_swarm(bootstrap))
+    # A command lives for seconds: as a read-only node (BEP 43) it never
+    # enters other nodes' routing tables, where it would soon be a dead entry.
+    settings["dht_read_only"] = True
+    if peer_wire:
+        settings.update(_peer_wire_settings(on_this_machine))
+    params.settings = settings
+    return params
+
+
+def _peer_wire_settings(on_this_machine: bool) -> dict:
+    settings = {
+        "enable_incoming_tcp": True,
+        "enable_outgoing_tcp": True,
+        "enable_incoming_utp": True,
+        # Peers learnt from the DHT are often gone. A uTP connection attempt to
+        # a dead peer is only given up after a timeout, and libtorrent waits
+        # for it when the session closes (seconds, for every pickup); a TCP
+        # attempt is refused at once or dropped on close.
+        "enable_outgoing_utp": False,
+        "alert_mask": lt.alert.category_t.dht_notification
+        | lt.alert.category_t.error_notification
+        | lt.alert.category_t.status_notification
+        | lt.alert.category_t.peer_notification
+        | lt.alert.category_t.connect_notification
+        | lt.alert.category_t.storage_notification,
+    }
+    if on_this_machine:
+        # Both ends of a local transfer sit on COMMAND_ADDRESS; libtorrent
+        # otherwise takes a second connection from one IP for a duplicate.
+        settings["allow_multiple_connections_per_ip"] = True
+    return settings
+
+
+def _load_state(state_file: Path | None) -> lt.session_params:
+    if state_file is not None:
+        try:
+            return lt.read_session_params(state_file.read_bytes(), lt.save_state_flags_t.save_dht_state)
+        except (OSError, RuntimeError, ValueError):
+            pass  # a missing or damaged cache only costs a cold start
+    return lt.session_params()
+
+
+def save_state(session: lt.session, state_file: Path | None) -> None:
+    """Keep the routing table for a warm start next time; never fail a command over it."""
+    if state_file is None:
+        return
+    params = session.session_state(lt.save_state_flags_t.save_dht_state)
+    try:
+        files.write_private(state_file, lt.write_session_params_buf(params, lt.save_state_flags_t.save_dht_state))
+    except OSError:
+        pass  # the cache is an optimisation
+
+
 class Dht:
     """One libtorrent session on the DHT, for one command. Use as a context manager."""
 
     def __init__(self, bootstrap: Sequence[Endpoint], *, state_file: Path | None = None) -> None:
         self.bootstrap = list(bootstrap)
-        self.local_swarm = is_loopback(self.bootstrap)
         self.state_file = state_file
-        listen = f"{COMMAND_ADDRESS}:0" if self.local_swarm else "0.0.0.0:0"
-        params = self._load_state()
-        if self.local_swarm:
-            params.ip_filter = _ignore_other_commands()
-        settings = session_settings(listen, self.bootstrap, self.local_swarm)
-        # A command lives for seconds: as a read-only node (BEP 43) it never
-        # enters other nodes' routing tables, where it would soon be a dead entry.
-        settings["dht_read_only"] = True
-        params.settings = settings
-        self._session = lt.session(params)
+        self._session = lt.session(command_session_params(self.bootstrap, state_file))
         self._joined = False
 
     def __enter__(self) -> "Dht":
@@ -154,7 +215,7 @@ class Dht:
         """Save the routing table for a warm start next time, then stop."""
         if self._session is None:
             return
-        self._save_state()
+        save_state(self._session, self.state_file)
         self._session = None  # dropping the last reference shuts libtorrent down
 
     # --- put and get -----------------------------------------------------------
@@ -196,7 +257,10 @@ class Dht:
             if alert.authoritative:
                 break
         if best is None and self.routing_table_size() == 0:
-            raise NetworkError("no DHT node answered; check the network (or CCLINK_BOOTSTRAP) and try again")
+            raise NetworkError(
+                "the DHT could not be searched: no node beyond the bootstrap nodes answered; "
+                "check the network (or CCLINK_BOOTSTRAP) and try again"
+            )
         return best
 
     def routing_table_size(self) -> int:
@@ -231,23 +295,6 @@ class Dht:
                 if isinstance(alert, lt.dht_bootstrap_alert):
                     self._joined = True
                 yield alert
-
-    def _load_state(self) -> lt.session_params:
-        if self.state_file is not None:
-            try:
-                return lt.read_session_params(self.state_file.read_bytes(), lt.save_state_flags_t.save_dht_state)
-            except (OSError, RuntimeError, ValueError):
-                pass  # a missing or damaged cache only costs a cold start
-        return lt.session_params()
-
-    def _save_state(self) -> None:
-        if self.state_file is None:
-            return
-        params = self._session.session_state(lt.save_state_flags_t.save_dht_state)
-        try:
-            files.write_private(self.state_file, lt.write_session_params_buf(params, lt.save_state_flags_t.save_dht_state))
-        except OSError:
-            pass  # the cache is an optimisation; never fail a command over it
 
 
 def _item_from_alert(alert: lt.dht_mutable_item_alert) -> MutableItem | None:

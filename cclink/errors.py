@@ -96,6 +96,14 @@ class RecordTooLarge(WireError):
     """A record that does not fit in one DHT item."""
 
 
+class MalformedArchive(WireError):
+    """A carried session archive that is damaged or holds more than the session."""
+
+
+class IntegrityError(WireError):
+    """Carried data whose SHA-256 differs from the one the signed record promised."""
+
+
 class CannotDecrypt(CclinkError):
     """Ciphertext that none of our keys (or the PIN) opens."""
 
@@ -123,3 +131,7 @@ class NetworkError(CclinkError):
     """The DHT could not be reached, or no node stored a publish."""
 
     exit_code = 8
+
+
+class TransferError(NetworkError):
+    """Carried session data could not be fetched from its publisher in time."""

@@ -30,7 +30,7 @@ def write_private(path: Path, data: bytes) -> None:
     """
     path = Path(path)
     directory = path.parent
-    _make_private_dirs(directory)
+    make_private_dirs(directory)
     temp, fd = _create_temp(directory, path.name)
     try:
         try:
@@ -50,7 +50,7 @@ def write_private(path: Path, data: bytes) -> None:
     _fsync_dir(directory)
 
 
-def _make_private_dirs(directory: Path) -> None:
+def make_private_dirs(directory: Path) -> None:
     """Create missing directories one by one, each 0700 (Path.mkdir(parents=True) would ignore the mode for parents)."""
     missing: list[Path] = []
     current = directory

@@ -10,18 +10,22 @@ from __future__ import annotations
 import secrets
 import socket
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Callable, NoReturn
 
-from cclink import claude, console, files, kdf, keyfile, payload
+from cclink import agecrypt, claude, console, files, kdf, keyfile, packet, payload
 from cclink.errors import (
     Aborted,
     CannotDecrypt,
     Expired,
     KeyFileError,
     MalformedPayload,
+    NetworkError,
+    RecordTooLarge,
     SessionError,
+    TransferError,
     UsageError,
     WrongPin,
 )
@@ -30,10 +34,16 @@ from cclink.payload import Payload
 from cclink.record import Record, new_record
 from cclink.rendezvous import Published, Rendezvous
 
+if TYPE_CHECKING:
+    from cclink.carry import Outgoing
+
 PASSPHRASE_ENV = "CCLINK_PASSPHRASE"
 PIN_ENV = "CCLINK_PIN"
 DEFAULT_TTL = 86400
 MAX_TTL = 365 * 86400
+# DHT nodes drop items after about two hours; a seeding publisher renews well before.
+RENEW_EVERY = 3600.0
+DEFAULT_FETCH_TIMEOUT = 60.0
 
 
 # --- keys -------------------------------------------------------------------------
@@ -100,6 +110,7 @@ class PublishRequest:
     burn: bool = False
     pin: bool = False
     share: PublicKey | None = None
+    carry: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,16 +123,20 @@ class PublishOutcome:
     mode: str  # "self", "share" or "pin"
     pickup_command: str
     notes: list[str] = field(default_factory=list)
+    # With --carry: the session being seeded, and the key that renews or revokes the record meanwhile.
+    outgoing: Outgoing | None = field(default=None, repr=False)
+    identity: Identity | None = field(default=None, repr=False)
 
 
 def check_publish_request(request: PublishRequest) -> list[str]:
     """Refuse impossible flag combinations; return notes the user should read."""
     if request.pin and request.share:
         raise UsageError("--pin and --share exclude each other: a handoff is encrypted to one recipient")
-    if request.burn and request.share:
+    if request.burn and request.share and not request.carry:
         raise UsageError(
             "--burn cannot be combined with --share: only the key that signed a record can revoke it, "
-            "and the recipient's pickup does not hold that key"
+            "and the recipient's pickup does not hold that key (with --carry it can: the record is revoked "
+            "as soon as the recipient has the session)"
         )
     if not 1 <= request.ttl <= MAX_TTL:
         raise UsageError(f"--ttl must be between 1 and {MAX_TTL} seconds")
@@ -130,7 +145,7 @@ def check_publish_request(request: PublishRequest) -> list[str]:
             payload.check_session_id(request.session_id)
         except MalformedPayload:
             raise UsageError(f"'{request.session_id}' is not a Claude Code session id") from None
-    if request.burn and request.pin:
+    if request.burn and request.pin and not request.carry:
         return [
             "Only a pickup made with your own key can revoke this handoff; a pickup with the PIN "
             "from another key leaves it in place until it expires."
@@ -141,7 +156,7 @@ def check_publish_request(request: PublishRequest) -> list[str]:
 def publish(request: PublishRequest, rendezvous: Rendezvous, now: float) -> PublishOutcome:
     notes = check_publish_request(request)
     identity = load_identity()
-    session_id, project = _session_to_publish(request.session_id, now)
+    session_id, project, session_file = _session_to_publish(request.session_id, now, need_file=request.carry)
     body = Payload(session_id=session_id, hostname=socket.gethostname(), project=project)
     pin_salt = None
     if request.pin:
@@ -154,26 +169,69 @@ def publish(request: PublishRequest, rendezvous: Rendezvous, now: float) -> Publ
         recipient, mode = request.share.age_recipient(), "share"
     else:
         recipient, mode = identity.public_key.age_recipient(), "self"
-    record = new_record(
-        identity,
-        payload.seal(body, recipient),
-        ttl=request.ttl,
-        now=now,
-        burn=request.burn,
-        pin_salt=pin_salt,
-        recipient=request.share,
-    )
-    with console.spinner("Publishing to the DHT"):
-        published = rendezvous.publish(identity, record)
+    outgoing = _start_carry(session_file, recipient, rendezvous) if request.carry else None
+    try:
+        def seal(body: Payload) -> Record:
+            return new_record(
+                identity, payload.seal(body, recipient), ttl=request.ttl, now=now,
+                burn=request.burn, pin_salt=pin_salt, recipient=request.share,
+            )
+
+        record = _fitting_record(identity.public_key, body, seal, outgoing, notes)
+        with console.spinner("Publishing to the DHT"):
+            published = rendezvous.publish(identity, record)
+    except BaseException:
+        if outgoing is not None:
+            outgoing.close()
+        raise
     command = "cclink pickup" if mode == "self" else f"cclink pickup {identity.public_key.z32}"
-    return PublishOutcome(identity.public_key, session_id, project, record, published, mode, command, notes)
+    return PublishOutcome(
+        identity.public_key, session_id, project, record, published, mode, command, notes, outgoing,
+        identity if outgoing is not None else None,
+    )
 
 
-def _session_to_publish(session_id: str | None, now: float) -> tuple[str, str]:
-    """The (session id, project path) to hand off."""
+def _start_carry(session_file: Path | None, recipient: agecrypt.Recipient, rendezvous: Rendezvous) -> Outgoing:
+    from cclink import carry  # libtorrent's peer side and tarfile: only for --carry
+
+    assert session_file is not None  # _session_to_publish insists for --carry
+    with console.spinner("Packing and encrypting the session"):
+        return carry.Outgoing(session_file, recipient, rendezvous.bootstrap)
+
+
+def _fitting_record(
+    publisher: PublicKey, body: Payload, seal: Callable[[Payload], Record], outgoing: Outgoing | None, notes: list[str]
+) -> Record:
+    """The sealed record; for --carry, leaving out what it can spare to fit in one DHT item.
+
+    A DHT item holds 1000 bytes, and the carry details take about a hundred
+    of them: the address hints go first (the DHT finds the publisher
+    anyway), then the hostname (only shown in the pickup question).
+    """
+    attempts = [body]
+    if outgoing is not None:
+        attempts = [body.with_carry(outgoing.info()), body.with_carry(outgoing.info(with_hints=False))]
+        attempts.append(Payload(body.session_id, "", body.project, attempts[-1].extra))
+    for attempt in attempts:
+        record = seal(attempt)
+        try:
+            packet.record_message(publisher, record.to_json())
+        except RecordTooLarge:
+            continue
+        if attempt.hostname != body.hostname:
+            notes.append("The hostname was left out of the handoff to make room for the carried session's details.")
+        return record
+    raise RecordTooLarge("the handoff does not fit in one DHT item (1000 bytes); the project path is too long")
+
+
+def _session_to_publish(session_id: str | None, now: float, *, need_file: bool) -> tuple[str, str, Path | None]:
+    """The (session id, project path, session file) to hand off; with need_file the file must be here."""
     cwd = Path.cwd()
     if session_id is not None:
-        return session_id, str(cwd)
+        found = claude.find_session(session_id)
+        if need_file and found is None:
+            raise SessionError(f"session {session_id} is not in ~/.claude/projects on this machine, so there is nothing to carry")
+        return session_id, str(cwd), found.file if found else None
     sessions = claude.recent_sessions(cwd, now)
     if not sessions:
         raise SessionError(
@@ -184,12 +242,60 @@ def _session_to_publish(session_id: str | None, now: float) -> tuple[str, str]:
     if len(sessions) > 1 and console.is_interactive():
         labels = [_session_label(s, now) for s in sessions]
         chosen = sessions[console.choose("Several sessions match; which one?", labels)]
-    return chosen.session_id, chosen.project or str(cwd)
+    return chosen.session_id, chosen.project or str(cwd), chosen.file
 
 
 def _session_label(session: claude.Session, now: float) -> str:
     age = console.format_duration(max(0.0, now - session.modified))
     return f"{session.session_id}  {session.project or '?'}  ({age} ago)"
+
+
+# --- seeding a carried session -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CarryResult:
+    uploaded: int
+    revoked: bool
+
+
+def serve_carry(outcome: PublishOutcome, rendezvous: Rendezvous, timeout: float, on_status: Callable[[object], None]) -> CarryResult:
+    """Seed until the first picker has the whole session; renew the record meanwhile; revoke a burn record then.
+
+    TransferError when nobody fetched it within timeout seconds; Ctrl-C
+    (KeyboardInterrupt) stops seeding and leaves the record published.
+    """
+    outgoing, identity = outcome.outgoing, outcome.identity
+    assert outgoing is not None and identity is not None
+    deadline = time.monotonic() + timeout
+    renew_at = time.monotonic() + RENEW_EVERY
+    while True:
+        status = outgoing.poll(0.5)
+        on_status(status)
+        if status.completed:
+            break
+        if time.monotonic() >= deadline:
+            raise TransferError(
+                f"nobody fetched session {outcome.session_id} within {console.format_duration(timeout)}; "
+                "its data is no longer offered (the record stays until it expires)"
+            )
+        if time.monotonic() >= renew_at:
+            renew_at = time.monotonic() + (RENEW_EVERY if _renewed(rendezvous, identity, outcome.record) else 300)
+    revoked = False
+    if outcome.record.burn:
+        with console.spinner("Revoking the burn-after-read record"):
+            rendezvous.revoke(identity)
+        revoked = True
+    return CarryResult(status.uploaded, revoked)
+
+
+def _renewed(rendezvous: Rendezvous, identity: Identity, record: Record) -> bool:
+    """Put the same record again so DHT nodes keep it; a failure only means trying again sooner."""
+    try:
+        rendezvous.publish(identity, record)
+        return True
+    except NetworkError:
+        return False
 
 
 # --- pickup -----------------------------------------------------------------------
@@ -203,6 +309,8 @@ class PickupOutcome:
     session: claude.Session | None
     revoked: bool
     notes: list[str] = field(default_factory=list)
+    fetch: bool = False  # the session data is to be fetched from the publisher (--carry)
+    decryptor: agecrypt.Identity | None = field(default=None, repr=False)
 
     @property
     def project_dir(self) -> Path | None:
@@ -217,7 +325,15 @@ class PickupOutcome:
         return None
 
 
-def pickup(publisher: PublicKey | None, rendezvous: Rendezvous, now: float, *, assume_yes: bool, confirm: bool) -> PickupOutcome:
+def pickup(
+    publisher: PublicKey | None,
+    rendezvous: Rendezvous,
+    now: float,
+    *,
+    assume_yes: bool,
+    confirm: bool,
+    force_fetch: bool = False,
+) -> PickupOutcome:
     """Resolve, verify, check expiry, decrypt, and for one's own burn record, revoke."""
     identity = load_identity() if publisher is None or has_identity() else None
     publisher = publisher or identity.public_key
@@ -225,19 +341,25 @@ def pickup(publisher: PublicKey | None, rendezvous: Rendezvous, now: float, *, a
         resolved = rendezvous.resolve(publisher, on_retry=lambda d: spin.update(f"DHT unreachable; retrying in {d:.0f}s"))
     record = resolved.record
     _refuse_expired(record, now)
-    body = _decrypt(record, publisher, identity, now)
+    body, decryptor = _decrypt(record, publisher, identity, now)
+    session = claude.find_session(body.session_id)
+    if force_fetch and body.carry is None:
+        raise UsageError("this handoff does not carry the session data, so there is nothing to fetch (--fetch)")
+    fetch = body.carry is not None and (force_fetch or session is None)
     if confirm and not console.confirm(_resume_question(body, record, now), assume_yes=assume_yes, when_not_interactive=True):
         raise Aborted("pickup cancelled; the handoff is still published")
     notes: list[str] = []
     revoked = False
-    if record.burn:
+    if record.burn and fetch:
+        notes.append("This is a burn-after-read handoff: its publisher revokes it once the session is fetched.")
+    elif record.burn:
         if identity is not None and identity.public_key == publisher:
             with console.spinner("Revoking the burn-after-read record"):
                 rendezvous.revoke(identity)
             revoked = True
         else:
             notes.append("This is a burn-after-read handoff, but only its publisher's key can revoke it; it stays until it expires.")
-    return PickupOutcome(publisher, record, body, claude.find_session(body.session_id), revoked, notes)
+    return PickupOutcome(publisher, record, body, session, revoked, notes, fetch, decryptor)
 
 
 def _refuse_expired(record: Record, now: float) -> None:
@@ -246,13 +368,15 @@ def _refuse_expired(record: Record, now: float) -> None:
         raise Expired(f"the handoff from {record.publisher().fingerprint} expired {ago} ago")
 
 
-def _decrypt(record: Record, publisher: PublicKey, identity: Identity | None, now: float) -> Payload:
+def _decrypt(record: Record, publisher: PublicKey, identity: Identity | None, now: float) -> tuple[Payload, agecrypt.Identity]:
+    """The payload, and the age identity that opened it (it opens a carried session too)."""
     age = console.format_duration(max(0.0, now - record.created_at))
     origin = f"the handoff from {publisher.display} ({age} old)"
     if record.pin_salt is not None:
         pin = console.secret("PIN: ", PIN_ENV)
+        pin_identity = kdf.pin_identity(pin, record.pin_salt)
         try:
-            return payload.open_payload(record.blob, kdf.pin_identity(pin, record.pin_salt))
+            return payload.open_payload(record.blob, pin_identity), pin_identity
         except CannotDecrypt:
             raise WrongPin(f"incorrect PIN for {origin}") from None
     if identity is None:
@@ -267,7 +391,7 @@ def _decrypt(record: Record, publisher: PublicKey, identity: Identity | None, no
             f"or ask the publisher to run `cclink --share {me.z32}` or `cclink --pin`"
         )
     try:
-        return payload.open_payload(record.blob, identity.age_identity())
+        return payload.open_payload(record.blob, identity.age_identity()), identity.age_identity()
     except CannotDecrypt:
         raise CannotDecrypt(f"{origin} names your key but does not decrypt with it; it may be damaged") from None
 
@@ -279,14 +403,76 @@ def _resume_question(body: Payload, record: Record, now: float) -> str:
     return f"Resume session {body.session_id} ({where}{host}, published {age} ago)?"
 
 
-def resume(outcome: PickupOutcome) -> NoReturn:
-    """Start `claude --resume` for a picked-up session, or explain why it cannot."""
-    if outcome.session is None:
+def resume(
+    outcome: PickupOutcome,
+    rendezvous: Rendezvous,
+    *,
+    project_dir: Path | None = None,
+    assume_yes: bool = False,
+    fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
+) -> NoReturn:
+    """Start `claude --resume` for a picked-up session (fetching it first for --carry), or explain why it cannot."""
+    session, where = outcome.session, outcome.project_dir
+    if outcome.fetch:
+        session, where = fetch_session(outcome, rendezvous, project_dir=project_dir, assume_yes=assume_yes, fetch_timeout=fetch_timeout)
+    elif project_dir is not None:
+        where = _checked_project_dir(project_dir)
+    if session is None:
         raise SessionError(
             f"session {outcome.payload.session_id} is not on this machine: Claude Code keeps sessions in "
-            f"~/.claude/projects, so copy or sync that directory here, then run `claude --resume {outcome.payload.session_id}`"
+            f"~/.claude/projects, so copy or sync that directory here, then run `claude --resume {outcome.payload.session_id}` "
+            "(or ask the publisher to use `cclink --carry`, which sends the session itself)"
         )
-    claude.resume(outcome.payload.session_id, outcome.project_dir)
+    console.say(f"Resuming session {outcome.payload.session_id}...")
+    claude.resume(outcome.payload.session_id, where)
+
+
+def fetch_session(
+    outcome: PickupOutcome, rendezvous: Rendezvous, *, project_dir: Path | None, assume_yes: bool, fetch_timeout: float
+) -> tuple[claude.Session, Path]:
+    """Download, check, decrypt and place a carried session; return it and the directory to resume in."""
+    from cclink import carry  # libtorrent's peer side and tarfile: only for --carry
+
+    info, body = outcome.payload.carry, outcome.payload
+    assert info is not None and outcome.decryptor is not None
+    local = _local_project(body.project, project_dir, assume_yes)
+    with console.spinner(f"Fetching the session ({console.format_bytes(info.size)})") as spin:
+        path = carry.fetch(
+            info, rendezvous.bootstrap, stall_timeout=fetch_timeout,
+            on_progress=lambda p: spin.update(console.transfer_status("Fetching the session", p.done, p.total, p.rate)),
+        )
+    carry.check_integrity(path, info)
+
+    def replace(existing: Path) -> bool:
+        question = f"A different copy of session {body.session_id} is at {existing}. Replace it (the old one is kept as a backup)?"
+        return console.confirm(question, assume_yes=assume_yes, when_not_interactive=False)
+
+    placed = carry.place(path, outcome.decryptor, body.session_id, publisher_project=body.project, local_project=local, replace=replace)
+    carry.forget_download(info)
+    for backup in placed.backups:
+        console.say(f"Note: the previous local copy was kept as {backup}")
+    console.say(f"Placed the session at {placed.session_file}")
+    return claude.Session(body.session_id, placed.session_file, str(local), time.time()), local
+
+
+def _local_project(publisher_project: str, project_dir: Path | None, assume_yes: bool) -> Path:
+    """Where the session belongs here: --project-dir, else the publisher's path if it exists, else (asked) the current directory."""
+    if project_dir is not None:
+        return _checked_project_dir(project_dir)
+    if publisher_project and Path(publisher_project).is_dir():
+        return Path(publisher_project)
+    cwd = Path.cwd()
+    missing = f"The publisher's directory {publisher_project}" if publisher_project else "The publisher's directory"
+    if not console.confirm(f"{missing} does not exist here. Put the session in {cwd}?", assume_yes=assume_yes, when_not_interactive=True):
+        raise Aborted("pickup cancelled; choose the directory with --project-dir DIR")
+    return cwd
+
+
+def _checked_project_dir(project_dir: Path) -> Path:
+    path = Path(project_dir).expanduser()
+    if not path.is_dir():
+        raise UsageError(f"--project-dir {project_dir} is not a directory")
+    return path.resolve()
 
 
 # --- list and revoke ----------------------------------------------------------------

@@ -1,7 +1,13 @@
-"""The encrypted payload of a handoff: session id, hostname and project (WIRE.md section 4)."""
+"""The encrypted payload of a handoff: session id, hostname and project (WIRE.md section 4).
+
+A `--carry` handoff adds one key the Rust tool ignores, `c`: where to fetch the
+session itself (see CarryInfo).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Mapping
@@ -16,6 +22,7 @@ from cclink.errors import MalformedPayload
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
 
 _KNOWN_KEYS = ("h", "p", "s")
+CARRY_KEY = "c"
 
 
 def check_session_id(text: str) -> str:
@@ -45,6 +52,15 @@ class Payload:
             raise ValueError("extra payload keys must not shadow h, p or s")
         # A read-only copy, so a frozen Payload really is immutable.
         object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
+
+    @property
+    def carry(self) -> CarryInfo | None:
+        """Where the session data can be fetched, for a --carry handoff."""
+        value = self.extra.get(CARRY_KEY)
+        return None if value is None else CarryInfo.from_json(value)
+
+    def with_carry(self, carry: CarryInfo) -> Payload:
+        return Payload(self.session_id, self.hostname, self.project, {**self.extra, CARRY_KEY: carry.to_json()})
 
     def to_plaintext(self) -> bytes:
         """Compact JSON, keys h, p, s first (the Rust order), then extra keys as read."""
@@ -77,9 +93,67 @@ class Payload:
         return cls(session_id=session_id, hostname=hostname, project=project, extra=extra)
 
 
+@dataclass(frozen=True)
+class CarryInfo:
+    """A carried session: the torrent to fetch, its size and SHA-256, and where the publisher listens.
+
+    Written as `{"i": info-hash, "n": size, "d": SHA-256, "a": ["host:port", ...]}`
+    with both hashes in unpadded base64url: a DHT record has room for
+    little, and this is the most compact of the readable forms.
+    """
+
+    info_hash: bytes
+    size: int
+    sha256: bytes
+    hints: tuple[str, ...] = ()
+
+    MAX_HINTS = 8
+
+    def __post_init__(self) -> None:
+        if len(self.info_hash) != 20 or len(self.sha256) != 32:
+            raise MalformedPayload("the carried session's info-hash or SHA-256 has the wrong length")
+        if not isinstance(self.size, int) or isinstance(self.size, bool) or not 0 < self.size < 1 << 50:
+            raise MalformedPayload("the carried session's size is not a sensible number of bytes")
+        if len(self.hints) > self.MAX_HINTS or not all(isinstance(h, str) and 0 < len(h) <= 64 for h in self.hints):
+            raise MalformedPayload("the carried session's address hints are malformed")
+
+    def to_json(self) -> dict[str, object]:
+        document: dict[str, object] = {"i": _b64url(self.info_hash), "n": self.size, "d": _b64url(self.sha256)}
+        if self.hints:
+            document["a"] = list(self.hints)
+        return document
+
+    @classmethod
+    def from_json(cls, value: object) -> CarryInfo:
+        if not isinstance(value, Mapping):
+            raise MalformedPayload("the carried session's details are not an object")
+        hints = value.get("a", [])
+        if not isinstance(hints, list):
+            raise MalformedPayload("the carried session's address hints are malformed")
+        return cls(
+            info_hash=_from_b64url(value.get("i"), "info-hash"),
+            size=value.get("n"),  # type: ignore[arg-type]  # checked in __post_init__
+            sha256=_from_b64url(value.get("d"), "SHA-256"),
+            hints=tuple(hints),
+        )
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _from_b64url(value: object, name: str) -> bytes:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise MalformedPayload(f"the carried session's {name} is not base64url")
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise MalformedPayload(f"the carried session's {name} is not base64url") from None
+
+
 def seal(payload: Payload, recipient: agecrypt.Recipient) -> bytes:
-    """Encrypt a payload to one age recipient (the record's blob)."""
-    return agecrypt.encrypt(payload.to_plaintext(), recipient)
+    """Encrypt a payload to one age recipient (the record's blob), as small as age allows."""
+    return agecrypt.encrypt_compact(payload.to_plaintext(), recipient)
 
 
 def open_payload(blob: bytes, identity: agecrypt.Identity) -> Payload:

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from cclink import agecrypt
 from cclink.errors import CannotDecrypt, CclinkError, MalformedPayload
 from cclink.keys import Identity
-from cclink.payload import Payload, check_session_id, open_payload, seal
+from cclink.payload import CarryInfo, Payload, check_session_id, open_payload, seal
 
 UUID = "3f2b9c1e-7a44-4d1b-9e0f-0123456789ab"
 
@@ -149,3 +149,51 @@ def test_arbitrary_json_objects_raise_only_cclink_errors(document: dict[str, obj
     except CclinkError:
         return
     assert Payload.from_plaintext(payload.to_plaintext()) == payload
+
+
+# --- the carry details of a --carry handoff ---------------------------------------------------
+
+
+def a_carry(**changes) -> CarryInfo:
+    fields = {"info_hash": bytes(range(20)), "size": 123_456, "sha256": bytes(range(32)), "hints": ("127.0.0.2:4567",)}
+    fields.update(changes)
+    return CarryInfo(**fields)
+
+
+def test_carry_details_round_trip_through_the_plaintext():
+    body = Payload("abc", "laptop", "/home/a/app").with_carry(a_carry())
+    again = Payload.from_plaintext(body.to_plaintext())
+    assert again.carry == a_carry()
+    assert again.session_id == "abc" and again.project == "/home/a/app"
+
+
+def test_carry_details_are_compact_and_after_the_rust_keys():
+    text = Payload("abc", "h", "/p").with_carry(a_carry(hints=())).to_plaintext()
+    assert text == (
+        b'{"h":"h","p":"/p","s":"abc","c":{"i":"AAECAwQFBgcICQoLDA0ODxAREhM","n":123456,'
+        b'"d":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}}'
+    )
+
+
+def test_a_payload_without_carry_details_has_none():
+    assert Payload("abc").carry is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "not an object",
+        {"i": "AAECAwQFBgcICQoLDA0ODxAREhM", "n": 1},
+        {"i": "short", "n": 1, "d": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"},
+        {"i": "AAECAwQFBgcICQoLDA0ODxAREhM", "n": 0, "d": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"},
+        {"i": "AAECAwQFBgcICQoLDA0ODxAREhM", "n": True, "d": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"},
+        {"i": "AAECAwQFBgcICQoLDA0ODxAREhM", "n": "1", "d": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"},
+        {"i": "AAECAwQFBgcICQoLDA0ODxAREhM", "n": 1, "d": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", "a": "x"},
+        {"i": "AAECAwQFBgcICQoLDA0ODxAREhM", "n": 1, "d": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", "a": [1]},
+        {"i": "AA+/", "n": 1, "d": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"},
+    ],
+)
+def test_malformed_carry_details_are_a_payload_error(value):
+    body = Payload("abc", extra={"c": value})
+    with pytest.raises(MalformedPayload):
+        body.carry

@@ -1,0 +1,194 @@
+"""A Claude Code session as one compressed archive, and back (for `--carry`).
+
+The archive is a gzip-compressed tar stream holding `<id>.jsonl` and, when
+Claude Code made one, the directory `<id>/` beside it (sub-agent transcripts,
+large tool results). Everything streams in fixed-size chunks, so memory stays
+flat however large the session is. Unpacking trusts nothing in the archive:
+only those two names, regular files and directories, no links, no escapes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator
+
+from cclink.errors import MalformedArchive
+
+CHUNK = 1 << 20
+# JSONL compresses about tenfold even at level 1; higher levels cost far more
+# time than they save in transfer on the networks cclink is used on.
+COMPRESS_LEVEL = 1
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+# --- packing ---------------------------------------------------------------------
+
+
+def pack(session_file: Path, out: BinaryIO) -> int:
+    """Write the session (its .jsonl and its sibling directory, if any) to out; return the bytes packed."""
+    session_id = session_file.name.removesuffix(".jsonl")
+    packed = 0
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=COMPRESS_LEVEL, mtime=0) as compressed:
+        with tarfile.open(fileobj=compressed, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for path, name in _members(session_file, session_id):
+                packed += _add(tar, path, name)
+    return packed
+
+
+def _members(session_file: Path, session_id: str) -> Iterator[tuple[Path, str]]:
+    yield session_file, session_file.name
+    directory = session_file.with_name(session_id)
+    if not directory.is_dir() or directory.is_symlink():
+        return
+    for root, dirs, names in os.walk(directory):
+        dirs.sort()
+        base = Path(root)
+        relative = base.relative_to(directory.parent).as_posix()
+        yield base, relative
+        for name in sorted(names):
+            yield base / name, f"{relative}/{name}"
+
+
+def _add(tar: tarfile.TarFile, path: Path, name: str) -> int:
+    """Add one regular file or directory, without owner names or ids; skip anything else."""
+    if path.is_symlink() or not (path.is_file() or path.is_dir()):
+        return 0  # links and devices have no place in a transcript
+    info = tar.gettarinfo(str(path), arcname=name)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = DIR_MODE if info.isdir() else FILE_MODE
+    if info.isdir():
+        tar.addfile(info)
+        return 0
+    with open(path, "rb") as f:
+        tar.addfile(info, f)
+    return info.size
+
+
+# --- unpacking -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unpacked:
+    """A session unpacked into a staging directory, not yet in place."""
+
+    staging: Path
+    session_id: str
+
+    @property
+    def session_file(self) -> Path:
+        return self.staging / f"{self.session_id}.jsonl"
+
+    @property
+    def directory(self) -> Path | None:
+        path = self.staging / self.session_id
+        return path if path.is_dir() else None
+
+
+def unpack(source: BinaryIO, session_id: str, staging: Path, rewrite: Callable[[BinaryIO, BinaryIO], None]) -> Unpacked:
+    """Unpack an archive of session_id into the empty directory staging.
+
+    `rewrite(src, dst)` copies each .jsonl file (so the caller can change
+    paths inside it); other files are copied as they are. Raises
+    MalformedArchive for anything but the session's own files.
+    """
+    allowed_file, allowed_dir = f"{session_id}.jsonl", session_id
+    seen_session = False
+    try:
+        with gzip.GzipFile(fileobj=source, mode="rb") as decompressed:
+            with tarfile.open(fileobj=decompressed, mode="r|") as tar:
+                for member in tar:
+                    target = staging / _checked_name(member.name, allowed_file, allowed_dir)
+                    if member.isdir():
+                        target.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+                        continue
+                    if not member.isfile():
+                        raise MalformedArchive(f"the carried session holds '{member.name}', which is not a regular file")
+                    target.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+                    _extract_file(tar, member, target, rewrite if target.suffix == ".jsonl" else _copy)
+                    seen_session |= member.name == allowed_file
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, OSError, ValueError) as error:
+        if isinstance(error, OSError) and not isinstance(error, gzip.BadGzipFile) and error.errno is not None:
+            raise  # a local disk problem, not a bad archive
+        raise MalformedArchive(f"the carried session is not a valid archive ({type(error).__name__})") from None
+    if not seen_session:
+        raise MalformedArchive(f"the carried archive does not hold session {session_id}")
+    return Unpacked(staging, session_id)
+
+
+def _checked_name(name: str, allowed_file: str, allowed_dir: str) -> str:
+    """The member's name if it is the session file or inside the session directory."""
+    parts = name.split("/")
+    safe = name and not name.startswith("/") and all(part not in ("", ".", "..") for part in parts)
+    if safe and (name == allowed_file or parts[0] == allowed_dir):
+        return name
+    raise MalformedArchive(f"the carried session holds an unexpected path '{name[:80]}'")
+
+
+def _extract_file(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, copy: Callable[[BinaryIO, BinaryIO], None]) -> None:
+    source = tar.extractfile(member)
+    if source is None:
+        raise MalformedArchive(f"the carried session's '{member.name}' cannot be read")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
+    with os.fdopen(fd, "wb") as out:
+        copy(source, out)
+    os.utime(target, (member.mtime, member.mtime))
+
+
+def _copy(source: BinaryIO, out: BinaryIO) -> None:
+    shutil.copyfileobj(source, out, CHUNK)
+
+
+# --- rewriting paths in a transcript ------------------------------------------------------
+
+
+def replace_cwd(source: BinaryIO, out: BinaryIO, old: str, new: str, chunk_size: int = CHUNK) -> None:
+    """Copy a JSONL transcript, changing `"cwd":"<old>..."` to `"cwd":"<new>..."`.
+
+    Only cwd values equal to old or below it (old + "/...") change, and only
+    those bytes: everything else is copied exactly, so replacing back restores
+    the original byte for byte. Works in chunks, so lines of any length pass.
+    """
+    pattern = b'"cwd":"' + _json_inner(old)
+    replacement = b'"cwd":"' + _json_inner(new)
+    pending = b""
+    while True:
+        chunk = source.read(chunk_size)
+        data = pending + chunk
+        done, pending = _replace_complete(data, pattern, replacement, final=not chunk)
+        out.write(done)
+        if not chunk:
+            return
+
+
+def _replace_complete(data: bytes, pattern: bytes, replacement: bytes, final: bool) -> tuple[bytes, bytes]:
+    """Rewrite what can be decided in data; return (output, bytes to carry into the next chunk)."""
+    pieces, start = [], 0
+    while True:
+        at = data.find(pattern, start)
+        end = at + len(pattern)
+        if at < 0 or (end >= len(data) and not final):
+            break
+        follows = data[end:end + 1]
+        pieces.append(data[start:at])
+        pieces.append(replacement if follows in (b'"', b"/") else pattern)
+        start = end
+    if final:
+        pieces.append(data[start:])
+        return b"".join(pieces), b""
+    # Keep back a tail that may be the start of a match completed by the next chunk.
+    keep = len(data) - max(start, len(data) - len(pattern)) if at < 0 else len(data) - at
+    pieces.append(data[start:len(data) - keep])
+    return b"".join(pieces), data[len(data) - keep:]
+
+
+def _json_inner(text: str) -> bytes:
+    """text as it appears between the quotes of a JSON string written by Claude Code (JSON.stringify)."""
+    return json.dumps(text, ensure_ascii=False)[1:-1].encode()

@@ -1,0 +1,254 @@
+"""Carrying the session itself (`--carry`): pack, encrypt and seed it; fetch, check, decrypt and place it.
+
+The publisher packs the session into one archive, age-encrypts it to the
+record's recipient and seeds the ciphertext over BitTorrent; the record's
+encrypted payload says how to find it (payload.CarryInfo). The picker
+downloads it into the cache (so an interrupted download resumes), checks the
+SHA-256 the signed record promised before decrypting anything, and puts the
+session where Claude Code looks for it, with its paths rewritten for this
+machine. Nothing is written into ~/.claude until everything checked out.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable, Sequence
+
+import pyrage
+
+from cclink import agecrypt, archive, claude, files, torrent
+from cclink.errors import Aborted, CannotDecrypt, IntegrityError, TransferError
+from cclink.payload import CarryInfo
+
+HASH_CHUNK = 1 << 20
+
+
+def outgoing_dir() -> Path:
+    return files.cache_dir() / "outgoing"
+
+
+def incoming_dir(info_hash: bytes) -> Path:
+    """Where a download is kept between attempts, so an interrupted one resumes."""
+    return files.cache_dir() / "incoming" / info_hash.hex()
+
+
+# --- the publisher's side ------------------------------------------------------------
+
+
+class Outgoing:
+    """A session packed, encrypted and being seeded. Use as a context manager; closing deletes the files."""
+
+    def __init__(self, session_file: Path, recipient: agecrypt.Recipient, bootstrap: Sequence[torrent.Endpoint]) -> None:
+        self.workdir = _private_temp_dir(outgoing_dir())
+        try:
+            self.path, self.packed_size = _pack_and_encrypt(session_file, recipient, self.workdir)
+            self.sha256 = sha256_of(self.path)
+            self.seeder = torrent.Seeder(self.path, bootstrap)
+        except BaseException:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
+
+    def info(self, with_hints: bool = True) -> CarryInfo:
+        hints = tuple(torrent.format_endpoint(e) for e in self.seeder.listen_endpoints()) if with_hints else ()
+        return CarryInfo(self.seeder.info_hash, self.seeder.size, self.sha256, hints[: CarryInfo.MAX_HINTS])
+
+    def poll(self, wait: float) -> torrent.SeedStatus:
+        return self.seeder.poll(wait)
+
+    def close(self) -> None:
+        self.seeder.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Outgoing:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _pack_and_encrypt(session_file: Path, recipient: agecrypt.Recipient, workdir: Path) -> tuple[Path, int]:
+    """The encrypted archive of a session in workdir, and how many bytes went into it."""
+    packed = workdir / "session.tar.gz"
+    ciphertext = workdir / torrent.FILE_NAME
+    with _create_private(packed) as out:
+        size = archive.pack(session_file, out)
+    try:
+        with open(packed, "rb") as source, _create_private(ciphertext) as out:
+            pyrage.encrypt_io(source, out, [recipient])
+    finally:
+        packed.unlink()  # the plaintext copy is not left behind
+    return ciphertext, size
+
+
+# --- the picker's side ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    rate: int  # bytes per second
+    peers: int
+
+
+def fetch(
+    carry: CarryInfo,
+    bootstrap: Sequence[torrent.Endpoint],
+    *,
+    stall_timeout: float,
+    on_progress: Callable[[Progress], None] = lambda _: None,
+) -> Path:
+    """Download the carried ciphertext into the cache; TransferError when no data came for stall_timeout seconds."""
+    directory = incoming_dir(carry.info_hash)
+    files.make_private_dirs(directory)
+    hints = [e for e in (torrent.parse_endpoint(h) for h in carry.hints) if e is not None]
+    with torrent.Fetcher(carry.info_hash, carry.size, directory, bootstrap, hints) as fetcher:
+        last_done, last_change = -1, time.monotonic()
+        while True:
+            status = fetcher.poll(0.2)
+            on_progress(Progress(status.done, carry.size, status.download_rate, status.peers))
+            if status.finished:
+                fetcher.part_ways()
+                return fetcher.path
+            if status.done != last_done:
+                last_done, last_change = status.done, time.monotonic()
+            elif time.monotonic() - last_change > stall_timeout:
+                raise TransferError(_stalled_message(status, stall_timeout))
+
+
+def _stalled_message(status: torrent.FetchStatus, stall_timeout: float) -> str:
+    waited = f"{stall_timeout:.0f} seconds"
+    if not status.has_metadata and status.peers == 0:
+        return (
+            f"the publisher could not be reached within {waited}; it may have stopped seeding "
+            "(it runs `cclink --carry` in the foreground until the first pickup); run pickup again to resume"
+        )
+    return f"no data arrived from the publisher for {waited}; run pickup again to resume where it stopped"
+
+
+def sha256_of(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.digest()
+
+
+def check_integrity(path: Path, carry: CarryInfo) -> None:
+    """The downloaded file must be exactly what the signed record promised; else delete it."""
+    if path.stat().st_size != carry.size or sha256_of(path) != carry.sha256:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise IntegrityError(
+            "the carried session's SHA-256 does not match the signed record; it was damaged or tampered with, "
+            "and nothing was written"
+        )
+
+
+@dataclass(frozen=True)
+class Placed:
+    session_file: Path
+    backups: list[Path]
+
+
+def place(
+    ciphertext: Path,
+    identity: agecrypt.Identity,
+    session_id: str,
+    *,
+    publisher_project: str,
+    local_project: Path,
+    replace: Callable[[Path], bool],
+) -> Placed:
+    """Decrypt and unpack the session into ~/.claude/projects/<dir of local_project>/, paths rewritten.
+
+    `replace(existing)` decides whether a differing local copy gives way (it
+    is then kept as a timestamped backup); Aborted when it does not.
+    """
+    destination = claude.projects_dir() / claude.project_dir_name(str(local_project))
+    files.make_private_dirs(destination)
+    staging = _private_temp_dir(destination, prefix=".cclink-incoming-")
+    try:
+        unpacked = _decrypt_and_unpack(ciphertext, identity, session_id, staging, publisher_project, str(local_project))
+        return _move_into_place(unpacked, destination, replace)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _decrypt_and_unpack(
+    ciphertext: Path, identity: agecrypt.Identity, session_id: str, staging: Path, old: str, new: str
+) -> archive.Unpacked:
+    packed = staging / "session.tar.gz"
+    with open(ciphertext, "rb") as source, _create_private(packed) as out:
+        try:
+            pyrage.decrypt_io(source, out, [identity])
+        except pyrage.DecryptError:
+            raise CannotDecrypt("the carried session does not decrypt with the handoff's key; it may be damaged") from None
+    content = staging / "content"
+    content.mkdir(mode=archive.DIR_MODE)
+    rewrite = _cwd_rewriter(old, new)
+    with open(packed, "rb") as source:
+        unpacked = archive.unpack(source, session_id, content, rewrite)
+    packed.unlink()
+    return unpacked
+
+
+def _cwd_rewriter(old: str, new: str) -> Callable[[BinaryIO, BinaryIO], None]:
+    if not old or old == new:
+        return lambda source, out: shutil.copyfileobj(source, out, archive.CHUNK)
+    return lambda source, out: archive.replace_cwd(source, out, old, new)
+
+
+def _move_into_place(unpacked: archive.Unpacked, destination: Path, replace: Callable[[Path], bool]) -> Placed:
+    target_file = destination / unpacked.session_file.name
+    target_dir = destination / unpacked.session_id
+    pairs = [(unpacked.session_file, target_file)]
+    if unpacked.directory is not None:
+        pairs.append((unpacked.directory, target_dir))
+    differing = [target for source, target in pairs if target.exists() and not _same_content(source, target)]
+    if differing and not replace(target_file):
+        raise Aborted(f"kept the local copy of session {unpacked.session_id} at {target_file}")
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    backups = []
+    for source, target in pairs:
+        if target in differing:
+            backup = target.with_name(f"{target.name}.backup-{stamp}")
+            os.replace(target, backup)
+            backups.append(backup)
+        elif target.exists():
+            continue  # identical already
+        os.replace(source, target)
+    return Placed(target_file, backups)
+
+
+def _same_content(a: Path, b: Path) -> bool:
+    if a.is_dir() != b.is_dir():
+        return False
+    if a.is_file():
+        return a.stat().st_size == b.stat().st_size and sha256_of(a) == sha256_of(b)
+    names_a = sorted(p.relative_to(a) for p in a.rglob("*"))
+    names_b = sorted(p.relative_to(b) for p in b.rglob("*"))
+    return names_a == names_b and all(_same_content(a / n, b / n) for n in names_a if (a / n).is_file())
+
+
+def forget_download(carry: CarryInfo) -> None:
+    shutil.rmtree(incoming_dir(carry.info_hash), ignore_errors=True)
+
+
+# --- private files and directories ------------------------------------------------------
+
+
+def _private_temp_dir(parent: Path, prefix: str = "") -> Path:
+    files.make_private_dirs(parent)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))  # mkdtemp makes it 0700
+
+
+def _create_private(path: Path) -> BinaryIO:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    return os.fdopen(fd, "wb")

@@ -1,0 +1,264 @@
+"""Moving one file between two machines with BitTorrent, peers found through the DHT (for `--carry`).
+
+The seeder makes a single-file torrent of an encrypted archive, announces it
+on the DHT and waits for a picker to finish downloading; the fetcher knows
+only the info-hash, a size and address hints from the signed record. What the
+bytes are is decided above this module: here they are opaque.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import libtorrent as lt
+
+from cclink import dht
+from cclink.errors import NetworkError, TransferError
+
+PIECE_SIZE = 1 << 20  # 1 MiB: few pieces even for 200 MB, small enough to resume finely
+FILE_NAME = "carry.age"
+SEED_ANNOUNCE_EVERY = 300.0
+FETCH_ANNOUNCE_EVERY = 10.0  # while no peer is connected
+Endpoint = dht.Endpoint
+
+
+def parse_endpoint(text: str) -> Endpoint | None:
+    """`1.2.3.4:5` or `[::1]:5` as (host, port); None when it is neither."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
+
+
+def format_endpoint(endpoint: Endpoint) -> str:
+    host, port = endpoint
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True)
+class SeedStatus:
+    peers: int
+    uploaded: int
+    upload_rate: int
+    completed: int  # pickers that have the whole file
+
+
+@dataclass(frozen=True)
+class FetchStatus:
+    done: int
+    total: int
+    download_rate: int
+    peers: int
+    finished: bool
+    has_metadata: bool
+
+
+class _TorrentSession:
+    """A libtorrent session for one command, with the DHT and the peer wire."""
+
+    def __init__(self, bootstrap: Sequence[Endpoint], state_file: Path | None) -> None:
+        self.bootstrap = list(bootstrap)
+        self.state_file = state_file
+        self.on_this_machine = dht.is_loopback(self.bootstrap)
+        self.session = lt.session(dht.command_session_params(self.bootstrap, state_file, peer_wire=True))
+        self.handle: lt.torrent_handle | None = None
+        self._joined = False
+        self._announced_at = float("-inf")
+
+    def close(self) -> None:
+        if self.session is None:
+            return
+        dht.save_state(self.session, self.state_file)
+        self.handle = None
+        self.session = None  # dropping the last reference shuts libtorrent down
+
+    def _add(self, params: lt.add_torrent_params) -> lt.torrent_handle:
+        # On one machine every command shares COMMAND_ADDRESS, which the DHT
+        # side filters out; the peer wire must still reach it.
+        params.flags &= ~lt.torrent_flags.apply_ip_filter
+        params.flags &= ~lt.torrent_flags.auto_managed
+        params.flags &= ~lt.torrent_flags.paused
+        self.handle = self.session.add_torrent(params)
+        return self.handle
+
+    def _pump(self, wait: float, announce_every: float) -> list[lt.alert]:
+        """Wait up to `wait` seconds for alerts; announce on the DHT once it is joined, then every announce_every seconds."""
+        self.session.post_dht_stats()
+        self.session.wait_for_alert(max(1, int(wait * 1000)))
+        alerts = self.session.pop_alerts()
+        for alert in alerts:
+            if isinstance(alert, (lt.file_error_alert, lt.torrent_error_alert)):
+                raise NetworkError(f"the transfer failed: {alert.message()}")
+            if isinstance(alert, lt.dht_stats_alert) and any(b["num_nodes"] for b in alert.routing_table):
+                self._joined = True
+        # libtorrent announces a new torrent at once, before the DHT has any
+        # node to announce to, and then not again for many minutes.
+        if self._joined and time.monotonic() - self._announced_at > announce_every:
+            self.handle.force_dht_announce()
+            self._announced_at = time.monotonic()
+        return alerts
+
+
+class Seeder(_TorrentSession):
+    """Seed one file until pickers have it. Use as a context manager."""
+
+    def __init__(self, path: Path, bootstrap: Sequence[Endpoint], state_file: Path | None = None) -> None:
+        super().__init__(bootstrap, state_file)
+        info = lt.torrent_info(_make_torrent(path))
+        params = lt.add_torrent_params()
+        params.ti = info
+        params.save_path = str(path.parent)
+        params.flags |= lt.torrent_flags.seed_mode  # we just hashed it: skip the check
+        self.info_hash = bytes.fromhex(str(info.info_hashes().v1))
+        self.size = info.total_size()
+        self._add(params)
+        self._completed: set[str] = set()
+
+    def __enter__(self) -> "Seeder":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def listen_endpoints(self) -> list[Endpoint]:
+        """Where pickers can reach this seeder directly, best guess first."""
+        port = self.session.listen_port()
+        if self.on_this_machine:
+            return [(dht.COMMAND_ADDRESS, port)]
+        return [(address, port) for address in _local_addresses(self.bootstrap)]
+
+    def poll(self, wait: float = 0.5) -> SeedStatus:
+        """Wait up to `wait` seconds for news; return the current state."""
+        for alert in self._pump(wait, SEED_ANNOUNCE_EVERY):
+            if isinstance(alert, lt.peer_disconnected_alert) and _finished_download(alert):
+                self._completed.add(str(alert.endpoint))
+        for peer in self.handle.get_peer_info():
+            if peer.flags & lt.peer_info.seed:
+                self._completed.add(str(peer.ip))  # same (host, port) tuple as the alert's endpoint
+        status = self.handle.status()
+        return SeedStatus(
+            peers=status.num_peers,
+            uploaded=status.total_payload_upload,
+            upload_rate=status.upload_payload_rate,
+            completed=len(self._completed),
+        )
+
+
+class Fetcher(_TorrentSession):
+    """Download one file known by its info-hash into a directory. Use as a context manager."""
+
+    def __init__(
+        self,
+        info_hash: bytes,
+        size: int,
+        directory: Path,
+        bootstrap: Sequence[Endpoint],
+        hints: Sequence[Endpoint] = (),
+        state_file: Path | None = None,
+    ) -> None:
+        super().__init__(bootstrap, state_file)
+        self.size = size
+        self.directory = directory
+        params = lt.add_torrent_params()
+        params.info_hashes = lt.info_hash_t(lt.sha1_hash(info_hash))
+        params.save_path = str(directory)
+        self._add(params)
+        self._hints = list(hints)
+        self._renamed = False
+        for endpoint in self._hints:
+            self.handle.connect_peer(endpoint)
+        self._hinted_at = time.monotonic()
+
+    def __enter__(self) -> "Fetcher":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> Path:
+        return self.directory / FILE_NAME
+
+    def poll(self, wait: float = 0.5) -> FetchStatus:
+        """Wait up to `wait` seconds for news; return the download's state."""
+        status = self.handle.status()
+        self._pump(wait, FETCH_ANNOUNCE_EVERY if status.num_peers == 0 else float("inf"))
+        status = self.handle.status()
+        if status.has_metadata and not self._renamed:
+            self._check_metadata()
+        if time.monotonic() - self._hinted_at > 5 and status.num_peers == 0:
+            for endpoint in self._hints:  # the seeder may have been busy; knock again
+                self.handle.connect_peer(endpoint)
+            self._hinted_at = time.monotonic()
+        return FetchStatus(
+            done=status.total_wanted_done,
+            total=self.size,
+            download_rate=status.download_payload_rate,
+            peers=status.num_peers,
+            finished=self._renamed and status.is_seeding,
+            has_metadata=status.has_metadata,
+        )
+
+    def part_ways(self, linger: float = 3.0) -> None:
+        """After finishing, let libtorrent close its connections itself: that is how the seeder learns we are done."""
+        deadline = time.monotonic() + linger
+        while self.handle.status().num_peers > 0 and time.monotonic() < deadline:
+            self.session.wait_for_alert(100)
+            self.session.pop_alerts()
+
+    def _check_metadata(self) -> None:
+        """The torrent must be the one file the record promised; give it our own name."""
+        files = self.handle.torrent_file().files()
+        if files.num_files() != 1 or files.file_size(0) != self.size:
+            raise TransferError("the carried data offered for this handoff does not match its record")
+        if files.file_path(0) != FILE_NAME:
+            self.handle.rename_file(0, FILE_NAME)
+        self._renamed = True
+
+
+def _make_torrent(path: Path) -> bytes:
+    """A v1 single-file torrent of path (v1: its 20-byte info-hash is what peers find on the DHT)."""
+    entry = lt.create_file_entry(path.name, path.stat().st_size)
+    creator = lt.create_torrent([entry], PIECE_SIZE, lt.create_torrent.v1_only)
+    creator.set_creator("")
+    lt.set_piece_hashes(creator, str(path.parent))
+    return lt.bencode(creator.generate())
+
+
+# libtorrent's errors::upload_upload_connection and errors::uninteresting_upload_peer:
+# the codes it closes a connection with when both ends have the whole file.
+_BOTH_HAVE_IT = {37, 38}
+
+
+def _finished_download(alert: lt.peer_disconnected_alert) -> bool:
+    """A connection closed because both ends now have the whole file: the picker finished.
+
+    Whichever end notices first closes it; the picker says why (reason
+    upload_to_upload), and the seeder's own close carries an error code.
+    """
+    if alert.reason == lt.close_reason_t.upload_to_upload:
+        return True
+    return alert.error.category().name() == "libtorrent" and alert.error.value() in _BOTH_HAVE_IT
+
+
+def _local_addresses(bootstrap: Sequence[Endpoint]) -> list[str]:
+    """This machine's address on the route towards the DHT (no packet is sent)."""
+    addresses = []
+    for host, port in bootstrap[:1]:
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.connect((host, port))
+                addresses.append(probe.getsockname()[0])
+        except OSError:
+            continue
+    return addresses

@@ -1,0 +1,210 @@
+"""The session archive of --carry: packing, hostile archives, and the cwd rewrite."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cclink import archive
+from cclink.errors import CclinkError, MalformedArchive
+
+SESSION = "0b5f8a52-6a53-4c4e-9a43-2f1f3c0d7e11"
+
+
+def copy(source, out) -> None:
+    out.write(source.read())
+
+
+def make_session(folder: Path, *, directory: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    file = folder / f"{SESSION}.jsonl"
+    file.write_text('{"cwd":"/home/a/app","type":"user"}\n{"type":"assistant"}\n')
+    if directory:
+        (folder / SESSION / "subagents").mkdir(parents=True)
+        (folder / SESSION / "subagents" / "agent-1.jsonl").write_text('{"cwd":"/home/a/app"}\n')
+    return file
+
+
+def packed(file: Path) -> io.BytesIO:
+    out = io.BytesIO()
+    archive.pack(file, out)
+    out.seek(0)
+    return out
+
+
+def hostile_archive(*members: tuple[tarfile.TarInfo, bytes]) -> io.BytesIO:
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb") as compressed, tarfile.open(fileobj=compressed, mode="w|") as tar:
+        for info, data in members:
+            info.size = len(data) if info.isfile() else 0
+            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    raw.seek(0)
+    return raw
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    return info
+
+
+# --- round trip ----------------------------------------------------------------------------
+
+
+def test_a_session_and_its_directory_survive_pack_and_unpack(tmp_path):
+    file = make_session(tmp_path / "src")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+
+    unpacked = archive.unpack(packed(file), SESSION, staging, copy)
+
+    assert unpacked.session_file.read_bytes() == file.read_bytes()
+    assert (unpacked.directory / "subagents" / "agent-1.jsonl").read_text() == '{"cwd":"/home/a/app"}\n'
+    assert unpacked.session_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_session_without_a_directory_packs_alone(tmp_path):
+    file = make_session(tmp_path / "src", directory=False)
+    with tarfile.open(fileobj=gzip.GzipFile(fileobj=packed(file)), mode="r|") as tar:
+        assert [m.name for m in tar] == [f"{SESSION}.jsonl"]
+
+
+def test_the_archive_names_no_owner(tmp_path):
+    file = make_session(tmp_path / "src")
+    with tarfile.open(fileobj=gzip.GzipFile(fileobj=packed(file)), mode="r|") as tar:
+        for info in tar:
+            assert (info.uid, info.gid, info.uname, info.gname) == (0, 0, "", "")
+
+
+def test_links_beside_the_session_are_left_out(tmp_path):
+    file = make_session(tmp_path / "src")
+    (tmp_path / "secret").write_text("not for the archive")
+    (file.parent / SESSION / "link").symlink_to(tmp_path / "secret")
+    with tarfile.open(fileobj=gzip.GzipFile(fileobj=packed(file)), mode="r|") as tar:
+        names = [m.name for m in tar]
+    assert f"{SESSION}/link" not in names
+
+
+# --- hostile archives ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        member("../escape.jsonl"),
+        member(f"{SESSION}/../../escape"),
+        member("/etc/passwd"),
+        member("other-session.jsonl"),
+        member(f"{SESSION}.jsonl/x"),
+        member(f"{SESSION}/./x"),
+        member(f"{SESSION}/link", tarfile.SYMTYPE, "/etc/passwd"),
+        member(f"{SESSION}/hard", tarfile.LNKTYPE, f"{SESSION}.jsonl"),
+        member(f"{SESSION}/fifo", tarfile.FIFOTYPE),
+        member(f"{SESSION}/dev", tarfile.CHRTYPE),
+    ],
+    ids=lambda info: f"{info.name}-{info.type!r}",
+)
+def test_anything_but_the_sessions_own_files_is_refused(tmp_path, bad):
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    source = hostile_archive((member(f"{SESSION}.jsonl"), b"{}\n"), (bad, b"x"))
+
+    with pytest.raises(MalformedArchive):
+        archive.unpack(source, SESSION, staging, copy)
+
+    assert not (tmp_path / "escape.jsonl").exists() and not (tmp_path / "escape").exists()
+    assert not any(p.is_symlink() for p in staging.rglob("*"))
+
+
+def test_an_archive_without_the_session_file_is_refused(tmp_path):
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    source = hostile_archive((member(f"{SESSION}/notes.txt"), b"x"))
+    with pytest.raises(MalformedArchive, match="does not hold session"):
+        archive.unpack(source, SESSION, staging, copy)
+
+
+@pytest.mark.parametrize("data", [b"", b"not gzip at all", gzip.compress(b"not a tar stream" * 100), gzip.compress(b"\0" * 10)[:-5]])
+def test_garbage_is_a_malformed_archive(tmp_path, data):
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    with pytest.raises(MalformedArchive):
+        archive.unpack(io.BytesIO(data), SESSION, staging, copy)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_only_ever_raise_our_own_errors(tmp_path_factory, data):
+    staging = tmp_path_factory.mktemp("staging")
+    try:
+        archive.unpack(io.BytesIO(gzip.compress(data)), SESSION, staging, copy)
+    except CclinkError:
+        pass
+
+
+# --- the cwd rewrite ----------------------------------------------------------------------------
+
+
+def rewrite(data: bytes, old: str, new: str, chunk_size: int = archive.CHUNK) -> bytes:
+    out = io.BytesIO()
+    archive.replace_cwd(io.BytesIO(data), out, old, new, chunk_size)
+    return out.getvalue()
+
+
+def test_only_cwd_values_at_or_below_the_old_path_change():
+    lines = [
+        {"cwd": "/home/a/app", "text": "see /home/a/app"},
+        {"cwd": "/home/a/app/src"},
+        {"cwd": "/home/a/apple"},
+        {"cwd": "/home/a"},
+        {"tool": {"cwd": "/home/a/app"}},
+    ]
+    data = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines).encode()
+
+    result = [json.loads(line) for line in rewrite(data, "/home/a/app", "/srv/b").splitlines()]
+
+    assert result == [
+        {"cwd": "/srv/b", "text": "see /home/a/app"},
+        {"cwd": "/srv/b/src"},
+        {"cwd": "/home/a/apple"},
+        {"cwd": "/home/a"},
+        {"tool": {"cwd": "/srv/b"}},
+    ]
+
+
+def test_paths_with_characters_json_escapes_are_matched_as_written():
+    old = 'C:\\Users\\a "b"/app'
+    data = (json.dumps({"cwd": old}, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    assert json.loads(rewrite(data, old, "/x")) == {"cwd": "/x"}
+
+
+paths = st.text(alphabet="/abc-é", min_size=1, max_size=12).map(lambda s: "/" + s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    old=paths,
+    new=paths,
+    pieces=st.lists(st.sampled_from(["cwd", '"cwd":"', "/", '"', "x", "\n", "é", "{", "}"]) | paths, max_size=40),
+)
+def test_rewriting_back_restores_the_original_whatever_the_chunk_boundaries(old, new, pieces):
+    """Undo is exact unless the new path already appeared as a cwd before the rewrite."""
+    text = "".join(pieces).replace("OLD", old)
+    data = text.encode() + ('{"cwd":"' + old + '"}\n').encode()
+    forward = rewrite(data, old, new, chunk_size=3)  # matches straddle chunk boundaries
+    assert forward.count(b'"cwd":"' + new.encode()) >= 1
+    if b'"cwd":"' + new.encode() not in data and new not in old and old not in new:
+        assert rewrite(forward, new, old, chunk_size=5) == data
+
+
+def test_rewrite_streams_through_lines_longer_than_a_chunk():
+    line = b'{"cwd":"/home/a/app","big":"' + b"x" * 10_000 + b'"}\n'
+    assert rewrite(line * 3, "/home/a/app", "/n", chunk_size=64) == line.replace(b"/home/a/app", b"/n") * 3

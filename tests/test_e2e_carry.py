@@ -1,0 +1,365 @@
+"""`cclink --carry`: the session itself travels, encrypted, peer to peer, to a machine that never had it."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import selectors
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cclink import archive, carry, payload, record, rendezvous
+from cclink.keys import Identity
+from cclink.payload import CarryInfo, Payload
+
+READY = "Offering the session"
+WAIT = 120  # seconds: a guard against hangs, never a measurement
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def realistic_transcript(project: Path, session_id: str, size: int) -> bytes:
+    """JSONL shaped like Claude Code's: messages, tool calls with large outputs, a cwd on every line."""
+    rng = random.Random(session_id)
+    words = "the a function test error file return value import class def self config build run".split()
+    lines, total, parent = [], 0, None
+    while total < size:
+        line_id = str(uuid.UUID(int=rng.getrandbits(128)))
+        kind = rng.choice(["user", "assistant", "assistant", "tool"])
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(5, 60 if kind != "tool" else 3000)))
+        entry = {
+            "parentUuid": parent,
+            "isSidechain": False,
+            "userType": "external",
+            # Sessions start in the project; later tool calls may run below it.
+            "cwd": str(project / "src") if kind == "tool" and lines else str(project),
+            "sessionId": session_id,
+            "version": "2.0.1",
+            "type": "user" if kind != "assistant" else "assistant",
+            "message": {"role": "user" if kind != "assistant" else "assistant", "content": [{"type": "text", "text": text}]},
+            "uuid": line_id,
+            "timestamp": f"2026-11-23T08:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}.000Z",
+        }
+        line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        lines.append(line)
+        total += len(line)
+        parent = line_id
+    return b"".join(lines)
+
+
+def write_session(machine, project: Path, content: bytes, session_id: str, with_directory: bool = True) -> Path:
+    folder = machine.home / ".claude" / "projects" / "".join(c if c.isalnum() else "-" for c in str(project))
+    folder.mkdir(parents=True, exist_ok=True)
+    file = folder / f"{session_id}.jsonl"
+    file.write_bytes(content)
+    if with_directory:
+        sub = folder / session_id / "subagents"
+        sub.mkdir(parents=True)
+        (sub / "agent-1.jsonl").write_text(json.dumps({"cwd": str(project), "type": "user"}) + "\n")
+    return file
+
+
+def wait_for_line(process: subprocess.Popen, text: str, timeout: float = WAIT) -> str:
+    """Read the process's stderr until a line containing text; fail if it exits or the guard runs out."""
+    selector = selectors.DefaultSelector()
+    selector.register(process.stderr, selectors.EVENT_READ)
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if selector.select(timeout=1):
+            line = process.stderr.readline()
+            if not line:
+                break
+            seen.append(line)
+            if text in line:
+                return line
+    process.kill()
+    out, err = process.communicate()
+    raise AssertionError(f"never saw {text!r}; exit {process.returncode}\nstdout: {out}\nstderr: {''.join(seen)}{err}")
+
+
+def finish(process: subprocess.Popen, timeout: float = WAIT) -> tuple[int, str, str]:
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+    return process.returncode, out, err
+
+
+@pytest.fixture
+def short_dir():
+    """Projects to carry live here, not under pytest's long temporary paths.
+
+    A handoff must fit in one 1000-byte DHT item, and a carried one spends
+    about a hundred of those bytes on where to fetch the session; a project
+    path of pytest's length (80 characters and more) leaves too little for
+    --share. Real project paths are shorter.
+    """
+    path = Path(tempfile.mkdtemp(prefix="cc", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def short_project(base: Path, name: str = "app") -> Path:
+    path = base / name
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def files_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+@pytest.fixture
+def carried(paired, short_dir):
+    """A laptop seeding a 20 MB session with --carry; the desktop shares its key but has no session."""
+    laptop, desktop = paired
+    project = short_project(short_dir, "big-app")
+    session_id = str(uuid.uuid4())
+    content = realistic_transcript(project, session_id, 20 * 1024 * 1024)
+    write_session(laptop, project, content, session_id)
+    publisher = laptop.spawn("--carry", "--json", cwd=project)
+    wait_for_line(publisher, READY)
+    yield laptop, desktop, publisher, project, session_id, content
+    if publisher.poll() is None:
+        publisher.kill()
+        publisher.communicate()
+
+
+# --- the whole journey ---------------------------------------------------------------------
+
+
+def test_a_carried_session_arrives_byte_identical_and_resumes_in_the_mapped_directory(carried):
+    laptop, desktop, publisher, project, session_id, content = carried
+    mapped = desktop.project("elsewhere", "big-app")
+
+    result = desktop.ok("pickup", "-y", "--project-dir", str(mapped))
+
+    [launch] = desktop.launches()
+    assert launch.argv == ["--resume", session_id]
+    assert launch.cwd == str(mapped)
+    placed = desktop.home / ".claude" / "projects" / "".join(c if c.isalnum() else "-" for c in str(mapped)) / f"{session_id}.jsonl"
+    arrived = placed.read_bytes()
+    assert f'"cwd":"{mapped}"'.encode() in arrived and str(project).encode() not in arrived
+    restored = io.BytesIO()
+    archive.replace_cwd(io.BytesIO(arrived), restored, str(mapped), str(project))
+    assert restored.getvalue() == content
+    assert (placed.parent / session_id / "subagents" / "agent-1.jsonl").exists()
+    assert oct(placed.stat().st_mode & 0o777) == oct(0o600)
+    assert "Placed the session" in result.stderr
+
+    code, out, err = finish(publisher)
+    assert code == 0, err
+    assert "The session was fetched" in err
+    assert json.loads(out)["carry"]["size"] > 0
+    # The download cache is cleared once the session is in place.
+    assert files_under(desktop.home / ".cache" / "cclink" / "incoming") == []
+
+
+def test_the_publishers_own_path_is_used_when_it_exists_here(paired, short_dir):
+    laptop, desktop = paired
+    project = short_project(short_dir, "shared-path")
+    session_id = str(uuid.uuid4())
+    write_session(laptop, project, realistic_transcript(project, session_id, 50_000), session_id, with_directory=False)
+    publisher = laptop.spawn("--carry", cwd=project)
+    wait_for_line(publisher, READY)
+
+    desktop.ok("pickup", "-y")
+
+    [launch] = desktop.launches()
+    assert launch.cwd == str(project)
+    assert finish(publisher)[0] == 0
+
+
+def test_burn_with_share_is_revoked_once_the_recipient_has_the_session(machines, short_dir):
+    laptop, colleague = machines("laptop"), machines("colleague")
+    laptop.init()
+    colleague_key = colleague.init()
+    project = short_project(short_dir, "app")
+    session_id = str(uuid.uuid4())
+    write_session(laptop, project, realistic_transcript(project, session_id, 100_000), session_id)
+    publisher = laptop.spawn("--carry", "--burn", "--share", colleague_key, cwd=project)
+    wait_for_line(publisher, READY)
+
+    colleague.ok("pickup", "-y", laptop.public_key_z32(), "--project-dir", str(colleague.project("app")))
+
+    code, _, err = finish(publisher)
+    assert code == 0, err
+    assert "revoked" in err
+    again = colleague.run("pickup", "-y", laptop.public_key_z32())
+    assert again.returncode == 7
+    assert len(colleague.launches()) == 1
+
+
+def test_a_pin_carry_opens_only_with_the_pin(machines, short_dir):
+    laptop, stranger, friend = machines("laptop"), machines("stranger"), machines("friend")
+    laptop.init()
+    project = short_project(short_dir, "app")
+    session_id = str(uuid.uuid4())
+    write_session(laptop, project, realistic_transcript(project, session_id, 100_000), session_id)
+    publisher = laptop.spawn("--carry", "--pin", cwd=project, env={"CCLINK_PIN": "correct-horse-battery"})
+    wait_for_line(publisher, READY)
+    z32 = laptop.public_key_z32()
+
+    wrong = stranger.run("pickup", "-y", z32, env={"CCLINK_PIN": "wrong-horse-battery"})
+    assert wrong.returncode == 6
+    assert stranger.launches() == [] and files_under(stranger.home / ".claude") == []
+
+    friend.ok("pickup", "-y", z32, "--project-dir", str(friend.project("app")), env={"CCLINK_PIN": "correct-horse-battery"})
+    assert [launch.argv for launch in friend.launches()] == [["--resume", session_id]]
+    assert finish(publisher)[0] == 0
+
+
+def test_a_share_carry_cannot_be_read_by_a_third_key(machines, short_dir):
+    laptop, colleague, other = machines("laptop"), machines("colleague"), machines("other")
+    laptop.init()
+    colleague_key = colleague.init()
+    other.init()
+    project = short_project(short_dir, "app")
+    session_id = str(uuid.uuid4())
+    write_session(laptop, project, realistic_transcript(project, session_id, 100_000), session_id)
+    publisher = laptop.spawn("--carry", "--share", colleague_key, cwd=project)
+    try:
+        wait_for_line(publisher, READY)
+        refused = other.run("pickup", "-y", laptop.public_key_z32())
+        assert refused.returncode == 6
+        assert "shared with" in refused.stderr
+        assert other.launches() == [] and files_under(other.home / ".claude") == []
+    finally:
+        publisher.kill()
+        publisher.communicate()
+
+
+# --- a differing local copy -------------------------------------------------------------------
+
+
+def test_a_differing_local_copy_is_kept_as_a_backup_with_yes(carried):
+    laptop, desktop, publisher, project, session_id, content = carried
+    mapped = desktop.project("app")
+    mine = write_session(desktop, mapped, b'{"cwd":"x","mine":true}\n', session_id, with_directory=False)
+
+    desktop.ok("pickup", "-y", "--fetch", "--project-dir", str(mapped))
+
+    backups = list(mine.parent.glob(f"{session_id}.jsonl.backup-*"))
+    assert [b.read_bytes() for b in backups] == [b'{"cwd":"x","mine":true}\n']
+    assert mine.read_bytes() != b'{"cwd":"x","mine":true}\n'
+    assert finish(publisher)[0] == 0
+
+
+def test_a_differing_local_copy_is_never_replaced_without_consent(carried):
+    laptop, desktop, publisher, project, session_id, content = carried
+    mapped = desktop.project("app")
+    mine = write_session(desktop, mapped, b'{"cwd":"x","mine":true}\n', session_id, with_directory=False)
+
+    # No terminal to ask on and no -y: the pickup itself proceeds, the replacement does not.
+    result = desktop.run("pickup", "--fetch", "--project-dir", str(mapped))
+
+    assert result.returncode == 130
+    assert mine.read_bytes() == b'{"cwd":"x","mine":true}\n'
+    assert list(mine.parent.glob("*.backup-*")) == []
+    assert desktop.launches() == []
+
+
+# --- damage, absence, interruption ------------------------------------------------------------
+
+
+def publish_carry_record(machine, bootstrap: str, session_file: Path, project: Path, *, sha256: bytes | None = None) -> carry.Outgoing:
+    """Seed a session through the library and publish a record about it, optionally with a wrong SHA-256."""
+    identity = Identity(bytes.fromhex(machine.key_file.read_text().strip()))
+    host, port = bootstrap.rsplit(":", 1)
+    endpoints = [(host, int(port))]
+    outgoing = carry.Outgoing(session_file, identity.public_key.age_recipient(), endpoints)
+    info = outgoing.info()
+    if sha256 is not None:
+        info = CarryInfo(info.info_hash, info.size, sha256, info.hints)
+    body = Payload(session_file.stem, "laptop", str(project)).with_carry(info)
+    signed = record.new_record(identity, payload.seal(body, identity.public_key.age_recipient()), ttl=600, now=time.time())
+    rendezvous.Rendezvous(endpoints, cache=False).publish(identity, signed)
+    return outgoing
+
+
+def keep_seeding(outgoing: carry.Outgoing, process: subprocess.Popen) -> None:
+    """Serve peers until the picking process has exited."""
+    while process.poll() is None:
+        outgoing.poll(0.2)
+
+
+def test_data_that_does_not_match_the_signed_sha256_is_refused_and_nothing_is_written(paired, swarm, short_dir):
+    laptop, desktop = paired
+    project = short_project(short_dir, "app")
+    session_id = str(uuid.uuid4())
+    file = write_session(laptop, project, realistic_transcript(project, session_id, 200_000), session_id)
+    with publish_carry_record(laptop, swarm.bootstrap, file, project, sha256=bytes(32)) as outgoing:
+        picker = desktop.spawn("pickup", "-y", "--project-dir", str(desktop.project("app")))
+        keep_seeding(outgoing, picker)
+        code, _, err = finish(picker)
+
+    assert code == 5
+    assert "SHA-256" in err and "Traceback" not in err
+    assert desktop.launches() == []
+    assert files_under(desktop.home / ".claude") == []
+
+
+def test_a_publisher_that_is_gone_gives_a_clear_error_after_the_fetch_timeout(paired, swarm, short_dir):
+    laptop, desktop = paired
+    project = short_project(short_dir, "app")
+    session_id = str(uuid.uuid4())
+    file = write_session(laptop, project, realistic_transcript(project, session_id, 50_000), session_id)
+    publish_carry_record(laptop, swarm.bootstrap, file, project).close()  # record published, seeder gone
+
+    result = desktop.run("pickup", "-y", "--fetch-timeout", "3", "--project-dir", str(desktop.project("app")))
+
+    assert result.returncode == 8
+    assert result.stderr.count("cclink: error:") == 1 and "publisher" in result.stderr
+    assert desktop.launches() == []
+    assert files_under(desktop.home / ".claude") == []
+
+
+def test_an_interrupted_download_resumes_where_it_stopped(paired, swarm, short_dir):
+    laptop, desktop = paired
+    project = short_project(short_dir, "app")
+    session_id = str(uuid.uuid4())
+    # Random bytes in the transcript keep the archive large after compression.
+    noise = json.dumps({"cwd": str(project), "blob": os.urandom(3_000_000).hex()}).encode() + b"\n"
+    file = write_session(laptop, project, realistic_transcript(project, session_id, 10_000) + noise, session_id)
+    with publish_carry_record(laptop, swarm.bootstrap, file, project) as outgoing:
+        info = outgoing.info()
+        # What an interrupted pickup leaves behind: the first half of the download, in the cache.
+        partial = desktop.home / ".cache" / "cclink" / "incoming" / info.info_hash.hex() / "carry.age"
+        partial.parent.mkdir(parents=True)
+        whole = outgoing.path.read_bytes()
+        with open(partial, "wb") as f:
+            f.write(whole[: len(whole) // 2])
+            f.truncate(len(whole))
+        picker = desktop.spawn("pickup", "-y", "--project-dir", str(desktop.project("app")))
+        keep_seeding(outgoing, picker)
+        code, _, err = finish(picker)
+        sent = outgoing.poll(0).uploaded
+
+    assert code == 0, err
+    assert [launch.argv for launch in desktop.launches()] == [["--resume", session_id]]
+    assert 0 < sent <= len(whole) // 2 + 2 * (1 << 20)  # the second half, give or take a piece
+
+
+def test_fetch_refuses_a_handoff_that_carries_nothing(paired):
+    laptop, desktop = paired
+    project = laptop.project("app")
+    session_id = laptop.add_session(project)
+    desktop.add_session(desktop.project("app"), session_id)
+    laptop.ok(cwd=project)
+
+    result = desktop.run("pickup", "-y", "--fetch")
+
+    assert result.returncode == 2
+    assert "nothing to fetch" in result.stderr
+    assert desktop.launches() == []
