@@ -1,0 +1,229 @@
+"""Pickup against DHT nodes that lie: forged, oversized, garbled and replayed items (issue 3).
+
+A small honest swarm holds the genuine records; a `HostileNode` of our own
+joins it, claims to store every put, and answers `get` for the key under test
+with one misbehaviour or another. The machines list the hostile node first in
+CCLINK_BOOTSTRAP, and every test checks that it was really asked, so none
+passes merely because the liar was never reached.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from cclink.keys import PublicKey
+from cclink.rendezvous import GET_TIMEOUT, RETRY_FOR
+from cclink.testnet import Testnet
+from conftest import Machine
+from hostile_node import HostileNode, Misbehaviour
+
+HONEST_NODES = 4  # with the hostile node, under K = 8: every lookup visits every node
+COMMAND_IP = "127.0.0.2"  # where cclink commands query from (cclink.dht.COMMAND_ADDRESS)
+# resolve() stops retrying after RETRY_FOR, but an attempt under way may take
+# GET_TIMEOUT more; anything past that (and process start-up) is a hang.
+PICKUP_DEADLINE = RETRY_FOR + GET_TIMEOUT + 15
+
+# Items no honest publisher could have made. A replay of an old, genuine
+# item (STALE) is no forgery, so it has tests of its own below.
+FORGED_ITEMS = [Misbehaviour.FORGED_SIGNATURE, Misbehaviour.HIGHER_SEQ_BAD_SIGNATURE, Misbehaviour.OVERSIZED_VALUE]
+LIES = FORGED_ITEMS + [Misbehaviour.GARBAGE]
+
+
+@dataclass
+class HostileSwarm:
+    """Honest libtorrent nodes plus one hostile node they know as a confirmed contact."""
+
+    honest: Testnet
+    hostile: HostileNode
+
+    @property
+    def bootstrap(self) -> str:
+        """The hostile node first, then an honest one."""
+        return f"{self.hostile.bootstrap},{self.honest.bootstrap}"
+
+
+@pytest.fixture(scope="module")
+def hostile_swarm() -> Iterator[HostileSwarm]:
+    with Testnet(HONEST_NODES) as honest, HostileNode() as hostile:
+        hostile.join(honest.ports)
+        yield HostileSwarm(honest, hostile)
+        assert_handled_every_packet(hostile)
+
+
+@pytest.fixture
+def eclipse() -> Iterator[HostileNode]:
+    """A hostile node that knows no honest node, only a hostile accomplice (which it lists as a contact).
+
+    The accomplice matters: libtorrent never puts a bootstrap node in its
+    routing table, so a command bootstrapped from one node alone would see no
+    DHT at all. With the accomplice the command has joined "a DHT", and every
+    node of it lies.
+    """
+    with HostileNode() as entry, HostileNode() as accomplice:
+        entry.meet(accomplice)
+        accomplice.meet(entry)
+        yield entry
+        assert_handled_every_packet(entry)
+        assert_handled_every_packet(accomplice)
+
+
+@dataclass
+class Pair:
+    """A laptop and a desktop holding the same key, both bootstrapping from the hostile node first."""
+
+    laptop: Machine
+    desktop: Machine
+    public_key: bytes
+
+
+@pytest.fixture
+def pair(tmp_path: Path, hostile_swarm: HostileSwarm) -> Pair:
+    laptop = Machine(tmp_path, "laptop", hostile_swarm.bootstrap)
+    desktop = Machine(tmp_path, "desktop", hostile_swarm.bootstrap)
+    public_key = PublicKey.parse(laptop.init()).raw
+    desktop.ok("init", "--no-passphrase", "--import", str(laptop.key_file))
+    return Pair(laptop, desktop, public_key)
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def publish_session(pair: Pair) -> str:
+    """Publish a new session from the laptop (the desktop has a copy of it); return its id."""
+    session_id = pair.laptop.add_session(pair.laptop.project(), str(uuid.uuid4()))
+    pair.desktop.add_session(pair.desktop.project(), session_id)
+    pair.laptop.ok(cwd=pair.laptop.project())
+    return session_id
+
+
+def pickup(machine: Machine, bootstrap: str | None = None) -> subprocess.CompletedProcess:
+    """`cclink pickup -y`, failing the test if it runs past its deadline."""
+    env = {"CCLINK_BOOTSTRAP": bootstrap} if bootstrap else None
+    try:
+        return machine.run("pickup", "-y", env=env, timeout=PICKUP_DEADLINE)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"cclink pickup was still running after {PICKUP_DEADLINE:.0f}s against hostile nodes")
+
+
+def launched_sessions(machine: Machine) -> list[str]:
+    """The session ids the fake claude was asked to resume."""
+    return [launch.argv[launch.argv.index("--resume") + 1] for launch in machine.launches()]
+
+
+def assert_one_sentence_error(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode != 0, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert re.fullmatch(r"cclink: error: [A-Z][^\n]*[^.]\.", lines[0]), lines[0]
+    assert ". " not in lines[0], f"more than one sentence: {lines[0]}"
+    assert "internal error" not in lines[0]
+
+
+def assert_handled_every_packet(node: HostileNode) -> None:
+    """Our own test node did not trip over what libtorrent sent it."""
+    assert not node.errors, f"the hostile node could not handle some packets: {node.errors}"
+
+
+def assert_hostile_asked(node: HostileNode, public_key: bytes) -> None:
+    """The command's lookup reached the hostile node (else the test proves nothing)."""
+    assert node.gets_received(public_key, from_ip=COMMAND_IP) > 0, "the hostile node was never asked for the record"
+
+
+# --- tests ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("misbehaviour", LIES, ids=lambda m: m.value)
+def test_pickup_launches_the_genuine_session_despite_a_lying_node(
+    pair: Pair, hostile_swarm: HostileSwarm, misbehaviour: Misbehaviour
+) -> None:
+    desktop, public_key = pair.desktop, pair.public_key
+    publish_session(pair)  # an older record: what the lies carry, so taking one shows
+    genuine = publish_session(pair)
+    hostile = hostile_swarm.hostile
+    assert len(hostile.captured(public_key)) == 2, "the hostile node was not sent both records, so it has none to lie with"
+    hostile.arm(public_key, misbehaviour)
+
+    result = pickup(desktop)
+
+    assert result.returncode == 0, result.stderr
+    assert launched_sessions(desktop) == [genuine]
+    assert_hostile_asked(hostile, public_key)
+
+
+# Garbage among liars alone is the lone-node test below: each costs a 15 s libtorrent timeout.
+@pytest.mark.parametrize("misbehaviour", FORGED_ITEMS, ids=lambda m: m.value)
+def test_pickup_with_only_lying_nodes_fails_cleanly(
+    pair: Pair, hostile_swarm: HostileSwarm, eclipse: HostileNode, misbehaviour: Misbehaviour
+) -> None:
+    desktop, public_key = pair.desktop, pair.public_key
+    publish_session(pair)
+    for item in hostile_swarm.hostile.captured(public_key):
+        eclipse.remember(item)  # the genuine item, for the liars to tamper with
+    eclipse.arm(public_key, misbehaviour)
+
+    result = pickup(desktop, bootstrap=eclipse.bootstrap)
+
+    assert_one_sentence_error(result)
+    assert desktop.launches() == []
+    assert_hostile_asked(eclipse, public_key)
+
+
+def test_pickup_with_a_lone_garbling_bootstrap_node_fails_cleanly(pair: Pair) -> None:
+    """One node as the whole of CCLINK_BOOTSTRAP, answering garbage: the slowest way to fail (timeouts, then retries)."""
+    desktop, public_key = pair.desktop, pair.public_key
+    publish_session(pair)
+    with HostileNode() as lone:
+        lone.arm(public_key, Misbehaviour.GARBAGE)
+
+        result = pickup(desktop, bootstrap=lone.bootstrap)
+
+        assert_one_sentence_error(result)
+        assert desktop.launches() == []
+        assert_hostile_asked(lone, public_key)
+        assert_handled_every_packet(lone)
+
+
+def test_a_replayed_older_record_loses_to_a_newer_publish(
+    pair: Pair, hostile_swarm: HostileSwarm, eclipse: HostileNode
+) -> None:
+    desktop, public_key = pair.desktop, pair.public_key
+    older = publish_session(pair)
+    newer = publish_session(pair)
+    hostile = hostile_swarm.hostile
+    captured = hostile.captured(public_key)
+    assert [item.seq for item in captured] == [1, 2], "the hostile node was not sent both records"
+    hostile.arm(public_key, Misbehaviour.STALE)
+    # The replay is a genuine, valid record: a pickup that meets nothing else takes it.
+    eclipse.remember(captured[0])
+    eclipse.arm(public_key, Misbehaviour.STALE)
+    assert pickup(desktop, bootstrap=eclipse.bootstrap).returncode == 0
+    assert launched_sessions(desktop) == [older]
+
+    result = pickup(desktop)
+
+    assert result.returncode == 0, result.stderr
+    assert launched_sessions(desktop) == [older, newer]
+    assert_hostile_asked(hostile, public_key)
+
+
+def test_a_replayed_record_loses_to_a_revocation(pair: Pair, hostile_swarm: HostileSwarm) -> None:
+    desktop, public_key = pair.desktop, pair.public_key
+    publish_session(pair)
+    pair.laptop.ok("revoke", "-y")
+    hostile = hostile_swarm.hostile
+    assert [item.seq for item in hostile.captured(public_key)] == [1, 2], "the hostile node was not sent the record and its revocation"
+    hostile.arm(public_key, Misbehaviour.STALE)  # replays the record from before the revocation
+
+    result = pickup(desktop)
+
+    assert_one_sentence_error(result)
+    assert "revoked" in result.stderr
+    assert desktop.launches() == []
+    assert_hostile_asked(hostile, public_key)
