@@ -20,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Hand a Claude Code session to another machine over the Mainline DHT, end-to-end encrypted.\n\n"
     "Run `cclink` in a project to publish its session, then `cclink pickup` on the other machine.",
 )
@@ -56,7 +57,7 @@ def publish_command(
     if carry_timeout is not None and (not carry or carry_timeout <= 0):
         raise UsageError("--carry-timeout takes a positive number of seconds, and only with --carry")
     request = handoff.PublishRequest(
-        session_id=session_id, ttl=ttl, burn=burn, pin=pin, share=PublicKey.parse(share) if share else None, carry=carry
+        session_id=session_id, ttl=ttl, burn=burn, pin=pin, share=PublicKey.parse(share) if share is not None else None, carry=carry
     )
     rendezvous = _rendezvous()
     outcome = handoff.publish(request, rendezvous, time.time())
@@ -135,7 +136,7 @@ def pickup_command(
         raise UsageError("--fetch-timeout takes a positive number of seconds")
     if fetch and (qr or as_json):
         raise UsageError("--fetch resumes the session; it cannot be combined with --qr or --json")
-    publisher = PublicKey.parse(pubkey) if pubkey else None
+    publisher = PublicKey.parse(pubkey) if pubkey is not None else None
     launching = not (qr or as_json)
     rendezvous = _rendezvous()
     outcome = handoff.pickup(publisher, rendezvous, time.time(), assume_yes=yes, confirm=launching, force_fetch=fetch)
@@ -229,14 +230,15 @@ def testnet_command(
     from cclink.testnet import Testnet
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Both signals only set the event: a KeyboardInterrupt could land anywhere,
+    # even in the middle of printing the bootstrap line.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     with Testnet(nodes, port) as net:
         print(f"CCLINK_BOOTSTRAP={net.bootstrap}", flush=True)
         console.say(f"{nodes} DHT node{'s' if nodes != 1 else ''} on 127.0.0.1; export the line above in other shells. Ctrl-C stops.")
-        try:
-            while not stop.wait(3600):
-                pass
-        except KeyboardInterrupt:
+        # Short waits: a signal handler runs only when the main thread wakes.
+        while not stop.wait(0.5):
             pass
 
 
@@ -379,10 +381,27 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(error), error.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", INTERRUPTED_EXIT)
+    except SystemExit as exit_:
+        # Typer turns Ctrl-C inside a command into a silent exit 130.
+        if _caused_by(exit_, KeyboardInterrupt):
+            _fail("interrupted", INTERRUPTED_EXIT)
+        raise
     except Exception as error:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("CCLINK_DEBUG"):
             raise
         _fail(f"internal error ({type(error).__name__}); rerun with CCLINK_DEBUG=1 and report it", INTERNAL_ERROR_EXIT)
+
+
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+    """Whether kind is among the exceptions that led to error (its causes and contexts)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _fail(message: str, code: int) -> None:

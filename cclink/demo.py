@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from cclink.keys import PublicKey
 from cclink.record import Record
 from cclink.testnet import Testnet
 
+CARRY_READY = "Offering the session"
 STAND_IN = """#!/bin/sh
 echo "  [stand-in for claude] would now run: claude $* (in $(pwd))"
 """
@@ -48,6 +50,17 @@ def run() -> None:
 
         _step("On the desktop: `cclink pickup -y` resolves, verifies, decrypts and resumes.")
         desktop.cclink("pickup", "-y", cwd=desktop.home)
+
+        _step("Without a synced ~/.claude: the desktop's copy is gone, so the laptop sends the session itself.")
+        shutil.rmtree(desktop.home / ".claude")
+        _step("On the laptop: `cclink --carry` publishes, then seeds the encrypted session until it is fetched.")
+        publisher = laptop.start("--carry", cwd=project)
+        publisher.show_until(CARRY_READY)
+        desktop_project = desktop.home / "work" / "my-app"
+        _step(f"On the desktop: `cclink pickup -y --project-dir {desktop_project}` downloads, checks, decrypts and places it.")
+        desktop.cclink("pickup", "-y", "--project-dir", str(desktop_project), cwd=desktop.home)
+        _step("Back on the laptop, cclink saw the download complete and stopped seeding:")
+        publisher.show_rest()
         _step("Done. The scratch homes and the local DHT are removed now.")
 
 
@@ -76,6 +89,41 @@ class _Machine:
         if result.returncode != 0:
             raise SystemExit(f"demo stopped: cclink {' '.join(args)} exited with {result.returncode}")
         return result.stdout
+
+
+    def start(self, *args: str, cwd: Path) -> _Running:
+        """Start cclink in the background, as in a second terminal."""
+        print(f"  $ cclink {shlex.join(args)}")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cclink", *args], cwd=cwd, env=self.env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        return _Running(process, args)
+
+
+class _Running:
+    """A cclink command running in the background; its output is shown in order."""
+
+    def __init__(self, process: subprocess.Popen, args: tuple[str, ...]) -> None:
+        self.process = process
+        self.args = args
+
+    def show_until(self, marker: str) -> None:
+        for line in self.process.stdout:
+            print(f"    {line.rstrip()}", flush=True)
+            if marker in line:
+                return
+        self._stopped()
+
+    def show_rest(self) -> None:
+        for line in self.process.stdout:
+            print(f"    {line.rstrip()}", flush=True)
+        if self.process.wait() != 0:
+            self._stopped()
+
+    def _stopped(self) -> None:
+        code = self.process.wait()
+        raise SystemExit(f"demo stopped: cclink {' '.join(self.args)} exited with {code}")
 
 
 def _machine(root: Path, name: str, net: Testnet) -> _Machine:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import socket
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,16 +86,9 @@ def init(import_from: str | None, no_passphrase: bool, assume_yes: bool) -> Init
 
 
 def _read_import(source: str) -> Identity:
-    if source == "-":
-        data, name = sys.stdin.buffer.read(), "standard input"
-    else:
-        name = source
-        try:
-            data = Path(source).expanduser().read_bytes()
-        except OSError as error:
-            raise KeyFileError(f"cannot read {source}: {error.strerror or error}") from None
+    data, name = keyfile.read_for_import(source)
     return keyfile.identity_from_bytes(
-        data, lambda: console.secret(f"Passphrase of the key being imported: ", PASSPHRASE_ENV), name
+        data, lambda: console.secret("Passphrase of the key being imported: ", PASSPHRASE_ENV), name
     )
 
 

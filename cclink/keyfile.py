@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import stat
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +30,26 @@ def identity_from_bytes(data: bytes, passphrase: Callable[[], str], source: str)
         envelope.read_header(data, source=source)
         return Identity(envelope.open_envelope(data, passphrase(), source=source))
     return Identity(_plaintext_seed(data, source))
+
+
+def read_for_import(source: str) -> tuple[bytes, str]:
+    """The bytes of a key file to import from a path, or "-" for standard input, and a name for errors.
+
+    Only the key file cclink keeps must be 0600; an import source is just read,
+    but never more than a key file can hold.
+    """
+    if source == "-":
+        data, name = sys.stdin.buffer.read(_MAX_KEY_FILE_SIZE + 1), "standard input"
+    else:
+        name = source
+        try:
+            with open(Path(source).expanduser(), "rb") as f:
+                data = f.read(_MAX_KEY_FILE_SIZE + 1)
+        except OSError as error:
+            raise KeyFileError(f"cannot read {source}: {_reason(error)}") from None
+    if len(data) > _MAX_KEY_FILE_SIZE:
+        raise KeyFileError(f"{name} is too large to be a key file")
+    return data, name
 
 
 def load_identity(path: Path, passphrase: Callable[[], str]) -> Identity:
