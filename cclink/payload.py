@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from cclink import agecrypt
+from cclink import agecrypt, strictjson
 from cclink.errors import MalformedPayload
 
 # The id becomes `<id>.jsonl` on the picker's machine: no separators, no `.`/`..`,
@@ -163,38 +163,18 @@ def open_payload(blob: bytes, identity: agecrypt.Identity) -> Payload:
 
 def _optional_text(document: Mapping[str, object], key: str, name: str) -> str:
     value = document.get(key, "")
-    if not isinstance(value, str) or not _is_unicode(value):
+    if not isinstance(value, str) or not strictjson.is_unicode(value):
         raise MalformedPayload(f"the {name} in the decrypted handoff is not text")
     return value
-
-
-def _is_unicode(text: str) -> bool:
-    """False for strings holding lone surrogates (JSON `\\ud800` escapes)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _json_object(text: str) -> dict[str, object] | None:
     """The JSON object text holds, or None when it is not JSON or not an object."""
     try:
-        document = json.loads(
-            text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant
-        )
-    except (ValueError, RecursionError):
-        # ValueError covers JSONDecodeError and Python's limit on huge integers.
+        document = strictjson.loads(text)
+    except strictjson.RepeatedKey:
+        raise MalformedPayload("the decrypted handoff repeats a JSON key") from None
+    except ValueError:
+        # ValueError also covers Python's limit on huge integers.
         return None
     return document if isinstance(document, dict) else None
-
-
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    document = dict(pairs)
-    if len(document) != len(pairs):
-        raise MalformedPayload("the decrypted handoff repeats a JSON key")
-    return document
-
-
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")

@@ -7,6 +7,7 @@ import binascii
 import json
 from dataclasses import dataclass, replace
 
+from cclink import strictjson
 from cclink.errors import BadSignature, InvalidPublicKey, MalformedRecord
 from cclink.keys import SIGNATURE_SIZE, Identity, PublicKey
 
@@ -168,24 +169,15 @@ def _load_object(data: bytes) -> dict[str, object]:
     except (UnicodeDecodeError, TypeError):
         raise MalformedRecord("the handoff record is not UTF-8 text") from None
     try:
-        document = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        # ValueError covers JSONDecodeError and Python's limit on huge integers.
+        document = strictjson.loads(text)
+    except strictjson.RepeatedKey:
+        raise MalformedRecord("the handoff record repeats a JSON key") from None
+    except ValueError:
+        # ValueError also covers Python's limit on huge integers.
         raise MalformedRecord("the handoff record is not valid JSON") from None
     if not isinstance(document, dict):
         raise MalformedRecord("the handoff record is not a JSON object")
     return document
-
-
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    document = dict(pairs)
-    if len(document) != len(pairs):
-        raise MalformedRecord("the handoff record repeats a JSON key")
-    return document
-
-
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _get(document: dict[str, object], key: str, default: object) -> object:
@@ -212,7 +204,7 @@ def _bool_field(document: dict[str, object], key: str) -> bool:
 
 def _text_field(document: dict[str, object], key: str, default: object = _MISSING) -> str:
     value = _get(document, key, default)
-    if not isinstance(value, str) or not _is_unicode(value):
+    if not isinstance(value, str) or not strictjson.is_unicode(value):
         raise MalformedRecord(f"the handoff record's {key} is not a string")
     return value
 
@@ -242,15 +234,6 @@ def _optional_base64_field(document: dict[str, object], key: str, size: int) -> 
     if document.get(key) is None:
         return None
     return _base64_field(document, key, size)
-
-
-def _is_unicode(text: str) -> bool:
-    """False for strings holding lone surrogates (JSON `\\ud800` escapes), as serde_json."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _parse_key(text: str, key: str) -> PublicKey:
