@@ -25,6 +25,11 @@ MAX_MEMORY_KIB = 262144
 MAX_TIME_COST = 16
 MAX_PARALLELISM = 16
 MIN_MEMORY_KIB_PER_LANE = 8  # Argon2's own floor
+# A real envelope is under 500 bytes (header, one X25519 stanza, age's grease
+# stanza, a 32-byte seed). rage parses an age header in time quadratic in its
+# length (60 KiB of junk stanzas take about ten seconds, 1 MiB most of an hour), so a
+# larger file is refused before the passphrase is asked or anything is decrypted.
+MAX_ENVELOPE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,8 @@ def read_header(data: bytes, *, source: str | None = None) -> Header:
         raise KeyFileError(f"the {where} does not start with the CCLINKEK marker")
     if len(data) < HEADER_SIZE:
         raise KeyFileError(f"the {where} is truncated: its header is shorter than {HEADER_SIZE} bytes")
+    if len(data) > MAX_ENVELOPE_SIZE:
+        raise KeyFileError(f"the {where} is {len(data)} bytes, too large to be an encrypted key")
     version = data[len(MAGIC)]
     if version != VERSION:
         raise KeyFileError(f"the {where} has format version {version}, which this cclink does not know")

@@ -38,7 +38,8 @@ class PublicKey:
         candidate = text.strip()
         if candidate.startswith(DISPLAY_PREFIX):
             candidate = candidate[len(DISPLAY_PREFIX):]
-        if len(candidate) != 52:
+        # ASCII only: Unicode lower-casing would read the Kelvin sign as "k".
+        if len(candidate) != 52 or not candidate.isascii():
             raise InvalidPublicKey(f"'{_printable(text)}' is not a public key (expected 52 z-base-32 characters)")
         try:
             raw = z32.decode(candidate.lower())
