@@ -160,9 +160,9 @@ def init_command(
     yes: bool = typer.Option(False, "-y", "--yes", help="Replace an existing key without asking."),
 ) -> None:
     """Create or import your key (passphrase-protected by default)."""
-    from cclink import handoff
+    from cclink import keystore
 
-    outcome = handoff.init(import_from, no_passphrase, yes)
+    outcome = keystore.init(import_from, no_passphrase, yes)
     verb = "Imported" if outcome.imported else "Created"
     print(f"{verb} key {outcome.public_key.display}")
     print(f"Saved to {outcome.path} ({'passphrase-protected' if outcome.encrypted else 'unencrypted'}).")
@@ -171,9 +171,9 @@ def init_command(
 @app.command("whoami")
 def whoami_command(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Show your public key, its fingerprint and the key file."""
-    from cclink import handoff
+    from cclink import keystore
 
-    public_key, path = handoff.whoami()
+    public_key, path = keystore.whoami()
     if as_json:
         _print_json({"public_key": public_key.display, "fingerprint": public_key.fingerprint, "key_file": str(path)})
         return

@@ -15,8 +15,6 @@ import threading
 from types import TracebackType
 from typing import TextIO
 
-import qrcode
-
 from cclink.errors import Aborted, NoInput, UsageError
 
 
@@ -180,6 +178,8 @@ def _fit(text: str) -> str:
 
 def qr_text(data: str) -> str:
     """A QR code of data drawn with half blocks, light modules solid (for dark terminals)."""
+    import qrcode  # only for --qr; it costs start-up time
+
     code = qrcode.QRCode(border=2, error_correction=qrcode.constants.ERROR_CORRECT_L)
     code.add_data(data)
     code.make(fit=True)

@@ -1,8 +1,8 @@
-"""What each command does: the handoff flows between the CLI and the formats.
+"""What publish, pickup, list and revoke do: the handoff flows between the CLI and the formats.
 
-Flows ask the person at the terminal through `console`, read and write keys
-through `keyfile`, and reach the DHT through a `Rendezvous`. They return
-plain results; the CLI decides how those look.
+Flows ask the person at the terminal through `console`, get the user's key
+from `keystore`, and reach the DHT through a `Rendezvous`. They return plain
+results; the CLI decides how those look.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NoReturn
 
-from cclink import agecrypt, claude, console, files, kdf, keyfile, packet, payload
+from cclink import agecrypt, claude, console, kdf, packet, payload
+from cclink.keystore import has_identity, load_identity
 from cclink.errors import (
     Aborted,
     CannotDecrypt,
@@ -31,65 +32,16 @@ from cclink.errors import (
 from cclink.keys import Identity, PublicKey
 from cclink.payload import Payload
 from cclink.record import Record, new_record
-from cclink.rendezvous import Published, Rendezvous
-
 if TYPE_CHECKING:
     from cclink.carry import Outgoing
+    from cclink.rendezvous import Published, Rendezvous
 
-PASSPHRASE_ENV = "CCLINK_PASSPHRASE"
 PIN_ENV = "CCLINK_PIN"
 DEFAULT_TTL = 86400
 MAX_TTL = 365 * 86400
 # DHT nodes drop items after about two hours; a seeding publisher renews well before.
 RENEW_EVERY = 3600.0
 DEFAULT_FETCH_TIMEOUT = 60.0
-
-
-# --- keys -------------------------------------------------------------------------
-
-
-def load_identity() -> Identity:
-    """The user's key, asking for its passphrase only if it is encrypted."""
-    path = files.key_path()
-    return keyfile.load_identity(path, lambda: console.secret(f"Passphrase for {path}: ", PASSPHRASE_ENV))
-
-
-def has_identity() -> bool:
-    return files.key_path().exists()
-
-
-@dataclass(frozen=True)
-class InitOutcome:
-    public_key: PublicKey
-    path: Path
-    encrypted: bool
-    imported: bool
-
-
-def init(import_from: str | None, no_passphrase: bool, assume_yes: bool) -> InitOutcome:
-    """Create or import the key, encrypted with a passphrase unless told otherwise."""
-    path = files.key_path()
-    if import_from is not None:
-        identity = _read_import(import_from)
-    else:
-        identity = Identity.generate()
-    if path.exists() and not console.confirm(
-        f"A key already exists at {path}. Replace it? The old key is lost", assume_yes=assume_yes, when_not_interactive=False
-    ):
-        raise Aborted(f"kept the existing key at {path}; pass -y to replace it")
-    passphrase = None
-    if not no_passphrase:
-        passphrase = console.secret("New passphrase for the key (at least 8 characters): ", PASSPHRASE_ENV, confirm=True)
-        kdf.check_passphrase(passphrase)
-    keyfile.save_identity(path, identity, passphrase)
-    return InitOutcome(identity.public_key, path, passphrase is not None, import_from is not None)
-
-
-def _read_import(source: str) -> Identity:
-    data, name = keyfile.read_for_import(source)
-    return keyfile.identity_from_bytes(
-        data, lambda: console.secret("Passphrase of the key being imported: ", PASSPHRASE_ENV), name
-    )
 
 
 # --- publish ----------------------------------------------------------------------
@@ -503,7 +455,3 @@ def revoke(rendezvous: Rendezvous, now: float, *, assume_yes: bool) -> Record:
     with console.spinner("Revoking"):
         rendezvous.revoke(identity)
     return record
-
-
-def whoami() -> tuple[PublicKey, Path]:
-    return load_identity().public_key, files.key_path()

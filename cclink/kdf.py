@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from argon2.exceptions import HashingError
-from argon2.low_level import Type, hash_secret_raw
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from cclink import agecrypt
 from cclink.errors import WeakSecret
 
@@ -46,6 +41,13 @@ def derive(
     Parameters Argon2 itself refuses (salt under 8 bytes, memory under 8 KiB per
     lane, zero passes) raise ValueError, as they are a programming error.
     """
+    # Imported here: commands that never derive a key (a plain key file, no
+    # PIN) should not pay their start-up time.
+    from argon2.exceptions import HashingError
+    from argon2.low_level import Type, hash_secret_raw
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     try:
         stretched = hash_secret_raw(
             secret=secret.encode("utf-8"),
