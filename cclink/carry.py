@@ -75,7 +75,7 @@ class Outgoing:
 
 def _pack_and_encrypt(session_file: Path, recipient: agecrypt.Recipient, workdir: Path) -> tuple[Path, int]:
     """The encrypted archive of a session in workdir, and how many bytes went into it."""
-    packed = workdir / "session.tar.gz"
+    packed = workdir / "session.tar.zst"
     ciphertext = workdir / torrent.FILE_NAME
     with _create_private(packed) as out:
         size = archive.pack(session_file, out)
@@ -184,7 +184,7 @@ def place(
 def _decrypt_and_unpack(
     ciphertext: Path, identity: agecrypt.Identity, session_id: str, staging: Path, old: str, new: str
 ) -> archive.Unpacked:
-    packed = staging / "session.tar.gz"
+    packed = staging / "session.tar.zst"
     with open(ciphertext, "rb") as source, _create_private(packed) as out:
         try:
             pyrage.decrypt_io(source, out, [identity])

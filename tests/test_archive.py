@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import tarfile
 from pathlib import Path
 
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,6 +32,14 @@ def make_session(folder: Path, *, directory: bool = True) -> Path:
     return file
 
 
+def zstd(data: bytes) -> bytes:
+    return zstandard.ZstdCompressor().compress(data)
+
+
+def decompressed(source: io.BytesIO) -> io.BytesIO:
+    return io.BytesIO(zstandard.ZstdDecompressor().stream_reader(source).read())
+
+
 def packed(file: Path) -> io.BytesIO:
     out = io.BytesIO()
     archive.pack(file, out)
@@ -41,7 +49,7 @@ def packed(file: Path) -> io.BytesIO:
 
 def hostile_archive(*members: tuple[tarfile.TarInfo, bytes]) -> io.BytesIO:
     raw = io.BytesIO()
-    with gzip.GzipFile(fileobj=raw, mode="wb") as compressed, tarfile.open(fileobj=compressed, mode="w|") as tar:
+    with zstandard.ZstdCompressor().stream_writer(raw, closefd=False) as compressed, tarfile.open(fileobj=compressed, mode="w|") as tar:
         for info, data in members:
             info.size = len(data) if info.isfile() else 0
             tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
@@ -73,13 +81,13 @@ def test_a_session_and_its_directory_survive_pack_and_unpack(tmp_path):
 
 def test_a_session_without_a_directory_packs_alone(tmp_path):
     file = make_session(tmp_path / "src", directory=False)
-    with tarfile.open(fileobj=gzip.GzipFile(fileobj=packed(file)), mode="r|") as tar:
+    with tarfile.open(fileobj=decompressed(packed(file)), mode="r|") as tar:
         assert [m.name for m in tar] == [f"{SESSION}.jsonl"]
 
 
 def test_the_archive_names_no_owner(tmp_path):
     file = make_session(tmp_path / "src")
-    with tarfile.open(fileobj=gzip.GzipFile(fileobj=packed(file)), mode="r|") as tar:
+    with tarfile.open(fileobj=decompressed(packed(file)), mode="r|") as tar:
         for info in tar:
             assert (info.uid, info.gid, info.uname, info.gname) == (0, 0, "", "")
 
@@ -88,7 +96,7 @@ def test_links_beside_the_session_are_left_out(tmp_path):
     file = make_session(tmp_path / "src")
     (tmp_path / "secret").write_text("not for the archive")
     (file.parent / SESSION / "link").symlink_to(tmp_path / "secret")
-    with tarfile.open(fileobj=gzip.GzipFile(fileobj=packed(file)), mode="r|") as tar:
+    with tarfile.open(fileobj=decompressed(packed(file)), mode="r|") as tar:
         names = [m.name for m in tar]
     assert f"{SESSION}/link" not in names
 
@@ -132,7 +140,9 @@ def test_an_archive_without_the_session_file_is_refused(tmp_path):
         archive.unpack(source, SESSION, staging, copy)
 
 
-@pytest.mark.parametrize("data", [b"", b"not gzip at all", gzip.compress(b"not a tar stream" * 100), gzip.compress(b"\0" * 10)[:-5]])
+@pytest.mark.parametrize(
+    "data", [b"", b"not zstd at all", zstd(b"not a tar stream" * 100), zstd(b"\0" * 10)[:-5], zstd(b"\0" * 10240)]
+)
 def test_garbage_is_a_malformed_archive(tmp_path, data):
     staging = tmp_path / "staging"
     staging.mkdir()
@@ -145,7 +155,7 @@ def test_garbage_is_a_malformed_archive(tmp_path, data):
 def test_arbitrary_bytes_only_ever_raise_our_own_errors(tmp_path_factory, data):
     staging = tmp_path_factory.mktemp("staging")
     try:
-        archive.unpack(io.BytesIO(gzip.compress(data)), SESSION, staging, copy)
+        archive.unpack(io.BytesIO(zstd(data)), SESSION, staging, copy)
     except CclinkError:
         pass
 
