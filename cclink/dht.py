@@ -31,6 +31,9 @@ DEFAULT_BOOTSTRAP: tuple[Endpoint, ...] = (
 )
 BOOTSTRAP_ENV = "CCLINK_BOOTSTRAP"
 MAX_VALUE_SIZE = 1000
+REBOOTSTRAP_EVERY = 2.0
+# After libtorrent's bootstrap ends, how long the nodes it found may take to fill the table.
+BOOTSTRAP_GRACE = 0.5
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,11 @@ def command_session_params(bootstrap: Sequence[Endpoint], state_file: Path | Non
     listen = f"{COMMAND_ADDRESS}:0" if on_this_machine else "0.0.0.0:0"
     if on_this_machine:
         params.ip_filter = _ignore_other_commands()
-    settings = session_settings(listen, bootstrap, is_private_swarm(bootstrap))
+    private = is_private_swarm(bootstrap)
+    # libtorrent treats its bootstrap nodes as routers, which it never files in
+    # the routing table. The public routers are just that; the nodes of a test
+    # swarm are ordinary nodes and are added as such instead (Dht pings them).
+    settings = session_settings(listen, [] if private else bootstrap, private)
     # A command lives for seconds: as a read-only node (BEP 43) it never
     # enters other nodes' routing tables, where it would soon be a dead entry.
     settings["dht_read_only"] = True
@@ -204,6 +211,7 @@ class Dht:
         self.state_file = state_file
         self._session = lt.session(command_session_params(self.bootstrap, state_file))
         self._joined = False
+        self._knock_on_bootstrap_nodes()
 
     def __enter__(self) -> "Dht":
         return self
@@ -273,15 +281,42 @@ class Dht:
     # --- internals --------------------------------------------------------------
 
     def _wait_until_joined(self, deadline: float) -> None:
-        """Return once the routing table holds a node: the lookup itself finds the rest."""
+        """Return once the routing table holds a node (the lookup itself finds the rest).
+
+        Or, a moment after libtorrent says its bootstrap ended, with an empty
+        table: libtorrent never files its bootstrap nodes in the table, so a
+        swarm of one node (a lone `cclink testnet --nodes 1`) is reached only
+        through them.
+        """
+        next_knock = time.monotonic() + REBOOTSTRAP_EVERY
+        bootstrapped_at: float | None = None
         while not self._joined:
             if self.routing_table_size() > 0:
                 self._joined = True
                 return
-            for _ in self._alerts_until(min(deadline, time.monotonic() + 0.05)):
-                pass  # _alerts_until notes the bootstrap alert
+            now = time.monotonic()
+            if bootstrapped_at is not None and now - bootstrapped_at >= BOOTSTRAP_GRACE:
+                self._joined = True
+                return
+            for alert in self._alerts_until(min(deadline, now + 0.05)):
+                if bootstrapped_at is None and isinstance(alert, lt.dht_bootstrap_alert):
+                    bootstrapped_at = time.monotonic()
             if time.monotonic() >= deadline:
                 raise NetworkError("could not join the DHT in time; check the network (or CCLINK_BOOTSTRAP) and try again")
+            if time.monotonic() >= next_knock:
+                self._knock_on_bootstrap_nodes()
+                next_knock = time.monotonic() + REBOOTSTRAP_EVERY
+
+    def _knock_on_bootstrap_nodes(self) -> None:
+        """Ping the bootstrap nodes so that those which answer enter the routing table.
+
+        libtorrent only asks them for other nodes, once, and never keeps them.
+        When the nodes they name cannot be used (on a test swarm, say, where
+        they are mostly commands that have ended) the table stays empty, and
+        a lost bootstrap query is not sent again for minutes.
+        """
+        for endpoint in self.bootstrap:
+            self._session.add_dht_node(endpoint)
 
     def _alerts_until(self, deadline: float) -> Iterator[lt.alert]:
         """Alerts as libtorrent posts them, until the deadline passes."""
@@ -291,10 +326,7 @@ class Dht:
                 return
             if self._session.wait_for_alert(max(1, int(remaining * 1000))) is None:
                 continue
-            for alert in self._session.pop_alerts():
-                if isinstance(alert, lt.dht_bootstrap_alert):
-                    self._joined = True
-                yield alert
+            yield from self._session.pop_alerts()
 
 
 def _item_from_alert(alert: lt.dht_mutable_item_alert) -> MutableItem | None:

@@ -38,10 +38,11 @@ class PublicKey:
         candidate = text.strip()
         if candidate.startswith(DISPLAY_PREFIX):
             candidate = candidate[len(DISPLAY_PREFIX):]
-        # ASCII only: Unicode lower-casing would read the Kelvin sign as "k".
-        if len(candidate) != 52 or not candidate.isascii():
+        if len(candidate) != 52:
             raise InvalidPublicKey(f"'{_printable(text)}' is not a public key (expected 52 z-base-32 characters)")
         try:
+            if not candidate.isascii():  # Unicode lower-casing would read the Kelvin sign as "k"
+                raise WireError("not ASCII")
             raw = z32.decode(candidate.lower())
         except WireError:
             raise InvalidPublicKey(f"'{_printable(text)}' is not a public key (not z-base-32)") from None

@@ -67,7 +67,6 @@ class Machine:
             "CCLINK_BOOTSTRAP": bootstrap,
             "FAKE_CLAUDE_LOG": str(self.claude_log),
             "LANG": "C.UTF-8",
-            "PYTHONDONTWRITEBYTECODE": "1",
         }
 
     # --- running cclink -------------------------------------------------------------

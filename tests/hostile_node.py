@@ -172,9 +172,17 @@ class HostileNode:
             self._captured.setdefault(item_target(item.public_key), []).append(item)
 
     def captured(self, public_key: bytes) -> list[Item]:
-        """Items `put` to us under public_key, oldest first (we claimed to store them; we did not)."""
+        """Distinct items `put` to us under public_key, oldest first (we claimed to store them; we did not).
+
+        A publisher may send one item several times (cclink runs parallel puts
+        and re-puts); each counts once.
+        """
         with self._lock:
-            return list(self._captured.get(item_target(public_key), []))
+            items = list(self._captured.get(item_target(public_key), []))
+        distinct: dict[tuple[int, bytes], Item] = {}
+        for item in items:
+            distinct.setdefault((item.seq, item.value), item)
+        return list(distinct.values())
 
     # --- the KRPC loop -------------------------------------------------------------------
 

@@ -17,14 +17,32 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from cclink import keyfile
 from cclink.keys import Identity
+from cclink.testnet import Testnet
 
-from conftest import Machine, cclink_command
+from conftest import SWARM_NODES, Machine, cclink_command
 
 PUBLISHERS = 50
 # Every publish (or pickup) of the batch must be done by then; they run side by side.
 BATCH_DEADLINE = 240.0
+
+
+@pytest.fixture(scope="module")
+def own_swarm():
+    """A swarm of this module's own: a hundred finished commands linger in its
+    nodes' routing tables (libtorrent files a read-only node that stored an
+    item), which must not crowd the swarm the other tests share."""
+    with Testnet(SWARM_NODES) as net:
+        yield net
+
+
+@pytest.fixture
+def machines(tmp_path, own_swarm):
+    """Machines on this module's own swarm (shadows the shared fixture of conftest)."""
+    return lambda name: Machine(tmp_path, name, own_swarm.bootstrap)
 
 
 @dataclass(frozen=True)
