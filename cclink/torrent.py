@@ -74,6 +74,7 @@ class _TorrentSession:
         self.handle: lt.torrent_handle | None = None
         self._joined = False
         self._announced_at = float("-inf")
+        self._knocked_at = float("-inf")
 
     def close(self) -> None:
         if self.session is None:
@@ -101,6 +102,11 @@ class _TorrentSession:
                 raise NetworkError(f"the transfer failed: {alert.message()}")
             if isinstance(alert, lt.dht_stats_alert) and any(b["num_nodes"] for b in alert.routing_table):
                 self._joined = True
+        if not self._joined and time.monotonic() - self._knocked_at > dht.REBOOTSTRAP_EVERY:
+            # As dht.Dht does: a test swarm's nodes are not libtorrent bootstrap nodes.
+            for endpoint in self.bootstrap:
+                self.session.add_dht_node(endpoint)
+            self._knocked_at = time.monotonic()
         # libtorrent announces a new torrent at once, before the DHT has any
         # node to announce to, and then not again for many minutes.
         if self._joined and time.monotonic() - self._announced_at > announce_every:
