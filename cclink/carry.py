@@ -48,7 +48,7 @@ class Outgoing:
     def __init__(self, session_file: Path, recipient: agecrypt.Recipient, bootstrap: Sequence[torrent.Endpoint]) -> None:
         self.workdir = _private_temp_dir(outgoing_dir())
         try:
-            self.path, self.packed_size = _pack_and_encrypt(session_file, recipient, self.workdir)
+            self.path = _pack_and_encrypt(session_file, recipient, self.workdir)
             self.sha256 = sha256_of(self.path)
             self.seeder = torrent.Seeder(self.path, bootstrap)
         except BaseException:
@@ -73,18 +73,18 @@ class Outgoing:
         self.close()
 
 
-def _pack_and_encrypt(session_file: Path, recipient: agecrypt.Recipient, workdir: Path) -> tuple[Path, int]:
-    """The encrypted archive of a session in workdir, and how many bytes went into it."""
+def _pack_and_encrypt(session_file: Path, recipient: agecrypt.Recipient, workdir: Path) -> Path:
+    """The encrypted archive of a session, written in workdir."""
     packed = workdir / "session.tar.zst"
     ciphertext = workdir / torrent.FILE_NAME
     with _create_private(packed) as out:
-        size = archive.pack(session_file, out)
+        archive.pack(session_file, out)
     try:
         with open(packed, "rb") as source, _create_private(ciphertext) as out:
             pyrage.encrypt_io(source, out, [recipient])
     finally:
         packed.unlink()  # the plaintext copy is not left behind
-    return ciphertext, size
+    return ciphertext
 
 
 # --- the picker's side ---------------------------------------------------------------
