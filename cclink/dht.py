@@ -10,6 +10,7 @@ import hashlib
 import ipaddress
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -34,6 +35,17 @@ MAX_VALUE_SIZE = 1000
 REBOOTSTRAP_EVERY = 2.0
 # After libtorrent's bootstrap ends, how long the nodes it found may take to fill the table.
 BOOTSTRAP_GRACE = 0.5
+# A put or get still running after this long gets a second (and third) copy beside it.
+HEDGE_AFTER = 3.0
+PUT_LOOKUPS = 3
+GET_LOOKUPS = 2
+# A put acknowledged by this many nodes is enough; the others need not be waited for.
+ENOUGH_STORED = 3
+# libtorrent ends a lookup only when every node it asked has answered or
+# timed out after 15 s. Live nodes answer within a round trip, so once an
+# item is in hand and nothing newer arrived for this long, waiting longer
+# only waits on nodes that are gone.
+SETTLE_AFTER = 3.0
 
 
 @dataclass(frozen=True)
@@ -183,6 +195,18 @@ def _peer_wire_settings(on_this_machine: bool) -> dict:
     return settings
 
 
+def knock(session: lt.session, nodes: Sequence[Endpoint]) -> None:
+    """Ping nodes so that those which answer enter the session's routing table.
+
+    libtorrent only asks bootstrap nodes for other nodes, once, and never
+    keeps them. When the nodes they name cannot be used (on a test swarm,
+    say, where they are mostly commands that have ended) the table stays
+    empty, and a lost bootstrap query is not sent again for minutes.
+    """
+    for endpoint in nodes:
+        session.add_dht_node(endpoint)
+
+
 def _load_state(state_file: Path | None) -> lt.session_params:
     if state_file is not None:
         try:
@@ -211,6 +235,7 @@ class Dht:
         self.state_file = state_file
         self._session = lt.session(command_session_params(self.bootstrap, state_file))
         self._joined = False
+        self._pending: deque[lt.alert] = deque()
         self._knock_on_bootstrap_nodes()
 
     def __enter__(self) -> "Dht":
@@ -231,39 +256,56 @@ class Dht:
     def put(self, public_key: bytes, expanded_secret: bytes, value: bytes, *, timeout: float) -> tuple[int, int]:
         """Store a mutable item; return (seq, nodes that stored it).
 
-        libtorrent looks up the current item first and signs seq = highest + 1,
-        so a put always supersedes what the DHT holds.
+        libtorrent looks up the current item first and signs seq = highest
+        seen + 1. A lookup that misses the newest item (packet loss) signs a
+        seq that does not supersede it; the caller reads back to catch that.
         """
         if len(value) > MAX_VALUE_SIZE:
             raise NetworkError(f"a DHT item holds at most {MAX_VALUE_SIZE} bytes, not {len(value)}")
         deadline = time.monotonic() + timeout
         self._wait_until_joined(deadline)
-        self._session.dht_put_mutable_item(expanded_secret, public_key, value, b"")
-        for alert in self._alerts_until(deadline):
-            if isinstance(alert, lt.dht_put_alert) and bytes(alert.public_key) == public_key:
-                if alert.num_success == 0:
-                    raise NetworkError("no DHT node stored the record; check the network and try again")
-                return alert.seq, alert.num_success
+        puts = _Lookups(PUT_LOOKUPS, lambda: self._session.dht_put_mutable_item(expanded_secret, public_key, value, b""))
+        seq = stored = 0
+        while time.monotonic() < deadline:
+            puts.start_if_due()
+            for alert in self._alerts_until(min(deadline, puts.next_start)):
+                if isinstance(alert, lt.dht_put_alert) and bytes(alert.public_key) == public_key:
+                    puts.finish_one()
+                    seq, stored = max(seq, alert.seq), stored + alert.num_success
+                    break
+            if stored >= ENOUGH_STORED or (stored and puts.idle):
+                return seq, stored
+            if puts.idle and not puts.start_now():
+                raise NetworkError("no DHT node stored the record; check the network and try again")
+        if stored:
+            return seq, stored
         raise NetworkError("publishing to the DHT timed out; check the network and try again")
 
     def get(self, public_key: bytes, *, timeout: float) -> MutableItem | None:
         """The highest-seq item under public_key, or None when the DHT has none.
 
-        Raises NetworkError when no DHT node could be reached at all, since
-        then "none" would be a guess.
+        Returns once every lookup has ended, or once an item is in hand and
+        nothing newer came for SETTLE_AFTER seconds. Raises NetworkError when
+        no DHT node could be reached at all, since then "none" would be a guess.
         """
         deadline = time.monotonic() + timeout
         self._wait_until_joined(deadline)
-        self._session.dht_get_mutable_item(public_key, b"")
+        gets = _Lookups(GET_LOOKUPS, lambda: self._session.dht_get_mutable_item(public_key, b""))
         best: MutableItem | None = None
-        for alert in self._alerts_until(deadline):
-            if not isinstance(alert, lt.dht_mutable_item_alert) or bytes(alert.key) != public_key:
-                continue
-            item = _item_from_alert(alert)
-            if item is not None and (best is None or item.seq > best.seq):
-                best = item
-            if alert.authoritative:
-                break
+        settled_at = float("inf")
+        gets.start_if_due()
+        while not gets.idle and time.monotonic() < min(deadline, settled_at):
+            for alert in self._alerts_until(min(deadline, settled_at, gets.next_start)):
+                if not isinstance(alert, lt.dht_mutable_item_alert) or bytes(alert.key) != public_key:
+                    continue
+                item = _item_from_alert(alert)
+                if item is not None and (best is None or item.seq > best.seq):
+                    best = item
+                    settled_at = time.monotonic() + SETTLE_AFTER
+                if alert.authoritative:
+                    gets.finish_one()
+                    break
+            gets.start_if_due()
         if best is None and self.routing_table_size() == 0:
             raise NetworkError(
                 "the DHT could not be searched: no node beyond the bootstrap nodes answered; "
@@ -308,25 +350,63 @@ class Dht:
                 next_knock = time.monotonic() + REBOOTSTRAP_EVERY
 
     def _knock_on_bootstrap_nodes(self) -> None:
-        """Ping the bootstrap nodes so that those which answer enter the routing table.
-
-        libtorrent only asks them for other nodes, once, and never keeps them.
-        When the nodes they name cannot be used (on a test swarm, say, where
-        they are mostly commands that have ended) the table stays empty, and
-        a lost bootstrap query is not sent again for minutes.
-        """
-        for endpoint in self.bootstrap:
-            self._session.add_dht_node(endpoint)
+        knock(self._session, self.bootstrap)
 
     def _alerts_until(self, deadline: float) -> Iterator[lt.alert]:
-        """Alerts as libtorrent posts them, until the deadline passes."""
+        """Alerts as libtorrent posts them, until the deadline passes.
+
+        A caller may stop early: alerts popped but not yet handed out stay
+        queued for the next call.
+        """
         while True:
+            while self._pending:
+                yield self._pending.popleft()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            if self._session.wait_for_alert(max(1, int(remaining * 1000))) is None:
-                continue
-            yield from self._session.pop_alerts()
+            if self._session.wait_for_alert(max(1, int(remaining * 1000))) is not None:
+                self._pending.extend(self._session.pop_alerts())
+
+
+class _Lookups:
+    """Up to `limit` copies of one DHT lookup, started one after another while the earlier ones run.
+
+    Under packet loss a lookup misses nodes, and waits 15 s for each lost
+    answer; a second walk through the DHT started meanwhile often reaches the
+    nodes the first missed. On a healthy network the first one ends before
+    another is due, so this costs nothing there.
+    """
+
+    def __init__(self, limit: int, start: Callable[[], None]) -> None:
+        self._limit = limit
+        self._start = start
+        self._started = 0
+        self._running = 0
+        self.next_start = float("-inf")
+
+    @property
+    def idle(self) -> bool:
+        """True when every lookup started so far has ended."""
+        return self._running == 0 and self._started > 0
+
+    def start_if_due(self) -> None:
+        """Start the first lookup, or another when the last one started HEDGE_AFTER ago and is still running."""
+        if self._started == 0 or (self._running and time.monotonic() >= self.next_start):
+            self.start_now()
+
+    def start_now(self) -> bool:
+        """Start one more lookup unless the limit is reached; say whether one started."""
+        if self._started >= self._limit:
+            self.next_start = float("inf")
+            return False
+        self._start()
+        self._started += 1
+        self._running += 1
+        self.next_start = time.monotonic() + HEDGE_AFTER if self._started < self._limit else float("inf")
+        return True
+
+    def finish_one(self) -> None:
+        self._running = max(0, self._running - 1)
 
 
 def _item_from_alert(alert: lt.dht_mutable_item_alert) -> MutableItem | None:

@@ -40,6 +40,7 @@ class Misbehaviour(enum.Enum):
     OVERSIZED_VALUE = "oversized-value"  # an old record padded past 1000 bytes, seq above the newest, signed by another key
     GARBAGE = "garbage"  # bytes that are not bencoding at all
     STALE = "stale"  # the oldest genuinely signed item it captured, replayed unchanged
+    LATE_NEWEST = "late-newest"  # the newest genuine item it holds, but each querier's first get is lost
 
 
 @dataclass(frozen=True)
@@ -236,12 +237,15 @@ class HostileNode:
             return lt.bencode({b"t": transaction, b"y": b"e", b"e": [ERROR_METHOD_UNKNOWN, b"Method Unknown"]})
         return lt.bencode({b"t": transaction, b"y": b"r", b"r": body})
 
-    def _answer_get(self, transaction: bytes, args: dict, sender: tuple[str, int]) -> bytes:
+    def _answer_get(self, transaction: bytes, args: dict, sender: tuple[str, int]) -> bytes | None:
         target = args.get(b"target", b"")
         with self._lock:
             public_key, misbehaviour = self._armed.get(target, (b"", Misbehaviour.EMPTY))
             if public_key:
                 self._gets[(target, sender[0])] += 1
+            first_from_sender = self._gets[(target, sender[0])] == 1
+        if misbehaviour is Misbehaviour.LATE_NEWEST and first_from_sender:
+            return None  # as if lost on the way: the lookup waits and goes on without us
         if misbehaviour is Misbehaviour.GARBAGE:
             return b"\xff\x00 this is not bencoding " + os.urandom(16)
         body = {b"id": self.node_id, b"token": self._token(sender), b"nodes": self._nodes_near(target)}
@@ -262,6 +266,8 @@ class HostileNode:
             return None
         if misbehaviour is Misbehaviour.STALE:
             return captured[0] if captured else None
+        if misbehaviour is Misbehaviour.LATE_NEWEST:
+            return max(captured, key=lambda item: item.seq) if captured else None
         seq = max((item.seq for item in captured), default=0) + 1
         decoy = captured[0].value if captured else bencoded_string(b"a record of the attacker's choosing")
         if misbehaviour is Misbehaviour.HIGHER_SEQ_BAD_SIGNATURE:

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import libtorrent as lt
 import pytest
 
+from cclink import keyfile, packet
 from cclink.keys import PublicKey
 from cclink.rendezvous import GET_TIMEOUT, RETRY_FOR
 from cclink.testnet import Testnet
 from conftest import Machine
-from hostile_node import HostileNode, Misbehaviour
+from hostile_node import HostileNode, Item, Misbehaviour, bencoded_string
 
 HONEST_NODES = 4  # with the hostile node, under K = 8: every lookup visits every node
 COMMAND_IP = "127.0.0.2"  # where cclink commands query from (cclink.dht.COMMAND_ADDRESS)
@@ -34,6 +36,7 @@ PICKUP_DEADLINE = RETRY_FOR + GET_TIMEOUT + 15
 # item (STALE) is no forgery, so it has tests of its own below.
 FORGED_ITEMS = [Misbehaviour.FORGED_SIGNATURE, Misbehaviour.HIGHER_SEQ_BAD_SIGNATURE, Misbehaviour.OVERSIZED_VALUE]
 LIES = FORGED_ITEMS + [Misbehaviour.GARBAGE]
+PKARR_STYLE_SEQ = 1_700_000_000_000_000  # microseconds since 1970, as pkarr signs seq
 
 
 @dataclass
@@ -226,4 +229,30 @@ def test_a_replayed_record_loses_to_a_revocation(pair: Pair, hostile_swarm: Host
     assert_one_sentence_error(result)
     assert "revoked" in result.stderr
     assert desktop.launches() == []
+    assert_hostile_asked(hostile, public_key)
+
+
+def test_a_publish_supersedes_a_higher_seq_record_its_first_lookup_missed(pair: Pair, hostile_swarm: HostileSwarm) -> None:
+    """libtorrent signs seq = the highest it saw + 1, so a lookup that misses the newest item signs too low.
+
+    The node holding that item loses the publish's first query (as under
+    packet loss); publish must notice the older record still winning and
+    put again until its own supersedes it.
+    """
+    laptop, desktop, public_key = pair.laptop, pair.desktop, pair.public_key
+    older = publish_session(pair)
+    hostile = hostile_swarm.hostile
+    message = lt.bdecode(hostile.captured(public_key)[-1].value)
+    # The same record again under a timestamp seq, as pkarr clients (and the Rust cclink) sign it.
+    identity = keyfile.load_identity(laptop.key_file, lambda: "")
+    high = packet.SignedPacket.create(identity, PKARR_STYLE_SEQ, message)
+    hostile.remember(Item(public_key, high.seq, high.signature, bencoded_string(message)))
+    hostile.arm(public_key, Misbehaviour.LATE_NEWEST)
+
+    newer = publish_session(pair)
+    result = pickup(desktop)
+
+    assert result.returncode == 0, result.stderr
+    assert launched_sessions(desktop) == [newer], f"pickup resumed {older}, the record publish failed to supersede"
+    assert max(item.seq for item in hostile.captured(public_key)) > PKARR_STYLE_SEQ
     assert_hostile_asked(hostile, public_key)
