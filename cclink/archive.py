@@ -19,7 +19,7 @@ from typing import BinaryIO, Callable, Iterator
 
 import zstandard
 
-from cclink.errors import MalformedArchive
+from cclink.errors import MalformedArchive, NoSpace
 
 CHUNK = 1 << 20
 # zstd's default level: a transcript shrinks about fivefold, at several
@@ -94,15 +94,20 @@ class Unpacked:
         return path if path.is_dir() else None
 
 
-def unpack(source: BinaryIO, session_id: str, staging: Path, rewrite: Callable[[BinaryIO, BinaryIO], None]) -> Unpacked:
+def unpack(
+    source: BinaryIO, session_id: str, staging: Path, rewrite: Callable[[BinaryIO, BinaryIO], None], *, limit: int
+) -> Unpacked:
     """Unpack an archive of session_id into the empty directory staging.
 
     `rewrite(src, dst)` copies each .jsonl file (so the caller can change
     paths inside it); other files are copied as they are. Raises
-    MalformedArchive for anything but the session's own files.
+    MalformedArchive for anything but the session's own files, and NoSpace
+    before the files would add up to more than `limit` bytes (a few KB of
+    zstd can unpack to terabytes).
     """
     allowed_file, allowed_dir = f"{session_id}.jsonl", session_id
     seen_session = False
+    unpacked = 0
     try:
         with zstandard.ZstdDecompressor().stream_reader(source, closefd=False) as decompressed:
             with tarfile.open(fileobj=decompressed, mode="r|") as tar:
@@ -113,6 +118,9 @@ def unpack(source: BinaryIO, session_id: str, staging: Path, rewrite: Callable[[
                         continue
                     if not member.isfile():
                         raise MalformedArchive(f"the carried session holds '{member.name}', which is not a regular file")
+                    unpacked += member.size
+                    if unpacked > limit:
+                        raise NoSpace(f"the carried session unpacks to more than the {limit} bytes allowed")
                     target.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
                     _extract_file(tar, member, target, rewrite if target.suffix == ".jsonl" else _copy)
                     seen_session |= member.name == allowed_file

@@ -12,6 +12,7 @@ machine. Nothing is written into ~/.claude until everything checked out.
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import os
 import shutil
@@ -23,11 +24,16 @@ from typing import BinaryIO, Callable, Sequence
 
 import pyrage
 
-from cclink import agecrypt, archive, claude, files, torrent
-from cclink.errors import Aborted, CannotDecrypt, IntegrityError, TransferError
+from cclink import agecrypt, archive, claude, console, files, torrent
+from cclink.errors import Aborted, CannotDecrypt, IntegrityError, NoSpace, TransferError
 from cclink.payload import CarryInfo
 
 HASH_CHUNK = 1 << 20
+# Claude Code's largest transcripts run to hundreds of MB. A carried session
+# that unpacks to more is refused, even from a publisher whose key checks out,
+# and unpacking never fills the disk.
+MAX_UNPACKED = 16 << 30
+KEEP_FREE = 1 << 30
 
 
 def outgoing_dir() -> Path:
@@ -177,6 +183,10 @@ def place(
     try:
         unpacked = _decrypt_and_unpack(ciphertext, identity, session_id, staging, publisher_project, str(local_project))
         return _move_into_place(unpacked, destination, replace)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise NoSpace(f"the disk under {claude.projects_dir()} filled up while placing the carried session") from None
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -193,10 +203,25 @@ def _decrypt_and_unpack(
     content = staging / "content"
     content.mkdir(mode=archive.DIR_MODE)
     rewrite = _cwd_rewriter(old, new)
+    limit, too_much = _room_to_unpack(content)
     with open(packed, "rb") as source:
-        unpacked = archive.unpack(source, session_id, content, rewrite)
+        try:
+            unpacked = archive.unpack(source, session_id, content, rewrite, limit=limit)
+        except NoSpace:
+            raise NoSpace(too_much) from None
     packed.unlink()
     return unpacked
+
+
+def _room_to_unpack(directory: Path) -> tuple[int, str]:
+    """How many bytes a session may unpack to in directory, and what to say when it wants more."""
+    free = shutil.disk_usage(directory).free - KEEP_FREE
+    if free < MAX_UNPACKED:
+        return max(0, free), (
+            f"there is not enough disk space for the carried session under {claude.projects_dir()} "
+            f"(cclink leaves {console.format_bytes(KEEP_FREE)} free)"
+        )
+    return MAX_UNPACKED, f"the carried session unpacks to more than {console.format_bytes(MAX_UNPACKED)}, the most cclink accepts"
 
 
 def _cwd_rewriter(old: str, new: str) -> Callable[[BinaryIO, BinaryIO], None]:

@@ -67,6 +67,10 @@ class SessionError(CclinkError):
     exit_code = 4
 
 
+class NoSpace(SessionError):
+    """A carried session would not fit: past what cclink accepts, or past the disk's free space."""
+
+
 # --- what came over the wire -----------------------------------------------------
 
 

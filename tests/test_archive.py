@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cclink import archive
-from cclink.errors import CclinkError, MalformedArchive
+from cclink.errors import CclinkError, MalformedArchive, NoSpace
 
 SESSION = "0b5f8a52-6a53-4c4e-9a43-2f1f3c0d7e11"
+LIMIT = 1 << 30
 
 
 def copy(source, out) -> None:
@@ -72,7 +73,7 @@ def test_a_session_and_its_directory_survive_pack_and_unpack(tmp_path):
     staging = tmp_path / "staging"
     staging.mkdir()
 
-    unpacked = archive.unpack(packed(file), SESSION, staging, copy)
+    unpacked = archive.unpack(packed(file), SESSION, staging, copy, limit=LIMIT)
 
     assert unpacked.session_file.read_bytes() == file.read_bytes()
     assert (unpacked.directory / "subagents" / "agent-1.jsonl").read_text() == '{"cwd":"/home/a/app"}\n'
@@ -126,7 +127,7 @@ def test_anything_but_the_sessions_own_files_is_refused(tmp_path, bad):
     source = hostile_archive((member(f"{SESSION}.jsonl"), b"{}\n"), (bad, b"x"))
 
     with pytest.raises(MalformedArchive):
-        archive.unpack(source, SESSION, staging, copy)
+        archive.unpack(source, SESSION, staging, copy, limit=LIMIT)
 
     assert not (tmp_path / "escape.jsonl").exists() and not (tmp_path / "escape").exists()
     assert not any(p.is_symlink() for p in staging.rglob("*"))
@@ -137,7 +138,29 @@ def test_an_archive_without_the_session_file_is_refused(tmp_path):
     staging.mkdir()
     source = hostile_archive((member(f"{SESSION}/notes.txt"), b"x"))
     with pytest.raises(MalformedArchive, match="does not hold session"):
-        archive.unpack(source, SESSION, staging, copy)
+        archive.unpack(source, SESSION, staging, copy, limit=LIMIT)
+
+
+def test_an_archive_unpacking_past_the_limit_is_refused_before_it_is_written(tmp_path):
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    bomb = hostile_archive((member(f"{SESSION}.jsonl"), b"{}\n"), (member(f"{SESSION}/zeros"), bytes(4 << 20)))
+    assert len(bomb.getvalue()) < 4096  # what arrives is small; what it unpacks to is not
+
+    with pytest.raises(NoSpace):
+        archive.unpack(bomb, SESSION, staging, copy, limit=1 << 20)
+
+    assert not (staging / SESSION / "zeros").exists()
+
+
+def test_the_limit_counts_every_file_together(tmp_path):
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    files = [(member(f"{SESSION}.jsonl"), b"{}\n")] + [(member(f"{SESSION}/part{i}"), bytes(300_000)) for i in range(4)]
+
+    with pytest.raises(NoSpace):
+        archive.unpack(hostile_archive(*files), SESSION, staging, copy, limit=1_000_000)
+    assert archive.unpack(hostile_archive(*files), SESSION, tmp_path, copy, limit=1_300_000).session_file.exists()
 
 
 @pytest.mark.parametrize(
@@ -147,7 +170,7 @@ def test_garbage_is_a_malformed_archive(tmp_path, data):
     staging = tmp_path / "staging"
     staging.mkdir()
     with pytest.raises(MalformedArchive):
-        archive.unpack(io.BytesIO(data), SESSION, staging, copy)
+        archive.unpack(io.BytesIO(data), SESSION, staging, copy, limit=LIMIT)
 
 
 @settings(max_examples=60, deadline=None)
@@ -155,7 +178,7 @@ def test_garbage_is_a_malformed_archive(tmp_path, data):
 def test_arbitrary_bytes_only_ever_raise_our_own_errors(tmp_path_factory, data):
     staging = tmp_path_factory.mktemp("staging")
     try:
-        archive.unpack(io.BytesIO(zstd(data)), SESSION, staging, copy)
+        archive.unpack(io.BytesIO(zstd(data)), SESSION, staging, copy, limit=LIMIT)
     except CclinkError:
         pass
 

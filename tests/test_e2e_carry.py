@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -13,6 +14,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -363,3 +365,37 @@ def test_fetch_refuses_a_handoff_that_carries_nothing(paired):
     assert result.returncode == 2
     assert "nothing to fetch" in result.stderr
     assert desktop.launches() == []
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: int) -> Iterator[None]:
+    """A tmpfs of `size` bytes mounted at path (root only; the test skips elsewhere)."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "cclink-test", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=True)
+
+
+def test_a_session_that_would_fill_the_disk_is_refused_and_nothing_is_written(paired, short_dir):
+    laptop, desktop = paired
+    project = short_project(short_dir, "app")
+    session_id = str(uuid.uuid4())
+    write_session(laptop, project, realistic_transcript(project, session_id, 4 << 20), session_id)
+    publisher = laptop.spawn("--carry", cwd=project)
+    try:
+        wait_for_line(publisher, READY)
+        # Room for the encrypted download (about a megabyte), not for what it unpacks to.
+        with small_disk(desktop.home / ".claude", 3 << 20):
+            result = desktop.run("pickup", "-y", "--project-dir", str(desktop.project("app")))
+
+            assert result.returncode == 4, result.stderr
+            assert result.stderr.count("cclink: error:") == 1 and "not enough disk space" in result.stderr
+            assert desktop.launches() == []
+            assert files_under(desktop.home / ".claude") == []
+    finally:
+        publisher.kill()
+        publisher.communicate()
