@@ -32,9 +32,11 @@ from cclink.errors import (
 from cclink.keys import Identity, PublicKey
 from cclink.payload import Payload
 from cclink.record import Record, new_record
+
 if TYPE_CHECKING:
     from cclink.carry import Outgoing
     from cclink.rendezvous import Published, Rendezvous
+    from cclink.torrent import SeedStatus
 
 PIN_ENV = "CCLINK_PIN"
 DEFAULT_TTL = 86400
@@ -203,7 +205,7 @@ class CarryResult:
     revoked: bool
 
 
-def serve_carry(outcome: PublishOutcome, rendezvous: Rendezvous, timeout: float, on_status: Callable[[object], None]) -> CarryResult:
+def serve_carry(outcome: PublishOutcome, rendezvous: Rendezvous, timeout: float, on_status: Callable[[SeedStatus], None]) -> CarryResult:
     """Seed until the first picker has the whole session; renew the record meanwhile; revoke a burn record then.
 
     TransferError when nobody fetched it within timeout seconds; Ctrl-C

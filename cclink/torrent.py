@@ -103,9 +103,7 @@ class _TorrentSession:
             if isinstance(alert, lt.dht_stats_alert) and any(b["num_nodes"] for b in alert.routing_table):
                 self._joined = True
         if not self._joined and time.monotonic() - self._knocked_at > dht.REBOOTSTRAP_EVERY:
-            # As dht.Dht does: a test swarm's nodes are not libtorrent bootstrap nodes.
-            for endpoint in self.bootstrap:
-                self.session.add_dht_node(endpoint)
+            dht.knock(self.session, self.bootstrap)  # a test swarm's nodes are not libtorrent bootstrap nodes
             self._knocked_at = time.monotonic()
         # libtorrent announces a new torrent at once, before the DHT has any
         # node to announce to, and then not again for many minutes.
