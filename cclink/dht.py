@@ -57,6 +57,15 @@ class MutableItem:
     value: bytes
 
 
+@dataclass(frozen=True)
+class Stored:
+    """What a put did: its seq, how many nodes acknowledged it, and the newest item a lookup beside it found."""
+
+    seq: int
+    nodes: int
+    found: MutableItem | None
+
+
 def parse_bootstrap(text: str) -> list[Endpoint]:
     """Read `host:port[,host:port...]`; UsageError on anything else."""
     endpoints = []
@@ -253,33 +262,29 @@ class Dht:
 
     # --- put and get -----------------------------------------------------------
 
-    def put(self, public_key: bytes, expanded_secret: bytes, value: bytes, *, timeout: float) -> tuple[int, int]:
-        """Store a mutable item; return (seq, nodes that stored it).
+    def put(self, public_key: bytes, expanded_secret: bytes, value: bytes, *, timeout: float) -> Stored:
+        """Store a mutable item, and meanwhile look up what the DHT holds under the key.
 
         libtorrent looks up the current item first and signs seq = highest
         seen + 1. A lookup that misses the newest item (packet loss) signs a
-        seq that does not supersede it; the caller reads back to catch that.
+        seq that does not supersede it; the separate lookup lets the caller
+        notice that and put again.
         """
         if len(value) > MAX_VALUE_SIZE:
             raise NetworkError(f"a DHT item holds at most {MAX_VALUE_SIZE} bytes, not {len(value)}")
         deadline = time.monotonic() + timeout
         self._wait_until_joined(deadline)
-        puts = _Lookups(PUT_LOOKUPS, lambda: self._session.dht_put_mutable_item(expanded_secret, public_key, value, b""))
-        seq = stored = 0
-        while time.monotonic() < deadline:
+        puts = _Puts(self._session, public_key, expanded_secret, value)
+        search = _Search(self._session, public_key)
+        while not (puts.enough and search.done):
+            if time.monotonic() >= deadline:
+                if puts.enough:
+                    break  # the check did not finish; what was stored stands
+                raise NetworkError("publishing to the DHT timed out; check the network and try again")
+            self._feed(min(deadline, puts.wake_at, search.wake_at), puts, search)
             puts.start_if_due()
-            for alert in self._alerts_until(min(deadline, puts.next_start)):
-                if isinstance(alert, lt.dht_put_alert) and bytes(alert.public_key) == public_key:
-                    puts.finish_one()
-                    seq, stored = max(seq, alert.seq), stored + alert.num_success
-                    break
-            if stored >= ENOUGH_STORED or (stored and puts.idle):
-                return seq, stored
-            if puts.idle and not puts.start_now():
-                raise NetworkError("no DHT node stored the record; check the network and try again")
-        if stored:
-            return seq, stored
-        raise NetworkError("publishing to the DHT timed out; check the network and try again")
+            search.start_if_due()
+        return Stored(seq=puts.seq, nodes=puts.stored, found=search.best)
 
     def get(self, public_key: bytes, *, timeout: float) -> MutableItem | None:
         """The highest-seq item under public_key, or None when the DHT has none.
@@ -290,28 +295,16 @@ class Dht:
         """
         deadline = time.monotonic() + timeout
         self._wait_until_joined(deadline)
-        gets = _Lookups(GET_LOOKUPS, lambda: self._session.dht_get_mutable_item(public_key, b""))
-        best: MutableItem | None = None
-        settled_at = float("inf")
-        gets.start_if_due()
-        while not gets.idle and time.monotonic() < min(deadline, settled_at):
-            for alert in self._alerts_until(min(deadline, settled_at, gets.next_start)):
-                if not isinstance(alert, lt.dht_mutable_item_alert) or bytes(alert.key) != public_key:
-                    continue
-                item = _item_from_alert(alert)
-                if item is not None and (best is None or item.seq > best.seq):
-                    best = item
-                    settled_at = time.monotonic() + SETTLE_AFTER
-                if alert.authoritative:
-                    gets.finish_one()
-                    break
-            gets.start_if_due()
-        if best is None and self.routing_table_size() == 0:
+        search = _Search(self._session, public_key)
+        while not search.done and time.monotonic() < deadline:
+            self._feed(min(deadline, search.wake_at), search)
+            search.start_if_due()
+        if search.best is None and self.routing_table_size() == 0:
             raise NetworkError(
                 "the DHT could not be searched: no node beyond the bootstrap nodes answered; "
                 "check the network (or CCLINK_BOOTSTRAP) and try again"
             )
-        return best
+        return search.best
 
     def routing_table_size(self) -> int:
         self._session.post_dht_stats()
@@ -352,6 +345,12 @@ class Dht:
     def _knock_on_bootstrap_nodes(self) -> None:
         knock(self._session, self.bootstrap)
 
+    def _feed(self, until: float, *trackers: "_Puts | _Search") -> None:
+        """Hand alerts to the trackers until one of them took one, or until `until`."""
+        for alert in self._alerts_until(until):
+            if any([tracker.take(alert) for tracker in trackers]):
+                return
+
     def _alerts_until(self, deadline: float) -> Iterator[lt.alert]:
         """Alerts as libtorrent posts them, until the deadline passes.
 
@@ -362,10 +361,11 @@ class Dht:
             while self._pending:
                 yield self._pending.popleft()
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            if self._session.wait_for_alert(max(1, int(remaining * 1000))) is not None:
+            # wait_for_alert(0) only looks: alerts already posted are handed out even past the deadline.
+            if self._session.wait_for_alert(max(0, int(remaining * 1000))):
                 self._pending.extend(self._session.pop_alerts())
+            elif remaining <= 0:
+                return
 
 
 class _Lookups:
@@ -382,31 +382,104 @@ class _Lookups:
         self._start = start
         self._started = 0
         self._running = 0
-        self.next_start = float("-inf")
+        self._next_start = float("-inf")
 
     @property
     def idle(self) -> bool:
         """True when every lookup started so far has ended."""
         return self._running == 0 and self._started > 0
 
+    @property
+    def due_at(self) -> float:
+        """When start_if_due will next start one (never, while none is running)."""
+        return self._next_start if self._running else float("inf")
+
     def start_if_due(self) -> None:
         """Start the first lookup, or another when the last one started HEDGE_AFTER ago and is still running."""
-        if self._started == 0 or (self._running and time.monotonic() >= self.next_start):
+        if self._started == 0 or (self._running and time.monotonic() >= self._next_start):
             self.start_now()
 
     def start_now(self) -> bool:
         """Start one more lookup unless the limit is reached; say whether one started."""
         if self._started >= self._limit:
-            self.next_start = float("inf")
             return False
         self._start()
         self._started += 1
         self._running += 1
-        self.next_start = time.monotonic() + HEDGE_AFTER if self._started < self._limit else float("inf")
+        self._next_start = time.monotonic() + HEDGE_AFTER if self._started < self._limit else float("inf")
         return True
 
     def finish_one(self) -> None:
         self._running = max(0, self._running - 1)
+
+
+class _Puts:
+    """Hedged puts of one item: how many nodes stored it, under which seq."""
+
+    def __init__(self, session: lt.session, public_key: bytes, expanded_secret: bytes, value: bytes) -> None:
+        self._public_key = public_key
+        self._lookups = _Lookups(PUT_LOOKUPS, lambda: session.dht_put_mutable_item(expanded_secret, public_key, value, b""))
+        self._lookups.start_if_due()
+        self.seq = 0
+        self.stored = 0
+
+    @property
+    def enough(self) -> bool:
+        """Stored on ENOUGH_STORED nodes, or on fewer once every put has ended (a small swarm)."""
+        return self.stored >= ENOUGH_STORED or (self.stored > 0 and self._lookups.idle)
+
+    @property
+    def wake_at(self) -> float:
+        return self._lookups.due_at
+
+    def take(self, alert: lt.alert) -> bool:
+        if not isinstance(alert, lt.dht_put_alert) or bytes(alert.public_key) != self._public_key:
+            return False
+        self._lookups.finish_one()
+        self.seq, self.stored = max(self.seq, alert.seq), self.stored + alert.num_success
+        return True
+
+    def start_if_due(self) -> None:
+        """Start a hedge when one is due, or at once when every put so far was stored nowhere."""
+        if self.enough:
+            return
+        if self._lookups.idle and not self._lookups.start_now():
+            raise NetworkError("no DHT node stored the record; check the network and try again")
+        self._lookups.start_if_due()
+
+
+class _Search:
+    """Hedged gets of one key: the highest-seq item, settled SETTLE_AFTER after it arrived."""
+
+    def __init__(self, session: lt.session, public_key: bytes) -> None:
+        self._public_key = public_key
+        self._lookups = _Lookups(GET_LOOKUPS, lambda: session.dht_get_mutable_item(public_key, b""))
+        self._lookups.start_if_due()
+        self._settled_at = float("inf")
+        self.best: MutableItem | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._lookups.idle or time.monotonic() >= self._settled_at
+
+    @property
+    def wake_at(self) -> float:
+        return float("inf") if self.done else min(self._settled_at, self._lookups.due_at)
+
+    def take(self, alert: lt.alert) -> bool:
+        if not isinstance(alert, lt.dht_mutable_item_alert) or bytes(alert.key) != self._public_key:
+            return False
+        item = _item_from_alert(alert)
+        if item is not None and (self.best is None or item.seq > self.best.seq):
+            self.best = item
+            self._settled_at = time.monotonic() + SETTLE_AFTER
+        if alert.authoritative:
+            self._lookups.finish_one()
+        return True
+
+    def start_if_due(self) -> None:
+        if not self.done:
+            self._lookups.start_if_due()
 
 
 def _item_from_alert(alert: lt.dht_mutable_item_alert) -> MutableItem | None:

@@ -12,7 +12,7 @@ from cclink.keys import Identity, PublicKey
 from cclink.record import Record
 
 PUT_TIMEOUT = 60.0
-# A publish puts again (its lookup now sees the newer seq) when reading back shows an older item winning.
+# A publish puts again (its lookup now sees the newer seq) while an older item still wins.
 PUT_ATTEMPTS = 3
 GET_TIMEOUT = 20.0
 RETRY_FOR = 30.0
@@ -71,42 +71,33 @@ class Rendezvous:
         return _verified_record(publisher, item)
 
     def _put(self, identity: Identity, message: bytes) -> Published:
-        """Put the message, then read it back: put again while an older item still wins."""
+        """Put the message; put again while a lookup beside the put still finds an older record winning."""
         deadline = time.monotonic() + PUT_TIMEOUT
         with dht.Dht(self.bootstrap, state_file=self.state_file) as node:
             for _ in range(PUT_ATTEMPTS):
-                seq, nodes = node.put(identity.public_key.raw, identity.expanded_secret(), message, timeout=_left(deadline))
-                if _left(deadline) < 1:
+                stored = node.put(identity.public_key.raw, identity.expanded_secret(), message, timeout=_left(deadline))
+                if _superseded(stored, message) or _left(deadline) < 1:
                     break
-                if _landed(_read_back(node, identity, deadline), seq, message):
-                    break
-        return Published(seq=seq, nodes=nodes)
+        return Published(seq=stored.seq, nodes=stored.nodes)
 
     def _get(self, publisher: PublicKey) -> dht.MutableItem | None:
         with dht.Dht(self.bootstrap, state_file=self.state_file) as node:
             return node.get(publisher.raw, timeout=GET_TIMEOUT)
 
 
-def _read_back(node: dht.Dht, identity: Identity, deadline: float) -> dht.MutableItem | None:
-    """What a lookup now finds under identity; None when it cannot tell."""
-    try:
-        return node.get(identity.public_key.raw, timeout=min(GET_TIMEOUT, _left(deadline)))
-    except NetworkError:
-        return None
-
-
 def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
-def _landed(found: dht.MutableItem | None, seq: int, message: bytes) -> bool:
-    """Whether a read-back shows the put took effect.
+def _superseded(stored: dht.Stored, message: bytes) -> bool:
+    """Whether the put beat everything the lookup beside it found.
 
     libtorrent signs seq = the highest it saw + 1, so a put whose lookup
-    missed the newest item does not supersede it: the older item then comes
-    back with a seq at least as high as ours.
+    missed the newest item does not supersede it: that item then has a seq
+    at least as high as ours. (The lookup may also find our own new item.)
     """
-    return found is None or found.value == message or found.seq < seq
+    found = stored.found
+    return found is None or found.value == message or found.seq < stored.seq
 
 
 def _verified_record(publisher: PublicKey, item: dht.MutableItem) -> Resolved:
