@@ -94,7 +94,10 @@ class _TorrentSession:
 
     def _pump(self, wait: float, announce_every: float) -> list[lt.alert]:
         """Wait up to `wait` seconds for alerts; announce on the DHT once it is joined, then every announce_every seconds."""
-        self.session.post_dht_stats()
+        if not self._joined:
+            # Only until joined: the stats alert ends the wait below at once, and
+            # posting it on every call turned the transfer loops into busy loops.
+            self.session.post_dht_stats()
         self.session.wait_for_alert(max(1, int(wait * 1000)))
         alerts = self.session.pop_alerts()
         for alert in alerts:
