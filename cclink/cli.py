@@ -367,13 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure becomes one sentence on stderr and an exit code."""
     from cclink.errors import CclinkError
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args == ["--version"]:
-        from cclink import __version__
-
-        print(f"cclink {__version__}")
-        return
-    args = _with_default_command(args)
+    args = _with_default_command(list(sys.argv[1:] if argv is None else argv))
     try:
         # Typer reports its own usage errors (exit 2) and exits; ours land here.
         typer.main.get_command(app).main(args, prog_name="cclink", standalone_mode=True)

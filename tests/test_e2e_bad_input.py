@@ -690,8 +690,8 @@ BAD_RECORDS: dict[str, tuple[Builder, int, str]] = {
 def put_value(swarm, identity: Identity, value: bytes) -> None:
     """Store value as identity's BEP 44 item: a valid outer signature over whatever bytes we crafted."""
     with Dht([(HOST, swarm.port)]) as node:
-        _, stored = node.put(identity.public_key.raw, identity.expanded_secret(), value, timeout=PUT_TIMEOUT)
-    assert stored > 0
+        stored = node.put(identity.public_key.raw, identity.expanded_secret(), value, timeout=PUT_TIMEOUT)
+    assert stored.nodes > 0
 
 
 @pytest.fixture
