@@ -32,13 +32,15 @@ DEFAULT_BOOTSTRAP: tuple[Endpoint, ...] = (
 )
 BOOTSTRAP_ENV = "CCLINK_BOOTSTRAP"
 MAX_VALUE_SIZE = 1000
-REBOOTSTRAP_EVERY = 2.0
-# After libtorrent's bootstrap ends, how long the nodes it found may take to fill the table.
-BOOTSTRAP_GRACE = 0.5
+REBOOTSTRAP_EVERY = 0.5
+# After libtorrent's bootstrap ends, how long the nodes it found (or that
+# answered a knock, which a lossy network may need a few of) may take to
+# fill the table.
+BOOTSTRAP_GRACE = 2.0
 # A put or get still running after this long gets a second (and third) copy beside it.
 HEDGE_AFTER = 3.0
-PUT_LOOKUPS = 3
-GET_LOOKUPS = 2
+PUT_HEDGES, PUT_RETRIES = 3, 2  # retries: when every put so far was stored by no node
+GET_HEDGES, GET_RETRIES = 2, 1  # retry: when every lookup so far found nothing at all
 # A put acknowledged by this many nodes is enough; the others need not be waited for.
 ENOUGH_STORED = 3
 # libtorrent ends a lookup only when every node it asked has answered or
@@ -369,16 +371,18 @@ class Dht:
 
 
 class _Lookups:
-    """Up to `limit` copies of one DHT lookup, started one after another while the earlier ones run.
+    """Copies of one DHT lookup: up to `hedges` started one after another while the earlier ones run, then `retries` more.
 
     Under packet loss a lookup misses nodes, and waits 15 s for each lost
     answer; a second walk through the DHT started meanwhile often reaches the
     nodes the first missed. On a healthy network the first one ends before
-    another is due, so this costs nothing there.
+    another is due, so this costs nothing there. A retry is for a caller
+    whose lookups all ended empty-handed.
     """
 
-    def __init__(self, limit: int, start: Callable[[], None]) -> None:
-        self._limit = limit
+    def __init__(self, hedges: int, retries: int, start: Callable[[], None]) -> None:
+        self._hedges = hedges
+        self._limit = hedges + retries
         self._start = start
         self._started = 0
         self._running = 0
@@ -392,11 +396,12 @@ class _Lookups:
     @property
     def due_at(self) -> float:
         """When start_if_due will next start one (never, while none is running)."""
-        return self._next_start if self._running else float("inf")
+        return self._next_start if self._running and self._started < self._hedges else float("inf")
 
     def start_if_due(self) -> None:
         """Start the first lookup, or another when the last one started HEDGE_AFTER ago and is still running."""
-        if self._started == 0 or (self._running and time.monotonic() >= self._next_start):
+        hedge_due = self._running and self._started < self._hedges and time.monotonic() >= self._next_start
+        if self._started == 0 or hedge_due:
             self.start_now()
 
     def start_now(self) -> bool:
@@ -406,7 +411,7 @@ class _Lookups:
         self._start()
         self._started += 1
         self._running += 1
-        self._next_start = time.monotonic() + HEDGE_AFTER if self._started < self._limit else float("inf")
+        self._next_start = time.monotonic() + HEDGE_AFTER
         return True
 
     def finish_one(self) -> None:
@@ -418,7 +423,7 @@ class _Puts:
 
     def __init__(self, session: lt.session, public_key: bytes, expanded_secret: bytes, value: bytes) -> None:
         self._public_key = public_key
-        self._lookups = _Lookups(PUT_LOOKUPS, lambda: session.dht_put_mutable_item(expanded_secret, public_key, value, b""))
+        self._lookups = _Lookups(PUT_HEDGES, PUT_RETRIES, lambda: session.dht_put_mutable_item(expanded_secret, public_key, value, b""))
         self._lookups.start_if_due()
         self.seq = 0
         self.stored = 0
@@ -449,11 +454,11 @@ class _Puts:
 
 
 class _Search:
-    """Hedged gets of one key: the highest-seq item, settled SETTLE_AFTER after it arrived."""
+    """Hedged gets of one key: the highest-seq item, settled SETTLE_AFTER after it arrived; one retry when none is found."""
 
     def __init__(self, session: lt.session, public_key: bytes) -> None:
         self._public_key = public_key
-        self._lookups = _Lookups(GET_LOOKUPS, lambda: session.dht_get_mutable_item(public_key, b""))
+        self._lookups = _Lookups(GET_HEDGES, GET_RETRIES, lambda: session.dht_get_mutable_item(public_key, b""))
         self._lookups.start_if_due()
         self._settled_at = float("inf")
         self.best: MutableItem | None = None
@@ -475,6 +480,8 @@ class _Search:
             self._settled_at = time.monotonic() + SETTLE_AFTER
         if alert.authoritative:
             self._lookups.finish_one()
+            if self._lookups.idle and self.best is None:
+                self._lookups.start_now()  # nothing anywhere: under loss, worth one more walk before believing it
         return True
 
     def start_if_due(self) -> None:
