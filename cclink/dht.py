@@ -37,8 +37,11 @@ REBOOTSTRAP_EVERY = 0.5
 # answered a knock, which a lossy network may need a few of) may take to
 # fill the table.
 BOOTSTRAP_GRACE = 2.0
-# A put or get still running after this long gets a second (and third) copy beside it.
-HEDGE_AFTER = 3.0
+# A put or get still running after this long gets a second (and third) copy
+# beside it. A get's comes sooner, so that it can still report a newer item
+# before the first one's answer settles (SETTLE_AFTER).
+PUT_HEDGE_AFTER = 3.0
+GET_HEDGE_AFTER = 1.5
 PUT_HEDGES, PUT_RETRIES = 3, 2  # retries: when every put so far was stored by no node
 GET_HEDGES, GET_RETRIES = 2, 1  # retry: when every lookup so far found nothing at all
 # A put acknowledged by this many nodes is enough; the others need not be waited for.
@@ -380,8 +383,9 @@ class _Lookups:
     whose lookups all ended empty-handed.
     """
 
-    def __init__(self, hedges: int, retries: int, start: Callable[[], None]) -> None:
+    def __init__(self, hedges: int, retries: int, hedge_after: float, start: Callable[[], None]) -> None:
         self._hedges = hedges
+        self._hedge_after = hedge_after
         self._limit = hedges + retries
         self._start = start
         self._started = 0
@@ -399,7 +403,7 @@ class _Lookups:
         return self._next_start if self._running and self._started < self._hedges else float("inf")
 
     def start_if_due(self) -> None:
-        """Start the first lookup, or another when the last one started HEDGE_AFTER ago and is still running."""
+        """Start the first lookup, or another when the last one started hedge_after ago and is still running."""
         hedge_due = self._running and self._started < self._hedges and time.monotonic() >= self._next_start
         if self._started == 0 or hedge_due:
             self.start_now()
@@ -411,7 +415,7 @@ class _Lookups:
         self._start()
         self._started += 1
         self._running += 1
-        self._next_start = time.monotonic() + HEDGE_AFTER
+        self._next_start = time.monotonic() + self._hedge_after
         return True
 
     def finish_one(self) -> None:
@@ -423,7 +427,9 @@ class _Puts:
 
     def __init__(self, session: lt.session, public_key: bytes, expanded_secret: bytes, value: bytes) -> None:
         self._public_key = public_key
-        self._lookups = _Lookups(PUT_HEDGES, PUT_RETRIES, lambda: session.dht_put_mutable_item(expanded_secret, public_key, value, b""))
+        self._lookups = _Lookups(
+            PUT_HEDGES, PUT_RETRIES, PUT_HEDGE_AFTER, lambda: session.dht_put_mutable_item(expanded_secret, public_key, value, b"")
+        )
         self._lookups.start_if_due()
         self.seq = 0
         self.stored = 0
@@ -458,7 +464,7 @@ class _Search:
 
     def __init__(self, session: lt.session, public_key: bytes) -> None:
         self._public_key = public_key
-        self._lookups = _Lookups(GET_HEDGES, GET_RETRIES, lambda: session.dht_get_mutable_item(public_key, b""))
+        self._lookups = _Lookups(GET_HEDGES, GET_RETRIES, GET_HEDGE_AFTER, lambda: session.dht_get_mutable_item(public_key, b""))
         self._lookups.start_if_due()
         self._settled_at = float("inf")
         self.best: MutableItem | None = None
