@@ -221,6 +221,25 @@ def knock(session: lt.session, nodes: Sequence[Endpoint]) -> None:
         session.add_dht_node(endpoint)
 
 
+def routing_table_size(session: lt.session, timeout: float = 1.0) -> int:
+    """How many nodes the session's routing table holds (0 if libtorrent does not say in time).
+
+    For a session whose other alerts nobody waits for: it discards them.
+    """
+    session.post_dht_stats()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        session.wait_for_alert(50)
+        for alert in session.pop_alerts():
+            if isinstance(alert, lt.dht_stats_alert):
+                return _nodes_in(alert)
+    return 0
+
+
+def _nodes_in(alert: lt.dht_stats_alert) -> int:
+    return sum(bucket["num_nodes"] for bucket in alert.routing_table)
+
+
 def _load_state(state_file: Path | None) -> lt.session_params:
     if state_file is not None:
         try:
@@ -312,10 +331,11 @@ class Dht:
         return search.best
 
     def routing_table_size(self) -> int:
+        """Like the module's routing_table_size, but keeping the alerts for put and get."""
         self._session.post_dht_stats()
         for alert in self._alerts_until(time.monotonic() + 2):
             if isinstance(alert, lt.dht_stats_alert):
-                return sum(bucket["num_nodes"] for bucket in alert.routing_table)
+                return _nodes_in(alert)
         return 0
 
     # --- internals --------------------------------------------------------------

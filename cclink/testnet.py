@@ -13,7 +13,7 @@ from typing import Sequence
 
 import libtorrent as lt
 
-from cclink.dht import Endpoint, session_settings
+from cclink.dht import Endpoint, knock, routing_table_size, session_settings
 from cclink.errors import NetworkError, UsageError
 
 HOST = "127.0.0.1"
@@ -77,8 +77,7 @@ class Testnet:
         own = set(self.endpoints)
         swarm = own | {(host, port) for host, port in others}
         for session, me in zip(self._sessions, self.endpoints):
-            for endpoint in swarm - {me}:
-                session.add_dht_node(endpoint)
+            knock(session, list(swarm - {me}))
         self._wait_until_connected(time.monotonic() + timeout, min(len(swarm) - 1, MET_ENOUGH))
 
     def stop(self) -> None:
@@ -97,18 +96,8 @@ class Testnet:
         while pending:
             if time.monotonic() > deadline:
                 raise NetworkError("the local DHT nodes did not find each other in time")
-            pending = [s for s in pending if _routing_table_size(s) < wanted]
+            pending = [s for s in pending if routing_table_size(s) < wanted]
 
     def __repr__(self) -> str:
         return f"Testnet(nodes={self.size}, bootstrap={self.bootstrap if self._sessions else None})"
 
-
-def _routing_table_size(session: lt.session) -> int:
-    session.post_dht_stats()
-    deadline = time.monotonic() + 1
-    while time.monotonic() < deadline:
-        session.wait_for_alert(100)
-        for alert in session.pop_alerts():
-            if isinstance(alert, lt.dht_stats_alert):
-                return sum(bucket["num_nodes"] for bucket in alert.routing_table)
-    return 0
