@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NoReturn
 
 from cclink import agecrypt, claude, console, kdf, packet, payload
-from cclink.keystore import has_identity, load_identity
 from cclink.errors import (
     Aborted,
     CannotDecrypt,
@@ -30,6 +29,7 @@ from cclink.errors import (
     WrongPin,
 )
 from cclink.keys import Identity, PublicKey
+from cclink.keystore import has_identity, load_identity
 from cclink.payload import Payload
 from cclink.record import Record, new_record
 
