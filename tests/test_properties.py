@@ -20,11 +20,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+import libtorrent as lt
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cclink import envelope, kdf, keyfile, payload, z32
+from cclink import envelope, kdf, keyfile, krpc, payload, z32
 from cclink.errors import (
     CannotDecrypt,
     CclinkError,
@@ -762,6 +763,84 @@ def test_open_payload_hostile_blob(blob: bytes) -> None:
     opened = refused_or(lambda: payload.open_payload(blob, PUBLISHER.age_identity()))
     # age authenticates: whatever opens is what was sealed.
     assert opened is None or opened == VALID_PAYLOAD
+
+
+# --- KRPC replies ------------------------------------------------------------------------------
+
+VALID_GET_REPLY = lt.bencode(
+    {
+        b"t": b"\x01\x02",
+        b"y": b"r",
+        b"r": {
+            b"id": bytes(range(20)),
+            b"token": b"tok3n",
+            b"nodes": bytes(range(20)) + bytes([127, 0, 0, 1]) + (6881).to_bytes(2, "big"),
+            b"k": PK.raw,
+            b"seq": VALID_PACKET.seq,
+            b"sig": VALID_PACKET.signature,
+            b"v": VALID_MESSAGE,
+        },
+    }
+)
+bencodable = st.recursive(
+    st.binary(max_size=40) | st.integers(-(2**63), 2**63 - 1),  # what libtorrent's bencode can write
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.binary(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+REPLY_KEYS = [b"id", b"token", b"nodes", b"k", b"seq", b"sig", b"v"]
+# Integers no bencoder here writes: beyond 64 bits, and negative.
+ODD_SEQS = [VALID_GET_REPLY.replace(b"3:seqi1700000000000000e", b"3:seqi" + digits + b"e") for digits in (b"9" * 40, b"-1", b"-" + b"9" * 30)]
+
+
+def check_reply(datagram: bytes) -> krpc.Reply | None:
+    """parse_reply never raises, and what it reads keeps the rules cclink relies on."""
+    reply = krpc.parse_reply(datagram, PK.raw)
+    if reply is None:
+        return None
+    assert reply.node_id is None or len(reply.node_id) == krpc.ID_SIZE
+    assert all(contact.address[1] > 0 for contact in reply.nodes)
+    item = reply.item
+    assert item is None or (0 <= item.seq < krpc.MAX_SEQ and len(item.signature) == 64 and len(item.value) <= 1000)
+    return reply
+
+
+@st.composite
+def reply_like_messages(draw: st.DrawFn) -> bytes:
+    """A bencoded reply whose fields are each right, missing or any bencodable value."""
+    body = dict(lt.bdecode(VALID_GET_REPLY)[b"r"])
+    for key in draw(st.lists(st.sampled_from(REPLY_KEYS), max_size=3, unique=True)):
+        if draw(st.booleans()):
+            body.pop(key)
+        else:
+            body[key] = draw(bencodable)
+    kind = draw(st.sampled_from([b"r", b"e", b"q"]) | st.binary(max_size=2))
+    return lt.bencode({b"t": draw(st.binary(max_size=4)), b"y": kind, b"r": body, b"e": draw(bencodable)})
+
+
+@QUICK
+@given(
+    st.binary(max_size=300)
+    | bencodable.map(lambda value: lt.bencode(value))
+    | mutated(VALID_GET_REPLY)
+    | st.sampled_from(ODD_SEQS)
+)
+def test_krpc_reply_from_any_datagram(datagram: bytes) -> None:
+    check_reply(datagram)
+
+
+@QUICK
+@given(reply_like_messages())
+def test_krpc_reply_with_any_fields(datagram: bytes) -> None:
+    check_reply(datagram)
+
+
+def test_krpc_reply_reads_a_valid_get_reply() -> None:
+    reply = check_reply(VALID_GET_REPLY)
+    assert reply is not None and reply.transaction == b"\x01\x02" and reply.token == b"tok3n"
+    assert reply.nodes == (krpc.Contact(bytes(range(20)), ("127.0.0.1", 6881)),)
+    assert reply.item == krpc.ClaimedItem(VALID_PACKET.seq, VALID_PACKET.signature, VALID_MESSAGE)
+    # An item under another key is not ours to read.
+    assert krpc.parse_reply(VALID_GET_REPLY, SHARED_WITH.public_key.raw).item is None
 
 
 # --- PIN rules -------------------------------------------------------------------------------------

@@ -1,0 +1,137 @@
+"""KRPC (BEP 5) as bytes: the queries cclink sends to store a BEP 44 mutable item, and the replies it reads.
+
+Bencoding is libtorrent's (`lt.bencode`, `lt.bdecode`). Everything a node
+sends back is untrusted: `parse_reply` turns any datagram into a `Reply` or
+None, and an item in a reply is only a claim until its signature is checked
+(which is done above, where keys mean something).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import struct
+from dataclasses import dataclass
+
+import libtorrent as lt
+
+Endpoint = tuple[str, int]
+
+ID_SIZE = 20
+SIGNATURE_SIZE = 64
+MAX_VALUE_SIZE = 1000  # BEP 44's limit on v
+MAX_SEQ = 2**63  # libtorrent keeps seq in a signed 64-bit integer
+_COMPACT_NODE = struct.Struct("!20s4sH")  # BEP 5 compact node info, IPv4
+# BEP 44 errors a node answers a put with when it holds a newer item.
+ERROR_CAS_MISMATCH = 301
+ERROR_SEQ_TOO_OLD = 302
+
+
+@dataclass(frozen=True)
+class Contact:
+    """A node as another node described it."""
+
+    node_id: bytes
+    address: Endpoint
+
+
+@dataclass(frozen=True)
+class ClaimedItem:
+    """A mutable item as a node returned it: not yet verified."""
+
+    seq: int
+    signature: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What cclink reads from a response ("r") or an error ("e")."""
+
+    transaction: bytes
+    node_id: bytes | None = None
+    token: bytes | None = None
+    nodes: tuple[Contact, ...] = ()
+    item: ClaimedItem | None = None
+    error: int | None = None
+
+
+def target_of(public_key: bytes) -> bytes:
+    """The DHT key a mutable item with no salt is stored under."""
+    return hashlib.sha1(public_key).digest()
+
+
+def get_query(transaction: bytes, node_id: bytes, target: bytes) -> bytes:
+    return _query(transaction, b"get", {b"id": node_id, b"target": target})
+
+
+def find_node_query(transaction: bytes, node_id: bytes, target: bytes) -> bytes:
+    return _query(transaction, b"find_node", {b"id": node_id, b"target": target})
+
+
+def put_query(transaction: bytes, node_id: bytes, token: bytes, public_key: bytes, item: ClaimedItem) -> bytes:
+    arguments = {b"id": node_id, b"token": token, b"k": public_key, b"seq": item.seq, b"sig": item.signature, b"v": item.value}
+    return _query(transaction, b"put", arguments)
+
+
+def _query(transaction: bytes, method: bytes, arguments: dict) -> bytes:
+    # "ro": a read-only node (BEP 43). A command lives for seconds; in other
+    # nodes' routing tables it would soon be a dead entry.
+    return lt.bencode({b"t": transaction, b"y": b"q", b"q": method, b"a": arguments, b"ro": 1})
+
+
+def parse_reply(datagram: bytes, public_key: bytes) -> Reply | None:
+    """The reply in datagram, or None when it is not one (a query, noise, broken bencoding).
+
+    An item is read only when it is for public_key and well formed.
+    """
+    try:
+        message = lt.bdecode(datagram)
+    except RuntimeError:
+        return None
+    if not isinstance(message, dict) or not isinstance(message.get(b"t"), bytes):
+        return None
+    kind, transaction = message.get(b"y"), message[b"t"]
+    if kind == b"e":
+        return Reply(transaction, error=_error_code(message.get(b"e")))
+    body = message.get(b"r")
+    if kind != b"r" or not isinstance(body, dict):
+        return None
+    node_id = body.get(b"id")
+    token = body.get(b"token")
+    return Reply(
+        transaction,
+        node_id=node_id if isinstance(node_id, bytes) and len(node_id) == ID_SIZE else None,
+        token=token if isinstance(token, bytes) and token else None,
+        nodes=_contacts(body.get(b"nodes")),
+        item=_item(body, public_key),
+    )
+
+
+def _error_code(error: object) -> int:
+    if isinstance(error, list) and error and isinstance(error[0], int):
+        return error[0]
+    return 0
+
+
+def _contacts(nodes: object) -> tuple[Contact, ...]:
+    if not isinstance(nodes, bytes):
+        return ()
+    whole = len(nodes) - len(nodes) % _COMPACT_NODE.size
+    contacts = []
+    for node_id, ip, port in _COMPACT_NODE.iter_unpack(nodes[:whole]):
+        if port:
+            contacts.append(Contact(node_id, (str(ipaddress.IPv4Address(ip)), port)))
+    return tuple(contacts)
+
+
+def _item(body: dict, public_key: bytes) -> ClaimedItem | None:
+    seq, signature, value = body.get(b"seq"), body.get(b"sig"), body.get(b"v")
+    if body.get(b"k") != public_key or not isinstance(seq, int) or not 0 <= seq < MAX_SEQ:
+        return None
+    if not isinstance(signature, bytes) or len(signature) != SIGNATURE_SIZE:
+        return None
+    # cclink's values are DNS messages: a bencoded string, never a list or a number.
+    if not isinstance(value, bytes) or len(value) > MAX_VALUE_SIZE:
+        return None
+    return ClaimedItem(seq, signature, value)
