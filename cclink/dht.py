@@ -1,7 +1,9 @@
-"""The Mainline DHT through libtorrent: BEP 44 mutable items, put and get.
+"""The Mainline DHT through libtorrent: sessions, and looking up BEP 44 mutable items.
 
 This is the transport at the bottom of cclink. It knows bytes, keys as bytes
-and deadlines; what the bytes mean is decided above it.
+and deadlines; what the bytes mean is decided above it. Storing an item is
+done by cclink's own KRPC client (dhtput), which libtorrent's binding
+cannot replace (see there).
 """
 
 from __future__ import annotations
@@ -31,21 +33,16 @@ DEFAULT_BOOTSTRAP: tuple[Endpoint, ...] = (
     ("relay.pkarr.org", 6881),
 )
 BOOTSTRAP_ENV = "CCLINK_BOOTSTRAP"
-MAX_VALUE_SIZE = 1000
 REBOOTSTRAP_EVERY = 0.5
 # After libtorrent's bootstrap ends, how long the nodes it found (or that
 # answered a knock, which a lossy network may need a few of) may take to
 # fill the table.
 BOOTSTRAP_GRACE = 2.0
-# A put or get still running after this long gets a second (and third) copy
-# beside it. A get's comes sooner, so that it can still report a newer item
-# before the first one's answer settles (SETTLE_AFTER).
-PUT_HEDGE_AFTER = 3.0
+# A get still running after this long gets a second copy beside it, soon
+# enough that it can still report a newer item before the first one's
+# answer settles (SETTLE_AFTER).
 GET_HEDGE_AFTER = 1.5
-PUT_HEDGES, PUT_RETRIES = 3, 2  # retries: when every put so far was stored by no node
 GET_HEDGES, GET_RETRIES = 2, 1  # retry: when every lookup so far found nothing at all
-# A put acknowledged by this many nodes is enough; the others need not be waited for.
-ENOUGH_STORED = 3
 # libtorrent ends a lookup only when every node it asked has answered or
 # timed out after 15 s. Live nodes answer within a round trip, so once an
 # item is in hand and nothing newer arrived for this long, waiting longer
@@ -60,15 +57,6 @@ class MutableItem:
     seq: int
     signature: bytes
     value: bytes
-
-
-@dataclass(frozen=True)
-class Stored:
-    """What a put did: its seq, how many nodes acknowledged it, and the newest item a lookup beside it found."""
-
-    seq: int
-    nodes: int
-    found: MutableItem | None
 
 
 def parse_bootstrap(text: str) -> list[Endpoint]:
@@ -284,31 +272,7 @@ class Dht:
         save_state(self._session, self.state_file)
         self._session = None  # dropping the last reference shuts libtorrent down
 
-    # --- put and get -----------------------------------------------------------
-
-    def put(self, public_key: bytes, expanded_secret: bytes, value: bytes, *, timeout: float) -> Stored:
-        """Store a mutable item, and meanwhile look up what the DHT holds under the key.
-
-        libtorrent looks up the current item first and signs seq = highest
-        seen + 1. A lookup that misses the newest item (packet loss) signs a
-        seq that does not supersede it; the separate lookup lets the caller
-        notice that and put again.
-        """
-        if len(value) > MAX_VALUE_SIZE:
-            raise NetworkError(f"a DHT item holds at most {MAX_VALUE_SIZE} bytes, not {len(value)}")
-        deadline = time.monotonic() + timeout
-        self._wait_until_joined(deadline)
-        puts = _Puts(self._session, public_key, expanded_secret, value)
-        search = _Search(self._session, public_key)
-        while not (puts.enough and search.done):
-            if time.monotonic() >= deadline:
-                if puts.enough:
-                    break  # the check did not finish; what was stored stands
-                raise NetworkError("publishing to the DHT timed out; check the network and try again")
-            self._feed(min(deadline, puts.wake_at, search.wake_at), puts, search)
-            puts.start_if_due()
-            search.start_if_due()
-        return Stored(seq=puts.seq, nodes=puts.stored, found=search.best)
+    # --- lookups -----------------------------------------------------------------
 
     def get(self, public_key: bytes, *, timeout: float) -> MutableItem | None:
         """The highest-seq item under public_key, or None when the DHT has none.
@@ -331,7 +295,7 @@ class Dht:
         return search.best
 
     def routing_table_size(self) -> int:
-        """Like the module's routing_table_size, but keeping the alerts for put and get."""
+        """Like the module's routing_table_size, but keeping the alerts for get."""
         self._session.post_dht_stats()
         for alert in self._alerts_until(time.monotonic() + 2):
             if isinstance(alert, lt.dht_stats_alert):
@@ -370,10 +334,10 @@ class Dht:
     def _knock_on_bootstrap_nodes(self) -> None:
         knock(self._session, self.bootstrap)
 
-    def _feed(self, until: float, *trackers: "_Puts | _Search") -> None:
-        """Hand alerts to the trackers until one of them took one, or until `until`."""
+    def _feed(self, until: float, search: "_Search") -> None:
+        """Hand alerts to the search until it took one, or until `until`."""
         for alert in self._alerts_until(until):
-            if any([tracker.take(alert) for tracker in trackers]):
+            if search.take(alert):
                 return
 
     def _alerts_until(self, deadline: float) -> Iterator[lt.alert]:
@@ -440,43 +404,6 @@ class _Lookups:
 
     def finish_one(self) -> None:
         self._running = max(0, self._running - 1)
-
-
-class _Puts:
-    """Hedged puts of one item: how many nodes stored it, under which seq."""
-
-    def __init__(self, session: lt.session, public_key: bytes, expanded_secret: bytes, value: bytes) -> None:
-        self._public_key = public_key
-        self._lookups = _Lookups(
-            PUT_HEDGES, PUT_RETRIES, PUT_HEDGE_AFTER, lambda: session.dht_put_mutable_item(expanded_secret, public_key, value, b"")
-        )
-        self._lookups.start_if_due()
-        self.seq = 0
-        self.stored = 0
-
-    @property
-    def enough(self) -> bool:
-        """Stored on ENOUGH_STORED nodes, or on fewer once every put has ended (a small swarm)."""
-        return self.stored >= ENOUGH_STORED or (self.stored > 0 and self._lookups.idle)
-
-    @property
-    def wake_at(self) -> float:
-        return self._lookups.due_at
-
-    def take(self, alert: lt.alert) -> bool:
-        if not isinstance(alert, lt.dht_put_alert) or bytes(alert.public_key) != self._public_key:
-            return False
-        self._lookups.finish_one()
-        self.seq, self.stored = max(self.seq, alert.seq), self.stored + alert.num_success
-        return True
-
-    def start_if_due(self) -> None:
-        """Start a hedge when one is due, or at once when every put so far was stored nowhere."""
-        if self.enough:
-            return
-        if self._lookups.idle and not self._lookups.start_now():
-            raise NetworkError("no DHT node stored the record; check the network and try again")
-        self._lookups.start_if_due()
 
 
 class _Search:

@@ -6,14 +6,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from cclink import dht, packet
-from cclink.errors import NetworkError, NotFound
+from cclink import dht, dhtput, krpc, packet
+from cclink.errors import NetworkError, NotFound, WireError
 from cclink.keys import Identity, PublicKey
 from cclink.record import Record
 
 PUT_TIMEOUT = 60.0
-# A publish puts again (its lookup now sees the newer seq) while an older item still wins.
-PUT_ATTEMPTS = 3
 GET_TIMEOUT = 20.0
 RETRY_FOR = 30.0
 
@@ -41,11 +39,11 @@ class Rendezvous:
 
     def publish(self, identity: Identity, record: Record) -> Published:
         message = packet.record_message(identity.public_key, record.to_json())
-        return self._put(identity, message)
+        return self.put_message(identity, message)
 
     def revoke(self, identity: Identity) -> Published:
         """Supersede whatever is published with an empty packet."""
-        return self._put(identity, packet.revocation_message())
+        return self.put_message(identity, packet.revocation_message())
 
     def resolve(self, publisher: PublicKey, on_retry: Callable[[float], None] | None = None) -> Resolved:
         """The active record under publisher.
@@ -70,14 +68,10 @@ class Rendezvous:
             raise NotFound(f"no handoff is published under {publisher.display}")
         return _verified_record(publisher, item)
 
-    def _put(self, identity: Identity, message: bytes) -> Published:
-        """Put the message; put again while a lookup beside the put still finds an older record winning."""
-        deadline = time.monotonic() + PUT_TIMEOUT
-        with dht.Dht(self.bootstrap, state_file=self.state_file) as node:
-            for _ in range(PUT_ATTEMPTS):
-                stored = node.put(identity.public_key.raw, identity.expanded_secret(), message, timeout=_left(deadline))
-                if _superseded(stored, message) or _left(deadline) < 1:
-                    break
+    def put_message(self, identity: Identity, message: bytes) -> Published:
+        """Put a DNS message as identity's signed packet, superseding whatever was there."""
+        signer = _PacketSigner(identity, message)
+        stored = dhtput.put(self.bootstrap, identity.public_key.raw, message, signer, timeout=PUT_TIMEOUT)
         return Published(seq=stored.seq, nodes=stored.nodes)
 
     def _get(self, publisher: PublicKey) -> dht.MutableItem | None:
@@ -85,19 +79,22 @@ class Rendezvous:
             return node.get(publisher.raw, timeout=GET_TIMEOUT)
 
 
-def _left(deadline: float) -> float:
-    return max(0.0, deadline - time.monotonic())
+class _PacketSigner:
+    """Signs one DNS message as identity's packet at any seq, and checks packets found under the same key."""
 
+    def __init__(self, identity: Identity, message: bytes) -> None:
+        self._identity = identity
+        self._message = message
 
-def _superseded(stored: dht.Stored, message: bytes) -> bool:
-    """Whether the put beat everything the lookup beside it found.
+    def sign(self, seq: int) -> bytes:
+        return packet.SignedPacket.create(self._identity, seq, self._message).signature
 
-    libtorrent signs seq = the highest it saw + 1, so a put whose lookup
-    missed the newest item does not supersede it: that item then has a seq
-    at least as high as ours. (The lookup may also find our own new item.)
-    """
-    found = stored.found
-    return found is None or found.value == message or found.seq < stored.seq
+    def verifies(self, item: krpc.ClaimedItem) -> bool:
+        try:
+            packet.SignedPacket(self._identity.public_key, item.signature, item.seq, item.value).verify()
+        except WireError:
+            return False
+        return True
 
 
 def _verified_record(publisher: PublicKey, item: dht.MutableItem) -> Resolved:

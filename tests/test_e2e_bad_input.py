@@ -45,6 +45,7 @@ from cclink.errors import BadSignature, MalformedPacket
 from cclink.keys import Identity
 from cclink.payload import Payload
 from cclink.record import Record, new_record
+from cclink.rendezvous import Rendezvous
 from cclink.testnet import HOST
 
 from conftest import Machine, cclink_command
@@ -62,7 +63,6 @@ WRONG_PASSPHRASE = "incorrect horse battery"
 PIN = "tulip-harbor-42"
 WRONG_PIN = "maple-harbor-42"
 RECORD_TTL = 3600
-PUT_TIMEOUT = 30
 GET_TIMEOUT = 20
 # A key used only as a well-formed PUBKEY to damage.
 GOOD_Z32 = Identity(bytes(range(32))).public_key.z32
@@ -689,9 +689,8 @@ BAD_RECORDS: dict[str, tuple[Builder, int, str]] = {
 
 def put_value(swarm, identity: Identity, value: bytes) -> None:
     """Store value as identity's BEP 44 item: a valid outer signature over whatever bytes we crafted."""
-    with Dht([(HOST, swarm.port)]) as node:
-        stored = node.put(identity.public_key.raw, identity.expanded_secret(), value, timeout=PUT_TIMEOUT)
-    assert stored.nodes > 0
+    published = Rendezvous([(HOST, swarm.port)], cache=False).put_message(identity, value)
+    assert published.nodes > 0
 
 
 @pytest.fixture

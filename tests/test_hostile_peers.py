@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,13 @@ PICKUP_DEADLINE = RETRY_FOR + GET_TIMEOUT + 15
 # item (STALE) is no forgery, so it has tests of its own below.
 FORGED_ITEMS = [Misbehaviour.FORGED_SIGNATURE, Misbehaviour.HIGHER_SEQ_BAD_SIGNATURE, Misbehaviour.OVERSIZED_VALUE]
 LIES = FORGED_ITEMS + [Misbehaviour.GARBAGE]
-PKARR_STYLE_SEQ = 1_700_000_000_000_000  # microseconds since 1970, as pkarr signs seq
+DAY_IN_MICROSECONDS = 86_400 * 10**6
+MAX_SEQ = 2**63  # libtorrent keeps seq in a signed 64-bit integer
+
+
+def now_in_microseconds() -> int:
+    """The clock as pkarr clients, the Rust cclink and cclink sign it as seq."""
+    return time.time_ns() // 1000
 
 
 @dataclass
@@ -201,7 +208,7 @@ def test_a_replayed_older_record_loses_to_a_newer_publish(
     newer = publish_session(pair)
     hostile = hostile_swarm.hostile
     captured = hostile.captured(public_key)
-    assert [item.seq for item in captured] == [1, 2], "the hostile node was not sent both records"
+    assert len(captured) == 2 and captured[0].seq < captured[1].seq, "the hostile node was not sent both records"
     hostile.arm(public_key, Misbehaviour.STALE)
     # The replay is a genuine, valid record: a pickup that meets nothing else takes it.
     eclipse.remember(captured[0])
@@ -221,7 +228,8 @@ def test_a_replayed_record_loses_to_a_revocation(pair: Pair, hostile_swarm: Host
     publish_session(pair)
     pair.laptop.ok("revoke", "-y")
     hostile = hostile_swarm.hostile
-    assert [item.seq for item in hostile.captured(public_key)] == [1, 2], "the hostile node was not sent the record and its revocation"
+    captured = hostile.captured(public_key)
+    assert len(captured) == 2 and captured[0].seq < captured[1].seq, "the hostile node was not sent the record and its revocation"
     hostile.arm(public_key, Misbehaviour.STALE)  # replays the record from before the revocation
 
     result = pickup(desktop)
@@ -233,20 +241,18 @@ def test_a_replayed_record_loses_to_a_revocation(pair: Pair, hostile_swarm: Host
 
 
 def test_a_publish_supersedes_a_higher_seq_record_its_first_lookup_missed(pair: Pair, hostile_swarm: HostileSwarm) -> None:
-    """libtorrent signs seq = the highest it saw + 1, so a lookup that misses the newest item signs too low.
+    """A record signed under a seq above the clock (a publisher whose clock runs a day ahead) must still lose.
 
-    The node holding that item loses the publish's first query (as under
-    packet loss); publish must notice the older record still winning and
-    put again until its own supersedes it.
+    The node holding that record loses each querier's first query, as under
+    packet loss; publish must still learn of it and sign above it.
     """
     laptop, desktop, public_key = pair.laptop, pair.desktop, pair.public_key
     older = publish_session(pair)
     hostile = hostile_swarm.hostile
     message = lt.bdecode(hostile.captured(public_key)[-1].value)
-    # The same record again under a timestamp seq, as pkarr clients (and the Rust cclink) sign it.
     identity = keyfile.load_identity(laptop.key_file, lambda: "")
-    high = packet.SignedPacket.create(identity, PKARR_STYLE_SEQ, message)
-    hostile.remember(Item(public_key, high.seq, high.signature, bencoded_string(message)))
+    ahead = packet.SignedPacket.create(identity, now_in_microseconds() + DAY_IN_MICROSECONDS, message)
+    hostile.remember(Item(public_key, ahead.seq, ahead.signature, bencoded_string(message)))
     hostile.arm(public_key, Misbehaviour.LATE_NEWEST)
 
     newer = publish_session(pair)
@@ -254,5 +260,25 @@ def test_a_publish_supersedes_a_higher_seq_record_its_first_lookup_missed(pair: 
 
     assert result.returncode == 0, result.stderr
     assert launched_sessions(desktop) == [newer], f"pickup resumed {older}, the record publish failed to supersede"
-    assert max(item.seq for item in hostile.captured(public_key)) > PKARR_STYLE_SEQ
+    assert max(item.seq for item in hostile.captured(public_key)) > ahead.seq
     assert_hostile_asked(hostile, public_key)
+
+
+def test_a_publish_is_not_pushed_up_by_a_seq_it_cannot_verify(pair: Pair, hostile_swarm: HostileSwarm) -> None:
+    """A liar's seq near the top of the range, under a bad signature, must not become the floor of ours."""
+    desktop, public_key = pair.desktop, pair.public_key
+    publish_session(pair)
+    hostile = hostile_swarm.hostile
+    # It serves its highest seq + 1 (here MAX_SEQ - 1) under another item's signature.
+    bogus = Item(public_key, MAX_SEQ - 2, bytes(64), hostile.captured(public_key)[-1].value)
+    hostile.remember(bogus)
+    hostile.arm(public_key, Misbehaviour.HIGHER_SEQ_BAD_SIGNATURE)
+
+    newer = publish_session(pair)
+    assert_hostile_asked(hostile, public_key)
+    result = pickup(desktop)
+
+    assert result.returncode == 0, result.stderr
+    assert launched_sessions(desktop) == [newer]
+    ours = [item.seq for item in hostile.captured(public_key) if item != bogus]
+    assert max(ours) < now_in_microseconds() + DAY_IN_MICROSECONDS

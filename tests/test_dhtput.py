@@ -1,0 +1,140 @@
+"""Publishing with cclink's own KRPC put (cclink.dhtput), read back through libtorrent, on a local swarm.
+
+The swarm is a few honest libtorrent nodes plus one of our test nodes, which
+joins them and can name contacts that do not exist or never answer.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import pytest
+
+from cclink import dhtput, packet
+from cclink.dht import Dht
+from cclink.errors import NetworkError
+from cclink.keys import Identity
+from cclink.rendezvous import Rendezvous
+from cclink.testnet import HOST, Testnet
+from hostile_node import HostileNode
+
+HONEST_NODES = 4  # with the test node, under K = 8: a put reaches every node
+
+
+@dataclass(frozen=True)
+class SilentNode:
+    """A UDP port that takes datagrams and never answers: a node that is gone, as others still list it."""
+
+    node_id: bytes
+    address: tuple[str, int]
+
+
+@dataclass
+class Swarm:
+    honest: Testnet
+    entry: HostileNode
+
+    @property
+    def bootstrap(self) -> list[tuple[str, int]]:
+        return [self.entry.address]
+
+
+@pytest.fixture(scope="module")
+def swarm() -> Iterator[Swarm]:
+    with Testnet(HONEST_NODES) as honest, HostileNode() as entry:
+        entry.join(honest.ports)
+        yield Swarm(honest, entry)
+
+
+@pytest.fixture
+def silent(swarm: Swarm) -> Iterator[tuple[socket.socket, SilentNode]]:
+    """A silent node that the swarm's entry node lists among its contacts."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        node = SilentNode(bytes(20), sock.getsockname())
+        swarm.entry.meet(node)  # type: ignore[arg-type]  # meet reads only node_id and address
+        yield sock, node
+
+
+def publish(bootstrap: list[tuple[str, int]], identity: Identity, message: bytes) -> int:
+    """Put message as identity's packet; return its seq."""
+    published = Rendezvous(bootstrap, cache=False).put_message(identity, message)
+    assert published.nodes > 0
+    return published.seq
+
+
+def read_back(swarm: Swarm, identity: Identity) -> tuple[int, bytes]:
+    with Dht([(HOST, port) for port in swarm.honest.ports]) as node:
+        item = node.get(identity.public_key.raw, timeout=10)
+    assert item is not None, "nothing found under the key"
+    return item.seq, item.value
+
+
+def a_message(identity: Identity, text: str) -> bytes:
+    return packet.record_message(identity.public_key, text.encode())
+
+
+def datagrams_waiting(sock: socket.socket) -> list[bytes]:
+    sock.setblocking(False)
+    received = []
+    while True:
+        try:
+            received.append(sock.recv(65536))
+        except BlockingIOError:
+            return received
+
+
+def test_a_put_is_stored_on_every_node_of_a_small_swarm_and_read_back(swarm: Swarm) -> None:
+    identity = Identity.generate()
+    message = a_message(identity, "first")
+
+    published = Rendezvous(swarm.bootstrap, cache=False).put_message(identity, message)
+
+    assert published.nodes == HONEST_NODES + 1
+    assert read_back(swarm, identity) == (published.seq, message)
+
+
+def test_seq_is_the_clock_in_microseconds_as_pkarr_signs_it(swarm: Swarm) -> None:
+    identity = Identity.generate()
+    before = time.time_ns() // 1000
+
+    seq = publish(swarm.bootstrap, identity, a_message(identity, "timed"))
+
+    assert before <= seq <= time.time_ns() // 1000
+
+
+def test_each_put_supersedes_the_one_before(swarm: Swarm) -> None:
+    identity = Identity.generate()
+    messages = [a_message(identity, f"version {n}") for n in range(4)]
+
+    seqs = [publish(swarm.bootstrap, identity, message) for message in messages]
+
+    assert seqs == sorted(set(seqs))
+    assert read_back(swarm, identity) == (seqs[-1], messages[-1])
+
+
+def test_a_listed_node_that_never_answers_is_asked_three_times_then_left(
+    swarm: Swarm, silent: tuple[socket.socket, SilentNode]
+) -> None:
+    sock, _ = silent
+    identity = Identity.generate()
+    message = a_message(identity, "despite a dead contact")
+
+    seq = publish(swarm.bootstrap, identity, message)
+
+    assert read_back(swarm, identity) == (seq, message)
+    # The swarm's libtorrent nodes may ping it too; count the publisher's queries.
+    queries = [query for query in datagrams_waiting(sock) if dhtput.TEST_SWARM_NODE_ID in query]
+    assert len(queries) == dhtput.SENDS, "a lost query is sent again, a bounded number of times"
+    assert all(b"1:q3:get" in query for query in queries)
+
+
+def test_a_put_where_no_node_answers_fails_cleanly(silent: tuple[socket.socket, SilentNode]) -> None:
+    _, node = silent
+    identity = Identity.generate()
+
+    with pytest.raises(NetworkError, match="no DHT node answered"):
+        Rendezvous([node.address], cache=False).put_message(identity, a_message(identity, "nobody home"))
