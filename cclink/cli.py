@@ -50,7 +50,7 @@ def publish_command(
     """Publish this directory's session (the default command)."""
     import time
 
-    from cclink import console, handoff
+    from cclink import handoff
     from cclink.errors import UsageError
     from cclink.keys import PublicKey
 

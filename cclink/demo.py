@@ -13,9 +13,10 @@ import textwrap
 import uuid
 from pathlib import Path
 
-from cclink import claude, dht, packet
+from cclink import claude, packet
 from cclink.keys import PublicKey
 from cclink.record import Record
+from cclink.rendezvous import Rendezvous
 from cclink.testnet import Testnet
 
 CARRY_READY = "Offering the session"
@@ -157,8 +158,7 @@ def _public_view(machine: _Machine, net: Testnet) -> str:
     """The record as any DHT node sees it, fetched the way pickup does."""
     whoami = json.loads(machine.cclink("whoami", "--json", quiet=True))
     publisher = PublicKey.parse(whoami["public_key"])
-    with dht.Dht([("127.0.0.1", net.port)]) as node:
-        item = node.get(publisher.raw, timeout=10)
+    item = Rendezvous(net.endpoints).find_item(publisher)
     if item is None:
         return "(nothing found)"
     record = Record.from_json(packet.record_from_message(item.value, publisher) or b"{}")

@@ -1,9 +1,9 @@
-"""The Mainline DHT through libtorrent: sessions, and looking up BEP 44 mutable items.
+"""The Mainline DHT as libtorrent sessions see it: bootstrap nodes, settings, joining, the routing-table cache.
 
-This is the transport at the bottom of cclink. It knows bytes, keys as bytes
-and deadlines; what the bytes mean is decided above it. Storing an item is
-done by cclink's own KRPC client (dhtput), which libtorrent's binding
-cannot replace (see there).
+Transport, at the bottom of cclink. libtorrent's DHT finds the peers of a
+`--carry` transfer (torrent.py); handoff records, BEP 44 items, are got and
+put by cclink's own KRPC client (dhtitems.py), which shares the bootstrap
+and command-address rules defined here.
 """
 
 from __future__ import annotations
@@ -12,15 +12,13 @@ import hashlib
 import ipaddress
 import os
 import time
-from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import libtorrent as lt
 
 from cclink import files
-from cclink.errors import NetworkError, UsageError
+from cclink.errors import UsageError
 
 Endpoint = tuple[str, int]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -34,29 +32,6 @@ DEFAULT_BOOTSTRAP: tuple[Endpoint, ...] = (
 )
 BOOTSTRAP_ENV = "CCLINK_BOOTSTRAP"
 REBOOTSTRAP_EVERY = 0.5
-# After libtorrent's bootstrap ends, how long the nodes it found (or that
-# answered a knock, which a lossy network may need a few of) may take to
-# fill the table.
-BOOTSTRAP_GRACE = 2.0
-# A get still running after this long gets a second copy beside it, soon
-# enough that it can still report a newer item before the first one's
-# answer settles (SETTLE_AFTER).
-GET_HEDGE_AFTER = 1.5
-GET_HEDGES, GET_RETRIES = 2, 1  # retry: when every lookup so far found nothing at all
-# libtorrent ends a lookup only when every node it asked has answered or
-# timed out after 15 s. Live nodes answer within a round trip, so once an
-# item is in hand and nothing newer arrived for this long, waiting longer
-# only waits on nodes that are gone.
-SETTLE_AFTER = 3.0
-
-
-@dataclass(frozen=True)
-class MutableItem:
-    """A BEP 44 mutable item as a node returned it (libtorrent checked the signature)."""
-
-    seq: int
-    signature: bytes
-    value: bytes
 
 
 def parse_bootstrap(text: str) -> list[Endpoint]:
@@ -246,204 +221,3 @@ def save_state(session: lt.session, state_file: Path | None) -> None:
         files.write_private(state_file, lt.write_session_params_buf(params, lt.save_state_flags_t.save_dht_state))
     except OSError:
         pass  # the cache is an optimisation
-
-
-class Dht:
-    """One libtorrent session on the DHT, for one command. Use as a context manager."""
-
-    def __init__(self, bootstrap: Sequence[Endpoint], *, state_file: Path | None = None) -> None:
-        self.bootstrap = list(bootstrap)
-        self.state_file = state_file
-        self._session = lt.session(command_session_params(self.bootstrap, state_file))
-        self._joined = False
-        self._pending: deque[lt.alert] = deque()
-        self._knock_on_bootstrap_nodes()
-
-    def __enter__(self) -> "Dht":
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Save the routing table for a warm start next time, then stop."""
-        if self._session is None:
-            return
-        save_state(self._session, self.state_file)
-        self._session = None  # dropping the last reference shuts libtorrent down
-
-    # --- lookups -----------------------------------------------------------------
-
-    def get(self, public_key: bytes, *, timeout: float) -> MutableItem | None:
-        """The highest-seq item under public_key, or None when the DHT has none.
-
-        Returns once every lookup has ended, or once an item is in hand and
-        nothing newer came for SETTLE_AFTER seconds. Raises NetworkError when
-        no DHT node could be reached at all, since then "none" would be a guess.
-        """
-        deadline = time.monotonic() + timeout
-        self._wait_until_joined(deadline)
-        search = _Search(self._session, public_key)
-        while not search.done and time.monotonic() < deadline:
-            self._feed(min(deadline, search.wake_at), search)
-            search.start_if_due()
-        if search.best is None and self.routing_table_size() == 0:
-            raise NetworkError(
-                "the DHT could not be searched: no node beyond the bootstrap nodes answered; "
-                "check the network (or CCLINK_BOOTSTRAP) and try again"
-            )
-        return search.best
-
-    def routing_table_size(self) -> int:
-        """Like the module's routing_table_size, but keeping the alerts for get."""
-        self._session.post_dht_stats()
-        for alert in self._alerts_until(time.monotonic() + 2):
-            if isinstance(alert, lt.dht_stats_alert):
-                return _nodes_in(alert)
-        return 0
-
-    # --- internals --------------------------------------------------------------
-
-    def _wait_until_joined(self, deadline: float) -> None:
-        """Return once the routing table holds a node (the lookup itself finds the rest).
-
-        Or, a moment after libtorrent says its bootstrap ended, with an empty
-        table: libtorrent never files its bootstrap nodes in the table, so a
-        swarm of one node (a lone `cclink testnet --nodes 1`) is reached only
-        through them.
-        """
-        next_knock = time.monotonic() + REBOOTSTRAP_EVERY
-        bootstrapped_at: float | None = None
-        while not self._joined:
-            if self.routing_table_size() > 0:
-                self._joined = True
-                return
-            now = time.monotonic()
-            if bootstrapped_at is not None and now - bootstrapped_at >= BOOTSTRAP_GRACE:
-                self._joined = True
-                return
-            for alert in self._alerts_until(min(deadline, now + 0.05)):
-                if bootstrapped_at is None and isinstance(alert, lt.dht_bootstrap_alert):
-                    bootstrapped_at = time.monotonic()
-            if time.monotonic() >= deadline:
-                raise NetworkError("could not join the DHT in time; check the network (or CCLINK_BOOTSTRAP) and try again")
-            if time.monotonic() >= next_knock:
-                self._knock_on_bootstrap_nodes()
-                next_knock = time.monotonic() + REBOOTSTRAP_EVERY
-
-    def _knock_on_bootstrap_nodes(self) -> None:
-        knock(self._session, self.bootstrap)
-
-    def _feed(self, until: float, search: "_Search") -> None:
-        """Hand alerts to the search until it took one, or until `until`."""
-        for alert in self._alerts_until(until):
-            if search.take(alert):
-                return
-
-    def _alerts_until(self, deadline: float) -> Iterator[lt.alert]:
-        """Alerts as libtorrent posts them, until the deadline passes.
-
-        A caller may stop early: alerts popped but not yet handed out stay
-        queued for the next call.
-        """
-        while True:
-            while self._pending:
-                yield self._pending.popleft()
-            remaining = deadline - time.monotonic()
-            # wait_for_alert(0) only looks: alerts already posted are handed out even past the deadline.
-            if self._session.wait_for_alert(max(0, int(remaining * 1000))):
-                self._pending.extend(self._session.pop_alerts())
-            elif remaining <= 0:
-                return
-
-
-class _Lookups:
-    """Copies of one DHT lookup: up to `hedges` started one after another while the earlier ones run, then `retries` more.
-
-    Under packet loss a lookup misses nodes, and waits 15 s for each lost
-    answer; a second walk through the DHT started meanwhile often reaches the
-    nodes the first missed. On a healthy network the first one ends before
-    another is due, so this costs nothing there. A retry is for a caller
-    whose lookups all ended empty-handed.
-    """
-
-    def __init__(self, hedges: int, retries: int, hedge_after: float, start: Callable[[], None]) -> None:
-        self._hedges = hedges
-        self._hedge_after = hedge_after
-        self._limit = hedges + retries
-        self._start = start
-        self._started = 0
-        self._running = 0
-        self._next_start = float("-inf")
-
-    @property
-    def idle(self) -> bool:
-        """True when every lookup started so far has ended."""
-        return self._running == 0 and self._started > 0
-
-    @property
-    def due_at(self) -> float:
-        """When start_if_due will next start one (never, while none is running)."""
-        return self._next_start if self._running and self._started < self._hedges else float("inf")
-
-    def start_if_due(self) -> None:
-        """Start the first lookup, or another when the last one started hedge_after ago and is still running."""
-        hedge_due = self._running and self._started < self._hedges and time.monotonic() >= self._next_start
-        if self._started == 0 or hedge_due:
-            self.start_now()
-
-    def start_now(self) -> bool:
-        """Start one more lookup unless the limit is reached; say whether one started."""
-        if self._started >= self._limit:
-            return False
-        self._start()
-        self._started += 1
-        self._running += 1
-        self._next_start = time.monotonic() + self._hedge_after
-        return True
-
-    def finish_one(self) -> None:
-        self._running = max(0, self._running - 1)
-
-
-class _Search:
-    """Hedged gets of one key: the highest-seq item, settled SETTLE_AFTER after it arrived; one retry when none is found."""
-
-    def __init__(self, session: lt.session, public_key: bytes) -> None:
-        self._public_key = public_key
-        self._lookups = _Lookups(GET_HEDGES, GET_RETRIES, GET_HEDGE_AFTER, lambda: session.dht_get_mutable_item(public_key, b""))
-        self._lookups.start_if_due()
-        self._settled_at = float("inf")
-        self.best: MutableItem | None = None
-
-    @property
-    def done(self) -> bool:
-        return self._lookups.idle or time.monotonic() >= self._settled_at
-
-    @property
-    def wake_at(self) -> float:
-        return float("inf") if self.done else min(self._settled_at, self._lookups.due_at)
-
-    def take(self, alert: lt.alert) -> bool:
-        if not isinstance(alert, lt.dht_mutable_item_alert) or bytes(alert.key) != self._public_key:
-            return False
-        item = _item_from_alert(alert)
-        if item is not None and (self.best is None or item.seq > self.best.seq):
-            self.best = item
-            self._settled_at = time.monotonic() + SETTLE_AFTER
-        if alert.authoritative:
-            self._lookups.finish_one()
-            if self._lookups.idle and self.best is None:
-                self._lookups.start_now()  # nothing anywhere: under loss, worth one more walk before believing it
-        return True
-
-    def start_if_due(self) -> None:
-        if not self.done:
-            self._lookups.start_if_due()
-
-
-def _item_from_alert(alert: lt.dht_mutable_item_alert) -> MutableItem | None:
-    value = alert.item
-    if not isinstance(value, bytes) or alert.seq <= 0:
-        return None  # "not found" arrives as an empty entry
-    return MutableItem(seq=alert.seq, signature=bytes(alert.signature), value=value)

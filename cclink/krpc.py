@@ -36,7 +36,7 @@ class Contact:
 
 
 @dataclass(frozen=True)
-class ClaimedItem:
+class Item:
     """A mutable item as a node returned it: not yet verified."""
 
     seq: int
@@ -52,7 +52,7 @@ class Reply:
     node_id: bytes | None = None
     token: bytes | None = None
     nodes: tuple[Contact, ...] = ()
-    item: ClaimedItem | None = None
+    item: Item | None = None
     error: int | None = None
 
 
@@ -69,7 +69,7 @@ def find_node_query(transaction: bytes, node_id: bytes, target: bytes) -> bytes:
     return _query(transaction, b"find_node", {b"id": node_id, b"target": target})
 
 
-def put_query(transaction: bytes, node_id: bytes, token: bytes, public_key: bytes, item: ClaimedItem) -> bytes:
+def put_query(transaction: bytes, node_id: bytes, token: bytes, public_key: bytes, item: Item) -> bytes:
     arguments = {b"id": node_id, b"token": token, b"k": public_key, b"seq": item.seq, b"sig": item.signature, b"v": item.value}
     return _query(transaction, b"put", arguments)
 
@@ -125,7 +125,7 @@ def _contacts(nodes: object) -> tuple[Contact, ...]:
     return tuple(contacts)
 
 
-def _item(body: dict, public_key: bytes) -> ClaimedItem | None:
+def _item(body: dict, public_key: bytes) -> Item | None:
     seq, signature, value = body.get(b"seq"), body.get(b"sig"), body.get(b"v")
     if body.get(b"k") != public_key or not isinstance(seq, int) or not 0 <= seq < MAX_SEQ:
         return None
@@ -134,4 +134,4 @@ def _item(body: dict, public_key: bytes) -> ClaimedItem | None:
     # cclink's values are DNS messages: a bencoded string, never a list or a number.
     if not isinstance(value, bytes) or len(value) > MAX_VALUE_SIZE:
         return None
-    return ClaimedItem(seq, signature, value)
+    return Item(seq, signature, value)

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from cclink import dht, dhtput, krpc, packet
+from cclink import dht, dhtitems, krpc, packet
 from cclink.errors import NetworkError, NotFound, WireError
 from cclink.keys import Identity, PublicKey
 from cclink.record import Record
@@ -33,9 +33,8 @@ class Resolved:
 class Rendezvous:
     """The DHT as a place to leave and find handoff records."""
 
-    def __init__(self, bootstrap: Sequence[dht.Endpoint], *, cache: bool = True) -> None:
+    def __init__(self, bootstrap: Sequence[dht.Endpoint]) -> None:
         self.bootstrap = list(bootstrap)
-        self.state_file = dht.state_file_for(self.bootstrap) if cache else None
 
     def publish(self, identity: Identity, record: Record) -> Published:
         message = packet.record_message(identity.public_key, record.to_json())
@@ -55,7 +54,7 @@ class Rendezvous:
         delay, give_up = 1.0, time.monotonic() + RETRY_FOR
         while True:
             try:
-                item = self._get(publisher)
+                item = self.find_item(publisher)
                 break
             except NetworkError:
                 if time.monotonic() + delay > give_up:
@@ -70,34 +69,31 @@ class Rendezvous:
 
     def put_message(self, identity: Identity, message: bytes) -> Published:
         """Put a DNS message as identity's signed packet, superseding whatever was there."""
-        signer = _PacketSigner(identity, message)
-        stored = dhtput.put(self.bootstrap, identity.public_key.raw, message, signer, timeout=PUT_TIMEOUT)
+        public_key = identity.public_key
+
+        def sign(seq: int) -> bytes:
+            return packet.SignedPacket.create(identity, seq, message).signature
+
+        stored = dhtitems.put(self.bootstrap, public_key.raw, message, sign, _verifier(public_key), timeout=PUT_TIMEOUT)
         return Published(seq=stored.seq, nodes=stored.nodes)
 
-    def _get(self, publisher: PublicKey) -> dht.MutableItem | None:
-        with dht.Dht(self.bootstrap, state_file=self.state_file) as node:
-            return node.get(publisher.raw, timeout=GET_TIMEOUT)
+    def find_item(self, publisher: PublicKey) -> krpc.Item | None:
+        """The newest item under publisher whose packet signature verifies, whatever it holds."""
+        return dhtitems.get(self.bootstrap, publisher.raw, _verifier(publisher), timeout=GET_TIMEOUT)
 
 
-class _PacketSigner:
-    """Signs one DNS message as identity's packet at any seq, and checks packets found under the same key."""
-
-    def __init__(self, identity: Identity, message: bytes) -> None:
-        self._identity = identity
-        self._message = message
-
-    def sign(self, seq: int) -> bytes:
-        return packet.SignedPacket.create(self._identity, seq, self._message).signature
-
-    def verifies(self, item: krpc.ClaimedItem) -> bool:
+def _verifier(publisher: PublicKey) -> Callable[[krpc.Item], bool]:
+    def verifies(item: krpc.Item) -> bool:
         try:
-            packet.SignedPacket(self._identity.public_key, item.signature, item.seq, item.value).verify()
+            packet.SignedPacket(publisher, item.signature, item.seq, item.value).verify()
         except WireError:
             return False
         return True
 
+    return verifies
 
-def _verified_record(publisher: PublicKey, item: dht.MutableItem) -> Resolved:
+
+def _verified_record(publisher: PublicKey, item: krpc.Item) -> Resolved:
     """Check the packet signature ourselves (never trust the transport), then the record's."""
     signed = packet.SignedPacket(public_key=publisher, signature=item.signature, seq=item.seq, message=item.value)
     signed.verify()

@@ -3,10 +3,10 @@
 Fifty `cclink` processes publish at the same moment, each from a HOME with a
 key of its own, then fifty `cclink pickup --json` run at the same moment;
 each must return the session its own key published. Processes (not threads)
-because that is what users run: each is its own libtorrent session, and all
-of them meet the swarm's 8 nodes at once. All fifty really start together:
-on 2 cores each batch takes about 20 s, nearly all of it the fifty starts of
-Python and libtorrent (about 0.7 s of CPU each), so no bound is needed.
+because that is what users run: each is its own DHT client, and all of them
+meet the swarm's 8 nodes at once. All fifty really start together: on 2
+cores a batch takes seconds, nearly all of it the fifty starts of Python, so
+no bound is needed.
 """
 
 from __future__ import annotations
@@ -32,9 +32,7 @@ BATCH_DEADLINE = 240.0
 
 @pytest.fixture(scope="module")
 def own_swarm():
-    """A swarm of this module's own: a hundred finished commands linger in its
-    nodes' routing tables (libtorrent files a read-only node that stored an
-    item), which must not crowd the swarm the other tests share."""
+    """A swarm of this module's own: fifty publishers at once load its nodes, which the swarm the other tests share need not see."""
     with Testnet(SWARM_NODES) as net:
         yield net
 

@@ -286,7 +286,7 @@ def publish_carry_record(machine, bootstrap: str, session_file: Path, project: P
         info = CarryInfo(info.info_hash, info.size, sha256, info.hints)
     body = Payload(session_file.stem, "laptop", str(project)).with_carry(info)
     signed = record.new_record(identity, payload.seal(body, identity.public_key.age_recipient()), ttl=600, now=time.time())
-    rendezvous.Rendezvous(endpoints, cache=False).publish(identity, signed)
+    rendezvous.Rendezvous(endpoints).publish(identity, signed)
     return outgoing
 
 

@@ -468,7 +468,7 @@ def test_expired_record_is_refused_with_how_long_ago(laptop: Machine, swarm) -> 
     blob = payload.seal(Payload(session_id, "laptop", str(project)), identity.public_key.age_recipient())
     # Published 2h 1m ago for one minute: it expired two hours (and the seconds this test takes) ago.
     record = new_record(identity, blob, ttl=60, now=time.time() - 7260)
-    Rendezvous([(HOST, swarm.port)], cache=False).publish(identity, record)
+    Rendezvous([(HOST, swarm.port)]).publish(identity, record)
 
     result = laptop.run("pickup", "-y")
     error = assert_fails(result, 7, f"the handoff from {identity.public_key.fingerprint} expired", machines=(laptop,))

@@ -838,7 +838,7 @@ def test_krpc_reply_reads_a_valid_get_reply() -> None:
     reply = check_reply(VALID_GET_REPLY)
     assert reply is not None and reply.transaction == b"\x01\x02" and reply.token == b"tok3n"
     assert reply.nodes == (krpc.Contact(bytes(range(20)), ("127.0.0.1", 6881)),)
-    assert reply.item == krpc.ClaimedItem(VALID_PACKET.seq, VALID_PACKET.signature, VALID_MESSAGE)
+    assert reply.item == krpc.Item(VALID_PACKET.seq, VALID_PACKET.signature, VALID_MESSAGE)
     # An item under another key is not ours to read.
     assert krpc.parse_reply(VALID_GET_REPLY, SHARED_WITH.public_key.raw).item is None
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from cclink import dht, payload, rendezvous
+from cclink import krpc, payload, rendezvous
 from cclink.errors import BadSignature, CannotDecrypt, CclinkError, MalformedPacket, MalformedRecord, NotFound
 from cclink.keys import SIGNATURE_SIZE, Identity, PublicKey
 from cclink.packet import SEQ_SIZE, SignedPacket, record_from_message, record_message, revocation_message
@@ -156,7 +156,7 @@ def test_pickup_mirrors_rendezvous(published: Published) -> None:
     for seq, signature, value in cases:
         ours = outcome(lambda: pickup(PK, seq, signature, value))
         theirs = outcome(
-            lambda: rendezvous._verified_record(PK, dht.MutableItem(seq=seq, signature=signature, value=value)).record
+            lambda: rendezvous._verified_record(PK, krpc.Item(seq=seq, signature=signature, value=value)).record
         )
         assert ours == theirs
         seen.add(ours if isinstance(ours, type) else Record)

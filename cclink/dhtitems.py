@@ -1,13 +1,14 @@
-"""Storing a BEP 44 mutable item on the DHT with cclink's own KRPC client.
+"""BEP 44 mutable items on the DHT, got and put with cclink's own KRPC client.
 
-libtorrent's put, as its Python binding offers it, chooses seq itself (the
-highest it saw + 1, so a lookup that missed the newest item signs too low),
-and reports only once every node its lookup asked has answered or, after
-15 s, timed out. A publish needs neither. This walks the DHT towards the key
-over one UDP socket, sends a lost query again after RESEND_AFTER instead of
-waiting it out, signs seq = max(now in microseconds, newest verified seq + 1)
-as pkarr does, puts to the closest nodes that answered, and returns once
-ENOUGH_STORED of them acknowledged it. Reads stay with libtorrent (dht.Dht).
+libtorrent's Python binding offers a get and a put that end only once every
+node their lookup asked has answered or, after 15 s, timed out, and a put
+that chooses seq itself (the highest it saw + 1, so a lookup that missed the
+newest item signs too low). A handoff needs neither wait. This walks the DHT
+towards the key over one UDP socket, sends a lost query again after
+RESEND_AFTER instead of waiting it out, and stops once the K closest nodes
+that answer have answered. A get takes the newest item whose signature
+verifies; a put signs seq = max(now in microseconds, that item's seq + 1), as
+pkarr does, puts to those nodes and returns once ENOUGH_STORED acknowledged.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import select
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Sequence
 
 from cclink import krpc
 from cclink.dht import COMMAND_ADDRESS, Endpoint, is_loopback, is_private_swarm
 from cclink.errors import NetworkError
 
-K = 8  # BEP 5's bucket size: the closest nodes a put goes to
+K = 8  # BEP 5's bucket size: how many of the closest nodes a lookup hears and a put goes to
 PARALLEL = 8  # lookup queries in flight at once
 RESEND_AFTER = 0.5
 SENDS = 3  # a node that answered none of 3 sends (1.5 s) is taken for gone
@@ -34,13 +35,8 @@ ROUNDS = 3  # puts signed again when a node turned out to hold a newer item
 RECEIVE_SIZE = 65536
 TEST_SWARM_NODE_ID = b"cclink command node."  # 20 bytes; see _node_id
 
-
-class ItemSigner(Protocol):
-    """Signs the value being put at a given seq, and checks others' signatures on items under the same key."""
-
-    def sign(self, seq: int) -> bytes: ...
-
-    def verifies(self, item: krpc.ClaimedItem) -> bool: ...
+Verify = Callable[[krpc.Item], bool]  # whether an item's signature holds under the key looked up
+Sign = Callable[[int], bytes]  # the signature of the value being put, at a seq
 
 
 @dataclass(frozen=True)
@@ -49,30 +45,42 @@ class Stored:
     nodes: int
 
 
-def put(
-    bootstrap: Sequence[Endpoint], public_key: bytes, value: bytes, signer: ItemSigner, *, timeout: float
-) -> Stored:
-    """Store value under public_key on the nodes closest to it, superseding whatever is there."""
+def get(bootstrap: Sequence[Endpoint], public_key: bytes, verify: Verify, *, timeout: float) -> krpc.Item | None:
+    """The highest-seq item under public_key that verifies, or None when the closest nodes hold none.
+
+    NetworkError when no node answered at all: "none" would then be a guess.
+    """
+    with _Wire(_local_address(bootstrap), _node_id(bootstrap), public_key) as wire:
+        lookup = _walk(wire, bootstrap, public_key, verify, time.monotonic() + timeout)
+    return lookup.newest
+
+
+def put(bootstrap: Sequence[Endpoint], public_key: bytes, value: bytes, sign: Sign, verify: Verify, *, timeout: float) -> Stored:
+    """Store value under public_key on the nodes closest to it, superseding whatever verifies there."""
     if len(value) > krpc.MAX_VALUE_SIZE:
         raise NetworkError(f"a DHT item holds at most {krpc.MAX_VALUE_SIZE} bytes, not {len(value)}")
     deadline = time.monotonic() + timeout
-    seeds = _resolve(bootstrap)
     with _Wire(_local_address(bootstrap), _node_id(bootstrap), public_key) as wire:
-        lookup = _Lookup(wire, krpc.target_of(public_key), signer, _contact_filter(bootstrap))
-        lookup.run(seeds, deadline)
+        lookup = _walk(wire, bootstrap, public_key, verify, deadline)
         closest = lookup.closest_with_tokens()
-        if not closest:
-            raise NetworkError("no DHT node answered; check the network (or CCLINK_BOOTSTRAP) and try again")
         stored = Stored(seq=0, nodes=0)
         for _ in range(ROUNDS):
             seq = max(time.time_ns() // 1000, lookup.newest_seq + 1)
-            item = krpc.ClaimedItem(seq, signer.sign(seq), value)
+            item = krpc.Item(seq, sign(seq), value)
             stored = Stored(seq, _put_round(wire, lookup, closest, public_key, item, deadline))
             if lookup.newest_seq < seq or time.monotonic() >= deadline:
                 break
     if stored.nodes == 0:
         raise NetworkError("no DHT node stored the record; check the network and try again")
     return stored
+
+
+def _walk(wire: _Wire, bootstrap: Sequence[Endpoint], public_key: bytes, verify: Verify, deadline: float) -> _Lookup:
+    lookup = _Lookup(wire, krpc.target_of(public_key), verify, _contact_filter(bootstrap))
+    lookup.run(_resolve(bootstrap), deadline)
+    if not lookup.closest_with_tokens():
+        raise NetworkError("no DHT node answered; check the network (or CCLINK_BOOTSTRAP) and try again")
+    return lookup
 
 
 # --- the socket ------------------------------------------------------------------------
@@ -192,15 +200,19 @@ class _Node:
 class _Lookup:
     """A walk through the DHT towards target, collecting the closest nodes' tokens and the newest verified item."""
 
-    def __init__(self, wire: _Wire, target: bytes, signer: ItemSigner, accept: Callable[[Endpoint], bool]) -> None:
+    def __init__(self, wire: _Wire, target: bytes, verify: Verify, accept: Callable[[Endpoint], bool]) -> None:
         self._wire = wire
         self._target = target
-        self._signer = signer
+        self._verify = verify
         self._accept = accept
         self._nodes: dict[Endpoint, _Node] = {}
         self._seeds: list[_Query] = []
         self._asked = 0
-        self.newest_seq = -1
+        self.newest: krpc.Item | None = None
+
+    @property
+    def newest_seq(self) -> int:
+        return self.newest.seq if self.newest is not None else -1
 
     def run(self, seeds: Iterable[Endpoint], deadline: float) -> None:
         for address in seeds:
@@ -228,8 +240,8 @@ class _Lookup:
         for contact in reply.nodes:
             if contact.address not in self._nodes and self._accept(contact.address):
                 self._nodes[contact.address] = _Node(contact.address, self._distance(contact.node_id))
-        if reply.item is not None and reply.item.seq > self.newest_seq and self._signer.verifies(reply.item):
-            self.newest_seq = reply.item.seq
+        if reply.item is not None and reply.item.seq > self.newest_seq and self._verify(reply.item):
+            self.newest = reply.item
 
     def closest_with_tokens(self) -> list[_Node]:
         return [node for node in self._by_distance() if node.answered and node.token][:K]
@@ -278,7 +290,7 @@ class _Lookup:
 # --- storing -------------------------------------------------------------------------------
 
 
-def _put_round(wire: _Wire, lookup: _Lookup, closest: list[_Node], public_key: bytes, item: krpc.ClaimedItem, deadline: float) -> int:
+def _put_round(wire: _Wire, lookup: _Lookup, closest: list[_Node], public_key: bytes, item: krpc.Item, deadline: float) -> int:
     """Put item to the closest nodes; return how many stored it.
 
     Returns once every put has been answered or given up, or once
@@ -302,7 +314,7 @@ def _put_round(wire: _Wire, lookup: _Lookup, closest: list[_Node], public_key: b
     return sum(1 for query in puts if query.reply is not None and query.reply.error is None)
 
 
-def _put_builder(node_id: bytes, token: bytes | None, public_key: bytes, item: krpc.ClaimedItem) -> Callable[[bytes], bytes]:
+def _put_builder(node_id: bytes, token: bytes | None, public_key: bytes, item: krpc.Item) -> Callable[[bytes], bytes]:
     return lambda transaction: krpc.put_query(transaction, node_id, token or b"", public_key, item)
 
 

@@ -1,4 +1,4 @@
-"""Publishing with cclink's own KRPC put (cclink.dhtput), read back through libtorrent, on a local swarm.
+"""Getting and putting items with cclink's own KRPC client (cclink.dhtitems), on a local swarm.
 
 The swarm is a few honest libtorrent nodes plus one of our test nodes, which
 joins them and can name contacts that do not exist or never answer.
@@ -13,8 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from cclink import dhtput, packet
-from cclink.dht import Dht
+from cclink import dhtitems, packet
 from cclink.errors import NetworkError
 from cclink.keys import Identity
 from cclink.rendezvous import Rendezvous
@@ -61,14 +60,14 @@ def silent(swarm: Swarm) -> Iterator[tuple[socket.socket, SilentNode]]:
 
 def publish(bootstrap: list[tuple[str, int]], identity: Identity, message: bytes) -> int:
     """Put message as identity's packet; return its seq."""
-    published = Rendezvous(bootstrap, cache=False).put_message(identity, message)
+    published = Rendezvous(bootstrap).put_message(identity, message)
     assert published.nodes > 0
     return published.seq
 
 
 def read_back(swarm: Swarm, identity: Identity) -> tuple[int, bytes]:
-    with Dht([(HOST, port) for port in swarm.honest.ports]) as node:
-        item = node.get(identity.public_key.raw, timeout=10)
+    """The item as a lookup through the honest nodes alone finds it."""
+    item = Rendezvous([(HOST, port) for port in swarm.honest.ports]).find_item(identity.public_key)
     assert item is not None, "nothing found under the key"
     return item.seq, item.value
 
@@ -91,7 +90,7 @@ def test_a_put_is_stored_on_every_node_of_a_small_swarm_and_read_back(swarm: Swa
     identity = Identity.generate()
     message = a_message(identity, "first")
 
-    published = Rendezvous(swarm.bootstrap, cache=False).put_message(identity, message)
+    published = Rendezvous(swarm.bootstrap).put_message(identity, message)
 
     assert published.nodes == HONEST_NODES + 1
     assert read_back(swarm, identity) == (published.seq, message)
@@ -125,11 +124,11 @@ def test_a_listed_node_that_never_answers_is_asked_three_times_then_left(
 
     seq = publish(swarm.bootstrap, identity, message)
 
-    assert read_back(swarm, identity) == (seq, message)
     # The swarm's libtorrent nodes may ping it too; count the publisher's queries.
-    queries = [query for query in datagrams_waiting(sock) if dhtput.TEST_SWARM_NODE_ID in query]
-    assert len(queries) == dhtput.SENDS, "a lost query is sent again, a bounded number of times"
+    queries = [query for query in datagrams_waiting(sock) if dhtitems.TEST_SWARM_NODE_ID in query]
+    assert len(queries) == dhtitems.SENDS, "a lost query is sent again, a bounded number of times"
     assert all(b"1:q3:get" in query for query in queries)
+    assert read_back(swarm, identity) == (seq, message)
 
 
 def test_a_put_where_no_node_answers_fails_cleanly(silent: tuple[socket.socket, SilentNode]) -> None:
@@ -137,4 +136,15 @@ def test_a_put_where_no_node_answers_fails_cleanly(silent: tuple[socket.socket, 
     identity = Identity.generate()
 
     with pytest.raises(NetworkError, match="no DHT node answered"):
-        Rendezvous([node.address], cache=False).put_message(identity, a_message(identity, "nobody home"))
+        Rendezvous([node.address]).put_message(identity, a_message(identity, "nobody home"))
+
+
+def test_a_get_for_a_key_nobody_published_finds_nothing(swarm: Swarm) -> None:
+    assert Rendezvous(swarm.bootstrap).find_item(Identity.generate().public_key) is None
+
+
+def test_a_get_where_no_node_answers_fails_cleanly(silent: tuple[socket.socket, SilentNode]) -> None:
+    _, node = silent
+
+    with pytest.raises(NetworkError, match="no DHT node answered"):
+        Rendezvous([node.address]).find_item(Identity.generate().public_key)
