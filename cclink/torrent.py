@@ -66,11 +66,12 @@ class FetchStatus:
 class _TorrentSession:
     """A libtorrent session for one command, with the DHT and the peer wire."""
 
-    def __init__(self, bootstrap: Sequence[Endpoint], state_file: Path | None) -> None:
+    def __init__(self, bootstrap: Sequence[Endpoint]) -> None:
         self.bootstrap = list(bootstrap)
-        self.state_file = state_file
+        # The routing table is kept between commands, so the next transfer joins the DHT faster.
+        self.state_file = dht.state_file_for(self.bootstrap)
         self.on_this_machine = dht.is_loopback(self.bootstrap)
-        self.session = lt.session(dht.command_session_params(self.bootstrap, state_file, peer_wire=True))
+        self.session = lt.session(dht.command_session_params(self.bootstrap, self.state_file, peer_wire=True))
         self.handle: lt.torrent_handle | None = None
         self._joined = False
         self._announced_at = float("-inf")
@@ -119,8 +120,8 @@ class _TorrentSession:
 class Seeder(_TorrentSession):
     """Seed one file until pickers have it. Use as a context manager."""
 
-    def __init__(self, path: Path, bootstrap: Sequence[Endpoint], state_file: Path | None = None) -> None:
-        super().__init__(bootstrap, state_file)
+    def __init__(self, path: Path, bootstrap: Sequence[Endpoint]) -> None:
+        super().__init__(bootstrap)
         info = lt.torrent_info(_make_torrent(path))
         params = lt.add_torrent_params()
         params.ti = info
@@ -171,9 +172,13 @@ class Fetcher(_TorrentSession):
         directory: Path,
         bootstrap: Sequence[Endpoint],
         hints: Sequence[Endpoint] = (),
-        state_file: Path | None = None,
     ) -> None:
-        super().__init__(bootstrap, state_file)
+        super().__init__(bootstrap)
+        # Once finished, libtorrent would close its connections to seeds itself,
+        # and the seeder would see only the socket close. Left open, the
+        # seeder closes them with "upload to upload", which tells it that
+        # this picker has the whole file (see _finished_download).
+        self.session.apply_settings({"close_redundant_connections": False})
         self.size = size
         self.directory = directory
         params = lt.add_torrent_params()

@@ -164,8 +164,9 @@ def test_a_carried_session_arrives_byte_identical_and_resumes_in_the_mapped_dire
     assert code == 0, err
     assert "The session was fetched" in err
     assert json.loads(out)["carry"]["size"] > 0
-    # The download cache is cleared once the session is in place.
+    # The download cache is cleared once the session is in place; the DHT's routing table is kept for next time.
     assert files_under(desktop.home / ".cache" / "cclink" / "incoming") == []
+    assert list((desktop.home / ".cache" / "cclink").glob("dht-*.state"))
 
 
 def test_the_publishers_own_path_is_used_when_it_exists_here(paired, short_dir):
