@@ -238,6 +238,8 @@ class _Lookup:
         node.query = node.query or query
         node.token = reply.token or node.token
         for contact in reply.nodes:
+            if contact.node_id == self._wire.node_id:
+                continue  # ourselves, or on a test swarm another command, most likely ended (see _node_id)
             if contact.address not in self._nodes and self._accept(contact.address):
                 self._nodes[contact.address] = _Node(contact.address, self._distance(contact.node_id))
         if reply.item is not None and reply.item.seq > self.newest_seq and self._verify(reply.item):
@@ -347,7 +349,8 @@ def _node_id(bootstrap: Sequence[Endpoint]) -> bytes:
     routing table, read-only or not. On a test swarm every publish would then
     leave a dead entry behind, and after a few hundred of them the nodes'
     contact lists name hardly anyone alive. libtorrent keeps the first
-    address it saw for an id, so with one id they hold at most one such entry.
+    address it saw for an id, so with one id they hold at most one such entry,
+    and lookups pass over contacts with that id.
     """
     return TEST_SWARM_NODE_ID if is_private_swarm(bootstrap) else os.urandom(krpc.ID_SIZE)
 

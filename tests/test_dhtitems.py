@@ -48,14 +48,24 @@ def swarm() -> Iterator[Swarm]:
         yield Swarm(honest, entry)
 
 
-@pytest.fixture
-def silent(swarm: Swarm) -> Iterator[tuple[socket.socket, SilentNode]]:
+def listed_silent_node(swarm: Swarm, node_id: bytes) -> Iterator[tuple[socket.socket, SilentNode]]:
     """A silent node that the swarm's entry node lists among its contacts."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((HOST, 0))
-        node = SilentNode(bytes(20), sock.getsockname())
+        node = SilentNode(node_id, sock.getsockname())
         swarm.entry.meet(node)  # type: ignore[arg-type]  # meet reads only node_id and address
         yield sock, node
+
+
+@pytest.fixture
+def silent(swarm: Swarm) -> Iterator[tuple[socket.socket, SilentNode]]:
+    yield from listed_silent_node(swarm, bytes(20))
+
+
+@pytest.fixture
+def finished_command(swarm: Swarm) -> Iterator[tuple[socket.socket, SilentNode]]:
+    """What a test swarm's nodes keep of a command that put an item and ended: a contact with the commands' id."""
+    yield from listed_silent_node(swarm, dhtitems.TEST_SWARM_NODE_ID)
 
 
 def publish(bootstrap: list[tuple[str, int]], identity: Identity, message: bytes) -> int:
@@ -129,6 +139,17 @@ def test_a_listed_node_that_never_answers_is_asked_three_times_then_left(
     assert len(queries) == dhtitems.SENDS, "a lost query is sent again, a bounded number of times"
     assert all(b"1:q3:get" in query for query in queries)
     assert read_back(swarm, identity) == (seq, message)
+
+
+def test_a_finished_command_listed_as_a_contact_is_not_asked(
+    swarm: Swarm, finished_command: tuple[socket.socket, SilentNode]
+) -> None:
+    sock, _ = finished_command
+    identity = Identity.generate()
+
+    publish(swarm.bootstrap, identity, a_message(identity, "past a finished command"))
+
+    assert [query for query in datagrams_waiting(sock) if dhtitems.TEST_SWARM_NODE_ID in query] == []
 
 
 def test_a_put_where_no_node_answers_fails_cleanly(silent: tuple[socket.socket, SilentNode]) -> None:
