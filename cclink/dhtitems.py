@@ -304,15 +304,18 @@ def _put_round(wire: _Wire, lookup: _Lookup, closest: list[_Node], public_key: b
     puts = [wire.ask(node.address, _put_builder(wire.node_id, node.token, public_key, item)) for node in closest]
     checks: list[_Query] = []
     while time.monotonic() < deadline:
-        stored = sum(1 for query in puts if query.reply is not None and query.reply.error is None)
         unsettled = [query for query in puts + checks if not query.settled]
-        if not unsettled or (stored >= ENOUGH_STORED and time.monotonic() >= started + RESEND_AFTER):
-            return stored
+        if not unsettled or (_acknowledged(puts) >= ENOUGH_STORED and time.monotonic() >= started + RESEND_AFTER):
+            break
         for query in wire.exchange(deadline):
             if query in checks:
                 lookup.learn(query)
-            elif query.reply.error in (krpc.ERROR_SEQ_TOO_OLD, krpc.ERROR_CAS_MISMATCH):
+            elif query.reply is not None and query.reply.error in (krpc.ERROR_SEQ_TOO_OLD, krpc.ERROR_CAS_MISMATCH):
                 checks.append(lookup.ask_get(query.address))
+    return _acknowledged(puts)
+
+
+def _acknowledged(puts: list[_Query]) -> int:
     return sum(1 for query in puts if query.reply is not None and query.reply.error is None)
 
 
