@@ -100,14 +100,6 @@ class Identity:
     def x25519_secret(self) -> bytes:
         return hashlib.sha512(self.seed).digest()[:32]
 
-    def expanded_secret(self) -> bytes:
-        """The 64-byte secret libtorrent signs with: clamped SHA-512(seed)."""
-        digest = bytearray(hashlib.sha512(self.seed).digest())
-        digest[0] &= 248
-        digest[31] &= 63
-        digest[31] |= 64
-        return bytes(digest)
-
     def __repr__(self) -> str:  # never show the seed
         return f"Identity({self.public_key.display})"
 
