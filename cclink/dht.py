@@ -106,12 +106,13 @@ def _local_swarm_settings() -> dict:
     }
 
 
-# In a local swarm every command runs its own short-lived DHT node. libtorrent
-# adds a node that stored an item to its routing table even when that node is
-# read-only, so finished commands linger there as dead entries, and a lookup
-# that meets one waits 15 s for it. Commands therefore bind their own loopback
-# address, distinct from the swarm's 127.0.0.1, and filter that address out
-# of their lookups: no command ever waits on another.
+# In a local swarm every command runs its own short-lived DHT client.
+# libtorrent files a node that stored an item or announced a peer in its
+# routing table even when that node is read-only, so finished commands linger
+# there as dead entries, and a lookup that meets one waits for it (libtorrent:
+# 15 s). Commands therefore bind their own loopback address, distinct from
+# the swarm's 127.0.0.1, and filter that address out of their lookups (the
+# ip_filter below; dhtitems does the same): no command ever waits on another.
 COMMAND_ADDRESS = "127.0.0.2"
 
 
@@ -137,7 +138,7 @@ def command_session_params(bootstrap: Sequence[Endpoint], state_file: Path | Non
     private = is_private_swarm(bootstrap)
     # libtorrent treats its bootstrap nodes as routers, which it never files in
     # the routing table. The public routers are just that; the nodes of a test
-    # swarm are ordinary nodes and are added as such instead (Dht pings them).
+    # swarm are ordinary nodes and are added as such instead (knock pings them).
     settings = session_settings(listen, [] if private else bootstrap, private)
     # A command lives for seconds: as a read-only node (BEP 43) it never
     # enters other nodes' routing tables, where it would soon be a dead entry.
