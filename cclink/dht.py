@@ -196,11 +196,12 @@ def routing_table_size(session: lt.session, timeout: float = 1.0) -> int:
         session.wait_for_alert(50)
         for alert in session.pop_alerts():
             if isinstance(alert, lt.dht_stats_alert):
-                return _nodes_in(alert)
+                return nodes_in(alert)
     return 0
 
 
-def _nodes_in(alert: lt.dht_stats_alert) -> int:
+def nodes_in(alert: lt.dht_stats_alert) -> int:
+    """How many nodes a stats alert counts in the routing table."""
     return sum(bucket["num_nodes"] for bucket in alert.routing_table)
 
 

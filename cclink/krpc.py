@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import libtorrent as lt
 
-Endpoint = tuple[str, int]
+from cclink.dht import Endpoint
 
 ID_SIZE = 20
 SIGNATURE_SIZE = 64

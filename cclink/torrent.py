@@ -104,7 +104,7 @@ class _TorrentSession:
         for alert in alerts:
             if isinstance(alert, (lt.file_error_alert, lt.torrent_error_alert)):
                 raise NetworkError(f"the transfer failed: {alert.message()}")
-            if isinstance(alert, lt.dht_stats_alert) and any(b["num_nodes"] for b in alert.routing_table):
+            if isinstance(alert, lt.dht_stats_alert) and dht.nodes_in(alert) > 0:
                 self._joined = True
         if not self._joined and time.monotonic() - self._knocked_at > dht.REBOOTSTRAP_EVERY:
             dht.knock(self.session, self.bootstrap)  # a test swarm's nodes are not libtorrent bootstrap nodes
