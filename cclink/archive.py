@@ -21,7 +21,11 @@ import zstandard
 
 from cclink.errors import MalformedArchive, NoSpace
 
-CHUNK = 1 << 20
+# Big enough that per-chunk Python work is lost in the noise, small enough
+# that the allocator recycles the buffers: with 1 MiB chunks, glibc handed
+# each freed buffer back to the kernel and the next one was faulted in again,
+# and unpacking 200 MB took 0.85 s instead of 0.57 s (measured).
+CHUNK = 256 << 10
 # zstd's default level: a transcript shrinks about fivefold, at several
 # hundred MB/s on one core (gzip -1 is three times slower and 20 % larger).
 COMPRESS_LEVEL = 3
@@ -110,7 +114,7 @@ def unpack(
     unpacked = 0
     try:
         with zstandard.ZstdDecompressor().stream_reader(source, closefd=False) as decompressed:
-            with tarfile.open(fileobj=decompressed, mode="r|") as tar:
+            with tarfile.open(fileobj=decompressed, mode="r|", bufsize=CHUNK) as tar:
                 for member in tar:
                     target = staging / _checked_name(member.name, allowed_file, allowed_dir)
                     if member.isdir():

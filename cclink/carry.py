@@ -24,11 +24,10 @@ from typing import BinaryIO, Callable, Sequence
 
 import pyrage
 
-from cclink import agecrypt, archive, claude, console, files, torrent
-from cclink.errors import Aborted, CannotDecrypt, IntegrityError, NoSpace, TransferError
+from cclink import agecrypt, archive, claude, console, files, streams, torrent
+from cclink.errors import Aborted, CannotDecrypt, IntegrityError, NoSpace, SessionError, TransferError
 from cclink.payload import CarryInfo
 
-HASH_CHUNK = 1 << 20
 # Claude Code's largest transcripts run to hundreds of MB. A carried session
 # that unpacks to more is refused, even from a publisher whose key checks out,
 # and unpacking never fills the disk.
@@ -54,8 +53,7 @@ class Outgoing:
     def __init__(self, session_file: Path, recipient: agecrypt.Recipient, bootstrap: Sequence[torrent.Endpoint]) -> None:
         self.workdir = _private_temp_dir(outgoing_dir())
         try:
-            self.path = _pack_and_encrypt(session_file, recipient, self.workdir)
-            self.sha256 = sha256_of(self.path)
+            self.path, self.sha256 = _pack_and_encrypt(session_file, recipient, self.workdir)
             self.seeder = torrent.Seeder(self.path, bootstrap)
         except BaseException:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -79,18 +77,30 @@ class Outgoing:
         self.close()
 
 
-def _pack_and_encrypt(session_file: Path, recipient: agecrypt.Recipient, workdir: Path) -> Path:
-    """The encrypted archive of a session, written in workdir."""
-    packed = workdir / "session.tar.zst"
-    ciphertext = workdir / torrent.FILE_NAME
-    with _create_private(packed) as out:
-        archive.pack(session_file, out)
+def _pack_and_encrypt(session_file: Path, recipient: agecrypt.Recipient, workdir: Path) -> tuple[Path, bytes]:
+    """The encrypted archive of a session, written in workdir, and its SHA-256.
+
+    Packing and encryption overlap; the plaintext archive exists only in the pipe between them.
+    """
     try:
-        with open(packed, "rb") as source, _create_private(ciphertext) as out:
-            pyrage.encrypt_io(source, out, [recipient])
-    finally:
-        packed.unlink()  # the plaintext copy is not left behind
-    return ciphertext
+        return _write_encrypted_archive(session_file, recipient, workdir / torrent.FILE_NAME)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise NoSpace(f"the disk under {outgoing_dir()} filled up while packing the session") from None
+        raise SessionError(f"cannot pack the session: {error.strerror or error}") from None
+
+
+def _write_encrypted_archive(session_file: Path, recipient: agecrypt.Recipient, ciphertext: Path) -> tuple[Path, bytes]:
+    with _create_private(ciphertext) as out:
+        hashing = streams.HashingWriter(out)
+        with streams.produced_by(lambda packed: archive.pack(session_file, packed)) as packed:
+            try:
+                pyrage.encrypt_io(packed, hashing, [recipient])
+            except pyrage.EncryptError:
+                if hashing.write_error is not None:
+                    raise hashing.write_error from None
+                raise
+    return ciphertext, hashing.digest()
 
 
 # --- the picker's side ---------------------------------------------------------------
@@ -141,9 +151,10 @@ def _stalled_message(status: torrent.FetchStatus, stall_timeout: float) -> str:
 
 def sha256_of(path: Path) -> bytes:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(HASH_CHUNK), b""):
-            digest.update(chunk)
+    buffer = memoryview(bytearray(archive.CHUNK))
+    with open(path, "rb", buffering=0) as f:
+        while size := f.readinto(buffer):
+            digest.update(buffer[:size])
     return digest.digest()
 
 
@@ -194,23 +205,23 @@ def place(
 def _decrypt_and_unpack(
     ciphertext: Path, identity: agecrypt.Identity, session_id: str, staging: Path, old: str, new: str
 ) -> archive.Unpacked:
-    packed = staging / "session.tar.zst"
-    with open(ciphertext, "rb") as source, _create_private(packed) as out:
-        try:
-            pyrage.decrypt_io(source, out, [identity])
-        except pyrage.DecryptError:
-            raise CannotDecrypt("the carried session does not decrypt with the handoff's key; it may be damaged") from None
     content = staging / "content"
     content.mkdir(mode=archive.DIR_MODE)
     rewrite = _cwd_rewriter(old, new)
     limit, too_much = _room_to_unpack(content)
-    with open(packed, "rb") as source:
+    # Decryption and unpacking overlap; the decrypted archive is never written anywhere.
+    with open(ciphertext, "rb") as source, streams.produced_by(lambda out: _decrypt(source, out, identity)) as packed:
         try:
-            unpacked = archive.unpack(source, session_id, content, rewrite, limit=limit)
+            return archive.unpack(packed, session_id, content, rewrite, limit=limit)
         except NoSpace:
             raise NoSpace(too_much) from None
-    packed.unlink()
-    return unpacked
+
+
+def _decrypt(source: BinaryIO, out: BinaryIO, identity: agecrypt.Identity) -> None:
+    try:
+        pyrage.decrypt_io(source, out, [identity])
+    except pyrage.DecryptError:
+        raise CannotDecrypt("the carried session does not decrypt with the handoff's key; it may be damaged") from None
 
 
 def _room_to_unpack(directory: Path) -> tuple[int, str]:

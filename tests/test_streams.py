@@ -1,0 +1,83 @@
+"""One stage streaming into the next through a pipe (cclink.streams)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+
+import pytest
+
+from cclink import streams
+
+BIG = os.urandom(3 << 20)  # far more than a pipe holds, so the producer blocks on the reader
+
+
+class ProducerFailed(Exception):
+    pass
+
+
+class ReaderFailed(Exception):
+    pass
+
+
+def write_then_fail(data: bytes):
+    def produce(out):
+        out.write(data)
+        raise ProducerFailed("after writing")
+
+    return produce
+
+
+def test_the_reader_gets_every_byte_the_producer_writes():
+    with streams.produced_by(lambda out: out.write(BIG)) as reader:
+        assert reader.read() == BIG
+
+
+def test_a_producer_that_fails_after_writing_fails_the_block_even_though_the_reader_saw_a_clean_end():
+    with pytest.raises(ProducerFailed):
+        with streams.produced_by(write_then_fail(b"partial")) as reader:
+            assert reader.read() == b"partial"
+
+
+def test_a_producer_failure_wins_over_the_readers_complaint_about_the_stream_it_cut_short():
+    with pytest.raises(ProducerFailed):
+        with streams.produced_by(write_then_fail(b"partial")) as reader:
+            if len(reader.read()) < len(BIG):
+                raise ReaderFailed("truncated")
+
+
+def test_a_reader_that_fails_first_stops_a_producer_blocked_on_a_full_pipe():
+    with pytest.raises(ReaderFailed):
+        with streams.produced_by(lambda out: out.write(BIG * 4)) as reader:
+            reader.read(10)
+            raise ReaderFailed("gave up")
+
+
+def test_what_the_reader_leaves_unread_is_drained_so_the_producer_finishes_its_checks():
+    with pytest.raises(ProducerFailed):
+        with streams.produced_by(write_then_fail(BIG)) as reader:
+            reader.read(10)
+
+
+def test_the_hashing_writer_passes_bytes_on_and_hashes_them():
+    out = io.BytesIO()
+    writer = streams.HashingWriter(out)
+    writer.write(BIG[:1000])
+    writer.write(memoryview(BIG)[1000:])
+    assert out.getvalue() == BIG
+    assert writer.digest() == hashlib.sha256(BIG).digest()
+
+
+def test_the_hashing_writer_keeps_the_error_its_output_raised():
+    class Full(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    writer = streams.HashingWriter(Full())
+    with pytest.raises(OSError):
+        writer.write(b"x")
+    assert writer.write_error is not None and writer.write_error.errno == 28
