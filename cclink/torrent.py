@@ -66,12 +66,12 @@ class FetchStatus:
 class _TorrentSession:
     """A libtorrent session for one command, with the DHT and the peer wire."""
 
-    def __init__(self, bootstrap: Sequence[Endpoint]) -> None:
+    def __init__(self, bootstrap: Sequence[Endpoint], *, map_port: bool = False) -> None:
         self.bootstrap = list(bootstrap)
         # The routing table is kept between commands, so the next transfer joins the DHT faster.
         self.state_file = dht.state_file_for(self.bootstrap)
         self.on_this_machine = dht.is_loopback(self.bootstrap)
-        self.session = lt.session(dht.command_session_params(self.bootstrap, self.state_file, peer_wire=True))
+        self.session = lt.session(dht.command_session_params(self.bootstrap, self.state_file, peer_wire=True, map_port=map_port))
         self.handle: lt.torrent_handle | None = None
         self._joined = False
         self._announced_at = float("-inf")
@@ -121,7 +121,7 @@ class Seeder(_TorrentSession):
     """Seed one file until pickers have it. Use as a context manager."""
 
     def __init__(self, path: Path, bootstrap: Sequence[Endpoint]) -> None:
-        super().__init__(bootstrap)
+        super().__init__(bootstrap, map_port=True)  # pickers must be able to connect to us
         info = lt.torrent_info(_make_torrent(path))
         params = lt.add_torrent_params()
         params.ti = info
