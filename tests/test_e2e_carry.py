@@ -276,12 +276,18 @@ def test_a_differing_local_copy_is_never_replaced_without_consent(carried):
 # --- damage, absence, interruption ------------------------------------------------------------
 
 
-def publish_carry_record(machine, bootstrap: str, session_file: Path, project: Path, *, sha256: bytes | None = None) -> carry.Outgoing:
-    """Seed a session through the library and publish a record about it, optionally with a wrong SHA-256."""
+def publish_carry_record(
+    machine, bootstrap: str, session_file: Path, project: Path, *, sha256: bytes | None = None, data_for: Identity | None = None
+) -> carry.Outgoing:
+    """Seed a session through the library and publish a record about it.
+
+    Optionally the record names a wrong SHA-256, or the data is encrypted to
+    another key (data_for) than the record.
+    """
     identity = Identity(bytes.fromhex(machine.key_file.read_text().strip()))
     host, port = bootstrap.rsplit(":", 1)
     endpoints = [(host, int(port))]
-    outgoing = carry.Outgoing(session_file, identity.public_key.age_recipient(), endpoints)
+    outgoing = carry.Outgoing(session_file, (data_for or identity).public_key.age_recipient(), endpoints)
     info = outgoing.info()
     if sha256 is not None:
         info = CarryInfo(info.info_hash, info.size, sha256, info.hints)
@@ -309,6 +315,23 @@ def test_data_that_does_not_match_the_signed_sha256_is_refused_and_nothing_is_wr
 
     assert code == 5
     assert "SHA-256" in err and "Traceback" not in err
+    assert desktop.launches() == []
+    assert files_under(desktop.home / ".claude") == []
+
+
+def test_data_encrypted_to_another_key_than_the_record_is_refused_and_nothing_is_written(paired, swarm, short_dir):
+    laptop, desktop = paired
+    project = short_project(short_dir, "app")
+    session_id = str(uuid.uuid4())
+    file = write_session(laptop, project, realistic_transcript(project, session_id, 200_000), session_id)
+    stranger = Identity(os.urandom(32))
+    with publish_carry_record(laptop, swarm.bootstrap, file, project, data_for=stranger) as outgoing:
+        picker = desktop.spawn("pickup", "-y", "--project-dir", str(desktop.project("app")))
+        keep_seeding(outgoing, picker)
+        code, _, err = finish(picker)
+
+    assert code == 6, err
+    assert err.count("cclink: error:") == 1 and "does not decrypt with the handoff's key" in err
     assert desktop.launches() == []
     assert files_under(desktop.home / ".claude") == []
 
