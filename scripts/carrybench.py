@@ -12,7 +12,7 @@ the same run on one local DHT:
   from a reader of the source file to a writer of a destination file.
 
 It prints median, min and max of each and the ratio of the medians, and the
-peak memory (max RSS) of the picking process, which must not grow with size.
+peak memory (max RSS) of the publishing and the picking process, which must not grow with size.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import socket
 import statistics
@@ -81,8 +80,8 @@ class Machine:
         subprocess.run([*cclink(), *args], cwd=cwd or self.home, env=self.env, check=True, capture_output=True)
 
 
-def measure_carry(laptop: Machine, desktop: Machine, project: Path, session_id: str) -> tuple[float, int]:
-    """Seconds from starting the publisher to the picker's exit, and the picker's peak RSS in KiB."""
+def measure_carry(laptop: Machine, desktop: Machine, project: Path, session_id: str) -> tuple[float, int, int]:
+    """Seconds from starting the publisher to the picker's exit, and the peak RSS (KiB) of publisher and picker."""
     incoming = desktop.home / ".claude"
     shutil.rmtree(incoming, ignore_errors=True)
     start = time.perf_counter()
@@ -97,19 +96,27 @@ def measure_carry(laptop: Machine, desktop: Machine, project: Path, session_id: 
         raise RuntimeError(f"the publisher stopped: exit {publisher.wait()}")
     target = desktop.home / "work"
     target.mkdir(exist_ok=True)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    picker = subprocess.run(
-        [*cclink(), "pickup", "-y", "--project-dir", str(target)], cwd=desktop.home, env=desktop.env,
-        stdin=subprocess.DEVNULL, capture_output=True, text=True,
-    )
-    elapsed = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if picker.returncode != 0:
-        publisher.kill()
-        raise RuntimeError(f"pickup failed: {picker.stderr.strip()}")
-    publisher.communicate(timeout=60)
-    # RUSAGE_CHILDREN keeps the largest child so far; report it only if this child raised it.
-    return elapsed, peak if peak > before else before
+    with tempfile.TemporaryFile() as errors:
+        picker = subprocess.Popen(
+            [*cclink(), "pickup", "-y", "--project-dir", str(target)], cwd=desktop.home, env=desktop.env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
+        )
+        picker_status, picker_peak = wait_with_peak(picker)
+        elapsed = time.perf_counter() - start
+        if picker_status != 0:
+            publisher.kill()
+            errors.seek(0)
+            raise RuntimeError(f"pickup failed: {errors.read().decode().strip()}")
+    publisher.stderr.read()
+    _, publisher_peak = wait_with_peak(publisher)
+    return elapsed, publisher_peak, picker_peak
+
+
+def wait_with_peak(process: subprocess.Popen) -> tuple[int, int]:
+    """Wait for one child; its exit code and its own peak RSS in KiB (the picker's includes the `claude` it becomes)."""
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, usage.ru_maxrss
 
 
 def measure_tcp(source: Path, destination: Path) -> float:
@@ -147,7 +154,7 @@ def run(sizes_mb: list[int], runs: int) -> list[str]:
         laptop.run("init", "--no-passphrase")
         desktop.run("init", "--no-passphrase", "--import", str(laptop.home / ".pubky" / "secret_key"))
         lines.append(f"carry vs TCP copy on 127.0.0.1, {runs} runs per size, local DHT of {net.size} nodes")
-        lines.append(f"{'size':>8}  {'carry (publish start to resume)':<38}{'tcp copy':<36}{'ratio':>6}  picker max RSS")
+        lines.append(f"{'size':>8}  {'carry (publish start to resume)':<38}{'tcp copy':<36}{'ratio':>6}  max RSS publisher / picker")
         for size_mb in sizes_mb:
             project = root / f"p{size_mb}"
             project.mkdir()
@@ -156,15 +163,16 @@ def run(sizes_mb: list[int], runs: int) -> list[str]:
             folder.mkdir(parents=True, exist_ok=True)
             session_file = folder / f"{session_id}.jsonl"
             transcript(session_file, str(project), session_id, size_mb * 1024 * 1024)
-            carry_times, tcp_times, peaks = [], [], []
+            carry_times, tcp_times, publisher_peaks, picker_peaks = [], [], [], []
             for _ in range(runs):
-                elapsed, peak = measure_carry(laptop, desktop, project, session_id)
+                elapsed, publisher_peak, picker_peak = measure_carry(laptop, desktop, project, session_id)
                 carry_times.append(elapsed)
-                peaks.append(peak)
+                publisher_peaks.append(publisher_peak)
+                picker_peaks.append(picker_peak)
                 tcp_times.append(measure_tcp(session_file, root / "tcp-copy"))
             ratio = statistics.median(carry_times) / statistics.median(tcp_times)
             lines.append(
-                f"{size_mb:>5} MB  {summary(carry_times):<38}{summary(tcp_times):<36}{ratio:>5.1f}x  {max(peaks) / 1024:.0f} MiB"
+                f"{size_mb:>5} MB  {summary(carry_times):<38}{summary(tcp_times):<36}{ratio:>5.1f}x  {max(publisher_peaks) / 1024:.0f} / {max(picker_peaks) / 1024:.0f} MiB"
             )
             session_file.unlink()
     return lines
