@@ -3,8 +3,9 @@
 Packing, compressing and encrypting a session (and, on the other side,
 decrypting and unpacking it) are stages that each read one stream and write
 another. Run one stage in a thread that writes into a pipe and the next reads
-from it, and the two overlap on separate cores, with no intermediate file:
-the plaintext archive never touches the disk.
+from it, and no intermediate file is written: the plaintext archive never
+touches the disk. The stages run at once where they release the GIL, as zstd's
+compression workers do (packing and encrypting 200 MB: 0.98 -> 0.65 s).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def produced_by(produce: Callable[[BinaryIO], object]) -> Iterator[BinaryIO]:
     producer wins over one of the reader's: a reader that meets a stream cut
     short would only report the symptom. If the block fails first, the
     producer's next write fails (the pipe is closed) and the block's error
-    stands.
+    stands; so does a KeyboardInterrupt.
     """
     read_fd, write_fd = os.pipe()
     failure: list[BaseException] = []
@@ -50,7 +51,7 @@ def produced_by(produce: Callable[[BinaryIO], object]) -> Iterator[BinaryIO]:
         finally:
             reader.close()  # a producer still writing gets BrokenPipeError and stops
             producer.join()
-    except BaseException:
+    except Exception:
         if failure and not isinstance(failure[0], BrokenPipeError):
             raise failure[0] from None
         raise

@@ -80,13 +80,14 @@ class Machine:
         subprocess.run([*cclink(), *args], cwd=cwd or self.home, env=self.env, check=True, capture_output=True)
 
 
-def measure_carry(laptop: Machine, desktop: Machine, project: Path, session_id: str) -> tuple[float, int, int]:
+def measure_carry(laptop: Machine, desktop: Machine, project: Path, session_id: str, scratch: Path) -> tuple[float, int, int]:
     """Seconds from starting the publisher to the picker's exit, and the peak RSS (KiB) of publisher and picker."""
     incoming = desktop.home / ".claude"
     shutil.rmtree(incoming, ignore_errors=True)
+    publisher_peak, picker_peak = scratch / "publisher.rss", scratch / "picker.rss"
     start = time.perf_counter()
     publisher = subprocess.Popen(
-        [*cclink(), "--carry", session_id], cwd=project, env=laptop.env,
+        [*with_peak(publisher_peak), *cclink(), "--carry", session_id], cwd=project, env=laptop.env,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     for line in publisher.stderr:
@@ -96,27 +97,34 @@ def measure_carry(laptop: Machine, desktop: Machine, project: Path, session_id: 
         raise RuntimeError(f"the publisher stopped: exit {publisher.wait()}")
     target = desktop.home / "work"
     target.mkdir(exist_ok=True)
-    with tempfile.TemporaryFile() as errors:
-        picker = subprocess.Popen(
-            [*cclink(), "pickup", "-y", "--project-dir", str(target)], cwd=desktop.home, env=desktop.env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
-        )
-        picker_status, picker_peak = wait_with_peak(picker)
-        elapsed = time.perf_counter() - start
-        if picker_status != 0:
-            publisher.kill()
-            errors.seek(0)
-            raise RuntimeError(f"pickup failed: {errors.read().decode().strip()}")
-    publisher.stderr.read()
-    _, publisher_peak = wait_with_peak(publisher)
-    return elapsed, publisher_peak, picker_peak
+    picker = subprocess.run(
+        [*with_peak(picker_peak), *cclink(), "pickup", "-y", "--project-dir", str(target)], cwd=desktop.home,
+        env=desktop.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+    )
+    elapsed = time.perf_counter() - start
+    if picker.returncode != 0:
+        publisher.kill()
+        raise RuntimeError(f"pickup failed: {picker.stderr.strip()}")
+    publisher.communicate(timeout=60)
+    return elapsed, read_peak(publisher_peak), read_peak(picker_peak)
 
 
-def wait_with_peak(process: subprocess.Popen) -> tuple[int, int]:
-    """Wait for one child; its exit code and its own peak RSS in KiB (the picker's includes the `claude` it becomes)."""
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, usage.ru_maxrss
+# A child's peak RSS as the kernel counts it for this process's children
+# includes this (large) process: fork and exec carry the parent's high-water
+# mark over. GNU time's child is forked from a small process instead.
+GNU_TIME = shutil.which("time")
+
+
+def with_peak(report: Path) -> list[str]:
+    """A command prefix that writes the command's peak RSS in KiB to report (nothing when GNU time is missing)."""
+    return [GNU_TIME, "-f", "%M", "-o", str(report)] if GNU_TIME else []
+
+
+def read_peak(report: Path) -> int:
+    try:
+        return int(report.read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def measure_tcp(source: Path, destination: Path) -> float:
@@ -142,6 +150,10 @@ def measure_tcp(source: Path, destination: Path) -> float:
     return time.perf_counter() - start
 
 
+def rss(peaks: list[int]) -> str:
+    return f"{max(peaks) / 1024:.0f} MiB" if all(peaks) else "? (needs GNU time)"
+
+
 def summary(values: list[float]) -> str:
     return f"{statistics.median(values):7.2f} s  (min {min(values):.2f}, max {max(values):.2f})"
 
@@ -165,14 +177,14 @@ def run(sizes_mb: list[int], runs: int) -> list[str]:
             transcript(session_file, str(project), session_id, size_mb * 1024 * 1024)
             carry_times, tcp_times, publisher_peaks, picker_peaks = [], [], [], []
             for _ in range(runs):
-                elapsed, publisher_peak, picker_peak = measure_carry(laptop, desktop, project, session_id)
+                elapsed, publisher_peak, picker_peak = measure_carry(laptop, desktop, project, session_id, root)
                 carry_times.append(elapsed)
                 publisher_peaks.append(publisher_peak)
                 picker_peaks.append(picker_peak)
                 tcp_times.append(measure_tcp(session_file, root / "tcp-copy"))
             ratio = statistics.median(carry_times) / statistics.median(tcp_times)
             lines.append(
-                f"{size_mb:>5} MB  {summary(carry_times):<38}{summary(tcp_times):<36}{ratio:>5.1f}x  {max(publisher_peaks) / 1024:.0f} / {max(picker_peaks) / 1024:.0f} MiB"
+                f"{size_mb:>5} MB  {summary(carry_times):<38}{summary(tcp_times):<36}{ratio:>5.1f}x  {rss(publisher_peaks)} / {rss(picker_peaks)}"
             )
             session_file.unlink()
     return lines
