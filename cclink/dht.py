@@ -245,6 +245,6 @@ def save_state(session: lt.session, state_file: Path | None) -> None:
         return
     params = session.session_state(lt.save_state_flags_t.save_dht_state)
     try:
-        files.write_private(state_file, lt.write_session_params_buf(params, lt.save_state_flags_t.save_dht_state))
+        files.write_private(state_file, lt.write_session_params_buf(params, lt.save_state_flags_t.save_dht_state), durable=False)
     except OSError:
         pass  # the cache is an optimisation

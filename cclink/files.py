@@ -22,11 +22,13 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "cclink"
 
 
-def write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Atomically replace path with data, readable by its owner only (0600).
 
     Raises OSError; a reader never sees a partial file, and no temporary file
-    is left behind on failure.
+    is left behind on failure. durable=False skips the fsyncs, for a cache
+    whose loss in a crash costs nothing: each is tens of milliseconds on a
+    slow disk, in the middle of a command.
     """
     path = Path(path)
     directory = path.parent
@@ -37,7 +39,8 @@ def write_private(path: Path, data: bytes) -> None:
             # The umask may have removed bits; loading insists on exactly 0600.
             os.fchmod(fd, PRIVATE_FILE_MODE)
             _write_all(fd, data)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temp, path)
@@ -47,7 +50,8 @@ def write_private(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(directory)
+    if durable:
+        _fsync_dir(directory)
 
 
 def make_private_dirs(directory: Path) -> None:
