@@ -94,13 +94,20 @@ def _write_encrypted_archive(session_file: Path, recipient: agecrypt.Recipient, 
     with _create_private(ciphertext) as out:
         hashing = streams.HashingWriter(out)
         with streams.produced_by(lambda packed: archive.pack(session_file, packed)) as packed:
-            try:
-                pyrage.encrypt_io(packed, hashing, [recipient])
-            except pyrage.EncryptError:
-                if hashing.write_error is not None:
-                    raise hashing.write_error from None
-                raise
+            _encrypt(packed, hashing, recipient)
     return ciphertext, hashing.digest()
+
+
+def _encrypt(source: BinaryIO, out: BinaryIO, recipient: agecrypt.Recipient) -> None:
+    """pyrage.encrypt_io, but a failure of source or out (a full disk, Ctrl-C) is raised as itself."""
+    watched_source, watched_out = streams.Watched(source), streams.Watched(out)
+    try:
+        pyrage.encrypt_io(watched_source, watched_out, [recipient])
+    except pyrage.EncryptError:
+        error = watched_source.error or watched_out.error
+        if error is not None:
+            raise error from None
+        raise
 
 
 # --- the picker's side ---------------------------------------------------------------

@@ -60,27 +60,51 @@ def produced_by(produce: Callable[[BinaryIO], object]) -> Iterator[BinaryIO]:
 
 
 class HashingWriter:
-    """A writer that passes bytes on and keeps their SHA-256.
-
-    It also keeps the OSError a write met, for callers (pyrage) that report
-    only their own exception type.
-    """
+    """A writer that passes bytes on and keeps their SHA-256."""
 
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
         self._hash = hashlib.sha256()
-        self.write_error: OSError | None = None
 
     def write(self, data: bytes) -> int:
         self._hash.update(data)
-        try:
-            return self._out.write(data)
-        except OSError as error:
-            self.write_error = error
-            raise
+        return self._out.write(data)
 
     def flush(self) -> None:
         self._out.flush()
 
     def digest(self) -> bytes:
         return self._hash.digest()
+
+
+class Watched:
+    """A stream that keeps the first exception its reads or writes raised.
+
+    For callers that report every failure of a stream as their own exception
+    with the original's name in a string (pyrage's EncryptError), which would
+    turn a full disk or a Ctrl-C into an unexplained internal error.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.error: BaseException | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        return self._watch(self._stream.read, size)
+
+    def readinto(self, buffer: bytearray) -> int:
+        return self._watch(self._stream.readinto, buffer)
+
+    def write(self, data: bytes) -> int:
+        return self._watch(self._stream.write, data)
+
+    def flush(self) -> None:
+        self._watch(self._stream.flush)
+
+    def _watch(self, call: Callable, *args: object):
+        try:
+            return call(*args)
+        except BaseException as error:
+            if self.error is None:
+                self.error = error
+            raise

@@ -9,6 +9,7 @@ import os
 import random
 import selectors
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -336,6 +337,28 @@ def test_data_encrypted_to_another_key_than_the_record_is_refused_and_nothing_is
     assert files_under(desktop.home / ".claude") == []
 
 
+def test_ctrl_c_while_packing_stops_the_publisher_with_one_sentence_and_leaves_nothing(paired, short_dir):
+    laptop, _ = paired
+    project = short_project(short_dir, "app")
+    session_id = str(uuid.uuid4())
+    # Hex noise compresses only twofold: packing it takes a good part of a second.
+    noise = json.dumps({"cwd": str(project), "blob": os.urandom(40_000_000).hex()}).encode() + b"\n"
+    write_session(laptop, project, noise, session_id)
+    outgoing = laptop.home / ".cache" / "cclink" / "outgoing"
+    publisher = laptop.spawn("--carry", session_id, cwd=project)
+    deadline = time.monotonic() + WAIT
+    while not any(path.stat().st_size for path in outgoing.glob("*/carry.age")):  # packing has begun
+        assert publisher.poll() is None and time.monotonic() < deadline, "the publisher never started packing"
+        time.sleep(0.01)
+    publisher.send_signal(signal.SIGINT)
+    code, _, err = finish(publisher)
+
+    assert code == 130, err
+    assert err.strip().splitlines()[-1] == "cclink: error: Interrupted."
+    assert "Traceback" not in err
+    assert list(outgoing.iterdir()) == []
+
+
 def test_a_publisher_that_is_gone_gives_a_clear_error_after_the_fetch_timeout(paired, swarm, short_dir):
     laptop, desktop = paired
     project = short_project(short_dir, "app")
@@ -423,3 +446,18 @@ def test_a_session_that_would_fill_the_disk_is_refused_and_nothing_is_written(pa
     finally:
         publisher.kill()
         publisher.communicate()
+
+
+def test_a_full_disk_while_packing_is_one_sentence_and_leaves_nothing(paired, short_dir):
+    laptop, _ = paired
+    project = short_project(short_dir, "app")
+    session_id = str(uuid.uuid4())
+    noise = json.dumps({"cwd": str(project), "blob": os.urandom(2_000_000).hex()}).encode() + b"\n"
+    write_session(laptop, project, noise, session_id)
+    cache = laptop.home / ".cache" / "cclink"
+    with small_disk(cache, 1 << 20):  # the encrypted archive needs about 2 MB
+        result = laptop.run("--carry", session_id, cwd=project)
+
+        assert result.returncode == 4, result.stderr
+        assert result.stderr.count("cclink: error:") == 1 and "filled up while packing" in result.stderr
+        assert list((cache / "outgoing").iterdir()) == []

@@ -69,7 +69,7 @@ def test_the_hashing_writer_passes_bytes_on_and_hashes_them():
     assert writer.digest() == hashlib.sha256(BIG).digest()
 
 
-def test_the_hashing_writer_keeps_the_error_its_output_raised():
+def test_a_watched_stream_keeps_the_first_error_its_reads_and_writes_raised():
     class Full(io.RawIOBase):
         def writable(self):
             return True
@@ -77,7 +77,16 @@ def test_the_hashing_writer_keeps_the_error_its_output_raised():
         def write(self, data):
             raise OSError(28, "No space left on device")
 
-    writer = streams.HashingWriter(Full())
-    with pytest.raises(OSError):
-        writer.write(b"x")
-    assert writer.write_error is not None and writer.write_error.errno == 28
+    watched = streams.Watched(Full())
+    for _ in range(2):
+        with pytest.raises(OSError):
+            watched.write(b"x")
+    assert watched.error is not None and watched.error.errno == 28
+
+
+def test_a_watched_stream_passes_reads_through():
+    watched = streams.Watched(io.BytesIO(BIG))
+    buffer = bytearray(10)
+    assert watched.readinto(buffer) == 10 and bytes(buffer) == BIG[:10]
+    assert watched.read() == BIG[10:]
+    assert watched.error is None
