@@ -326,7 +326,7 @@ def _publish_json(outcome) -> dict:
 
 
 def _carry_json(info) -> dict:
-    return {"size": info.size, "sha256": info.sha256.hex(), "info_hash": info.info_hash.hex()}
+    return {"size": info.size, "sha256": info.sha256.hex(), "info_hash": info.info_hash.hex(), "hints": list(info.hints)}
 
 
 def _pickup_json(outcome) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -140,7 +141,7 @@ def command_session_params(
     """
     params = _load_state(state_file)
     on_this_machine = is_loopback(bootstrap)
-    listen = f"{COMMAND_ADDRESS}:0" if on_this_machine else "0.0.0.0:0"
+    listen = f"{COMMAND_ADDRESS}:0" if on_this_machine else f"0.0.0.0:{_free_port()}"
     if on_this_machine:
         params.ip_filter = _ignore_other_commands()
     private = is_private_swarm(bootstrap)
@@ -157,6 +158,25 @@ def command_session_params(
         settings.update({"enable_upnp": True, "enable_natpmp": True})
     params.settings = settings
     return params
+
+
+def _free_port() -> int:
+    """A port that is free for TCP and UDP on every IPv4 interface right now (0 if none was found).
+
+    libtorrent turns 0.0.0.0 into one socket per interface, and with port 0
+    each of them gets a port of its own. A seeder's address hint names one
+    port, and pickers on the network must find it on every interface.
+    """
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            tcp.bind(("0.0.0.0", 0))
+            port = tcp.getsockname()[1]
+            try:
+                udp.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    return 0
 
 
 _FAST_TRANSFER = (

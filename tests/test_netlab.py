@@ -89,6 +89,20 @@ def test_lossless_trials_all_succeed_and_a_lossy_run_reports(lab_possible, tmp_p
     assert_cleaned_up(report["lab"])
 
 
+def test_a_carried_session_crosses_the_lab_from_one_namespace_to_another(lab_possible, tmp_path: Path) -> None:
+    """The real-network path of --carry: lab addresses, not loopback; the picker never had the session."""
+    results = tmp_path / "netlab.json"
+    result = netlab("--carry", "1", "--loss", "0", "--trials", "2", "--json", str(results), "--debug", timeout=RUN_TIMEOUT)
+    assert result.returncode == 0, f"netlab exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+
+    report = json.loads(results.read_text())
+    (level,) = report["levels"]
+    failures = [run["failure"] for run in level["runs"] if not run["ok"]]
+    assert (level["trials"], level["successes"]) == (2, 2), failures
+    assert "--carry of a 1 MB transcript" in report["setup"]
+    assert_cleaned_up(report["lab"])
+
+
 class Progress:
     """The script's stderr, read line by line on a thread, and whether its swarm is up yet."""
 
