@@ -59,6 +59,11 @@ def realistic_transcript(project: Path, session_id: str, size: int) -> bytes:
     return b"".join(lines)
 
 
+def noise_line(project: Path, random_bytes: int) -> bytes:
+    """A transcript line carrying random bytes as hex: it compresses only twofold, so the archive stays large."""
+    return json.dumps({"cwd": str(project), "blob": os.urandom(random_bytes).hex()}).encode() + b"\n"
+
+
 def write_session(machine, project: Path, content: bytes, session_id: str, with_directory: bool = True) -> Path:
     folder = machine.home / ".claude" / "projects" / "".join(c if c.isalnum() else "-" for c in str(project))
     folder.mkdir(parents=True, exist_ok=True)
@@ -341,9 +346,7 @@ def test_ctrl_c_while_packing_stops_the_publisher_with_one_sentence_and_leaves_n
     laptop, _ = paired
     project = short_project(short_dir, "app")
     session_id = str(uuid.uuid4())
-    # Hex noise compresses only twofold: packing it takes a good part of a second.
-    noise = json.dumps({"cwd": str(project), "blob": os.urandom(40_000_000).hex()}).encode() + b"\n"
-    write_session(laptop, project, noise, session_id)
+    write_session(laptop, project, noise_line(project, 40_000_000), session_id)  # packing takes most of a second
     outgoing = laptop.home / ".cache" / "cclink" / "outgoing"
     publisher = laptop.spawn("--carry", session_id, cwd=project)
     deadline = time.monotonic() + WAIT
@@ -378,9 +381,8 @@ def test_an_interrupted_download_resumes_where_it_stopped(paired, swarm, short_d
     laptop, desktop = paired
     project = short_project(short_dir, "app")
     session_id = str(uuid.uuid4())
-    # Random bytes in the transcript keep the archive large after compression.
-    noise = json.dumps({"cwd": str(project), "blob": os.urandom(3_000_000).hex()}).encode() + b"\n"
-    file = write_session(laptop, project, realistic_transcript(project, session_id, 10_000) + noise, session_id)
+    transcript = realistic_transcript(project, session_id, 10_000) + noise_line(project, 3_000_000)
+    file = write_session(laptop, project, transcript, session_id)
     with publish_carry_record(laptop, swarm.bootstrap, file, project) as outgoing:
         info = outgoing.info()
         # What an interrupted pickup leaves behind: the first half of the download, in the cache.
@@ -452,8 +454,7 @@ def test_a_full_disk_while_packing_is_one_sentence_and_leaves_nothing(paired, sh
     laptop, _ = paired
     project = short_project(short_dir, "app")
     session_id = str(uuid.uuid4())
-    noise = json.dumps({"cwd": str(project), "blob": os.urandom(2_000_000).hex()}).encode() + b"\n"
-    write_session(laptop, project, noise, session_id)
+    write_session(laptop, project, noise_line(project, 2_000_000), session_id)
     cache = laptop.home / ".cache" / "cclink"
     with small_disk(cache, 1 << 20):  # the encrypted archive needs about 2 MB
         result = laptop.run("--carry", session_id, cwd=project)
