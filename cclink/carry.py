@@ -103,10 +103,15 @@ def _encrypt(source: BinaryIO, out: BinaryIO, recipient: agecrypt.Recipient) -> 
     watched_source, watched_out = streams.Watched(source), streams.Watched(out)
     try:
         pyrage.encrypt_io(watched_source, watched_out, [recipient])
-    except pyrage.EncryptError:
+    except pyrage.EncryptError as failure:
         error = watched_source.error or watched_out.error
         if error is not None:
             raise error from None
+        # A Ctrl-C that arrives while pyrage runs is raised at the next line of
+        # Python, which may be the first line of a callback, before Watched
+        # can see it; pyrage then keeps only its name.
+        if str(failure).startswith("KeyboardInterrupt"):
+            raise KeyboardInterrupt from None
         raise
 
 
