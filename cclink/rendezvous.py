@@ -16,10 +16,8 @@ GET_TIMEOUT = 20.0
 RETRY_FOR = 30.0
 
 
-@dataclass(frozen=True)
-class Published:
-    seq: int
-    nodes: int
+# What a publish or revoke reports: the seq it signed and how many nodes stored it.
+Published = dhtitems.Stored
 
 
 @dataclass(frozen=True)
@@ -74,8 +72,7 @@ class Rendezvous:
         def sign(seq: int) -> bytes:
             return packet.SignedPacket.create(identity, seq, message).signature
 
-        stored = dhtitems.put(self.bootstrap, public_key.raw, message, sign, _verifier(public_key), timeout=PUT_TIMEOUT)
-        return Published(seq=stored.seq, nodes=stored.nodes)
+        return dhtitems.put(self.bootstrap, public_key.raw, message, sign, _verifier(public_key), timeout=PUT_TIMEOUT)
 
     def find_item(self, publisher: PublicKey) -> krpc.Item | None:
         """The newest item under publisher whose packet signature verifies, whatever it holds."""
