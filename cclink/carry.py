@@ -83,19 +83,21 @@ def _pack_and_encrypt(session_file: Path, recipient: agecrypt.Recipient, workdir
     Packing and encryption overlap; the plaintext archive exists only in the pipe between them.
     """
     try:
-        return _write_encrypted_archive(session_file, recipient, workdir / torrent.FILE_NAME)
+        ciphertext = workdir / torrent.FILE_NAME
+        return ciphertext, _write_encrypted_archive(session_file, recipient, ciphertext)
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise NoSpace(f"the disk under {outgoing_dir()} filled up while packing the session") from None
         raise SessionError(f"cannot pack the session: {error.strerror or error}") from None
 
 
-def _write_encrypted_archive(session_file: Path, recipient: agecrypt.Recipient, ciphertext: Path) -> tuple[Path, bytes]:
+def _write_encrypted_archive(session_file: Path, recipient: agecrypt.Recipient, ciphertext: Path) -> bytes:
+    """Write the encrypted archive to ciphertext; return its SHA-256."""
     with _create_private(ciphertext) as out:
         hashing = streams.HashingWriter(out)
         with streams.produced_by(lambda packed: archive.pack(session_file, packed)) as packed:
             _encrypt(packed, hashing, recipient)
-    return ciphertext, hashing.digest()
+    return hashing.digest()
 
 
 def _encrypt(source: BinaryIO, out: BinaryIO, recipient: agecrypt.Recipient) -> None:
