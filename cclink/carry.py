@@ -18,9 +18,10 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 import pyrage
 
@@ -101,11 +102,19 @@ def _write_encrypted_archive(session_file: Path, recipient: agecrypt.Recipient, 
 
 
 def _encrypt(source: BinaryIO, out: BinaryIO, recipient: agecrypt.Recipient) -> None:
-    """pyrage.encrypt_io, but a failure of source or out (a full disk, Ctrl-C) is raised as itself."""
+    _run_age(pyrage.encrypt_io, source, out, [recipient])
+
+
+def _run_age(run: Callable, source: BinaryIO, out: BinaryIO, keys: list) -> None:
+    """pyrage's encrypt_io or decrypt_io, but a failure of source or out (a full disk, Ctrl-C) is raised as itself.
+
+    pyrage reports any exception of the streams it uses as its own error,
+    with only the original's name in its message.
+    """
     watched_source, watched_out = streams.Watched(source), streams.Watched(out)
     try:
-        pyrage.encrypt_io(watched_source, watched_out, [recipient])
-    except pyrage.EncryptError as failure:
+        run(watched_source, watched_out, keys)
+    except (pyrage.EncryptError, pyrage.DecryptError) as failure:
         error = watched_source.error or watched_out.error
         if error is not None:
             raise error from None
@@ -128,14 +137,21 @@ class Progress:
     peers: int
 
 
-def fetch(
+@contextmanager
+def fetched(
     carry: CarryInfo,
     bootstrap: Sequence[torrent.Endpoint],
     *,
     stall_timeout: float,
     on_progress: Callable[[Progress], None] = lambda _: None,
-) -> Path:
-    """Download the carried ciphertext into the cache; TransferError when no data came for stall_timeout seconds."""
+) -> Iterator[Path]:
+    """Download the carried ciphertext into the cache and yield its path.
+
+    TransferError when no data came for stall_timeout seconds. The
+    connections stay up for the block, so that the publisher learns of the
+    finished download (see torrent.Fetcher.part_ways) while the caller
+    already checks and places the session.
+    """
     directory = incoming_dir(carry.info_hash)
     files.make_private_dirs(directory)
     hints = [e for e in (torrent.parse_endpoint(h) for h in carry.hints) if e is not None]
@@ -145,12 +161,14 @@ def fetch(
             status = fetcher.poll(0.2)
             on_progress(Progress(status.done, carry.size, status.download_rate, status.peers))
             if status.finished:
-                fetcher.part_ways()
-                return fetcher.path
+                break
             if status.done != last_done:
                 last_done, last_change = status.done, time.monotonic()
             elif time.monotonic() - last_change > stall_timeout:
                 raise TransferError(_stalled_message(status, stall_timeout))
+        fetcher.flush()
+        yield fetcher.path
+        fetcher.part_ways()
 
 
 def _stalled_message(status: torrent.FetchStatus, stall_timeout: float) -> str:
@@ -222,25 +240,33 @@ def _decrypt_and_unpack(
     content = staging / "content"
     content.mkdir(mode=archive.DIR_MODE)
     rewrite = _cwd_rewriter(old, new)
-    limit, too_much = _room_to_unpack(content)
-    # Decryption and unpacking overlap; the decrypted archive is never written anywhere.
-    with open(ciphertext, "rb") as source, streams.produced_by(lambda out: _decrypt(source, out, identity)) as packed:
-        try:
-            return archive.unpack(packed, session_id, content, rewrite, limit=limit)
-        except NoSpace:
-            raise NoSpace(too_much) from None
+    limit, too_much = _room_to_unpack(content, ciphertext.stat().st_size)
+    # Decrypted first, into the same private directory as the session it
+    # holds: pyrage keeps the GIL while it works, so decrypting in a thread
+    # beside the unpacking slowed both (200 MB: 0.6 s as one pipeline, 0.45 s
+    # one after the other, with decompression in a thread of its own).
+    packed = staging / "session.tar.zst"
+    with open(ciphertext, "rb") as source, _create_private(packed) as out:
+        _decrypt(source, out, identity)
+    try:
+        with open(packed, "rb") as source:
+            return archive.unpack(source, session_id, content, rewrite, limit=limit)
+    except NoSpace:
+        raise NoSpace(too_much) from None
+    finally:
+        packed.unlink()
 
 
 def _decrypt(source: BinaryIO, out: BinaryIO, identity: agecrypt.Identity) -> None:
     try:
-        pyrage.decrypt_io(source, out, [identity])
+        _run_age(pyrage.decrypt_io, source, out, [identity])
     except pyrage.DecryptError:
         raise CannotDecrypt("the carried session does not decrypt with the handoff's key; it may be damaged") from None
 
 
-def _room_to_unpack(directory: Path) -> tuple[int, str]:
-    """How many bytes a session may unpack to in directory, and what to say when it wants more."""
-    free = shutil.disk_usage(directory).free - KEEP_FREE
+def _room_to_unpack(directory: Path, archive_size: int) -> tuple[int, str]:
+    """How many bytes a session may unpack to in directory, beside its archive, and what to say when it wants more."""
+    free = shutil.disk_usage(directory).free - KEEP_FREE - archive_size
     if free < MAX_UNPACKED:
         return max(0, free), (
             f"there is not enough disk space for the carried session under {claude.projects_dir()} "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import socket
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NoReturn
@@ -382,18 +383,19 @@ def fetch_session(
     info, body = outcome.payload.carry, outcome.payload
     assert info is not None and outcome.decryptor is not None
     local = _local_project(body.project, project_dir, assume_yes)
-    with console.spinner(f"Fetching the session ({console.format_bytes(info.size)})") as spin:
-        path = carry.fetch(
-            info, rendezvous.bootstrap, stall_timeout=fetch_timeout,
-            on_progress=lambda p: spin.update(console.transfer_status("Fetching the session", p.done, p.total, p.rate)),
-        )
-    carry.check_integrity(path, info)
 
     def replace(existing: Path) -> bool:
         question = f"A different copy of session {body.session_id} is at {existing}. Replace it (the old one is kept as a backup)?"
         return console.confirm(question, assume_yes=assume_yes, when_not_interactive=False)
 
-    placed = carry.place(path, outcome.decryptor, body.session_id, publisher_project=body.project, local_project=local, replace=replace)
+    with ExitStack() as transfer:
+        with console.spinner(f"Fetching the session ({console.format_bytes(info.size)})") as spin:
+            path = transfer.enter_context(carry.fetched(
+                info, rendezvous.bootstrap, stall_timeout=fetch_timeout,
+                on_progress=lambda p: spin.update(console.transfer_status("Fetching the session", p.done, p.total, p.rate)),
+            ))
+        carry.check_integrity(path, info)
+        placed = carry.place(path, outcome.decryptor, body.session_id, publisher_project=body.project, local_project=local, replace=replace)
     carry.forget_download(info)
     for backup in placed.backups:
         console.say(f"Note: the previous local copy was kept as {backup}")

@@ -1,17 +1,19 @@
-"""Streaming one stage into the next without a file in between (for `--carry`).
+"""Running the stages of `--carry` at once, in threads.
 
 Packing, compressing and encrypting a session (and, on the other side,
-decrypting and unpacking it) are stages that each read one stream and write
-another. Run one stage in a thread that writes into a pipe and the next reads
-from it, and no intermediate file is written: the plaintext archive never
-touches the disk. The stages run at once where they release the GIL, as zstd's
-compression workers do (packing and encrypting 200 MB: 0.98 -> 0.65 s).
+decompressing and unpacking it) are stages that each read one stream and
+write another. Run one stage in a thread and the next reads what it makes:
+no intermediate file, and the stages overlap where they release the GIL, as
+zstd does (packing and encrypting 200 MB: 0.98 -> 0.65 s; decompressing
+ahead of the unpacking of 200 MB: about 0.1 s saved).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import queue
 import threading
 from contextlib import contextmanager
 from typing import BinaryIO, Callable, Iterator
@@ -57,6 +59,92 @@ def produced_by(produce: Callable[[BinaryIO], object]) -> Iterator[BinaryIO]:
         raise
     if failure:
         raise failure[0]
+
+
+@contextmanager
+def read_ahead(source: BinaryIO, chunk: int, depth: int = 4) -> Iterator[BinaryIO]:
+    """Read source in a thread, up to depth chunks ahead of the reader this yields.
+
+    For a source that releases the GIL while it works (zstd's decompressing
+    reader): the reader's own work overlaps it. The reader yielded reads
+    sequentially, and seeks forwards only. An error of the source is raised
+    by the read that would have returned its bytes.
+    """
+    ahead = _ReadAhead(source, chunk, depth)
+    try:
+        yield io.BufferedReader(ahead, 1 << 16)  # large reads bypass this buffer
+    finally:
+        ahead.stop()
+
+
+class _ReadAhead(io.RawIOBase):
+    _END = object()
+
+    def __init__(self, source: BinaryIO, chunk: int, depth: int) -> None:
+        super().__init__()
+        self._queue: queue.Queue = queue.Queue(depth)
+        self._stopping = threading.Event()
+        self._current = memoryview(b"")
+        self._position = 0
+        self._worker = threading.Thread(target=self._fill, args=(source, chunk), name="cclink-read-ahead", daemon=True)
+        self._worker.start()
+
+    def _fill(self, source: BinaryIO, chunk: int) -> None:
+        try:
+            while not self._stopping.is_set():
+                data = source.read(chunk)
+                self._put(data if data else self._END)
+                if not data:
+                    return
+        except BaseException as error:  # noqa: B036 - raised again by the reading thread
+            self._put(error)
+
+    def _put(self, item: object) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def stop(self) -> None:
+        """Let the worker go (it may be waiting for room) and wait for it."""
+        self._stopping.set()
+        self._worker.join()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._current:
+            item = self._queue.get()
+            if item is self._END:
+                self._queue.put(item)  # every later read sees the end too
+                return 0
+            if isinstance(item, BaseException):
+                self._queue.put(item)
+                raise item
+            self._current = memoryview(item)
+        size = min(len(buffer), len(self._current))
+        buffer[:size] = self._current[:size]
+        self._current = self._current[size:]
+        self._position += size
+        return size
+
+    def seekable(self) -> bool:
+        return True  # forwards only, which is all tarfile asks of an archive read in order
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        target = offset if whence == os.SEEK_SET else self._position + offset if whence == os.SEEK_CUR else -1
+        if target < self._position:
+            raise OSError("a stream read ahead cannot seek backwards or from its end")
+        skip = bytearray(min(target - self._position, 1 << 20) or 1)
+        while self._position < target and self.readinto(memoryview(skip)[: target - self._position]):
+            pass
+        return self._position
 
 
 class HashingWriter:

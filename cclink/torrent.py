@@ -221,6 +221,24 @@ class Fetcher(_TorrentSession):
             has_metadata=status.has_metadata,
         )
 
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every downloaded byte is in the file.
+
+        A torrent counts as finished once its pieces passed their hash
+        check, which may be before libtorrent's disk threads wrote the last
+        of them out (reading the file at once gave a wrong SHA-256 now and then).
+        """
+        self.handle.flush_cache()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.session.wait_for_alert(100)
+            for alert in self.session.pop_alerts():
+                if isinstance(alert, (lt.file_error_alert, lt.torrent_error_alert)):
+                    raise NetworkError(f"the transfer failed: {alert.message()}")
+                if isinstance(alert, lt.cache_flushed_alert):
+                    return
+        raise TransferError("the downloaded session could not be written out in time")
+
     def part_ways(self, linger: float = 3.0) -> None:
         """After finishing, let libtorrent close its connections itself: that is how the seeder learns we are done."""
         deadline = time.monotonic() + linger

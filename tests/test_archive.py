@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -236,6 +237,20 @@ def test_rewriting_back_restores_the_original_whatever_the_chunk_boundaries(old,
     assert forward.count(b'"cwd":"' + new.encode()) >= 1
     if b'"cwd":"' + new.encode() not in data and new not in old and old not in new:
         assert rewrite(forward, new, old, chunk_size=5) == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    old=paths,
+    new=paths,
+    pieces=st.lists(st.sampled_from(['"cwd":"OLD', "OLD", '"cwd":"', "/", '"', "c", "\n", "é"]) | paths, max_size=30),
+    chunk_size=st.integers(min_value=1, max_value=40),
+)
+def test_the_rewrite_is_a_regex_substitution_wherever_chunks_end(old, new, pieces, chunk_size):
+    data = "".join(pieces).replace("OLD", old).encode()
+    pattern = re.escape(b'"cwd":"' + old.encode()) + b'(?=["/])'
+    expected = re.sub(pattern, lambda _: b'"cwd":"' + new.encode(), data)
+    assert rewrite(data, old, new, chunk_size) == expected
 
 
 def test_rewrite_streams_through_lines_longer_than_a_chunk():

@@ -1,4 +1,4 @@
-"""One stage streaming into the next through a pipe (cclink.streams)."""
+"""Running carry's stages at once in threads (cclink.streams)."""
 
 from __future__ import annotations
 
@@ -90,3 +90,54 @@ def test_a_watched_stream_passes_reads_through():
     assert watched.readinto(buffer) == 10 and bytes(buffer) == BIG[:10]
     assert watched.read() == BIG[10:]
     assert watched.error is None
+
+
+# --- reading ahead in a thread ---------------------------------------------------------------
+
+
+class FailingSource:
+    """A source that hands out its bytes, then fails instead of ending."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def read(self, size: int) -> bytes:
+        chunk = self._data.read(size)
+        if not chunk:
+            raise ProducerFailed("the source broke")
+        return chunk
+
+
+def test_reading_ahead_returns_every_byte_in_order_whatever_the_read_sizes():
+    with streams.read_ahead(io.BytesIO(BIG), chunk=100_000) as reader:
+        parts = [reader.read(size) for size in (1, 511, 70_000, 3_000_000)]
+        parts.append(reader.read())
+    assert b"".join(parts) == BIG
+    assert reader.read(10) == b""
+
+
+def test_a_stream_read_ahead_seeks_forwards_and_tells_where_it_is():
+    with streams.read_ahead(io.BytesIO(BIG), chunk=65_536) as reader:
+        reader.read(10)
+        reader.seek(2_000_000)
+        assert reader.tell() == 2_000_000
+        assert reader.read(5) == BIG[2_000_000:2_000_005]
+        with pytest.raises(OSError):
+            reader.seek(0)  # before what is buffered: only the source could go back
+
+
+def test_a_source_error_is_raised_by_the_read_that_reaches_it_and_every_read_after():
+    with streams.read_ahead(FailingSource(b"x" * 1000), chunk=300) as reader:
+        assert reader.read(1000) == b"x" * 1000
+        with pytest.raises(ProducerFailed):
+            reader.read(1)
+        with pytest.raises(ProducerFailed):
+            reader.read(1)
+
+
+def test_leaving_early_stops_a_reader_thread_that_waits_for_room():
+    endless = FailingSource(b"")
+    endless.read = lambda size: b"y" * size  # never ends, so the thread fills the queue and waits
+    with streams.read_ahead(endless, chunk=1000, depth=2) as reader:
+        assert reader.read(10) == b"y" * 10
+    # read_ahead returned: its thread ended (it is joined), or this test would hang
