@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import BinaryIO, Callable, Iterator, Sequence
 import pyrage
 
 from cclink import agecrypt, archive, claude, console, files, streams, torrent
-from cclink.errors import Aborted, CannotDecrypt, IntegrityError, NoSpace, SessionError, TransferError
+from cclink.errors import Aborted, CannotDecrypt, IntegrityError, NetworkError, NoSpace, SessionError, TransferError
 from cclink.payload import CarryInfo
 
 # Claude Code's largest transcripts run to hundreds of MB. A carried session
@@ -53,10 +54,15 @@ class Outgoing:
 
     def __init__(self, session_file: Path, recipient: agecrypt.Recipient, bootstrap: Sequence[torrent.Endpoint]) -> None:
         self.workdir = _private_temp_dir(outgoing_dir())
+        # libtorrent's session starts while the session is packed: it holds
+        # the GIL for its 30 ms, but zstd's compressing workers do not need it.
+        starting = _SeederStarting(bootstrap)
         try:
             self.path, self.sha256 = _pack_and_encrypt(session_file, recipient, self.workdir)
-            self.seeder = torrent.Seeder(self.path, bootstrap)
+            self.seeder = starting.result()
+            self.seeder.seed(self.path)
         except BaseException:
+            starting.discard()
             shutil.rmtree(self.workdir, ignore_errors=True)
             raise
 
@@ -76,6 +82,33 @@ class Outgoing:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+class _SeederStarting:
+    """A torrent.Seeder starting in a thread while the caller packs the file it will seed."""
+
+    def __init__(self, bootstrap: Sequence[torrent.Endpoint]) -> None:
+        self._seeder: torrent.Seeder | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._start, args=(bootstrap,), name="cclink-seeder", daemon=True)
+        self._thread.start()
+
+    def _start(self, bootstrap: Sequence[torrent.Endpoint]) -> None:
+        try:
+            self._seeder = torrent.Seeder(bootstrap)
+        except BaseException as error:  # noqa: B036 - raised again by result()
+            self._error = error
+
+    def result(self) -> torrent.Seeder:
+        self._thread.join()
+        if self._seeder is None:
+            raise self._error or NetworkError("the torrent session did not start")
+        return self._seeder
+
+    def discard(self) -> None:
+        self._thread.join()
+        if self._seeder is not None:
+            self._seeder.close()
 
 
 def _pack_and_encrypt(session_file: Path, recipient: agecrypt.Recipient, workdir: Path) -> tuple[Path, bytes]:

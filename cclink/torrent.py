@@ -118,10 +118,17 @@ class _TorrentSession:
 
 
 class Seeder(_TorrentSession):
-    """Seed one file until pickers have it. Use as a context manager."""
+    """Seed one file until pickers have it. Use as a context manager.
 
-    def __init__(self, path: Path, bootstrap: Sequence[Endpoint]) -> None:
+    The session starts at once, and seed() names the file later: starting
+    takes libtorrent about 30 ms, which can pass while the file is made.
+    """
+
+    def __init__(self, bootstrap: Sequence[Endpoint]) -> None:
         super().__init__(bootstrap, map_port=True)  # pickers must be able to connect to us
+        self._completed: set[str] = set()
+
+    def seed(self, path: Path) -> None:
         info = lt.torrent_info(_make_torrent(path))
         params = lt.add_torrent_params()
         params.ti = info
@@ -130,7 +137,6 @@ class Seeder(_TorrentSession):
         self.info_hash = bytes.fromhex(str(info.info_hashes().v1))
         self.size = info.total_size()
         self._add(params)
-        self._completed: set[str] = set()
 
     def __enter__(self) -> "Seeder":
         return self
