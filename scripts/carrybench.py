@@ -194,7 +194,7 @@ def run(sizes_mb: list[int], runs: int) -> list[str]:
 CARRY_NOTES = [
     "  The TCP copy ends with an fsync of the copy; cclink renames the unpacked session into place without one.",
     "  Max RSS is GNU time's, file-backed pages included (libtorrent maps the file it seeds or fetches). The",
-    "    publisher's grows with size only until zstd's multi-threaded buffers reach their cap (111 MiB at 600 MB, 2026-11-23).",
+    "    publisher's grows with size only until zstd's multi-threaded buffers reach their cap (93 / 66 MiB at 600 MB, 2026-11-23).",
 ]
 
 
