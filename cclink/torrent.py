@@ -102,8 +102,7 @@ class _TorrentSession:
         self.session.wait_for_alert(max(1, int(wait * 1000)))
         alerts = self.session.pop_alerts()
         for alert in alerts:
-            if isinstance(alert, (lt.file_error_alert, lt.torrent_error_alert)):
-                raise NetworkError(f"the transfer failed: {alert.message()}")
+            _raise_if_failed(alert)
             if isinstance(alert, lt.dht_stats_alert) and dht.nodes_in(alert) > 0:
                 self._joined = True
         if not self._joined and time.monotonic() - self._knocked_at > dht.REBOOTSTRAP_EVERY:
@@ -239,8 +238,7 @@ class Fetcher(_TorrentSession):
         while time.monotonic() < deadline:
             self.session.wait_for_alert(100)
             for alert in self.session.pop_alerts():
-                if isinstance(alert, (lt.file_error_alert, lt.torrent_error_alert)):
-                    raise NetworkError(f"the transfer failed: {alert.message()}")
+                _raise_if_failed(alert)
                 if isinstance(alert, lt.cache_flushed_alert):
                     return
         raise TransferError("the downloaded session could not be written out in time")
@@ -260,6 +258,11 @@ class Fetcher(_TorrentSession):
         if files.file_path(0) != FILE_NAME:
             self.handle.rename_file(0, FILE_NAME)
         self._renamed = True
+
+
+def _raise_if_failed(alert: lt.alert) -> None:
+    if isinstance(alert, (lt.file_error_alert, lt.torrent_error_alert)):
+        raise NetworkError(f"the transfer failed: {alert.message()}")
 
 
 def _make_torrent(path: Path) -> bytes:
