@@ -279,7 +279,7 @@ def _decrypt_and_unpack(
     # beside the unpacking slowed both (200 MB: 0.6 s as one pipeline, 0.45 s
     # one after the other, with decompression in a thread of its own).
     packed = staging / "session.tar.zst"
-    with open(ciphertext, "rb") as source, _create_private(packed) as out:
+    with open(ciphertext, "rb", buffering=archive.CHUNK) as source, _create_private(packed) as out:
         _decrypt(source, out, identity)
     try:
         with open(packed, "rb") as source:
@@ -359,5 +359,6 @@ def _private_temp_dir(parent: Path, prefix: str = "") -> Path:
 
 
 def _create_private(path: Path) -> BinaryIO:
+    """A new file only this user can read, for writing through a large buffer (pyrage writes in small pieces)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    return os.fdopen(fd, "wb")
+    return os.fdopen(fd, "wb", buffering=archive.CHUNK)
