@@ -9,10 +9,16 @@ the same run on one local DHT:
   seeding, download, SHA-256 check, decryption, unpacking, cwd rewrite and
   placement all included; each command is one process, as a user runs it);
 - tcp: sending the transcript's bytes over one TCP connection on 127.0.0.1
-  from a reader of the source file to a writer of a destination file.
+  from a reader of the source file into a new destination file.
 
-It prints median, min and max of each and the ratio of the medians, and the
+Both end when the bytes are in the destination file, in the page cache: cclink
+does not fsync the session it places, and neither do cp, scp or nc. Each is
+then also timed until an fsync of that file returns (durable), so the
+comparison is like for like either way.
+
+It prints median, min and max of each, the ratios of the medians, and the
 peak memory (max RSS) of the publishing and the picking process, which must not grow with size.
+Last, lower bounds for a carry on this machine: parts no carry can skip, each timed alone.
 """
 
 from __future__ import annotations
@@ -30,11 +36,17 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import pyrage  # noqa: E402
+import zstandard  # noqa: E402
+
+from cclink import archive  # noqa: E402
+from cclink.claude import project_dir_name  # noqa: E402
 from cclink.testnet import Testnet  # noqa: E402
 
 READY = "Offering the session"
@@ -80,11 +92,22 @@ class Machine:
         subprocess.run([*cclink(), *args], cwd=cwd or self.home, env=self.env, check=True, capture_output=True)
 
 
-def measure_carry(laptop: Machine, desktop: Machine, project: Path, session_id: str, scratch: Path) -> tuple[float, int, int]:
-    """Seconds from starting the publisher to the picker's exit, and the peak RSS (KiB) of publisher and picker."""
+@dataclass
+class Timing:
+    """Seconds until the copy is in its file, and until it is also on disk (after an fsync)."""
+
+    done: float
+    durable: float
+
+
+def measure_carry(laptop: Machine, desktop: Machine, project: Path, session_id: str, scratch: Path) -> tuple[Timing, int, int]:
+    """Time from starting the publisher to the picker's exit, and the peak RSS (KiB) of publisher and picker."""
     incoming = desktop.home / ".claude"
     shutil.rmtree(incoming, ignore_errors=True)
     publisher_peak, picker_peak = scratch / "publisher.rss", scratch / "picker.rss"
+    target = desktop.home / "work"
+    target.mkdir(exist_ok=True)
+    placed = incoming / "projects" / project_dir_name(str(target)) / f"{session_id}.jsonl"
     start = time.perf_counter()
     publisher = subprocess.Popen(
         [*with_peak(publisher_peak), *cclink(), "--carry", session_id], cwd=project, env=laptop.env,
@@ -95,18 +118,26 @@ def measure_carry(laptop: Machine, desktop: Machine, project: Path, session_id: 
             break
     else:
         raise RuntimeError(f"the publisher stopped: exit {publisher.wait()}")
-    target = desktop.home / "work"
-    target.mkdir(exist_ok=True)
     picker = subprocess.run(
         [*with_peak(picker_peak), *cclink(), "pickup", "-y", "--project-dir", str(target)], cwd=desktop.home,
         env=desktop.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
     )
-    elapsed = time.perf_counter() - start
+    done = time.perf_counter() - start
     if picker.returncode != 0:
         publisher.kill()
         raise RuntimeError(f"pickup failed: {picker.stderr.strip()}")
+    fsync_file(placed)
+    durable = time.perf_counter() - start
     publisher.communicate(timeout=60)
-    return elapsed, read_peak(publisher_peak), read_peak(picker_peak)
+    return Timing(done, durable), read_peak(publisher_peak), read_peak(picker_peak)
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # A child's peak RSS as the kernel counts it for this process's children
@@ -127,10 +158,12 @@ def read_peak(report: Path) -> int:
         return 0
 
 
-def measure_tcp(source: Path, destination: Path) -> float:
-    """Seconds to copy source's bytes over one loopback TCP connection into destination."""
+def measure_tcp(source: Path, destination: Path) -> Timing:
+    """Time to copy source's bytes over one loopback TCP connection into a new file, destination."""
+    destination.unlink(missing_ok=True)  # truncating the last copy would be timed too
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
+    done: list[float] = []
 
     def receive() -> None:
         connection, _ = server.accept()
@@ -138,6 +171,7 @@ def measure_tcp(source: Path, destination: Path) -> float:
             while chunk := connection.recv(1 << 20):
                 out.write(chunk)
             out.flush()
+            done.append(time.perf_counter())
             os.fsync(out.fileno())
 
     start = time.perf_counter()
@@ -146,8 +180,28 @@ def measure_tcp(source: Path, destination: Path) -> float:
     with socket.create_connection(("127.0.0.1", port)) as sender, open(source, "rb") as f:
         sender.sendfile(f)
     receiver.join()
+    durable = time.perf_counter() - start
     server.close()
-    return time.perf_counter() - start
+    return Timing(done[0] - start, durable)
+
+
+def measure_floor(session_file: Path) -> tuple[float, float, float]:
+    """Seconds for two cclink start-ups (imports only), zstd alone as cclink runs it, and age alone without zstd."""
+    start = time.perf_counter()
+    for _ in range(2):
+        # os._exit: pickup replaces itself with claude, so no interpreter shutdown is on a carry's path
+        subprocess.run([sys.executable, "-c", "import cclink.cli, cclink.handoff, cclink.carry, os; os._exit(0)"], check=True)
+    startups = time.perf_counter() - start
+    with open(session_file, "rb") as source, open(os.devnull, "wb") as sink:
+        start = time.perf_counter()
+        zstandard.ZstdCompressor(level=archive.COMPRESS_LEVEL, threads=-1).copy_stream(source, sink, read_size=archive.CHUNK, write_size=archive.CHUNK)
+        compress = time.perf_counter() - start
+    recipient = pyrage.x25519.Identity.generate().to_public()
+    with open(session_file, "rb", buffering=archive.CHUNK) as source, open(os.devnull, "wb") as sink:
+        start = time.perf_counter()
+        pyrage.encrypt_io(source, sink, [recipient])
+        encrypt = time.perf_counter() - start
+    return startups, compress, encrypt
 
 
 def rss(peaks: list[int]) -> str:
@@ -155,44 +209,90 @@ def rss(peaks: list[int]) -> str:
 
 
 def summary(values: list[float]) -> str:
-    return f"{statistics.median(values):7.2f} s  (min {min(values):.2f}, max {max(values):.2f})"
+    return f"{statistics.median(values):5.2f} s ({min(values):.2f}-{max(values):.2f})"
+
+
+def ratio(carry: list[float], tcp: list[float]) -> str:
+    return f"{statistics.median(carry) / statistics.median(tcp):5.1f}x"
+
+
+def floor_line(size_mb: int, floors: list[tuple[float, float, float]], tcp: list[float]) -> str:
+    copy = statistics.median(tcp)
+    parts = [statistics.median(values) for values in zip(*floors)]
+    return f"{size_mb:>5} MB  " + "".join(f"{f'{part:.2f} s ({part / copy:.1f}x)':<21}" for part in parts)
+
+
+def new_session(laptop: Machine, root: Path, name: str, size_mb: int) -> tuple[Path, str, Path]:
+    """A project folder and a transcript of size_mb in laptop's ~/.claude: (project, session id, session file)."""
+    project = root / name
+    project.mkdir()
+    session_id = str(uuid.uuid4())
+    folder = laptop.home / ".claude" / "projects" / project_dir_name(str(project))
+    folder.mkdir(parents=True, exist_ok=True)
+    session_file = folder / f"{session_id}.jsonl"
+    transcript(session_file, str(project), session_id, size_mb * 1024 * 1024)
+    return project, session_id, session_file
+
+
+def warm_up(laptop: Machine, desktop: Machine, root: Path) -> None:
+    """One carry that is not counted: a new swarm is busy meeting itself, and the first commands read cold files."""
+    project, session_id, session_file = new_session(laptop, root, "warm-up", 1)
+    measure_carry(laptop, desktop, project, session_id, root)
+    session_file.unlink()
 
 
 def run(sizes_mb: list[int], runs: int) -> list[str]:
-    lines = []
+    lines, floor_lines = [], []
     with tempfile.TemporaryDirectory(prefix="cclink-carrybench-", dir="/tmp") as scratch, Testnet(8) as net:
         root = Path(scratch)
         laptop, desktop = Machine(root, "laptop", net.bootstrap), Machine(root, "desktop", net.bootstrap)
         laptop.run("init", "--no-passphrase")
         desktop.run("init", "--no-passphrase", "--import", str(laptop.home / ".pubky" / "secret_key"))
-        lines.append(f"carry vs TCP copy on 127.0.0.1, {runs} runs per size, local DHT of {net.size} nodes")
-        lines.append(f"{'size':>8}  {'carry (publish start to resume)':<38}{'tcp copy':<36}{'ratio':>6}  max RSS publisher / picker")
+        lines.append(f"carry vs TCP copy on 127.0.0.1, {runs} runs per size, local DHT of {net.size} nodes; median (min-max)")
+        lines.append(f"{'':8}  {'until the copy is in its file (page cache)':<54}  {'until it is on disk too (fsync)':<54}")
+        lines.append(
+            f"{'size':>8}  {'carry':<21}{'tcp copy':<21}{'ratio':>6}      {'carry':<21}{'tcp copy':<21}{'ratio':>6}      max RSS publisher / picker"
+        )
+        warm_up(laptop, desktop, root)
         for size_mb in sizes_mb:
-            project = root / f"p{size_mb}"
-            project.mkdir()
-            session_id = str(uuid.uuid4())
-            folder = laptop.home / ".claude" / "projects" / "".join(c if c.isalnum() else "-" for c in str(project))
-            folder.mkdir(parents=True, exist_ok=True)
-            session_file = folder / f"{session_id}.jsonl"
-            transcript(session_file, str(project), session_id, size_mb * 1024 * 1024)
-            carry_times, tcp_times, publisher_peaks, picker_peaks = [], [], [], []
+            project, session_id, session_file = new_session(laptop, root, f"p{size_mb}", size_mb)
+            carry, tcp, publisher_peaks, picker_peaks, floors = [], [], [], [], []
             for _ in range(runs):
-                elapsed, publisher_peak, picker_peak = measure_carry(laptop, desktop, project, session_id, root)
-                carry_times.append(elapsed)
+                # Each measurement starts with nothing left for the disk to write
+                # back, which would otherwise slow whichever comes next.
+                os.sync()
+                timing, publisher_peak, picker_peak = measure_carry(laptop, desktop, project, session_id, root)
+                carry.append(timing)
                 publisher_peaks.append(publisher_peak)
                 picker_peaks.append(picker_peak)
-                tcp_times.append(measure_tcp(session_file, root / "tcp-copy"))
-            ratio = statistics.median(carry_times) / statistics.median(tcp_times)
+                os.sync()
+                tcp.append(measure_tcp(session_file, root / "tcp-copy"))
+                floors.append(measure_floor(session_file))
+            done = [t.done for t in carry], [t.done for t in tcp]
+            durable = [t.durable for t in carry], [t.durable for t in tcp]
             lines.append(
-                f"{size_mb:>5} MB  {summary(carry_times):<38}{summary(tcp_times):<36}{ratio:>5.1f}x  {rss(publisher_peaks)} / {rss(picker_peaks)}"
+                f"{size_mb:>5} MB  {summary(done[0]):<21}{summary(done[1]):<21}{ratio(*done)}      "
+                f"{summary(durable[0]):<21}{summary(durable[1]):<21}{ratio(*durable)}      "
+                f"{rss(publisher_peaks)} / {rss(picker_peaks)}"
             )
+            floor_lines.append(floor_line(size_mb, floors, done[1]))
             session_file.unlink()
     lines.extend(CARRY_NOTES)
+    lines.append("Lower bounds on this machine: each part timed alone (median, and its ratio to the plain tcp copy)")
+    lines.append(f"{'size':>8}  {'two start-ups':<21}{'zstd, all cores':<21}{'age alone':<21}")
+    lines.extend(floor_lines)
+    lines.extend(FLOOR_NOTES)
     return lines
 
 
+FLOOR_NOTES = [
+    "  Two start-ups: the interpreter and cclink's imports, once for `cclink --carry` and once for `cclink pickup`.",
+    "  zstd: compressing the transcript as cclink does (level 3, all cores). age alone: encrypting it uncompressed",
+    "    instead (pyrage, one core). A carry needs the start-ups and one of the other two, and more: the record,",
+    "    the transfer, two hashes, decryption, decompression, the rewrite and the write of the session.",
+]
+
 CARRY_NOTES = [
-    "  The TCP copy ends with an fsync of the copy; cclink renames the unpacked session into place without one.",
     "  Max RSS is GNU time's, file-backed pages included (libtorrent maps the file it seeds or fetches). The",
     "    publisher's grows with size only until zstd's multi-threaded buffers reach their cap (93 / 66 MiB at 600 MB, 2026-11-23).",
 ]
