@@ -89,10 +89,12 @@ def test_lossless_trials_all_succeed_and_a_lossy_run_reports(lab_possible, tmp_p
     assert_cleaned_up(report["lab"])
 
 
-def test_a_carried_session_crosses_the_lab_from_one_namespace_to_another(lab_possible, tmp_path: Path) -> None:
+def test_a_carried_session_crosses_a_limited_link_and_is_compared_with_a_tcp_copy(lab_possible, tmp_path: Path) -> None:
     """The real-network path of --carry: lab addresses, not loopback; the picker never had the session."""
     results = tmp_path / "netlab.json"
-    result = netlab("--carry", "1", "--loss", "0", "--trials", "2", "--json", str(results), "--debug", timeout=RUN_TIMEOUT)
+    result = netlab(
+        "--carry", "1", "--rate", "100", "--loss", "0", "--trials", "2", "--json", str(results), "--debug", timeout=RUN_TIMEOUT
+    )
     assert result.returncode == 0, f"netlab exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
 
     report = json.loads(results.read_text())
@@ -100,6 +102,10 @@ def test_a_carried_session_crosses_the_lab_from_one_namespace_to_another(lab_pos
     failures = [run["failure"] for run in level["runs"] if not run["ok"]]
     assert (level["trials"], level["successes"]) == (2, 2), failures
     assert "--carry of a 1 MB transcript" in report["setup"]
+    assert "limited to 100 Mbit/s" in report["setup"]
+    # 1 MB at 100 Mbit/s takes 80 ms, less the token bucket's first 10 ms; unlimited, a few ms.
+    assert all(run["copy_seconds"] >= 0.05 for run in level["runs"]), level["runs"]
+    assert "total/copy" in result.stdout
     assert_cleaned_up(report["lab"])
 
 
