@@ -74,7 +74,7 @@ def _widen(pipe_fd: int) -> None:
         try:
             fcntl.fcntl(pipe_fd, set_size, PIPE_SIZE)
         except OSError:
-            pass  # over the system's pipe-max-size: the default size works, only slower
+            pass  # refused (pipe-max-size, or the user's quota of pipe buffers): slower, but it works
 
 
 @contextmanager

@@ -34,6 +34,16 @@ def test_the_reader_gets_every_byte_the_producer_writes():
         assert reader.read() == BIG
 
 
+def test_a_pipe_the_system_will_not_widen_still_carries_every_byte(monkeypatch):
+    # The kernel refuses F_SETPIPE_SZ past a user's pipe-buffer quota (EPERM).
+    def refuse(*_):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(streams.fcntl, "fcntl", refuse)
+    with streams.produced_by(lambda out: out.write(BIG)) as reader:
+        assert reader.read() == BIG
+
+
 def test_a_producer_that_fails_after_writing_fails_the_block_even_though_the_reader_saw_a_clean_end():
     with pytest.raises(ProducerFailed):
         with streams.produced_by(write_then_fail(b"partial")) as reader:
