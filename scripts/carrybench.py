@@ -24,9 +24,7 @@ Last, lower bounds for a carry on this machine: parts no carry can skip, each ti
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import random
 import shutil
 import socket
 import statistics
@@ -48,34 +46,14 @@ import zstandard  # noqa: E402
 from cclink import archive  # noqa: E402
 from cclink.claude import project_dir_name  # noqa: E402
 from cclink.testnet import Testnet  # noqa: E402
+from transcript import write_transcript  # noqa: E402 - scripts/, beside this file
 
 READY = "Offering the session"
-WORDS = "the a function test error file return value import class def self config build run pytest assert".split()
 
 
 def cclink() -> list[str]:
     script = Path(sys.executable).parent / "cclink"
     return [str(script)] if script.exists() else [sys.executable, "-m", "cclink"]
-
-
-def transcript(path: Path, project: str, session_id: str, size: int) -> None:
-    """About `size` bytes of JSONL shaped like Claude Code's, written in a stream."""
-    rng = random.Random(size)
-    written, parent = 0, None
-    with open(path, "w", encoding="utf-8") as out:
-        while written < size:
-            line_id = str(uuid.UUID(int=rng.getrandbits(128)))
-            tool = rng.random() < 0.3
-            text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 4000 if tool else 80)))
-            entry = {
-                "parentUuid": parent, "cwd": project, "sessionId": session_id, "type": "user" if tool else "assistant",
-                "message": {"content": [{"type": "tool_result" if tool else "text", "text": text}]},
-                "uuid": line_id, "timestamp": f"2026-11-23T08:{rng.randint(0, 59):02d}:00.000Z",
-            }
-            line = json.dumps(entry, separators=(",", ":")) + "\n"
-            out.write(line)
-            written += len(line)
-            parent = line_id
 
 
 class Machine:
@@ -230,7 +208,7 @@ def new_session(laptop: Machine, root: Path, name: str, size_mb: int) -> tuple[P
     folder = laptop.home / ".claude" / "projects" / project_dir_name(str(project))
     folder.mkdir(parents=True, exist_ok=True)
     session_file = folder / f"{session_id}.jsonl"
-    transcript(session_file, str(project), session_id, size_mb * 1024 * 1024)
+    write_transcript(session_file, str(project), session_id, size_mb * 1024 * 1024)
     return project, session_id, session_file
 
 
