@@ -95,6 +95,8 @@ def test_a_carried_session_crosses_a_limited_link_and_is_compared_with_a_tcp_cop
     result = netlab(
         "--carry", "1", "--rate", "100", "--loss", "0", "--trials", "2", "--json", str(results), "--debug", timeout=RUN_TIMEOUT
     )
+    if result.returncode == CANNOT_RUN:
+        pytest.skip(result.stderr.strip())  # --rate also needs tc's token bucket filter
     assert result.returncode == 0, f"netlab exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
 
     report = json.loads(results.read_text())
