@@ -19,7 +19,7 @@ from typing import BinaryIO, Callable, Iterator
 
 import zstandard
 
-from cclink import streams
+from cclink import files, streams
 from cclink.errors import MalformedArchive, NoSpace
 
 # Big enough that per-chunk Python work is lost in the noise, small enough
@@ -160,8 +160,7 @@ def _extract_file(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, c
     source = tar.extractfile(member)
     if source is None:
         raise MalformedArchive(f"the carried session's '{member.name}' cannot be read")
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
-    with os.fdopen(fd, "wb") as out:
+    with files.create_private(target) as out:
         copy(source, out)
     os.utime(target, (member.mtime, member.mtime))
 

@@ -130,12 +130,8 @@ def _write_encrypted_archive(session_file: Path, recipient: agecrypt.Recipient, 
     with _create_private(ciphertext) as out:
         hashing = streams.HashingWriter(out)
         with streams.produced_by(lambda packed: archive.pack(session_file, packed)) as packed:
-            _encrypt(packed, hashing, recipient)
+            _run_age(pyrage.encrypt_io, packed, hashing, [recipient])
     return hashing.digest()
-
-
-def _encrypt(source: BinaryIO, out: BinaryIO, recipient: agecrypt.Recipient) -> None:
-    _run_age(pyrage.encrypt_io, source, out, [recipient])
 
 
 def _run_age(run: Callable, source: BinaryIO, out: BinaryIO, keys: list) -> None:
@@ -359,6 +355,5 @@ def _private_temp_dir(parent: Path, prefix: str = "") -> Path:
 
 
 def _create_private(path: Path) -> BinaryIO:
-    """A new file only this user can read, for writing through a large buffer (pyrage writes in small pieces)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    return os.fdopen(fd, "wb", buffering=archive.CHUNK)
+    """A new private file, written through a large buffer (pyrage writes in small pieces)."""
+    return files.create_private(path, buffering=archive.CHUNK)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
@@ -52,6 +53,12 @@ def write_private(path: Path, data: bytes, *, durable: bool = True) -> None:
         raise
     if durable:
         _fsync_dir(directory)
+
+
+def create_private(path: Path, buffering: int = -1) -> BinaryIO:
+    """A new file, readable by its owner only (0600), open for writing; FileExistsError if path exists, even as a link."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), PRIVATE_FILE_MODE)
+    return os.fdopen(fd, "wb", buffering=buffering)
 
 
 def make_private_dirs(directory: Path) -> None:
