@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from cclink.testnet import Testnet
+import terminal
 
 SWARM_NODES = 8
 COMMAND_TIMEOUT = 120
@@ -102,6 +103,10 @@ class Machine:
             stderr=subprocess.PIPE,
             text=True,
         )
+
+    def on_terminal(self, *args: str, exchanges: list[tuple[str, bytes]], cwd: Path | None = None) -> tuple[int, str]:
+        """Run `cclink args...` on a pseudo-terminal, typing each reply once its prompt shows; (exit status, output)."""
+        return terminal.on_terminal([*cclink_command(), *args], exchanges, env=self.env, cwd=cwd or self.home)
 
     def ok(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
         """Run cclink and insist that it succeeded."""

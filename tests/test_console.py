@@ -1,14 +1,9 @@
 from __future__ import annotations
 
-import fcntl
 import io
 import os
-import pty
-import select
-import struct
 import subprocess
 import sys
-import termios
 import textwrap
 import threading
 import time
@@ -18,6 +13,7 @@ import qrcode
 
 from cclink import console
 from cclink.errors import Aborted, NoInput, UsageError
+import terminal
 
 VAR = "CCLINK_TEST_SECRET"
 
@@ -26,60 +22,11 @@ VAR = "CCLINK_TEST_SECRET"
 
 
 def on_terminal(code: str, exchanges: list[tuple[str, bytes]] = (), *, env: dict[str, str] | None = None, columns: int = 80) -> tuple[int, str]:
-    """Run Python code with a pseudo-terminal as its controlling TTY, stdin, stdout and stderr.
-
-    For each (expected, reply), wait until `expected` appears in the output
-    (after the previous one), then type `reply`. Returns (exit status, all output).
-    """
+    """Run Python code on a pseudo-terminal (see terminal.on_terminal), without the caller's CCLINK_ settings."""
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("CCLINK_")}
     child_env.pop("COLUMNS", None)
     child_env.update(env or {})
-    pid, master = pty.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.execve(sys.executable, [sys.executable, "-c", textwrap.dedent(code)], child_env)
-        finally:
-            os._exit(127)
-    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    output = b""
-    seen = 0
-    try:
-        for expected, reply in exchanges:
-            output = _read_until(master, output, expected.encode(), seen)
-            # Whatever came so far (prompt, echo) must not satisfy the next expectation.
-            seen = len(output)
-            os.write(master, reply)
-        output = _read_to_end(master, output)
-    finally:
-        os.close(master)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), output.decode("utf-8", "replace")
-
-
-def _read_until(master: int, output: bytes, expected: bytes, start: int) -> bytes:
-    deadline = time.monotonic() + 30
-    while expected not in output[start:]:
-        chunk = _read_some(master, deadline - time.monotonic())
-        if not chunk:
-            raise AssertionError(f"never saw {expected!r}; output so far: {output!r}")
-        output += chunk
-    return output
-
-
-def _read_to_end(master: int, output: bytes) -> bytes:
-    deadline = time.monotonic() + 30
-    while chunk := _read_some(master, deadline - time.monotonic()):
-        output += chunk
-    return output
-
-
-def _read_some(master: int, timeout: float) -> bytes:
-    if timeout <= 0 or not select.select([master], [], [], timeout)[0]:
-        return b""
-    try:
-        return os.read(master, 4096)
-    except OSError:  # EIO: the child closed the terminal
-        return b""
+    return terminal.on_terminal([sys.executable, "-c", textwrap.dedent(code)], exchanges, env=child_env, columns=columns)
 
 
 PRELUDE = """

@@ -190,6 +190,36 @@ def test_the_publishers_own_path_is_used_when_it_exists_here(paired, short_dir):
     assert finish(publisher)[0] == 0
 
 
+def test_without_the_publishers_directory_the_session_goes_to_the_current_one_once_confirmed(paired, short_dir):
+    laptop, desktop = paired
+    project = short_project(short_dir, "gone")
+    session_id = str(uuid.uuid4())
+    content = realistic_transcript(project, session_id, 50_000)
+    write_session(laptop, project, content, session_id, with_directory=False)
+    publisher = laptop.spawn("--carry", cwd=project)
+    wait_for_line(publisher, READY)
+    project.rmdir()  # the publisher's path does not exist where the session is picked up
+    here = desktop.project("checkout")
+    resume, place_here = "[y/N]", f"{project} does not exist here. Put the session in {here}?"
+
+    declined, output = desktop.on_terminal("pickup", cwd=here, exchanges=[(resume, b"y\n"), (place_here, b"n\n")])
+
+    assert declined == 130, output
+    assert "--project-dir" in output
+    assert files_under(desktop.home / ".claude") == [] and desktop.launches() == []
+
+    accepted, output = desktop.on_terminal("pickup", cwd=here, exchanges=[(resume, b"y\n"), (place_here, b"y\n")])
+
+    assert accepted == 0, output
+    [launch] = desktop.launches()
+    assert launch.cwd == str(here)
+    placed = desktop.home / ".claude" / "projects" / "".join(c if c.isalnum() else "-" for c in str(here)) / f"{session_id}.jsonl"
+    restored = io.BytesIO()
+    archive.replace_cwd(io.BytesIO(placed.read_bytes()), restored, str(here), str(project))
+    assert restored.getvalue() == content
+    assert finish(publisher)[0] == 0
+
+
 def test_burn_with_share_is_revoked_once_the_recipient_has_the_session(machines, short_dir):
     laptop, colleague = machines("laptop"), machines("colleague")
     laptop.init()

@@ -1,0 +1,77 @@
+"""Run a program on a pseudo-terminal and answer its questions, as a person at a keyboard would."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import struct
+import termios
+import time
+from pathlib import Path
+
+GUARD = 120  # seconds to wait for expected output: a guard against hangs, never a measurement
+
+
+def on_terminal(
+    argv: list[str],
+    exchanges: list[tuple[str, bytes]] = (),
+    *,
+    env: dict[str, str],
+    cwd: Path | None = None,
+    columns: int = 80,
+) -> tuple[int, str]:
+    """Run argv with a pseudo-terminal as its controlling TTY, stdin, stdout and stderr.
+
+    For each (expected, reply), wait until `expected` appears in the output
+    (after the previous one), then type `reply`. Returns (exit status, all output).
+    """
+    pid, master = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            if cwd is not None:
+                os.chdir(cwd)
+            os.execvpe(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    output = b""
+    seen = 0
+    try:
+        for expected, reply in exchanges:
+            output = _read_until(master, output, expected.encode(), seen)
+            # Whatever came so far (prompt, echo) must not satisfy the next expectation.
+            seen = len(output)
+            os.write(master, reply)
+        output = _read_to_end(master, output)
+    finally:
+        os.close(master)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output.decode("utf-8", "replace")
+
+
+def _read_until(master: int, output: bytes, expected: bytes, start: int) -> bytes:
+    deadline = time.monotonic() + GUARD
+    while expected not in output[start:]:
+        chunk = _read_some(master, deadline - time.monotonic())
+        if not chunk:
+            raise AssertionError(f"never saw {expected!r}; output so far: {output!r}")
+        output += chunk
+    return output
+
+
+def _read_to_end(master: int, output: bytes) -> bytes:
+    deadline = time.monotonic() + GUARD
+    while chunk := _read_some(master, deadline - time.monotonic()):
+        output += chunk
+    return output
+
+
+def _read_some(master: int, timeout: float) -> bytes:
+    if timeout <= 0 or not select.select([master], [], [], timeout)[0]:
+        return b""
+    try:
+        return os.read(master, 4096)
+    except OSError:  # EIO: the child closed the terminal
+        return b""
