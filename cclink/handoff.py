@@ -44,6 +44,7 @@ DEFAULT_TTL = 86400
 MAX_TTL = 365 * 86400
 # DHT nodes drop items after about two hours; a seeding publisher renews well before.
 RENEW_EVERY = 3600.0
+RENEW_AGAIN_AFTER_FAILURE = 300.0
 DEFAULT_FETCH_TIMEOUT = 60.0
 
 
@@ -206,7 +207,13 @@ class CarryResult:
     revoked: bool
 
 
-def serve_carry(outcome: PublishOutcome, rendezvous: Rendezvous, timeout: float, on_status: Callable[[SeedStatus], None]) -> CarryResult:
+def serve_carry(
+    outcome: PublishOutcome,
+    rendezvous: Rendezvous,
+    timeout: float,
+    on_status: Callable[[SeedStatus], None],
+    renew_every: float = RENEW_EVERY,
+) -> CarryResult:
     """Seed until the first picker has the whole session; renew the record meanwhile; revoke a burn record then.
 
     TransferError when nobody fetched it within timeout seconds; Ctrl-C
@@ -215,7 +222,7 @@ def serve_carry(outcome: PublishOutcome, rendezvous: Rendezvous, timeout: float,
     outgoing, identity = outcome.outgoing, outcome.identity
     assert outgoing is not None and identity is not None
     deadline = time.monotonic() + timeout
-    renew_at = time.monotonic() + RENEW_EVERY
+    renew_at = time.monotonic() + renew_every
     while True:
         status = outgoing.poll(0.5)
         on_status(status)
@@ -227,7 +234,8 @@ def serve_carry(outcome: PublishOutcome, rendezvous: Rendezvous, timeout: float,
                 "its data is no longer offered (the record stays until it expires)"
             )
         if time.monotonic() >= renew_at:
-            renew_at = time.monotonic() + (RENEW_EVERY if _renewed(rendezvous, identity, outcome.record) else 300)
+            renewed = _renewed(rendezvous, identity, outcome.record)
+            renew_at = time.monotonic() + (renew_every if renewed else min(renew_every, RENEW_AGAIN_AFTER_FAILURE))
     revoked = False
     if outcome.record.burn:
         with console.spinner("Revoking the burn-after-read record"):

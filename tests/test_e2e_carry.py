@@ -19,7 +19,9 @@ from typing import Iterator
 
 import pytest
 
-from cclink import archive, carry, payload, record, rendezvous
+from cclink import archive, carry, handoff, payload, record, rendezvous
+from cclink.dht import parse_bootstrap
+from cclink.errors import TransferError
 from cclink.keys import Identity
 from cclink.payload import CarryInfo, Payload
 
@@ -390,6 +392,61 @@ def test_ctrl_c_while_packing_stops_the_publisher_with_one_sentence_and_leaves_n
     assert err.strip().splitlines()[-1] == "cclink: error: Interrupted."
     assert "Traceback" not in err
     assert list(outgoing.iterdir()) == []
+
+
+def test_ctrl_c_while_seeding_stops_offering_the_data_and_the_handoff_stays_published(paired, short_dir):
+    laptop, _ = paired
+    project = short_project(short_dir, "app")
+    session_id = str(uuid.uuid4())
+    write_session(laptop, project, realistic_transcript(project, session_id, 50_000), session_id)
+    publisher = laptop.spawn("--carry", cwd=project)
+    wait_for_line(publisher, READY)
+
+    publisher.send_signal(signal.SIGINT)
+    code, _, err = finish(publisher)
+
+    assert code == 130, err
+    assert "the handoff stays published" in err and "Traceback" not in err
+    assert list((laptop.home / ".cache" / "cclink" / "outgoing").iterdir()) == []
+    assert json.loads(laptop.ok("pickup", "--json").stdout)["session_id"] == session_id
+
+
+def test_nobody_fetching_within_the_carry_timeout_is_one_sentence_and_the_handoff_stays(paired, short_dir):
+    laptop, _ = paired
+    project = short_project(short_dir, "app")
+    session_id = str(uuid.uuid4())
+    write_session(laptop, project, realistic_transcript(project, session_id, 50_000), session_id)
+
+    result = laptop.run("--carry", "--carry-timeout", "2", cwd=project)
+
+    assert result.returncode == 8, result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("cclink: error:")]
+    assert f"Nobody fetched session {session_id} within 2s" in error
+    assert list((laptop.home / ".cache" / "cclink" / "outgoing").iterdir()) == []
+    assert json.loads(laptop.ok("pickup", "--json").stdout)["session_id"] == session_id
+
+
+def test_a_seeding_publisher_puts_its_record_again_so_that_dht_nodes_keep_it(paired, swarm, short_dir, monkeypatch):
+    laptop, _ = paired
+    project = short_project(short_dir, "app")
+    session_id = str(uuid.uuid4())
+    write_session(laptop, project, realistic_transcript(project, session_id, 50_000), session_id)
+    monkeypatch.setenv("HOME", str(laptop.home))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.chdir(project)
+    dht = rendezvous.Rendezvous(parse_bootstrap(swarm.bootstrap))
+    outcome = handoff.publish(handoff.PublishRequest(session_id=session_id, carry=True), dht, time.time())
+    first = dht.resolve(outcome.publisher)
+
+    try:
+        with pytest.raises(TransferError):  # nobody fetches it: seeding ends at the timeout
+            handoff.serve_carry(outcome, dht, timeout=3, on_status=lambda status: None, renew_every=0.5)
+    finally:
+        outcome.outgoing.close()
+
+    renewed = dht.resolve(outcome.publisher)
+    assert renewed.seq > first.seq
+    assert renewed.record == first.record
 
 
 def test_a_publisher_that_is_gone_gives_a_clear_error_after_the_fetch_timeout(paired, swarm, short_dir):
