@@ -96,9 +96,7 @@ def _serve_carry(outcome, rendezvous, timeout: int, as_json: bool) -> None:
     sys.stdout.flush()
 
     def show(status) -> None:
-        peers = f"{status.peers} peer{'s' if status.peers != 1 else ''}"
-        rate = f", {console.format_bytes(status.upload_rate)}/s" if status.upload_rate else ""
-        spin.update(f"Seeding: {peers}, {console.format_bytes(status.uploaded)} sent{rate}")
+        spin.update(console.seeding_status(status.peers, status.uploaded, status.upload_rate))
 
     try:
         with console.spinner("Seeding: waiting for the other machine") as spin:

@@ -221,6 +221,12 @@ def progress_bar(fraction: float, width: int = 20) -> str:
     return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
+def seeding_status(peers: int, sent: int, rate: float) -> str:
+    """`Seeding: 1 peer, 3.4 MiB sent, 1.2 MiB/s` (the rate only while sending)."""
+    text = f"Seeding: {peers} peer{'' if peers == 1 else 's'}, {format_bytes(sent)} sent"
+    return text + (f", {format_bytes(rate)}/s" if rate > 0 else "")
+
+
 def transfer_status(label: str, done: int, total: int, rate: float) -> str:
     """`label [####----] 12.0 MiB of 20.0 MiB, 4.1 MiB/s, 2s left`."""
     text = f"{label} {progress_bar(done / total if total else 0)} {format_bytes(done)} of {format_bytes(total)}"

@@ -324,3 +324,28 @@ def test_qr_text_is_multiline_deterministic_and_rectangular() -> None:
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert console.format_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("done", "total", "rate", "text"),
+    [
+        (0, 20 * 2**20, 0, "Fetching [--------------------] 0 B of 20.0 MiB"),
+        (5 * 2**20, 20 * 2**20, 2**20, "Fetching [#####---------------] 5.0 MiB of 20.0 MiB, 1.0 MiB/s, 15s left"),
+        (20 * 2**20, 20 * 2**20, 4 * 2**20, "Fetching [####################] 20.0 MiB of 20.0 MiB, 4.0 MiB/s, 0s left"),
+        (0, 0, 0, "Fetching [--------------------] 0 B of 0 B"),
+    ],
+)
+def test_transfer_status_shows_bytes_rate_and_time_left(done: int, total: int, rate: float, text: str) -> None:
+    assert console.transfer_status("Fetching", done, total, rate) == text
+
+
+@pytest.mark.parametrize(
+    ("peers", "sent", "rate", "text"),
+    [
+        (0, 0, 0, "Seeding: 0 peers, 0 B sent"),
+        (1, 3 * 2**20, 1.5 * 2**20, "Seeding: 1 peer, 3.0 MiB sent, 1.5 MiB/s"),
+        (2, 512, 0, "Seeding: 2 peers, 512 B sent"),
+    ],
+)
+def test_seeding_status_shows_peers_bytes_sent_and_rate(peers: int, sent: int, rate: float, text: str) -> None:
+    assert console.seeding_status(peers, sent, rate) == text
