@@ -284,12 +284,19 @@ def test_a_share_carry_cannot_be_read_by_a_third_key(machines, short_dir):
 # --- a differing local copy -------------------------------------------------------------------
 
 
-def test_a_differing_local_copy_is_kept_as_a_backup_with_yes(carried):
+@pytest.mark.parametrize("consent", ["-y", "typed"])
+def test_a_differing_local_copy_is_replaced_with_consent_and_kept_as_a_backup(carried, consent):
     laptop, desktop, publisher, project, session_id, content = carried
     mapped = desktop.project("app")
     mine = write_session(desktop, mapped, b'{"cwd":"x","mine":true}\n', session_id, with_directory=False)
 
-    desktop.ok("pickup", "-y", "--fetch", "--project-dir", str(mapped))
+    if consent == "-y":
+        desktop.ok("pickup", "-y", "--fetch", "--project-dir", str(mapped))
+    else:
+        replace = f"A different copy of session {session_id} is at {mine}. Replace it"
+        exchanges = [("[y/N]", b"y\n"), (replace, b"y\n")]
+        status, output = desktop.on_terminal("pickup", "--fetch", "--project-dir", str(mapped), exchanges=exchanges)
+        assert status == 0, output
 
     backups = list(mine.parent.glob(f"{session_id}.jsonl.backup-*"))
     assert [b.read_bytes() for b in backups] == [b'{"cwd":"x","mine":true}\n']
