@@ -7,6 +7,7 @@ import os
 import pty
 import select
 import struct
+import subprocess
 import termios
 import time
 from pathlib import Path
@@ -27,15 +28,15 @@ def on_terminal(
     For each (expected, reply), wait until `expected` appears in the output
     (after the previous one), then type `reply`. Returns (exit status, all output).
     """
-    pid, master = pty.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            if cwd is not None:
-                os.chdir(cwd)
-            os.execvpe(argv[0], argv, env)
-        finally:
-            os._exit(127)
-    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    # Not pty.fork(): the test process runs libtorrent's threads, and a child forked from a
+    # threaded process can hang before it reaches exec. subprocess runs no Python in the
+    # child; `setsid --ctty` gives the program its own session with this terminal in control.
+    try:
+        child = subprocess.Popen(["setsid", "--ctty", *argv], stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd)
+    finally:
+        os.close(slave)
     output = b""
     seen = 0
     try:
@@ -47,8 +48,9 @@ def on_terminal(
         output = _read_to_end(master, output)
     finally:
         os.close(master)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), output.decode("utf-8", "replace")
+        if child.poll() is None:
+            child.kill()
+    return child.wait(), output.decode("utf-8", "replace")
 
 
 def _read_until(master: int, output: bytes, expected: bytes, start: int) -> bytes:
