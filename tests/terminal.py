@@ -6,6 +6,7 @@ import fcntl
 import os
 import pty
 import select
+import shutil
 import struct
 import subprocess
 import termios
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 GUARD = 120  # seconds to wait for expected output: a guard against hangs, never a measurement
+SETSID = shutil.which("setsid") or "/usr/bin/setsid"  # util-linux
 
 
 def on_terminal(
@@ -34,7 +36,7 @@ def on_terminal(
     # threaded process can hang before it reaches exec. subprocess runs no Python in the
     # child; `setsid --ctty` gives the program its own session with this terminal in control.
     try:
-        child = subprocess.Popen(["setsid", "--ctty", *argv], stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd)
+        child = subprocess.Popen([SETSID, "--ctty", *argv], stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd)
     finally:
         os.close(slave)
     output = b""
