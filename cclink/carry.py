@@ -27,7 +27,7 @@ from typing import BinaryIO, Callable, Iterator, Sequence
 import pyrage
 
 from cclink import agecrypt, archive, claude, console, files, streams, torrent
-from cclink.errors import Aborted, CannotDecrypt, IntegrityError, NetworkError, NoSpace, SessionError, TransferError
+from cclink.errors import CannotDecrypt, IntegrityError, NetworkError, NoSpace, SessionError, TransferError
 from cclink.payload import CarryInfo
 
 # Claude Code's largest transcripts run to hundreds of MB. A carried session
@@ -235,26 +235,28 @@ class Placed:
     backups: list[Path]
 
 
-def place(
-    ciphertext: Path,
-    identity: agecrypt.Identity,
-    session_id: str,
-    *,
-    publisher_project: str,
-    local_project: Path,
-    replace: Callable[[Path], bool],
-) -> Placed:
+def local_copy(session_id: str, local_project: Path) -> Path | None:
+    """The session's file (else its directory) where place() would put a carried copy, if one is there."""
+    destination = _destination(local_project)
+    return next((path for path in (destination / f"{session_id}.jsonl", destination / session_id) if path.exists()), None)
+
+
+def _destination(local_project: Path) -> Path:
+    return claude.projects_dir() / claude.project_dir_name(str(local_project))
+
+
+def place(ciphertext: Path, identity: agecrypt.Identity, session_id: str, *, publisher_project: str, local_project: Path) -> Placed:
     """Decrypt and unpack the session into ~/.claude/projects/<dir of local_project>/, paths rewritten.
 
-    `replace(existing)` decides whether a differing local copy gives way (it
-    is then kept as a timestamped backup); Aborted when it does not.
+    A differing local copy gives way and is kept beside it as a timestamped
+    backup: the caller asks first (see local_copy).
     """
-    destination = claude.projects_dir() / claude.project_dir_name(str(local_project))
+    destination = _destination(local_project)
     files.make_private_dirs(destination)
     staging = _private_temp_dir(destination, prefix=".cclink-incoming-")
     try:
         unpacked = _decrypt_and_unpack(ciphertext, identity, session_id, staging, publisher_project, str(local_project))
-        return _move_into_place(unpacked, destination, replace)
+        return _move_into_place(unpacked, destination)
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise NoSpace(f"the disk under {claude.projects_dir()} filled up while placing the carried session") from None
@@ -310,15 +312,13 @@ def _cwd_rewriter(old: str, new: str) -> Callable[[BinaryIO, BinaryIO], None]:
     return lambda source, out: archive.replace_cwd(source, out, old, new)
 
 
-def _move_into_place(unpacked: archive.Unpacked, destination: Path, replace: Callable[[Path], bool]) -> Placed:
+def _move_into_place(unpacked: archive.Unpacked, destination: Path) -> Placed:
     target_file = destination / unpacked.session_file.name
     target_dir = destination / unpacked.session_id
     pairs = [(unpacked.session_file, target_file)]
     if unpacked.directory is not None:
         pairs.append((unpacked.directory, target_dir))
     differing = [target for source, target in pairs if target.exists() and not _same_content(source, target)]
-    if differing and not replace(target_file):
-        raise Aborted(f"kept the local copy of session {unpacked.session_id} at {target_file}")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     backups = []
     for source, target in pairs:

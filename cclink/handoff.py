@@ -392,10 +392,7 @@ def fetch_session(
     assert info is not None and outcome.decryptor is not None
     local = _local_project(body.project, project_dir, assume_yes)
 
-    def replace(existing: Path) -> bool:
-        question = f"A different copy of session {body.session_id} is at {existing}. Replace it (the old one is kept as a backup)?"
-        return console.confirm(question, assume_yes=assume_yes, when_not_interactive=False)
-
+    _agree_to_replace(carry.local_copy(body.session_id, local), body.session_id, assume_yes)
     with ExitStack() as transfer:
         with console.spinner(f"Fetching the session ({console.format_bytes(info.size)})") as spin:
             path = transfer.enter_context(carry.fetched(
@@ -403,12 +400,24 @@ def fetch_session(
                 on_progress=lambda p: spin.update(console.transfer_status("Fetching the session", p.done, p.total, p.rate)),
             ))
         carry.check_integrity(path, info)
-        placed = carry.place(path, outcome.decryptor, body.session_id, publisher_project=body.project, local_project=local, replace=replace)
+        placed = carry.place(path, outcome.decryptor, body.session_id, publisher_project=body.project, local_project=local)
     carry.forget_download(info)
     for backup in placed.backups:
         console.say(f"Note: the previous local copy was kept as {backup}")
     console.say(f"Placed the session at {placed.session_file}")
     return claude.Session(body.session_id, placed.session_file, str(local), time.time()), local
+
+
+def _agree_to_replace(existing: Path | None, session_id: str, assume_yes: bool) -> None:
+    """Ask before fetching over a local copy: asking after the download would waste it, and revoke a burn record."""
+    if existing is None:
+        return
+    question = (
+        f"A copy of session {session_id} is already at {existing}. "
+        "Replace it with the carried one where they differ (the old one is kept as a backup)?"
+    )
+    if not console.confirm(question, assume_yes=assume_yes, when_not_interactive=False):
+        raise Aborted(f"kept the local copy of session {session_id} at {existing}; nothing was downloaded")
 
 
 def _local_project(publisher_project: str, project_dir: Path | None, assume_yes: bool) -> Path:

@@ -78,6 +78,10 @@ def write_session(machine, project: Path, content: bytes, session_id: str, with_
     return file
 
 
+def replace_question(session_id: str, local_copy: Path) -> str:
+    return f"A copy of session {session_id} is already at {local_copy}. Replace it"
+
+
 def wait_for_line(process: subprocess.Popen, text: str, timeout: float = WAIT) -> str:
     """Read the process's stderr until a line containing text; fail if it exits or the guard runs out."""
     selector = selectors.DefaultSelector()
@@ -293,8 +297,7 @@ def test_a_differing_local_copy_is_replaced_with_consent_and_kept_as_a_backup(ca
     if consent == "-y":
         desktop.ok("pickup", "-y", "--fetch", "--project-dir", str(mapped))
     else:
-        replace = f"A different copy of session {session_id} is at {mine}. Replace it"
-        exchanges = [("[y/N]", b"y\n"), (replace, b"y\n")]
+        exchanges = [("[y/N]", b"y\n"), (replace_question(session_id, mine), b"y\n")]
         status, output = desktop.on_terminal("pickup", "--fetch", "--project-dir", str(mapped), exchanges=exchanges)
         assert status == 0, output
 
@@ -304,18 +307,26 @@ def test_a_differing_local_copy_is_replaced_with_consent_and_kept_as_a_backup(ca
     assert finish(publisher)[0] == 0
 
 
-def test_a_differing_local_copy_is_never_replaced_without_consent(carried):
+@pytest.mark.parametrize("refusal", ["no terminal", "typed no"])
+def test_a_local_copy_is_never_replaced_without_consent_and_nothing_is_downloaded(carried, refusal):
     laptop, desktop, publisher, project, session_id, content = carried
     mapped = desktop.project("app")
     mine = write_session(desktop, mapped, b'{"cwd":"x","mine":true}\n', session_id, with_directory=False)
 
-    # No terminal to ask on and no -y: the pickup itself proceeds, the replacement does not.
-    result = desktop.run("pickup", "--fetch", "--project-dir", str(mapped))
+    if refusal == "no terminal":  # and no -y: the pickup itself proceeds, the replacement does not
+        code = desktop.run("pickup", "--fetch", "--project-dir", str(mapped)).returncode
+    else:
+        exchanges = [("[y/N]", b"y\n"), (replace_question(session_id, mine), b"n\n")]
+        code, _ = desktop.on_terminal("pickup", "--fetch", "--project-dir", str(mapped), exchanges=exchanges)
 
-    assert result.returncode == 130
+    assert code == 130
     assert mine.read_bytes() == b'{"cwd":"x","mine":true}\n'
     assert list(mine.parent.glob("*.backup-*")) == []
     assert desktop.launches() == []
+    assert files_under(desktop.home / ".cache" / "cclink" / "incoming") == []
+    # The publisher still offers the session: it saw no download (which would also have revoked a --burn record).
+    desktop.ok("pickup", "-y", "--fetch", "--fetch-timeout", "10", "--project-dir", str(mapped))
+    assert finish(publisher)[0] == 0
 
 
 # --- damage, absence, interruption ------------------------------------------------------------
