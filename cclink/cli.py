@@ -50,7 +50,7 @@ def publish_command(
     """Publish this directory's session (the default command)."""
     import time
 
-    from cclink import handoff
+    from cclink import console, handoff
     from cclink.errors import UsageError
     from cclink.keys import PublicKey
 
@@ -64,7 +64,12 @@ def publish_command(
     try:
         _show_published(outcome, qr, as_json)
         if outcome.outgoing is not None:
-            _serve_carry(outcome, rendezvous, carry_timeout or ttl, as_json)
+            _serve_carry(outcome, rendezvous, carry_timeout or ttl)
+    except KeyboardInterrupt:
+        # From here on the record is out, whenever the Ctrl-C comes.
+        if outcome.outgoing is not None:
+            console.say("Stopped offering the session; the handoff stays published until it expires.")
+        raise
     finally:
         if outcome.outgoing is not None:
             outcome.outgoing.close()
@@ -88,7 +93,7 @@ def _show_published(outcome, qr: bool, as_json: bool) -> None:
         print(console.qr_text(outcome.pickup_command))
 
 
-def _serve_carry(outcome, rendezvous, timeout: int, as_json: bool) -> None:
+def _serve_carry(outcome, rendezvous, timeout: int) -> None:
     from cclink import console, handoff
 
     size = console.format_bytes(outcome.outgoing.seeder.size)
@@ -98,12 +103,8 @@ def _serve_carry(outcome, rendezvous, timeout: int, as_json: bool) -> None:
     def show(status) -> None:
         spin.update(console.seeding_status(status.peers, status.uploaded, status.upload_rate))
 
-    try:
-        with console.spinner("Seeding: waiting for the other machine") as spin:
-            result = handoff.serve_carry(outcome, rendezvous, timeout, show)
-    except KeyboardInterrupt:
-        console.say("Stopped offering the session; the handoff stays published until it expires.")
-        raise
+    with console.spinner("Seeding: waiting for the other machine") as spin:
+        result = handoff.serve_carry(outcome, rendezvous, timeout, show)
     console.say(f"The session was fetched ({console.format_bytes(result.uploaded)} sent).")
     if result.revoked:
         console.say("Burn-after-read: the handoff was revoked.")
