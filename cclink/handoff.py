@@ -417,7 +417,9 @@ def _agree_to_replace(existing: Path | None, session_id: str, assume_yes: bool) 
         "Replace it with the carried one where they differ (the old one is kept as a backup)?"
     )
     if not console.confirm(question, assume_yes=assume_yes, when_not_interactive=False):
-        raise Aborted(f"kept the local copy of session {session_id} at {existing}; nothing was downloaded")
+        raise Aborted(
+            f"kept the local copy of session {session_id} at {existing} and downloaded nothing (-y replaces it, keeping a backup)"
+        )
 
 
 def _local_project(publisher_project: str, project_dir: Path | None, assume_yes: bool) -> Path:

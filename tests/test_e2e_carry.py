@@ -314,12 +314,14 @@ def test_a_local_copy_is_never_replaced_without_consent_and_nothing_is_downloade
     mine = write_session(desktop, mapped, b'{"cwd":"x","mine":true}\n', session_id, with_directory=False)
 
     if refusal == "no terminal":  # and no -y: the pickup itself proceeds, the replacement does not
-        code = desktop.run("pickup", "--fetch", "--project-dir", str(mapped)).returncode
+        result = desktop.run("pickup", "--fetch", "--project-dir", str(mapped))
+        code, output = result.returncode, result.stderr
     else:
         exchanges = [("[y/N]", b"y\n"), (replace_question(session_id, mine), b"n\n")]
-        code, _ = desktop.on_terminal("pickup", "--fetch", "--project-dir", str(mapped), exchanges=exchanges)
+        code, output = desktop.on_terminal("pickup", "--fetch", "--project-dir", str(mapped), exchanges=exchanges)
 
     assert code == 130
+    assert f"Kept the local copy of session {session_id} at {mine} and downloaded nothing (-y replaces it" in output
     assert mine.read_bytes() == b'{"cwd":"x","mine":true}\n'
     assert list(mine.parent.glob("*.backup-*")) == []
     assert desktop.launches() == []
