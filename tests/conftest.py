@@ -136,10 +136,14 @@ class Machine:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def sessions_folder(self, project: Path) -> Path:
+        """Where Claude Code keeps this machine's sessions of project (spelled out here, not taken from cclink)."""
+        return self.home / ".claude" / "projects" / "".join(c if c.isalnum() else "-" for c in str(project))
+
     def add_session(self, project: Path, session_id: str | None = None, *, age: float = 0) -> str:
         """Write a session file as Claude Code would, `age` seconds old; return its id."""
         session_id = session_id or str(uuid.uuid4())
-        folder = self.home / ".claude" / "projects" / "".join(c if c.isalnum() else "-" for c in str(project))
+        folder = self.sessions_folder(project)
         folder.mkdir(parents=True, exist_ok=True)
         file = folder / f"{session_id}.jsonl"
         lines = [

@@ -67,7 +67,7 @@ def noise_line(project: Path, random_bytes: int) -> bytes:
 
 
 def write_session(machine, project: Path, content: bytes, session_id: str, with_directory: bool = True) -> Path:
-    folder = machine.home / ".claude" / "projects" / "".join(c if c.isalnum() else "-" for c in str(project))
+    folder = machine.sessions_folder(project)
     folder.mkdir(parents=True, exist_ok=True)
     file = folder / f"{session_id}.jsonl"
     file.write_bytes(content)
@@ -130,6 +130,14 @@ def short_project(base: Path, name: str = "app") -> Path:
     return path
 
 
+def session_to_carry(machine, base: Path, size: int, *, name: str = "app", with_directory: bool = True) -> tuple[Path, str, Path]:
+    """A project below base whose session holds a realistic transcript of about size bytes: (project, session id, file)."""
+    project = short_project(base, name)
+    session_id = str(uuid.uuid4())
+    content = realistic_transcript(project, session_id, size)
+    return project, session_id, write_session(machine, project, content, session_id, with_directory)
+
+
 def files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
 
@@ -138,10 +146,8 @@ def files_under(path: Path) -> list[Path]:
 def carried(paired, short_dir):
     """A laptop seeding a 20 MB session with --carry; the desktop shares its key but has no session."""
     laptop, desktop = paired
-    project = short_project(short_dir, "big-app")
-    session_id = str(uuid.uuid4())
-    content = realistic_transcript(project, session_id, 20 * 1024 * 1024)
-    write_session(laptop, project, content, session_id)
+    project, session_id, file = session_to_carry(laptop, short_dir, 20 * 1024 * 1024, name="big-app")
+    content = file.read_bytes()
     publisher = laptop.spawn("--carry", "--json", cwd=project)
     wait_for_line(publisher, READY)
     yield laptop, desktop, publisher, project, session_id, content
@@ -162,7 +168,7 @@ def test_a_carried_session_arrives_byte_identical_and_resumes_in_the_mapped_dire
     [launch] = desktop.launches()
     assert launch.argv == ["--resume", session_id]
     assert launch.cwd == str(mapped)
-    placed = desktop.home / ".claude" / "projects" / "".join(c if c.isalnum() else "-" for c in str(mapped)) / f"{session_id}.jsonl"
+    placed = desktop.sessions_folder(mapped) / f"{session_id}.jsonl"
     arrived = placed.read_bytes()
     assert f'"cwd":"{mapped}"'.encode() in arrived and str(project).encode() not in arrived
     restored = io.BytesIO()
@@ -183,9 +189,7 @@ def test_a_carried_session_arrives_byte_identical_and_resumes_in_the_mapped_dire
 
 def test_the_publishers_own_path_is_used_when_it_exists_here(paired, short_dir):
     laptop, desktop = paired
-    project = short_project(short_dir, "shared-path")
-    session_id = str(uuid.uuid4())
-    write_session(laptop, project, realistic_transcript(project, session_id, 50_000), session_id, with_directory=False)
+    project, session_id, _ = session_to_carry(laptop, short_dir, 50_000, name="shared-path", with_directory=False)
     publisher = laptop.spawn("--carry", cwd=project)
     wait_for_line(publisher, READY)
 
@@ -198,10 +202,8 @@ def test_the_publishers_own_path_is_used_when_it_exists_here(paired, short_dir):
 
 def test_without_the_publishers_directory_the_session_goes_to_the_current_one_once_confirmed(paired, short_dir):
     laptop, desktop = paired
-    project = short_project(short_dir, "gone")
-    session_id = str(uuid.uuid4())
-    content = realistic_transcript(project, session_id, 50_000)
-    write_session(laptop, project, content, session_id, with_directory=False)
+    project, session_id, file = session_to_carry(laptop, short_dir, 50_000, name="gone", with_directory=False)
+    content = file.read_bytes()
     publisher = laptop.spawn("--carry", cwd=project)
     wait_for_line(publisher, READY)
     project.rmdir()  # the publisher's path does not exist where the session is picked up
@@ -219,7 +221,7 @@ def test_without_the_publishers_directory_the_session_goes_to_the_current_one_on
     assert accepted == 0, output
     [launch] = desktop.launches()
     assert launch.cwd == str(here)
-    placed = desktop.home / ".claude" / "projects" / "".join(c if c.isalnum() else "-" for c in str(here)) / f"{session_id}.jsonl"
+    placed = desktop.sessions_folder(here) / f"{session_id}.jsonl"
     restored = io.BytesIO()
     archive.replace_cwd(io.BytesIO(placed.read_bytes()), restored, str(here), str(project))
     assert restored.getvalue() == content
@@ -230,9 +232,7 @@ def test_burn_with_share_is_revoked_once_the_recipient_has_the_session(machines,
     laptop, colleague = machines("laptop"), machines("colleague")
     laptop.init()
     colleague_key = colleague.init()
-    project = short_project(short_dir, "app")
-    session_id = str(uuid.uuid4())
-    write_session(laptop, project, realistic_transcript(project, session_id, 100_000), session_id)
+    project, session_id, _ = session_to_carry(laptop, short_dir, 100_000)
     publisher = laptop.spawn("--carry", "--burn", "--share", colleague_key, cwd=project)
     wait_for_line(publisher, READY)
 
@@ -249,9 +249,7 @@ def test_burn_with_share_is_revoked_once_the_recipient_has_the_session(machines,
 def test_a_pin_carry_opens_only_with_the_pin(machines, short_dir):
     laptop, stranger, friend = machines("laptop"), machines("stranger"), machines("friend")
     laptop.init()
-    project = short_project(short_dir, "app")
-    session_id = str(uuid.uuid4())
-    write_session(laptop, project, realistic_transcript(project, session_id, 100_000), session_id)
+    project, session_id, _ = session_to_carry(laptop, short_dir, 100_000)
     publisher = laptop.spawn("--carry", "--pin", cwd=project, env={"CCLINK_PIN": "correct-horse-battery"})
     wait_for_line(publisher, READY)
     z32 = laptop.public_key_z32()
@@ -270,9 +268,7 @@ def test_a_share_carry_cannot_be_read_by_a_third_key(machines, short_dir):
     laptop.init()
     colleague_key = colleague.init()
     other.init()
-    project = short_project(short_dir, "app")
-    session_id = str(uuid.uuid4())
-    write_session(laptop, project, realistic_transcript(project, session_id, 100_000), session_id)
+    project, session_id, _ = session_to_carry(laptop, short_dir, 100_000)
     publisher = laptop.spawn("--carry", "--share", colleague_key, cwd=project)
     try:
         wait_for_line(publisher, READY)
@@ -363,9 +359,7 @@ def keep_seeding(outgoing: carry.Outgoing, process: subprocess.Popen) -> None:
 
 def test_data_that_does_not_match_the_signed_sha256_is_refused_and_nothing_is_written(paired, swarm, short_dir):
     laptop, desktop = paired
-    project = short_project(short_dir, "app")
-    session_id = str(uuid.uuid4())
-    file = write_session(laptop, project, realistic_transcript(project, session_id, 200_000), session_id)
+    project, session_id, file = session_to_carry(laptop, short_dir, 200_000)
     with publish_carry_record(laptop, swarm.bootstrap, file, project, sha256=bytes(32)) as outgoing:
         picker = desktop.spawn("pickup", "-y", "--project-dir", str(desktop.project("app")))
         keep_seeding(outgoing, picker)
@@ -379,9 +373,7 @@ def test_data_that_does_not_match_the_signed_sha256_is_refused_and_nothing_is_wr
 
 def test_data_encrypted_to_another_key_than_the_record_is_refused_and_nothing_is_written(paired, swarm, short_dir):
     laptop, desktop = paired
-    project = short_project(short_dir, "app")
-    session_id = str(uuid.uuid4())
-    file = write_session(laptop, project, realistic_transcript(project, session_id, 200_000), session_id)
+    project, session_id, file = session_to_carry(laptop, short_dir, 200_000)
     stranger = Identity(os.urandom(32))
     with publish_carry_record(laptop, swarm.bootstrap, file, project, data_for=stranger) as outgoing:
         picker = desktop.spawn("pickup", "-y", "--project-dir", str(desktop.project("app")))
@@ -416,9 +408,7 @@ def test_ctrl_c_while_packing_stops_the_publisher_with_one_sentence_and_leaves_n
 
 def test_ctrl_c_while_seeding_stops_offering_the_data_and_the_handoff_stays_published(paired, short_dir):
     laptop, _ = paired
-    project = short_project(short_dir, "app")
-    session_id = str(uuid.uuid4())
-    write_session(laptop, project, realistic_transcript(project, session_id, 50_000), session_id)
+    project, session_id, _ = session_to_carry(laptop, short_dir, 50_000)
     publisher = laptop.spawn("--carry", cwd=project)
     wait_for_line(publisher, READY)
 
@@ -433,9 +423,7 @@ def test_ctrl_c_while_seeding_stops_offering_the_data_and_the_handoff_stays_publ
 
 def test_nobody_fetching_within_the_carry_timeout_is_one_sentence_and_the_handoff_stays(paired, short_dir):
     laptop, _ = paired
-    project = short_project(short_dir, "app")
-    session_id = str(uuid.uuid4())
-    write_session(laptop, project, realistic_transcript(project, session_id, 50_000), session_id)
+    project, session_id, _ = session_to_carry(laptop, short_dir, 50_000)
 
     result = laptop.run("--carry", "--carry-timeout", "2", cwd=project)
 
@@ -448,9 +436,7 @@ def test_nobody_fetching_within_the_carry_timeout_is_one_sentence_and_the_handof
 
 def test_a_seeding_publisher_puts_its_record_again_so_that_dht_nodes_keep_it(paired, swarm, short_dir, monkeypatch):
     laptop, _ = paired
-    project = short_project(short_dir, "app")
-    session_id = str(uuid.uuid4())
-    write_session(laptop, project, realistic_transcript(project, session_id, 50_000), session_id)
+    project, session_id, _ = session_to_carry(laptop, short_dir, 50_000)
     monkeypatch.setenv("HOME", str(laptop.home))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.chdir(project)
@@ -471,9 +457,7 @@ def test_a_seeding_publisher_puts_its_record_again_so_that_dht_nodes_keep_it(pai
 
 def test_a_publisher_that_is_gone_gives_a_clear_error_after_the_fetch_timeout(paired, swarm, short_dir):
     laptop, desktop = paired
-    project = short_project(short_dir, "app")
-    session_id = str(uuid.uuid4())
-    file = write_session(laptop, project, realistic_transcript(project, session_id, 50_000), session_id)
+    project, session_id, file = session_to_carry(laptop, short_dir, 50_000)
     publish_carry_record(laptop, swarm.bootstrap, file, project).close()  # record published, seeder gone
 
     result = desktop.run("pickup", "-y", "--fetch-timeout", "3", "--project-dir", str(desktop.project("app")))
@@ -538,9 +522,7 @@ def small_disk(path: Path, size: int) -> Iterator[None]:
 
 def test_a_session_that_would_fill_the_disk_is_refused_and_nothing_is_written(paired, short_dir):
     laptop, desktop = paired
-    project = short_project(short_dir, "app")
-    session_id = str(uuid.uuid4())
-    write_session(laptop, project, realistic_transcript(project, session_id, 4 << 20), session_id)
+    project, session_id, _ = session_to_carry(laptop, short_dir, 4 << 20)
     publisher = laptop.spawn("--carry", cwd=project)
     try:
         wait_for_line(publisher, READY)
