@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import BinaryIO
+
 import bech32
 import pyrage
 
@@ -47,3 +49,35 @@ def decrypt(ciphertext: bytes, identity: Identity) -> bytes:
         return pyrage.decrypt(ciphertext, [identity])
     except pyrage.DecryptError:
         raise CannotDecrypt("the data is not encrypted to this key, or is damaged") from None
+
+
+# --- the header of a binary age file ---------------------------------------------------
+
+MAGIC = b"age-encryption.org/v1\n"
+# rage parses an age header in time quadratic in its length (32 KiB take
+# seconds, 1 MiB most of an hour), so a header from someone else is measured
+# before rage sees it. A genuine one (one X25519 stanza and age's grease
+# stanza) is well under 1 KiB.
+MAX_HEADER_SIZE = 4096
+# The header ends with the line "--- <base64 MAC>"; no earlier line can start
+# with "---" (stanzas start with "-> ", their bodies are base64).
+_MAC_LINE = b"\n--- "
+
+
+def header_size(start: bytes) -> int | None:
+    """The size of the age v1 header that start begins with; None when start is no age file or its header runs past MAX_HEADER_SIZE."""
+    start = start[:MAX_HEADER_SIZE]
+    if not start.startswith(MAGIC):
+        return None
+    mac_line = start.find(_MAC_LINE, len(MAGIC) - 1)
+    end = start.find(b"\n", mac_line + 1) if mac_line >= 0 else -1
+    return end + 1 if end >= 0 else None
+
+
+def has_small_header(source: BinaryIO) -> bool:
+    """Whether the seekable source, from where it is, holds an age v1 file whose header is within MAX_HEADER_SIZE; source is left where it was."""
+    at = source.tell()
+    try:
+        return header_size(source.read(MAX_HEADER_SIZE)) is not None
+    finally:
+        source.seek(at)

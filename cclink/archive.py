@@ -4,18 +4,22 @@ The archive is a zstd-compressed tar stream holding `<id>.jsonl` and, when
 Claude Code made one, the directory `<id>/` beside it (sub-agent transcripts,
 large tool results). Everything streams in fixed-size chunks, so memory stays
 flat however large the session is. Unpacking trusts nothing in the archive:
-only those two names, regular files and directories, no links, no escapes.
+only those two names, regular files and directories, no links, no escapes;
+and it bounds what it holds in memory (each header), writes to disk (bytes
+and members) and how names may look, whatever the archive declares.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import tarfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterator, cast
 
 import zstandard
 
@@ -87,6 +91,29 @@ def _add(tar: tarfile.TarFile, path: Path, name: str) -> int:
 
 # --- unpacking -----------------------------------------------------------------------
 
+# Bounds on what an archive may ask of the picker, whoever signed it. A session
+# directory holds sub-agent transcripts and tool results: hundreds of files.
+MAX_MEMBERS = 100_000
+# Charged against the limit for every member, directories and empty files
+# included, on top of the bytes written: about the block each one takes on
+# disk, so that a flood of empty files cannot pass a small limit.
+MEMBER_COST = 4096
+# tarfile reads the body of a PAX or GNU long-name header into memory whole
+# (its size is whatever the header says), and follows a header that precedes
+# another by recursion. pack writes one such header per member, holding a name
+# of at most MAX_NAME bytes and the times.
+MAX_HEADER_SIZE = 8192
+MAX_CHAINED_HEADERS = 2
+_CHAINED_TYPES = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+# Names relative to the session's folder: 255 bytes is the longest file name
+# on the filesystems of Linux and macOS; the rest keeps paths well below the
+# 1024 bytes macOS accepts, and rmtree's and rglob's recursion shallow.
+MAX_NAME = 512
+MAX_NAME_PART = 255
+MAX_DEPTH = 32
+# The last second of the year 9999: os.utime takes any mtime up to it.
+MAX_MTIME = 253_402_300_799
+
 
 @dataclass(frozen=True)
 class Unpacked:
@@ -106,38 +133,33 @@ class Unpacked:
 
 
 def unpack(
-    source: BinaryIO, session_id: str, staging: Path, rewrite: Callable[[BinaryIO, BinaryIO], None], *, limit: int
+    source: BinaryIO,
+    session_id: str,
+    staging: Path,
+    rewrite: Callable[[BinaryIO, BinaryIO], None],
+    *,
+    limit: int,
+    max_members: int = MAX_MEMBERS,
 ) -> Unpacked:
     """Unpack an archive of session_id into the empty directory staging.
 
     `rewrite(src, dst)` copies each .jsonl file (so the caller can change
     paths inside it); other files are copied as they are. Raises
     MalformedArchive for anything but the session's own files, and NoSpace
-    before the files would add up to more than `limit` bytes (a few KB of
-    zstd can unpack to terabytes).
+    before the bytes written plus MEMBER_COST for each member would pass
+    `limit` (a few KB of zstd can unpack to terabytes).
     """
-    allowed_file, allowed_dir = f"{session_id}.jsonl", session_id
+    budget = _Budget(limit, max_members)
     seen_session = False
-    unpacked = 0
     try:
         with zstandard.ZstdDecompressor().stream_reader(source, read_size=CHUNK, closefd=False) as decompressed, \
                 streams.read_ahead(decompressed, DECOMPRESS_AHEAD) as ahead:
             # "r:" rather than the stream mode "r|", which copies every block
             # several times; tarfile only ever seeks this reader forwards.
-            with tarfile.open(fileobj=ahead, mode="r:") as tar:
-                for member in tar:
-                    target = staging / _checked_name(member.name, allowed_file, allowed_dir)
-                    if member.isdir():
-                        target.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-                        continue
-                    if not member.isfile():
-                        raise MalformedArchive(f"the carried session holds '{member.name}', which is not a regular file")
-                    unpacked += member.size
-                    if unpacked > limit:
-                        raise NoSpace(f"the carried session unpacks to more than the {limit} bytes allowed")
-                    target.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-                    _extract_file(tar, member, target, rewrite if target.suffix == ".jsonl" else _copy)
-                    seen_session |= member.name == allowed_file
+            with tarfile.open(fileobj=ahead, mode="r:", tarinfo=_checked_tarinfo(budget)) as tar:
+                while (member := tar.next()) is not None:
+                    tar.members.clear()  # tarfile keeps every member it read, however many come
+                    seen_session |= _unpack_member(tar, member, session_id, staging, rewrite, budget)
     except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError, ValueError) as error:
         if isinstance(error, OSError) and error.errno is not None:
             raise  # a local disk problem, not a bad archive
@@ -147,22 +169,170 @@ def unpack(
     return Unpacked(staging, session_id)
 
 
-def _checked_name(name: str, allowed_file: str, allowed_dir: str) -> str:
-    """The member's name if it is the session file or inside the session directory."""
-    parts = name.split("/")
-    safe = name and not name.startswith("/") and all(part not in ("", ".", "..") for part in parts)
-    if safe and (name == allowed_file or parts[0] == allowed_dir):
-        return name
-    raise MalformedArchive(f"the carried session holds an unexpected path '{name[:80]}'")
+class _Budget:
+    """What an archive has used of its limit and of its member count."""
+
+    def __init__(self, limit: int, max_members: int) -> None:
+        self.limit = limit
+        self.max_members = max_members
+        self.used = 0
+        self.members = 0
+
+    def admit(self, size: int) -> None:
+        """NoSpace when size more bytes would pass the limit."""
+        if self.used + size > self.limit:
+            raise NoSpace(f"the carried session unpacks to more than the {self.limit} bytes allowed")
+
+    def charge(self, size: int) -> None:
+        """Count size bytes as written, after admit() let them."""
+        self.admit(size)
+        self.used += size
+
+    def count_member(self) -> None:
+        self.members += 1
+        if self.members > self.max_members:
+            raise MalformedArchive(f"the carried session holds more than {self.max_members} files and directories")
+        self.charge(MEMBER_COST)
 
 
-def _extract_file(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, copy: Callable[[BinaryIO, BinaryIO], None]) -> None:
+def _checked_tarinfo(budget: _Budget) -> type[tarfile.TarInfo]:
+    """A TarInfo class that checks every header against budget before tarfile reads what the header announces."""
+    chained = 0
+
+    class CheckedTarInfo(tarfile.TarInfo):
+        # _proc_member is tarfile's entry point for subclasses (see its comment in tarfile.py).
+        def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+            nonlocal chained
+            _check_header(self)
+            if self.type in _CHAINED_TYPES:
+                chained += 1
+                if chained > MAX_CHAINED_HEADERS:
+                    raise MalformedArchive(f"the carried session has more than {MAX_CHAINED_HEADERS} tar headers in a row for one member")
+            else:
+                chained = 0
+                budget.count_member()
+            return super()._proc_member(tar)
+
+        # tarfile reads a GNU sparse map of any length from the stream.
+        def _proc_gnusparse_00(self, *_: object) -> None:
+            raise _sparse()
+
+        def _proc_gnusparse_01(self, *_: object) -> None:
+            raise _sparse()
+
+        def _proc_gnusparse_10(self, *_: object) -> None:
+            raise _sparse()
+
+    return CheckedTarInfo
+
+
+def _check_header(info: tarfile.TarInfo) -> None:
+    if info.type == tarfile.GNUTYPE_SPARSE:
+        raise _sparse()
+    if info.type == tarfile.XGLTYPE:
+        # Its fields would apply to every later member, and pile up.
+        raise MalformedArchive("the carried session has a global tar header, which cclink does not accept")
+    if info.size < 0:
+        raise MalformedArchive("the carried session has a tar header with a negative size")
+    if info.type in _CHAINED_TYPES and info.size > MAX_HEADER_SIZE:
+        raise MalformedArchive(f"the carried session has a tar header of {info.size} bytes; cclink accepts up to {MAX_HEADER_SIZE}")
+
+
+def _sparse() -> MalformedArchive:
+    return MalformedArchive("the carried session holds a sparse file, which cclink does not accept")
+
+
+def _unpack_member(
+    tar: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    session_id: str,
+    staging: Path,
+    rewrite: Callable[[BinaryIO, BinaryIO], None],
+    budget: _Budget,
+) -> bool:
+    """Write one member into staging; whether it was the session file."""
+    name = _checked_member(member, session_id)
+    target = staging / name
+    if member.isdir():
+        with _creating(name):
+            target.mkdir(mode=DIR_MODE, parents=True)
+        return False
+    budget.admit(member.size)  # what it declares, before any of it is read; what it writes is charged as it goes
     source = tar.extractfile(member)
     if source is None:
-        raise MalformedArchive(f"the carried session's '{member.name}' cannot be read")
-    with files.create_private(target) as out:
-        copy(source, out)
+        raise MalformedArchive(f"the carried session's '{_shown(name)}' cannot be read")
+    with _creating(name):
+        target.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        out = files.create_private(target)
+    with out:
+        copy = rewrite if target.suffix == ".jsonl" else _copy
+        copy(source, cast(BinaryIO, _ChargedWriter(out, budget)))
     os.utime(target, (member.mtime, member.mtime))
+    return name == f"{session_id}.jsonl"
+
+
+def _checked_member(member: tarfile.TarInfo, session_id: str) -> str:
+    """The member's name, if the member is one of the session's own files or directories, and one this disk can hold."""
+    name = _checked_name(member.name, f"{session_id}.jsonl", session_id)
+    if not (member.isfile() or member.isdir()):
+        raise MalformedArchive(f"the carried session holds '{_shown(name)}', which is not a regular file")
+    if name == f"{session_id}.jsonl" and not member.isfile() or name == session_id and not member.isdir():
+        raise MalformedArchive(f"the carried session's '{_shown(name)}' is not the kind of entry its name says")
+    if member.sparse is not None or any(key.startswith("GNU.sparse.") for key in member.pax_headers):
+        raise _sparse()
+    if member.size < 0:
+        raise MalformedArchive(f"the carried session's '{_shown(name)}' has a negative size")
+    if not 0 <= member.mtime <= MAX_MTIME:  # also refuses NaN
+        raise MalformedArchive(f"the carried session's '{_shown(name)}' has an impossible modification time")
+    return name
+
+
+def _checked_name(name: str, allowed_file: str, allowed_dir: str) -> str:
+    """The member's name if it is the session file or inside the session directory, and fits any disk."""
+    parts = name.split("/")
+    safe = name and not name.startswith("/") and all(part not in ("", ".", "..") for part in parts)
+    if not (safe and (name == allowed_file or parts[0] == allowed_dir)):
+        raise MalformedArchive(f"the carried session holds an unexpected path '{_shown(name)}'")
+    try:
+        encoded = name.encode("utf-8")  # tarfile keeps undecodable bytes as surrogates, which do not encode
+    except UnicodeEncodeError:
+        raise MalformedArchive(f"the carried session holds a name that is not UTF-8 '{_shown(name)}'") from None
+    if b"\0" in encoded:
+        raise MalformedArchive(f"the carried session holds a name with a NUL byte '{_shown(name)}'")
+    if len(encoded) > MAX_NAME or len(parts) > MAX_DEPTH or max(map(len, encoded.split(b"/"))) > MAX_NAME_PART:
+        raise MalformedArchive(f"the carried session holds a name too long or too deeply nested '{_shown(name)}'")
+    return name
+
+
+@contextmanager
+def _creating(name: str) -> Iterator[None]:
+    """Create what the archive names in the fresh staging directory, where a clash can only be the archive's doing."""
+    try:
+        yield
+    except (FileExistsError, NotADirectoryError, IsADirectoryError):
+        # Case-insensitive disks (macOS) also land here for names differing in case only.
+        raise MalformedArchive(f"the carried session holds '{_shown(name)}' twice, or both as a file and a directory") from None
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            raise MalformedArchive(f"the carried session holds a name too long for this disk '{_shown(name)}'") from None
+        raise
+
+
+def _shown(name: str) -> str:
+    """A name from the archive as it may appear in a one-line message: escaped, and cut short."""
+    return repr(name[:80])[1:-1]
+
+
+class _ChargedWriter:
+    """A writer that charges every byte to the budget before passing it on, so the cwd rewrite's growth counts too."""
+
+    def __init__(self, out: BinaryIO, budget: _Budget) -> None:
+        self._out = out
+        self._budget = budget
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._budget.charge(len(data))
+        return self._out.write(data)
 
 
 def _copy(source: BinaryIO, out: BinaryIO) -> None:

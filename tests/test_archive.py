@@ -164,6 +164,166 @@ def test_the_limit_counts_every_file_together(tmp_path):
     assert archive.unpack(hostile_archive(*files), SESSION, tmp_path, copy, limit=1_300_000).session_file.exists()
 
 
+# --- hostile archives: bounds on headers, members and bytes written ----------------------------
+
+
+def raw_header(name: str, kind: bytes, size: int) -> bytes:
+    """One 512-byte tar header announcing whatever it is told to."""
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = size
+    return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+
+
+def padded(data: bytes) -> bytes:
+    return data + bytes(-len(data) % tarfile.BLOCKSIZE)
+
+
+def pax(**records: str) -> bytes:
+    """The body of a PAX header: "<length> <key>=<value>\\n" records (keys may not be Python names: use **{...})."""
+    body = b""
+    for key, value in records.items():
+        record = f" {key}={value}\n".encode("utf-8", "surrogateescape")
+        length = len(record) + len(str(len(record)))
+        length += len(str(length)) - len(str(len(record)))
+        body += str(length).encode() + record
+    return body
+
+
+def raw_member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE) -> bytes:
+    return raw_header(name, kind, len(data)) + padded(data)
+
+
+def raw_archive(*pieces: bytes) -> io.BytesIO:
+    return io.BytesIO(zstd(b"".join(pieces) + bytes(2 * tarfile.BLOCKSIZE)))
+
+
+SESSION_FILE = raw_member(f"{SESSION}.jsonl", b"{}\n")
+
+
+def unpack_into(tmp_path: Path, source: io.BytesIO, **options) -> archive.Unpacked:
+    staging = tmp_path / "staging"
+    staging.mkdir(parents=True)
+    return archive.unpack(source, SESSION, staging, copy, **{"limit": LIMIT, **options})
+
+
+@pytest.mark.parametrize(
+    "kind", [tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK], ids=repr
+)
+def test_a_name_or_extended_header_larger_than_any_name_is_refused(tmp_path, kind):
+    # tarfile reads such a body into memory whole: 16 MiB here, gigabytes for a few bytes of zstd.
+    source = raw_archive(raw_header("././@LongLink", kind, 16 << 20), bytes(16 << 20), SESSION_FILE)
+
+    with pytest.raises(MalformedArchive, match="tar header of 16777216 bytes"):
+        unpack_into(tmp_path, source)
+
+
+def test_a_long_chain_of_extended_headers_is_refused(tmp_path):
+    header = raw_member("././@PaxHeader", pax(path=f"{SESSION}.jsonl"), tarfile.XHDTYPE)
+    source = raw_archive(header * 5000, SESSION_FILE)  # tarfile follows each to the next by recursion
+
+    with pytest.raises(MalformedArchive, match="headers in a row"):
+        unpack_into(tmp_path, source)
+
+
+def test_a_global_header_is_refused(tmp_path):
+    source = raw_archive(raw_member("pax_global_header", pax(comment="x" * 100), tarfile.XGLTYPE), SESSION_FILE)
+    with pytest.raises(MalformedArchive, match="global tar header"):
+        unpack_into(tmp_path, source)
+
+
+def gnu_sparse_member() -> bytes:
+    """An old-style GNU sparse member: one 3-byte piece at offset 0 of a 3-byte file."""
+    header = bytearray(raw_header(f"{SESSION}.jsonl", tarfile.GNUTYPE_SPARSE, 512))
+    header[386:410] = tarfile.itn(0, 12, tarfile.GNU_FORMAT) + tarfile.itn(3, 12, tarfile.GNU_FORMAT)
+    header[483:495] = tarfile.itn(3, 12, tarfile.GNU_FORMAT)
+    header[148:156] = b"        "
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header) + padded(b"{}\n")
+
+
+SPARSE = {
+    "gnu-old": gnu_sparse_member(),
+    "pax-0.0": raw_member("././@PaxHeader", pax(**{"GNU.sparse.size": "3", "GNU.sparse.numblocks": "1",
+                                                  "GNU.sparse.offset": "0", "GNU.sparse.numbytes": "3"}), tarfile.XHDTYPE)
+    + SESSION_FILE,
+    "pax-0.1": raw_member("././@PaxHeader", pax(**{"GNU.sparse.size": "3", "GNU.sparse.map": "0,3"}), tarfile.XHDTYPE)
+    + SESSION_FILE,
+    "pax-1.0": raw_member("././@PaxHeader", pax(**{"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                                                  "GNU.sparse.name": f"{SESSION}.jsonl", "GNU.sparse.realsize": "3"}),
+                          tarfile.XHDTYPE)
+    + raw_member(f"{SESSION}/GNUSparseFile.0/x", padded(b"1\n0\n3\n") + b"{}\n"),
+    "pax-realsize": raw_member("././@PaxHeader", pax(**{"GNU.sparse.realsize": "3"}), tarfile.XHDTYPE) + SESSION_FILE,
+}
+
+
+@pytest.mark.parametrize("sparse", SPARSE.values(), ids=SPARSE.keys())
+def test_sparse_members_are_refused(tmp_path, sparse):
+    with pytest.raises(MalformedArchive, match="sparse"):
+        unpack_into(tmp_path, raw_archive(sparse))
+
+
+def test_every_member_counts_against_the_limit_even_when_empty(tmp_path):
+    empty_files = b"".join(raw_member(f"{SESSION}/{i}") for i in range(2000))
+
+    with pytest.raises(NoSpace):
+        unpack_into(tmp_path, raw_archive(SESSION_FILE, empty_files), limit=1_000_000)
+
+
+def test_the_number_of_members_has_a_cap_of_its_own(tmp_path):
+    source = raw_archive(SESSION_FILE, *(raw_member(f"{SESSION}/{i}") for i in range(30)))
+
+    with pytest.raises(MalformedArchive, match="more than 20 files and directories"):
+        unpack_into(tmp_path, source, max_members=20)
+    source.seek(0)
+    assert unpack_into(tmp_path / "again", source, max_members=31).session_file.exists()
+
+
+def test_what_the_cwd_rewrite_adds_counts_against_the_limit(tmp_path):
+    transcript = b'{"cwd":"/a"}\n' * 20_000  # 260 KB that the rewrite makes 2.2 MB
+    source = raw_archive(raw_member(f"{SESSION}.jsonl", transcript))
+    longer = "/" + "b" * 99
+
+    def rewrite(src, out):
+        archive.replace_cwd(src, out, "/a", longer)
+
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    with pytest.raises(NoSpace):
+        archive.unpack(source, SESSION, staging, rewrite, limit=1_000_000)
+    assert sum(p.stat().st_size for p in staging.rglob("*") if p.is_file()) <= 1_000_000
+
+
+def pax_member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, **records: str) -> bytes:
+    """A member whose PAX header says what it is told to (name, mtime, size...)."""
+    return raw_member("././@PaxHeader", pax(path=name, **records), tarfile.XHDTYPE) + raw_member("placeholder", data, kind)
+
+
+HOSTILE = {
+    "file-twice": [SESSION_FILE, SESSION_FILE],
+    "directory-twice": [raw_member(SESSION, kind=tarfile.DIRTYPE), raw_member(SESSION, kind=tarfile.DIRTYPE), SESSION_FILE],
+    "file-then-directory": [SESSION_FILE, raw_member(f"{SESSION}/x", b"1"), raw_member(f"{SESSION}/x", kind=tarfile.DIRTYPE)],
+    "directory-then-file": [SESSION_FILE, raw_member(f"{SESSION}/x", kind=tarfile.DIRTYPE), raw_member(f"{SESSION}/x", b"1")],
+    "file-as-a-parent": [SESSION_FILE, raw_member(f"{SESSION}/x", b"1"), raw_member(f"{SESSION}/x/y", b"1")],
+    "directory-named-like-the-transcript": [raw_member(f"{SESSION}.jsonl", kind=tarfile.DIRTYPE), SESSION_FILE],
+    "file-named-like-the-session-directory": [SESSION_FILE, raw_member(SESSION, b"1")],
+    "mtime-1e300": [pax_member(f"{SESSION}.jsonl", b"{}\n", mtime="1e300")],
+    "mtime-minus-1e300": [pax_member(f"{SESSION}.jsonl", b"{}\n", mtime="-1e300")],
+    "mtime-inf": [pax_member(f"{SESSION}.jsonl", b"{}\n", mtime="inf")],
+    "name-part-too-long": [SESSION_FILE, pax_member(f"{SESSION}/" + "x" * 300, b"1")],
+    "name-too-long": [SESSION_FILE, pax_member(f"{SESSION}/" + "/".join(["x" * 200] * 3), b"1")],
+    "nested-too-deep": [SESSION_FILE, pax_member(f"{SESSION}/" + "d/" * 40 + "f", b"1")],
+    "name-not-utf-8": [SESSION_FILE, pax_member(f"{SESSION}/\udcff", b"1", hdrcharset="BINARY")],
+    "negative-size": [SESSION_FILE, pax_member(f"{SESSION}/x", b"1", size="-1024")],
+}
+
+
+@pytest.mark.parametrize("pieces", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_members_are_malformed_archives_not_internal_errors(tmp_path, pieces):
+    with pytest.raises(MalformedArchive):
+        unpack_into(tmp_path, raw_archive(*pieces))
+
+
 @pytest.mark.parametrize(
     "data", [b"", b"not zstd at all", zstd(b"not a tar stream" * 100), zstd(b"\0" * 10)[:-5], zstd(b"\0" * 10240)]
 )
