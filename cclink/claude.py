@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,21 +184,46 @@ def _is_at_or_below(project: str, base: Path) -> bool:
 # --- launching Claude Code ---------------------------------------------------------
 
 
-def resume(session_id: str, project: Path | None) -> NoReturn:
-    """Replace this process with `claude --resume <id>`, started in project when it is a directory."""
-    where = Path(project) if project is not None and Path(project).is_dir() else None
-    by_hand = _by_hand(session_id, where)
+def resume_argv(session_id: str) -> list[str]:
+    """The command that resumes a session: the id is glued to its option, so no id is ever read as a flag.
+
+    Claude Code's --resume takes an optional value: in `--resume -c` the `-c`
+    would be an option of its own.
+    """
+    if not _is_plain_name(session_id) or session_id.startswith("-"):
+        raise SessionError(f"'{session_id[:80]}' is not a session id that Claude Code can be started with")
+    return ["claude", f"--resume={session_id}"]
+
+
+def check_can_resume(session_id: str, project: Path | None) -> None:
+    """Raise SessionError unless resume() would start claude: a valid id, and claude on PATH."""
+    resume_argv(session_id)
     if shutil.which("claude") is None:
+        by_hand = _by_hand(session_id, _existing_dir(project))
         raise SessionError(f"the claude command was not found on PATH; install Claude Code, then run `{by_hand}`")
+
+
+def resume(session_id: str, project: Path | None) -> NoReturn:
+    """Replace this process with `claude --resume=<id>`, started in project when it is a directory."""
+    check_can_resume(session_id, project)
+    argv = resume_argv(session_id)
+    where = _existing_dir(project)
+    by_hand = _by_hand(session_id, where)
     if where is not None:
         os.chdir(where)
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
+    # Python ignores SIGPIPE, and an ignored signal stays ignored across exec.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
-        os.execvp("claude", ["claude", "--resume", session_id])
+        os.execvp(argv[0], argv)
     except OSError as e:
         raise SessionError(f"claude could not be started ({e.strerror or e}); run `{by_hand}` yourself") from None
+
+
+def _existing_dir(project: Path | None) -> Path | None:
+    return Path(project) if project is not None and Path(project).is_dir() else None
 
 
 def _by_hand(session_id: str, where: Path | None) -> str:

@@ -15,6 +15,7 @@ SALT_SIZE = 32
 KEY_SIZE = 32
 
 MIN_SECRET_LENGTH = 8
+MIN_CARRY_PIN_LENGTH = 12
 
 # Refused case-insensitively, exactly as the Rust cclink 1.3 list (some are
 # shorter than 8 characters and so already refused by the length rule).
@@ -75,11 +76,21 @@ def pin_recipient(pin: str, salt: bytes) -> agecrypt.Recipient:
     return pin_identity(pin, salt).to_public()
 
 
-def check_pin(pin: str) -> None:
-    """Raise WeakSecret unless pin follows the PIN rules of the Rust cclink."""
+def check_pin(pin: str, *, carry: bool = False) -> None:
+    """Raise WeakSecret unless pin follows the PIN rules of the Rust cclink, and with carry the stricter ones.
+
+    With --carry the PIN guards the whole conversation, and anyone can read
+    the record from the DHT and try PINs offline: it must be longer, and
+    more than digits.
+    """
     # Rust counts UTF-8 bytes here; counting characters is never looser.
     if len(pin) < MIN_SECRET_LENGTH:
         raise WeakSecret(f"a PIN must be at least {MIN_SECRET_LENGTH} characters long")
+    if carry and (len(pin) < MIN_CARRY_PIN_LENGTH or pin.isdigit()):
+        raise WeakSecret(
+            f"with --carry a PIN guards the whole conversation: it must be at least {MIN_CARRY_PIN_LENGTH} "
+            "characters long and not only digits (a few words work well)"
+        )
     if len(set(pin)) == 1:
         raise WeakSecret("a PIN must not repeat a single character")
     if _is_run(pin, 1) or _is_run(pin, -1):

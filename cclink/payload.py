@@ -18,8 +18,8 @@ from cclink import agecrypt, strictjson
 from cclink.errors import MalformedPayload
 
 # The id becomes `<id>.jsonl` on the picker's machine: no separators, no `.`/`..`,
-# nothing hidden.
-SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+# nothing hidden; and an argument of `claude`: nothing that starts like an option.
+SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 _KNOWN_KEYS = ("h", "p", "s")
 CARRY_KEY = "c"
@@ -30,9 +30,18 @@ def check_session_id(text: str) -> str:
     if not isinstance(text, str) or SESSION_ID_PATTERN.fullmatch(text) is None:
         raise MalformedPayload(
             "the session id in the handoff is not 1-128 letters, digits, '_', '-' or '.' "
-            "(not starting with '.')"
+            "(starting with a letter, digit or '_')"
         )
     return text
+
+
+def check_project(path: str) -> str:
+    """Return path if it can name the publisher's project: empty (unknown) or absolute, without NUL."""
+    # A relative path would be taken relative to the picker's directory, which
+    # says nothing about where the publisher worked.
+    if path and (not path.startswith("/") or "\0" in path):
+        raise MalformedPayload("the project path in the handoff is not a usable absolute path")
+    return path
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class Payload:
         check_session_id(self.session_id)
         if not isinstance(self.hostname, str) or not isinstance(self.project, str):
             raise MalformedPayload("the hostname and project of a handoff must be text")
+        check_project(self.project)
         if any(key in _KNOWN_KEYS for key in self.extra):
             raise ValueError("extra payload keys must not shadow h, p or s")
         # A read-only copy, so a frozen Payload really is immutable.
@@ -95,19 +105,33 @@ class Payload:
 
 @dataclass(frozen=True)
 class CarryInfo:
-    """A carried session: the torrent to fetch, its size and SHA-256, and where the publisher listens.
+    """A carried session: the torrent to fetch, its size and SHA-256, where the publisher listens, and how to say it arrived.
 
-    Written as `{"i": info-hash, "n": size, "d": SHA-256, "a": ["host:port", ...]}`
-    with both hashes in unpadded base64url: a DHT record has room for
-    little, and this is the most compact of the readable forms.
+    Written as `{"i": info-hash, "n": size, "d": SHA-256, "k": ack seed, "a": ["host:port", ...]}`
+    with the hashes and the seed in unpadded base64url: a DHT record has
+    room for little, and this is the most compact of the readable forms.
+
+    `k` is 16 random bytes, fresh for each carry, that only readers of this
+    encrypted payload know. SHA-256("cclink carry ack\\0" + k) is the seed
+    of an Ed25519 key (carry.py derives it). A picker whose download matched
+    `d` acknowledges it by putting a BEP 44 mutable item (no salt) under
+    that key's public key, whose value `v` is the 20-byte info-hash as a
+    bencoded string; the publisher takes a verified item there as the proof
+    that the recipient has the whole session (a peer that merely claims to
+    have it, or downloads the ciphertext everyone can download, cannot make
+    it). 16 bytes, not 32: a record must fit in one DHT item, and nobody
+    guesses 128 random bits. `k` is optional on reading: without it the
+    picker sends no acknowledgement.
     """
 
     info_hash: bytes
     size: int
     sha256: bytes
     hints: tuple[str, ...] = ()
+    ack_seed: bytes | None = None
 
     MAX_HINTS = 8
+    ACK_SEED_SIZE = 16
 
     def __post_init__(self) -> None:
         if len(self.info_hash) != 20 or len(self.sha256) != 32:
@@ -116,9 +140,13 @@ class CarryInfo:
             raise MalformedPayload("the carried session's size is not a sensible number of bytes")
         if len(self.hints) > self.MAX_HINTS or not all(isinstance(h, str) and 0 < len(h) <= 64 for h in self.hints):
             raise MalformedPayload("the carried session's address hints are malformed")
+        if self.ack_seed is not None and len(self.ack_seed) != self.ACK_SEED_SIZE:
+            raise MalformedPayload("the carried session's acknowledgement seed has the wrong length")
 
     def to_json(self) -> dict[str, object]:
         document: dict[str, object] = {"i": _b64url(self.info_hash), "n": self.size, "d": _b64url(self.sha256)}
+        if self.ack_seed is not None:
+            document["k"] = _b64url(self.ack_seed)
         if self.hints:
             document["a"] = list(self.hints)
         return document
@@ -135,6 +163,7 @@ class CarryInfo:
             size=value.get("n"),  # type: ignore[arg-type]  # checked in __post_init__
             sha256=_from_b64url(value.get("d"), "SHA-256"),
             hints=tuple(hints),
+            ack_seed=_from_b64url(value["k"], "acknowledgement seed") if "k" in value else None,
         )
 
 

@@ -298,7 +298,7 @@ def test_resume_execs_claude_in_project(tmp_path: Path, fake_claude: tuple[Path,
     # Output written before exec is flushed, not lost with the replaced process.
     assert result.stdout == "before exec\nfake claude ran\n"
     ran = json.loads(record.read_text())
-    assert ran == {"argv": ["--resume", SID], "name": "claude", "cwd": str(project.resolve())}
+    assert ran == {"argv": [f"--resume={SID}"], "name": "claude", "cwd": str(project.resolve())}
 
 
 @pytest.mark.parametrize("project", [None, "/nonexistent/cclink-test-project"])
@@ -330,3 +330,16 @@ def test_resume_error_in_process_leaves_cwd_alone(tmp_path: Path, monkeypatch: p
         claude.resume(SID, tmp_path)
     assert os.getcwd() == before
     assert f"claude --resume {SID}" in str(caught.value)
+
+
+@pytest.mark.parametrize("session_id", ["-c", "--continue", "--dangerously-skip-permissions", "../x", ""])
+def test_resume_refuses_what_could_be_read_as_a_flag_or_path(tmp_path: Path, fake_claude: tuple[Path, Path], session_id: str) -> None:
+    bin_dir, record = fake_claude
+    result = run_resume(session_id, None, path=str(bin_dir), cwd=tmp_path)
+    assert result.returncode == SessionError.exit_code
+    assert "is not a session id that Claude Code can be started with" in result.stderr
+    assert not record.exists()
+
+
+def test_resume_glues_the_id_to_its_option() -> None:
+    assert claude.resume_argv(SID) == ["claude", f"--resume={SID}"]

@@ -166,6 +166,20 @@ def test_pin_rules(pin: str, reason: str | None) -> None:
     assert "\n" not in message  # one sentence; the CLI capitalises and ends it
 
 
+@pytest.mark.parametrize(
+    ("pin", "accepted"),
+    [("tulip-harbor", True), ("correct horse", True), ("tulip-42", False), ("482915637201", False), ("12345678901234567", False)],
+)
+def test_carry_pins_must_be_longer_and_more_than_digits(pin: str, accepted: bool) -> None:
+    if accepted:
+        kdf.check_pin(pin, carry=True)
+        return
+    with pytest.raises(WeakSecret):
+        kdf.check_pin(pin, carry=True)
+    if pin != "12345678901234567":  # a run: refused without --carry too
+        kdf.check_pin(pin)
+
+
 def test_every_blocklisted_word_of_eight_or_more_is_refused() -> None:
     for word in kdf.PIN_BLOCKLIST:
         with pytest.raises(WeakSecret):

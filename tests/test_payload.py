@@ -30,9 +30,9 @@ def test_round_trip() -> None:
 
 
 def test_unknown_keys_are_kept_in_order() -> None:
-    data = b'{"h":"a","p":"b","s":"c","z":1,"new":{"x":[1,2]}}'
+    data = b'{"h":"a","p":"/b","s":"c","z":1,"new":{"x":[1,2]}}'
     payload = Payload.from_plaintext(data)
-    assert payload == Payload(session_id="c", hostname="a", project="b", extra={"z": 1, "new": {"x": [1, 2]}})
+    assert payload == Payload(session_id="c", hostname="a", project="/b", extra={"z": 1, "new": {"x": [1, 2]}})
     assert list(payload.extra) == ["z", "new"]
     assert payload.to_plaintext() == data
 
@@ -89,7 +89,10 @@ def test_malformed_payloads(data: bytes) -> None:
         Payload.from_plaintext(data)
 
 
-@pytest.mark.parametrize("session_id", ["../x", "a/b", "a\\b", ".", "..", ".hidden", "", "x" * 129, "a\x00", "é", "a b", "a\n"])
+@pytest.mark.parametrize(
+    "session_id",
+    ["../x", "a/b", "a\\b", ".", "..", ".hidden", "", "x" * 129, "a\x00", "é", "a b", "a\n", "-x", "-c", "--continue"],
+)
 def test_unsafe_session_ids_rejected(session_id: str) -> None:
     with pytest.raises(MalformedPayload):
         check_session_id(session_id)
@@ -97,9 +100,20 @@ def test_unsafe_session_ids_rejected(session_id: str) -> None:
         Payload(session_id=session_id)
 
 
-@pytest.mark.parametrize("session_id", [UUID, "x" * 128, "a", "a.b", "a..b", "_x", "-x", "A-Z_0.9"])
+@pytest.mark.parametrize("session_id", [UUID, "x" * 128, "a", "a.b", "a..b", "_x", "x-", "A-Z_0.9"])
 def test_safe_session_ids_accepted(session_id: str) -> None:
     assert check_session_id(session_id) == session_id
+
+
+@pytest.mark.parametrize("project", [".", "app", "~/app", "C:\\work", "/a\x00b"])
+def test_projects_that_name_no_absolute_path_rejected(project: str) -> None:
+    with pytest.raises(MalformedPayload):
+        Payload(session_id=UUID, project=project)
+
+
+@pytest.mark.parametrize("project", ["", "/", "/home/me/app", "/tmp/a b/é"])
+def test_absolute_or_unknown_projects_accepted(project: str) -> None:
+    assert Payload(session_id=UUID, project=project).project == project
 
 
 def test_seal_and_open() -> None:
@@ -197,3 +211,34 @@ def test_malformed_carry_details_are_a_payload_error(value):
     body = Payload("abc", extra={"c": value})
     with pytest.raises(MalformedPayload):
         body.carry
+
+
+# --- the acknowledgement seed ("k") -------------------------------------------------------------
+
+
+def test_the_ack_seed_travels_as_base64url_after_the_hashes():
+    carry = a_carry(hints=("127.0.0.2:4567",), ack_seed=bytes(range(32, 48)))
+    text = Payload("abc", "h", "/p").with_carry(carry).to_plaintext()
+    assert text == (
+        b'{"h":"h","p":"/p","s":"abc","c":{"i":"AAECAwQFBgcICQoLDA0ODxAREhM","n":123456,'
+        b'"d":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8","k":"ICEiIyQlJicoKSorLC0uLw",'
+        b'"a":["127.0.0.2:4567"]}}'
+    )
+    assert Payload.from_plaintext(text).carry == carry
+
+
+def test_carry_details_without_an_ack_seed_are_still_read():
+    body = Payload("abc", extra={"c": a_carry().to_json()})
+    assert body.carry.ack_seed is None
+
+
+@pytest.mark.parametrize("seed", ["AAECAwQFBgcICQoLDA0ODxAREhM", 7, None, "not base64url!", ""])
+def test_a_malformed_ack_seed_is_a_payload_error(seed):
+    details = {**a_carry().to_json(), "k": seed}
+    with pytest.raises(MalformedPayload):
+        Payload("abc", extra={"c": details}).carry
+
+
+def test_an_ack_seed_of_the_wrong_length_is_refused_when_made():
+    with pytest.raises(MalformedPayload):
+        a_carry(ack_seed=bytes(32))
