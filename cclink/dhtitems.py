@@ -33,6 +33,8 @@ MAX_QUERIES = 256  # per lookup: a liar listing endless fake contacts costs at m
 ENOUGH_STORED = 3
 ROUNDS = 3  # puts signed again when a node turned out to hold a newer item
 RECEIVE_SIZE = 65536
+# Datagrams read per wake-up: anyone can flood the socket, and the deadline is only checked between wake-ups.
+MAX_DATAGRAMS_PER_WAKE = 64
 TEST_SWARM_NODE_ID = b"cclink command node."  # 20 bytes; see _node_id
 
 Verify = Callable[[krpc.Item], bool]  # whether an item's signature holds under the key looked up
@@ -55,17 +57,24 @@ def get(bootstrap: Sequence[Endpoint], public_key: bytes, verify: Verify, *, tim
     return lookup.newest
 
 
-def put(bootstrap: Sequence[Endpoint], public_key: bytes, value: bytes, sign: Sign, verify: Verify, *, timeout: float) -> Stored:
-    """Store value under public_key on the nodes closest to it, superseding whatever verifies there."""
-    if len(value) > krpc.MAX_VALUE_SIZE:
-        raise NetworkError(f"a DHT item holds at most {krpc.MAX_VALUE_SIZE} bytes, not {len(value)}")
+def put(
+    bootstrap: Sequence[Endpoint], public_key: bytes, value: bytes, sign: Sign, verify: Verify, *, timeout: float, min_seq: int = 0
+) -> Stored:
+    """Store value under public_key on the nodes closest to it, superseding whatever verifies there.
+
+    The seq signed is at least min_seq: a caller that saw a higher seq than
+    this lookup finds (one the nodes dropped) must still sign above it.
+    """
+    if krpc.stored_size(value) > krpc.MAX_VALUE_SIZE:
+        # Nodes refuse it (error 205), each of them, after the whole lookup.
+        raise NetworkError(f"a DHT item holds at most {krpc.MAX_VALUE_SIZE} bytes as bencoded, not {krpc.stored_size(value)}")
     deadline = time.monotonic() + timeout
     with _Wire(_local_address(bootstrap), _node_id(bootstrap), public_key) as wire:
         lookup = _walk(wire, bootstrap, public_key, verify, deadline)
         closest = lookup.closest_with_tokens()
         stored = Stored(seq=0, nodes=0)
         for _ in range(ROUNDS):
-            seq = max(time.time_ns() // 1000, lookup.newest_seq + 1)
+            seq = max(time.time_ns() // 1000, lookup.newest_seq + 1, min_seq)
             item = krpc.Item(seq, sign(seq), value)
             stored = Stored(seq, _put_round(wire, lookup, closest, public_key, item, deadline))
             if lookup.newest_seq < seq or time.monotonic() >= deadline:
@@ -73,6 +82,18 @@ def put(bootstrap: Sequence[Endpoint], public_key: bytes, value: bytes, sign: Si
     if stored.nodes == 0:
         raise NetworkError("no DHT node stored the record; check the network and try again")
     return stored
+
+
+def put_again(bootstrap: Sequence[Endpoint], public_key: bytes, item: krpc.Item, verify: Verify, *, timeout: float) -> Stored:
+    """Put an item already signed, unchanged, to the nodes closest to public_key; Stored.nodes may be 0.
+
+    Nodes that dropped it store it again, and a node holding a newer item
+    refuses it: unlike put, this never supersedes anything.
+    """
+    deadline = time.monotonic() + timeout
+    with _Wire(_local_address(bootstrap), _node_id(bootstrap), public_key) as wire:
+        lookup = _walk(wire, bootstrap, public_key, verify, deadline)
+        return Stored(item.seq, _put_round(wire, lookup, lookup.closest_with_tokens(), public_key, item, deadline))
 
 
 def _walk(wire: _Wire, bootstrap: Sequence[Endpoint], public_key: bytes, verify: Verify, deadline: float) -> _Lookup:
@@ -156,7 +177,7 @@ class _Wire:
 
     def _receive(self) -> list[_Query]:
         answered = []
-        while True:
+        for _ in range(MAX_DATAGRAMS_PER_WAKE):
             try:
                 datagram, sender = self._socket.recvfrom(RECEIVE_SIZE)
             except (BlockingIOError, InterruptedError):
@@ -171,6 +192,7 @@ class _Wire:
             query.reply = reply
             self._forget(query)
             answered.append(query)
+        return answered
 
     def _forget(self, query: _Query) -> None:
         for transaction in query.transactions:

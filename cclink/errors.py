@@ -71,6 +71,14 @@ class NoSpace(SessionError):
     """A carried session would not fit: past what cclink accepts, or past the disk's free space."""
 
 
+class UnknownSession(SessionError):
+    """A session id given to publish names no session on this machine."""
+
+    def __init__(self, message: str, session_id: str) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+
+
 # --- what came over the wire -----------------------------------------------------
 
 
@@ -129,6 +137,10 @@ class NotFound(CclinkError):
 
 class Expired(NotFound):
     """A handoff record whose TTL has run out."""
+
+
+class Rollback(NotFound):
+    """A genuinely signed item older than one this machine has already seen under its key: replaced, revoked, or replayed."""
 
 
 class NetworkError(CclinkError):

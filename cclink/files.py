@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,6 +22,22 @@ def cache_dir() -> Path:
     if xdg and os.path.isabs(xdg):
         return Path(xdg) / "cclink"
     return Path.home() / ".cache" / "cclink"
+
+
+def state_dir() -> Path:
+    """Where cclink keeps state that must outlive a cache clean-up; not created here.
+
+    $XDG_STATE_HOME/cclink or ~/.local/state/cclink, and on macOS
+    ~/Library/Application Support/cclink, where that system keeps a user's
+    application state.
+    """
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "cclink"
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    # As for the cache: the XDG spec says relative values must be ignored.
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "cclink"
+    return Path.home() / ".local" / "state" / "cclink"
 
 
 def write_private(path: Path, data: bytes, *, durable: bool = True) -> None:

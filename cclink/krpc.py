@@ -21,6 +21,11 @@ ID_SIZE = 20
 SIGNATURE_SIZE = 64
 MAX_VALUE_SIZE = 1000  # BEP 44's limit on v
 MAX_SEQ = 2**63  # libtorrent keeps seq in a signed 64-bit integer
+# BEP 5 nodes list 8 contacts. A reply may hold thousands; a lookup keeps
+# every contact it reads and sorts them all at each step, so it reads no more.
+MAX_CONTACTS = 8
+# Nodes echo back a token of their own choosing: a few bytes, a hash at most.
+MAX_TOKEN_SIZE = 64
 _COMPACT_NODE = struct.Struct("!20s4sH")  # BEP 5 compact node info, IPv4
 # BEP 44 errors a node answers a put with when it holds a newer item.
 ERROR_CAS_MISMATCH = 301
@@ -54,6 +59,11 @@ class Reply:
     nodes: tuple[Contact, ...] = ()
     item: Item | None = None
     error: int | None = None
+
+
+def stored_size(value: bytes) -> int:
+    """The size BEP 44 nodes hold to MAX_VALUE_SIZE: v as bencoded, length prefix included."""
+    return len(b"%d:" % len(value)) + len(value)
 
 
 def target_of(public_key: bytes) -> bytes:
@@ -102,7 +112,7 @@ def parse_reply(datagram: bytes, public_key: bytes) -> Reply | None:
     return Reply(
         transaction,
         node_id=node_id if isinstance(node_id, bytes) and len(node_id) == ID_SIZE else None,
-        token=token if isinstance(token, bytes) and token else None,
+        token=token if isinstance(token, bytes) and 0 < len(token) <= MAX_TOKEN_SIZE else None,
         nodes=_contacts(body.get(b"nodes")),
         item=_item(body, public_key),
     )
@@ -115,11 +125,14 @@ def _error_code(error: object) -> int:
 
 
 def _contacts(nodes: object) -> tuple[Contact, ...]:
+    """The first MAX_CONTACTS usable contacts in a compact node list."""
     if not isinstance(nodes, bytes):
         return ()
     whole = len(nodes) - len(nodes) % _COMPACT_NODE.size
-    contacts = []
+    contacts: list[Contact] = []
     for node_id, ip, port in _COMPACT_NODE.iter_unpack(nodes[:whole]):
+        if len(contacts) == MAX_CONTACTS:
+            break
         if port:
             contacts.append(Contact(node_id, (str(ipaddress.IPv4Address(ip)), port)))
     return tuple(contacts)

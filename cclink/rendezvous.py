@@ -1,4 +1,9 @@
-"""Handoff records on the DHT: publish, revoke and resolve signed packets."""
+"""Handoff records on the DHT: publish, revoke and resolve signed packets.
+
+Every item a publisher signed verifies forever, so a verified item is not
+enough: one older than the newest this machine has seen under the key (see
+seen.py) was replaced or revoked, and is refused as a possible replay.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from cclink import dht, dhtitems, krpc, packet
-from cclink.errors import NetworkError, NotFound, WireError
+from cclink.errors import NetworkError, NotFound, Rollback, WireError
 from cclink.keys import Identity, PublicKey
 from cclink.record import Record
+from cclink.seen import SeqMemory
 
 PUT_TIMEOUT = 60.0
 GET_TIMEOUT = 20.0
@@ -28,11 +34,20 @@ class Resolved:
     seq: int
 
 
+@dataclass(frozen=True)
+class Revocation:
+    """The newest item under a key is an empty packet: its publisher revoked the handoff."""
+
+    item: krpc.Item  # verified; anyone may put it again, unchanged, to keep it alive
+
+
 class Rendezvous:
     """The DHT as a place to leave and find handoff records."""
 
-    def __init__(self, bootstrap: Sequence[dht.Endpoint]) -> None:
+    def __init__(self, bootstrap: Sequence[dht.Endpoint], seen: SeqMemory | None = None) -> None:
         self.bootstrap = list(bootstrap)
+        # The highest seq seen per publisher: the user's own unless a test or the demo brings one.
+        self.seen = seen if seen is not None else SeqMemory.in_state_dir()
 
     def publish(self, identity: Identity, record: Record) -> Published:
         message = packet.record_message(identity.public_key, record.to_json())
@@ -42,12 +57,36 @@ class Rendezvous:
         """Supersede whatever is published with an empty packet."""
         return self.put_message(identity, packet.revocation_message())
 
+    def refresh(self, publisher: PublicKey, revocation: Revocation) -> Published:
+        """Put a revocation again, unchanged, so that nodes keep it (and nodes that dropped it hold it again).
+
+        It needs no key and supersedes nothing: a node holding a newer item refuses it.
+        """
+        return dhtitems.put_again(self.bootstrap, publisher.raw, revocation.item, _verifier(publisher), timeout=PUT_TIMEOUT)
+
     def resolve(self, publisher: PublicKey, on_retry: Callable[[float], None] | None = None) -> Resolved:
         """The active record under publisher.
 
+        Raises NotFound when nothing (or a revocation) is published, and
+        Rollback when the newest item found is older than one seen before.
+        """
+        return self.active(publisher, self.newest(publisher, on_retry))
+
+    @staticmethod
+    def active(publisher: PublicKey, found: Resolved | Revocation | None) -> Resolved:
+        """What newest() found, as the active record; NotFound for a revocation or nothing."""
+        if found is None:
+            raise NotFound(f"no handoff is published under {publisher.display}")
+        if isinstance(found, Revocation):
+            raise NotFound(f"no handoff is published under {publisher.display} (the last one was revoked)")
+        return found
+
+    def newest(self, publisher: PublicKey, on_retry: Callable[[float], None] | None = None) -> Resolved | Revocation | None:
+        """The newest item under publisher, verified: a record, a revocation, or None when the DHT holds nothing.
+
         Retries with backoff for about RETRY_FOR seconds while the DHT is
         unreachable, but a DHT that answers "nothing here" is final at once.
-        Raises NotFound when nothing (or a revocation) is published.
+        Raises Rollback when that item is older than one seen before.
         """
         delay, give_up = 1.0, time.monotonic() + RETRY_FOR
         while True:
@@ -62,8 +101,11 @@ class Rendezvous:
                 time.sleep(delay)
                 delay = min(delay * 2, 8.0)
         if item is None:
-            raise NotFound(f"no handoff is published under {publisher.display}")
-        return _verified_record(publisher, item)
+            return None
+        found = _verified(publisher, item)
+        # Remembered only once wholly verified: a record signed but unreadable raises first.
+        self.seen.remember(publisher.raw, item.seq)
+        return found
 
     def put_message(self, identity: Identity, message: bytes) -> Published:
         """Put a DNS message as identity's signed packet, superseding whatever was there."""
@@ -72,11 +114,26 @@ class Rendezvous:
         def sign(seq: int) -> bytes:
             return packet.SignedPacket.create(identity, seq, message).signature
 
-        return dhtitems.put(self.bootstrap, public_key.raw, message, sign, _verifier(public_key), timeout=PUT_TIMEOUT)
+        # Above anything seen, even an item the DHT has dropped: else an older one could be put back over ours.
+        min_seq = self.seen.floor(public_key.raw) + 1
+        published = dhtitems.put(
+            self.bootstrap, public_key.raw, message, sign, _verifier(public_key), timeout=PUT_TIMEOUT, min_seq=min_seq
+        )
+        self.seen.remember(public_key.raw, published.seq)
+        return published
 
     def find_item(self, publisher: PublicKey) -> krpc.Item | None:
-        """The newest item under publisher whose packet signature verifies, whatever it holds."""
-        return dhtitems.get(self.bootstrap, publisher.raw, _verifier(publisher), timeout=GET_TIMEOUT)
+        """The newest item under publisher whose packet signature verifies, whatever it holds.
+
+        Raises Rollback when it is older than the newest this machine has seen under publisher.
+        """
+        item = dhtitems.get(self.bootstrap, publisher.raw, _verifier(publisher), timeout=GET_TIMEOUT)
+        if item is not None and item.seq < self.seen.floor(publisher.raw):
+            raise Rollback(
+                f"the DHT returned an older handoff from {publisher.display} than this machine has already seen "
+                "(it was revoked or replaced); it may be a replay"
+            )
+        return item
 
 
 def _verifier(publisher: PublicKey) -> Callable[[krpc.Item], bool]:
@@ -90,13 +147,18 @@ def _verifier(publisher: PublicKey) -> Callable[[krpc.Item], bool]:
     return verifies
 
 
-def _verified_record(publisher: PublicKey, item: krpc.Item) -> Resolved:
-    """Check the packet signature ourselves (never trust the transport), then the record's."""
+def _verified(publisher: PublicKey, item: krpc.Item) -> Resolved | Revocation:
+    """Check the packet signature ourselves (never trust the transport), then the record's, if it holds one."""
     signed = packet.SignedPacket(public_key=publisher, signature=item.signature, seq=item.seq, message=item.value)
     signed.verify()
     record_json = packet.record_from_message(item.value, publisher)
     if record_json is None:
-        raise NotFound(f"no handoff is published under {publisher.display} (the last one was revoked)")
+        return Revocation(item)
     record = Record.from_json(record_json)
     record.verify(publisher)
     return Resolved(record=record, seq=item.seq)
+
+
+def _verified_record(publisher: PublicKey, item: krpc.Item) -> Resolved:
+    """The record an item holds, verified; NotFound for a revocation."""
+    return Rendezvous.active(publisher, _verified(publisher, item))

@@ -90,6 +90,7 @@ class HostileNode:
         self._captured: dict[bytes, list[Item]] = {}  # target -> puts received, oldest first
         self._armed: dict[bytes, tuple[bytes, Misbehaviour]] = {}  # target -> (public key, misbehaviour)
         self._gets: Counter[tuple[bytes, str]] = Counter()  # (target, querier's IP) -> gets since armed
+        self._puts: Counter[bytes] = Counter()  # target -> mutable-item puts received, repeats included
         self._forger = nacl.signing.SigningKey.generate()  # "its own" key, which is nobody's identity
         self.errors: list[str] = []  # inbound packets it could not handle, for tests to inspect
 
@@ -166,6 +167,11 @@ class HostileNode:
         target = item_target(public_key)
         with self._lock:
             return sum(n for (t, ip), n in self._gets.items() if t == target and from_ip in (None, ip))
+
+    def puts_received(self, public_key: bytes) -> int:
+        """`put` queries for public_key's item so far, each repeat counted (captured() counts each item once)."""
+        with self._lock:
+            return self._puts[item_target(public_key)]
 
     def remember(self, item: Item) -> None:
         """Keep item as if it had been `put` to us: how a node that never met the publisher gets one to replay."""
@@ -290,6 +296,8 @@ class HostileNode:
         public_key, signature, seq = args.get(b"k"), args.get(b"sig"), args.get(b"seq")
         if not (isinstance(public_key, bytes) and isinstance(signature, bytes) and isinstance(seq, int)):
             return  # an immutable item: not what we are after
+        with self._lock:
+            self._puts[item_target(public_key)] += 1
         self.remember(Item(public_key, seq, signature, lt.bencode(args.get(b"v"))))
 
     # --- helpers -----------------------------------------------------------------------

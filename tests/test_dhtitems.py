@@ -13,10 +13,11 @@ from typing import Iterator
 
 import pytest
 
-from cclink import dhtitems, packet
-from cclink.errors import NetworkError
+from cclink import dhtitems, krpc, packet
+from cclink.errors import NetworkError, WireError
 from cclink.keys import Identity
 from cclink.rendezvous import Rendezvous
+from cclink.seen import SeqMemory
 from cclink.testnet import HOST, Testnet
 from hostile_node import HostileNode
 
@@ -68,16 +69,21 @@ def finished_command(swarm: Swarm) -> Iterator[tuple[socket.socket, SilentNode]]
     yield from listed_silent_node(swarm, dhtitems.TEST_SWARM_NODE_ID)
 
 
+def rendezvous(bootstrap: list[tuple[str, int]], seen: SeqMemory | None = None) -> Rendezvous:
+    """A Rendezvous with a memory of its own: tests must not write to the user's state directory."""
+    return Rendezvous(bootstrap, seen or SeqMemory.in_memory())
+
+
 def publish(bootstrap: list[tuple[str, int]], identity: Identity, message: bytes) -> int:
     """Put message as identity's packet; return its seq."""
-    published = Rendezvous(bootstrap).put_message(identity, message)
+    published = rendezvous(bootstrap).put_message(identity, message)
     assert published.nodes > 0
     return published.seq
 
 
 def read_back(swarm: Swarm, identity: Identity) -> tuple[int, bytes]:
     """The item as a lookup through the honest nodes alone finds it."""
-    item = Rendezvous([(HOST, port) for port in swarm.honest.ports]).find_item(identity.public_key)
+    item = rendezvous([(HOST, port) for port in swarm.honest.ports]).find_item(identity.public_key)
     assert item is not None, "nothing found under the key"
     return item.seq, item.value
 
@@ -100,7 +106,7 @@ def test_a_put_is_stored_on_every_node_of_a_small_swarm_and_read_back(swarm: Swa
     identity = Identity.generate()
     message = a_message(identity, "first")
 
-    published = Rendezvous(swarm.bootstrap).put_message(identity, message)
+    published = rendezvous(swarm.bootstrap).put_message(identity, message)
 
     assert published.nodes == HONEST_NODES + 1
     assert read_back(swarm, identity) == (published.seq, message)
@@ -157,15 +163,84 @@ def test_a_put_where_no_node_answers_fails_cleanly(silent: tuple[socket.socket, 
     identity = Identity.generate()
 
     with pytest.raises(NetworkError, match="no DHT node answered"):
-        Rendezvous([node.address]).put_message(identity, a_message(identity, "nobody home"))
+        rendezvous([node.address]).put_message(identity, a_message(identity, "nobody home"))
 
 
 def test_a_get_for_a_key_nobody_published_finds_nothing(swarm: Swarm) -> None:
-    assert Rendezvous(swarm.bootstrap).find_item(Identity.generate().public_key) is None
+    assert rendezvous(swarm.bootstrap).find_item(Identity.generate().public_key) is None
 
 
 def test_a_get_where_no_node_answers_fails_cleanly(silent: tuple[socket.socket, SilentNode]) -> None:
     _, node = silent
 
     with pytest.raises(NetworkError, match="no DHT node answered"):
-        Rendezvous([node.address]).find_item(Identity.generate().public_key)
+        rendezvous([node.address]).find_item(Identity.generate().public_key)
+
+
+# --- what a node or anyone else sends is bounded ----------------------------------------------
+
+
+def test_a_flood_of_datagrams_is_read_a_bounded_number_at_a_time() -> None:
+    """Anyone can flood the socket; the lookup must get back to its deadline between reads."""
+    flood = dhtitems.MAX_DATAGRAMS_PER_WAKE + dhtitems.MAX_DATAGRAMS_PER_WAKE // 2
+    with dhtitems._Wire(HOST, bytes(20), bytes(32)) as wire, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flooder:
+        wire_socket = wire._socket
+        for _ in range(flood):
+            flooder.sendto(b"noise, not bencoding", wire_socket.getsockname())
+
+        assert wire.exchange(time.monotonic() + 5) == []
+
+        assert len(datagrams_waiting(wire_socket)) == flood - dhtitems.MAX_DATAGRAMS_PER_WAKE
+
+
+# --- the floor a publisher signs above ----------------------------------------------------------
+
+
+def test_a_put_signs_above_a_seq_remembered_even_when_the_dht_no_longer_holds_it(swarm: Swarm) -> None:
+    """What the rollback memory relies on: its own puts must still supersede the newest it saw."""
+    identity = Identity.generate()
+    seen = SeqMemory.in_memory()
+    ahead = time.time_ns() // 1000 + 86_400 * 10**6  # seen from a publisher whose clock ran a day ahead
+    seen.remember(identity.public_key.raw, ahead)
+
+    seq = rendezvous(swarm.bootstrap, seen).put_message(identity, a_message(identity, "after a dropped item")).seq
+
+    assert seq > ahead
+    assert seen.floor(identity.public_key.raw) == seq
+    assert read_back(swarm, identity)[0] == seq
+
+
+def test_putting_an_item_again_keeps_it_and_never_supersedes_a_newer_one(swarm: Swarm) -> None:
+    identity = Identity.generate()
+    older = a_message(identity, "older")
+    older_seq = publish(swarm.bootstrap, identity, older)
+    signed = packet.SignedPacket.create(identity, older_seq, older)
+    older_item = krpc.Item(older_seq, signed.signature, older)
+
+    def verify(item: krpc.Item) -> bool:
+        try:
+            packet.SignedPacket(identity.public_key, item.signature, item.seq, item.value).verify()
+        except WireError:
+            return False
+        return True
+
+    again = dhtitems.put_again(swarm.bootstrap, identity.public_key.raw, older_item, verify, timeout=20)
+    assert (again.seq, again.nodes) == (older_seq, HONEST_NODES + 1)
+
+    newer = a_message(identity, "newer")
+    newer_seq = publish(swarm.bootstrap, identity, newer)
+    refused = dhtitems.put_again(swarm.bootstrap, identity.public_key.raw, older_item, verify, timeout=20)
+
+    assert refused.nodes == 1  # the test node, which acknowledges every put; the honest ones hold the newer item
+    assert read_back(swarm, identity) == (newer_seq, newer)
+
+
+def test_a_value_nodes_would_refuse_is_refused_before_any_lookup(silent: tuple[socket.socket, SilentNode]) -> None:
+    """BEP 44 bounds v as bencoded: 997 bytes are 1001 with their "997:" prefix."""
+    sock, node = silent
+    identity = Identity.generate()
+
+    with pytest.raises(NetworkError, match="at most 1000 bytes as bencoded, not 1001"):
+        dhtitems.put([node.address], identity.public_key.raw, b"x" * 997, lambda seq: bytes(64), lambda item: True, timeout=20)
+
+    assert datagrams_waiting(sock) == []

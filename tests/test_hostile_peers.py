@@ -124,7 +124,7 @@ def pickup(machine: Machine, bootstrap: str | None = None) -> subprocess.Complet
 
 def launched_sessions(machine: Machine) -> list[str]:
     """The session ids the fake claude was asked to resume."""
-    return [launch.argv[launch.argv.index("--resume") + 1] for launch in machine.launches()]
+    return [launch.argv[0].removeprefix("--resume=") for launch in machine.launches()]
 
 
 def assert_one_sentence_error(result: subprocess.CompletedProcess) -> None:
@@ -282,3 +282,102 @@ def test_a_publish_is_not_pushed_up_by_a_seq_it_cannot_verify(pair: Pair, hostil
     assert launched_sessions(desktop) == [newer]
     ours = [item.seq for item in hostile.captured(public_key) if item != bogus]
     assert max(ours) < now_in_microseconds() + DAY_IN_MICROSECONDS
+
+
+# --- rollback: a record put back once its revocation is gone (issue 13) ----------------------
+#
+# DHT nodes drop an item some time after its last put. Once a revocation is
+# gone, anyone holding the older record (every node it passed through) can
+# put it back. The `eclipse` nodes play the DHT of that moment: they hold the
+# old record and nothing newer.
+
+ROLLBACK_SENTENCE = "The DHT returned an older handoff from pk:{z32} than this machine has already seen (it was revoked or replaced); it may be a replay."
+NOT_FOUND_EXIT = 7
+
+
+def fresh_machine(tmp_path: Path, pair: Pair, name: str, session_id: str) -> Machine:
+    """A machine with the pair's key and a copy of session_id, which has never looked the key up."""
+    machine = Machine(tmp_path, name, pair.laptop.env["CCLINK_BOOTSTRAP"])
+    machine.ok("init", "--no-passphrase", "--import", str(pair.laptop.key_file))
+    machine.add_session(machine.project(), session_id)
+    return machine
+
+
+def test_a_record_put_back_after_its_revocation_is_gone_is_refused_where_the_revocation_was_seen(
+    tmp_path: Path, pair: Pair, hostile_swarm: HostileSwarm, eclipse: HostileNode
+) -> None:
+    laptop, desktop, public_key = pair.laptop, pair.desktop, pair.public_key
+    replayed = publish_session(pair)
+    laptop.ok("revoke", "-y")
+    record, revocation = hostile_swarm.hostile.captured(public_key)
+    assert record.seq < revocation.seq
+    assert pickup(desktop).returncode == NOT_FOUND_EXIT  # the desktop sees the revocation
+    eclipse.remember(record)
+    eclipse.arm(public_key, Misbehaviour.STALE)
+    sentence = ROLLBACK_SENTENCE.format(z32=laptop.public_key_z32())
+
+    refused = pickup(desktop, bootstrap=eclipse.bootstrap)
+    listed = laptop.run("list", env={"CCLINK_BOOTSTRAP": eclipse.bootstrap}, timeout=PICKUP_DEADLINE)
+
+    for result in (refused, listed):  # the desktop saw the revocation; the laptop signed it
+        assert result.returncode == NOT_FOUND_EXIT, result.stderr
+        assert_one_sentence_error(result)
+        assert result.stderr.strip() == f"cclink: error: {sentence}"
+    assert desktop.launches() == []
+    assert_hostile_asked(eclipse, public_key)
+    # The limit: a machine that never saw the key has nothing to compare with, and takes the replay.
+    fresh = fresh_machine(tmp_path, pair, "fresh", replayed)
+    assert pickup(fresh, bootstrap=eclipse.bootstrap).returncode == 0
+    assert launched_sessions(fresh) == [replayed]
+
+
+def test_revoke_puts_a_new_revocation_over_a_record_put_back(pair: Pair, hostile_swarm: HostileSwarm, eclipse: HostileNode) -> None:
+    """Where the publisher finds its record put back, `revoke` withdraws it again, for machines that never saw the revocation."""
+    laptop, public_key = pair.laptop, pair.public_key
+    publish_session(pair)
+    laptop.ok("revoke", "-y")
+    record, revocation = hostile_swarm.hostile.captured(public_key)
+    eclipse.remember(record)
+    eclipse.arm(public_key, Misbehaviour.STALE)
+    assert laptop.run("pickup", "-y", env={"CCLINK_BOOTSTRAP": eclipse.bootstrap}).returncode == NOT_FOUND_EXIT
+
+    result = laptop.run("revoke", "-y", env={"CCLINK_BOOTSTRAP": eclipse.bootstrap})
+
+    assert result.returncode == 0, result.stderr
+    newest = max(eclipse.captured(public_key), key=lambda item: item.seq)
+    assert newest.seq > revocation.seq
+    assert lt.bdecode(newest.value) == packet.revocation_message()
+
+
+def test_revoke_of_a_revoked_handoff_puts_the_revocation_again(pair: Pair, hostile_swarm: HostileSwarm) -> None:
+    """The publisher online keeps its revocation alive: the same item, not a new one, so it supersedes nothing newer."""
+    laptop, public_key = pair.laptop, pair.public_key
+    publish_session(pair)
+    laptop.ok("revoke", "-y")
+    hostile = hostile_swarm.hostile
+    revocation = hostile.captured(public_key)[-1]
+    puts = hostile.puts_received(public_key)
+
+    result = laptop.run("revoke", "-y")
+
+    assert result.returncode == 0, result.stderr
+    assert "already revoked; its revocation was put on the DHT again" in result.stderr
+    assert hostile.puts_received(public_key) > puts
+    assert hostile.captured(public_key)[-1] == revocation
+
+
+def test_list_finding_a_revocation_puts_it_again(pair: Pair, hostile_swarm: HostileSwarm) -> None:
+    laptop, public_key = pair.laptop, pair.public_key
+    publish_session(pair)
+    laptop.ok("revoke", "-y")
+    hostile = hostile_swarm.hostile
+    revocation = hostile.captured(public_key)[-1]
+    puts = hostile.puts_received(public_key)
+
+    result = laptop.run("list")
+
+    assert result.returncode == NOT_FOUND_EXIT
+    assert_one_sentence_error(result)
+    assert "the last one was revoked" in result.stderr
+    assert hostile.puts_received(public_key) > puts
+    assert hostile.captured(public_key)[-1] == revocation

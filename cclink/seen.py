@@ -1,0 +1,188 @@
+"""The rollback guard's memory: per publisher key, the highest seq this machine has seen verified.
+
+Any item a publisher ever signed verifies forever, and DHT nodes drop an
+item about two hours after its last put. Once a revocation (or a newer
+record) is gone, anyone can put the older record again and it would be
+picked up until it expires. So cclink remembers, per publisher key, the
+highest seq it has seen in a verified record or revocation, or signed
+itself, and refuses anything lower (rendezvous.py).
+
+The file lives in files.state_dir(), not in the cache: losing it costs
+only the protection, which falls back to that of a machine that never saw
+the key. It is read as hostile input (any damage means starting empty, and
+the next write replaces it), bounded to MAX_KEYS keys (the least recently
+remembered go first), and written atomically, 0600, under a lock so that
+concurrent commands merge what they learnt instead of overwriting it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import stat
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from cclink import files, z32
+from cclink.errors import WireError
+
+FILE_NAME = "seen-seqs.json"
+LOCK_NAME = "seen-seqs.lock"
+FORMAT_VERSION = 1
+MAX_KEYS = 1000
+# An entry is a 52-character key and a 19-digit seq; anything much larger was not written by cclink.
+MAX_FILE_SIZE = MAX_KEYS * 128
+MAX_SEQ = 2**63  # BEP 44's seq as libtorrent keeps it (krpc.MAX_SEQ)
+PUBLIC_KEY_SIZE = 32
+NONE_SEEN = -1
+LOCK_WAIT = 2.0
+LOCK_RETRY = 0.01
+
+
+class SeqMemory:
+    """Highest seq seen per publisher key (raw 32-byte Ed25519 keys), kept in a file, or only in memory."""
+
+    def __init__(self, path: Path | None, *, capacity: int = MAX_KEYS) -> None:
+        self.path = path
+        self.capacity = capacity
+        self._seqs: OrderedDict[bytes, int] | None = None  # least recently remembered first; loaded on first use
+
+    @classmethod
+    def in_state_dir(cls) -> "SeqMemory":
+        """The user's memory, in files.state_dir()."""
+        return cls(files.state_dir() / FILE_NAME)
+
+    @classmethod
+    def in_memory(cls) -> "SeqMemory":
+        """A memory of this process alone, for tests and the demo."""
+        return cls(None)
+
+    def floor(self, public_key: bytes) -> int:
+        """The highest seq seen under public_key, or NONE_SEEN."""
+        return self._loaded().get(public_key, NONE_SEEN)
+
+    def remember(self, public_key: bytes, seq: int) -> None:
+        """Raise public_key's floor to seq (never lower it) and keep the key as the most recent.
+
+        A file that cannot be written (a read-only home, a full disk) leaves
+        the memory to this process: the command itself must not fail for it.
+        """
+        if len(public_key) != PUBLIC_KEY_SIZE or not 0 <= seq < MAX_SEQ:
+            return
+        if self.path is None:
+            self._seqs = _updated(self._loaded(), public_key, seq, self.capacity)
+            return
+        try:
+            with _locked(self.path.parent / LOCK_NAME):
+                # Another command may have written since this one read.
+                current = _read(self.path, self.capacity)
+                updated = _updated(current, public_key, seq, self.capacity)
+                if updated != current:  # OrderedDicts compare their order too
+                    files.write_private(self.path, _encode(updated))
+        except OSError:
+            updated = _updated(self._loaded(), public_key, seq, self.capacity)
+        self._seqs = updated
+
+    def _loaded(self) -> OrderedDict[bytes, int]:
+        if self._seqs is None:
+            self._seqs = _read(self.path, self.capacity) if self.path is not None else OrderedDict()
+        return self._seqs
+
+
+def _updated(seqs: OrderedDict[bytes, int], public_key: bytes, seq: int, capacity: int) -> OrderedDict[bytes, int]:
+    updated = OrderedDict(seqs)
+    updated[public_key] = max(updated.pop(public_key, NONE_SEEN), seq)
+    while len(updated) > capacity:
+        updated.popitem(last=False)
+    return updated
+
+
+# --- the file -------------------------------------------------------------------------
+
+
+def _encode(seqs: OrderedDict[bytes, int]) -> bytes:
+    entries = [[z32.encode(key), seq] for key, seq in seqs.items()]
+    return json.dumps({"version": FORMAT_VERSION, "seqs": entries}, separators=(",", ":")).encode() + b"\n"
+
+
+def _read(path: Path, capacity: int) -> OrderedDict[bytes, int]:
+    """What the file holds; empty when it is missing, unreadable or damaged (it is replaced on the next write)."""
+    data = _read_bounded(path)
+    if data is None:
+        return OrderedDict()
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):
+        return OrderedDict()
+    entries = document.get("seqs") if isinstance(document, dict) and document.get("version") == FORMAT_VERSION else None
+    if not isinstance(entries, list):
+        return OrderedDict()
+    seqs: OrderedDict[bytes, int] = OrderedDict()
+    for entry in entries:
+        parsed = _entry(entry)
+        if parsed is not None:
+            seqs = _updated(seqs, *parsed, capacity)
+    return seqs
+
+
+def _entry(entry: object) -> tuple[bytes, int] | None:
+    """A [z32 key, seq] pair, or None for anything else (one bad entry costs only itself)."""
+    if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
+        return None
+    key, seq = entry
+    # bool is an int to Python, not to JSON.
+    if type(seq) is not int or not 0 <= seq < MAX_SEQ:
+        return None
+    try:
+        raw = z32.decode(key)
+    except WireError:
+        return None
+    return (raw, seq) if len(raw) == PUBLIC_KEY_SIZE else None
+
+
+def _read_bounded(path: Path) -> bytes | None:
+    """The file's bytes if it is a regular file of at most MAX_FILE_SIZE bytes; never blocks on a FIFO or follows a link."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_SIZE:
+            return None
+        data = os.read(fd, MAX_FILE_SIZE + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data if len(data) <= MAX_FILE_SIZE else None
+
+
+@contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on lock_path while it can be had within LOCK_WAIT; flock works alike on Linux and macOS.
+
+    A command stuck while holding the lock must not hang every other one,
+    so past LOCK_WAIT this goes ahead unlocked: the worst is a lost update.
+    """
+    files.make_private_dirs(lock_path.parent)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(lock_path, flags, files.PRIVATE_FILE_MODE)
+    try:
+        give_up = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= give_up:
+                    break
+                time.sleep(LOCK_RETRY)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
