@@ -15,6 +15,7 @@ import datetime
 import errno
 import hashlib
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -26,8 +27,9 @@ from typing import BinaryIO, Callable, Iterator, Sequence
 
 import pyrage
 
-from cclink import agecrypt, archive, claude, console, files, streams, torrent
-from cclink.errors import CannotDecrypt, IntegrityError, NetworkError, NoSpace, SessionError, TransferError
+from cclink import agecrypt, archive, claude, console, dhtitems, files, krpc, streams, torrent
+from cclink.errors import CannotDecrypt, CclinkError, IntegrityError, MalformedArchive, NetworkError, NoSpace, SessionError, TransferError, WireError
+from cclink.keys import Identity
 from cclink.payload import CarryInfo
 
 # Claude Code's largest transcripts run to hundreds of MB. A carried session
@@ -35,6 +37,18 @@ from cclink.payload import CarryInfo
 # and unpacking never fills the disk.
 MAX_UNPACKED = 16 << 30
 KEEP_FREE = 1 << 30
+
+# The recipient's acknowledgement (see payload.CarryInfo): how long the picker
+# may spend putting it, and how often the publisher looks for it. After a peer
+# looks finished it looks every ACK_SOON_EVERY seconds for ACK_SOON_FOR;
+# otherwise, for a picker the seeder never saw finish (it resumed an
+# interrupted download, say), every ACK_SLOW_EVERY. At most one lookup at a time.
+ACK_KEY_LABEL = b"cclink carry ack\0"
+ACK_PUT_TIMEOUT = 15.0
+ACK_GET_TIMEOUT = 10.0
+ACK_SOON_EVERY = 2.0
+ACK_SOON_FOR = 60.0
+ACK_SLOW_EVERY = 60.0
 
 
 def outgoing_dir() -> Path:
@@ -54,6 +68,10 @@ class Outgoing:
 
     def __init__(self, session_file: Path, recipient: agecrypt.Recipient, bootstrap: Sequence[torrent.Endpoint]) -> None:
         self.workdir = _private_temp_dir(outgoing_dir())
+        self.bootstrap = list(bootstrap)
+        self.ack_seed = secrets.token_bytes(CarryInfo.ACK_SEED_SIZE)
+        self._ack_watch: AckWatch | None = None
+        self._seemingly_finished = 0
         # libtorrent's session starts while the session is packed: it holds
         # the GIL for its 30 ms, but zstd's compressing workers do not need it.
         starting = _SeederStarting(bootstrap)
@@ -68,12 +86,26 @@ class Outgoing:
 
     def info(self, with_hints: bool = True) -> CarryInfo:
         hints = tuple(torrent.format_endpoint(e) for e in self.seeder.listen_endpoints()) if with_hints else ()
-        return CarryInfo(self.seeder.info_hash, self.seeder.size, self.sha256, hints[: CarryInfo.MAX_HINTS])
+        return CarryInfo(self.seeder.info_hash, self.seeder.size, self.sha256, hints[: CarryInfo.MAX_HINTS], self.ack_seed)
 
     def poll(self, wait: float) -> torrent.SeedStatus:
-        return self.seeder.poll(wait)
+        """Serve peers for up to `wait` seconds; a peer that looks finished makes the acknowledgement be looked for soon."""
+        if self._ack_watch is None:
+            self._ack_watch = AckWatch(self.info(with_hints=False), self.bootstrap)
+        status = self.seeder.poll(wait)
+        if status.seemingly_finished > self._seemingly_finished:
+            self._seemingly_finished = status.seemingly_finished
+            self._ack_watch.nudge()
+        return status
+
+    @property
+    def acknowledged(self) -> bool:
+        """Whether the recipient proved it has the whole session (see payload.CarryInfo)."""
+        return self._ack_watch is not None and self._ack_watch.seen
 
     def close(self) -> None:
+        if self._ack_watch is not None:
+            self._ack_watch.close()
         self.seeder.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -150,9 +182,126 @@ def _run_age(run: Callable, source: BinaryIO, out: BinaryIO, keys: list) -> None
         # A Ctrl-C that arrives while pyrage runs is raised at the next line of
         # Python, which may be the first line of a callback, before Watched
         # can see it; pyrage then keeps only its name.
-        if str(failure).startswith("KeyboardInterrupt"):
+        if str(failure).startswith(("KeyboardInterrupt", "Terminated")):  # Terminated: the CLI's SIGTERM and SIGHUP
             raise KeyboardInterrupt from None
         raise
+
+
+# --- the recipient's acknowledgement ---------------------------------------------------------
+
+
+def _ack_identity(carry: CarryInfo) -> Identity:
+    """The acknowledgement key: its Ed25519 seed is SHA-256 of a label and the payload's ack seed (payload.CarryInfo)."""
+    assert carry.ack_seed is not None
+    return Identity(hashlib.sha256(ACK_KEY_LABEL + carry.ack_seed).digest())
+
+
+def _ack_signable(seq: int, value: bytes) -> bytes:
+    """What a BEP 44 mutable item's signature covers (no salt)."""
+    return b"3:seqi%de1:v%d:" % (seq, len(value)) + value
+
+
+def _ack_verifier(carry: CarryInfo) -> dhtitems.Verify:
+    """An item under the ack key counts when its signature holds and it names this carry's info-hash."""
+    public_key = _ack_identity(carry).public_key
+
+    def verifies(item: krpc.Item) -> bool:
+        if item.value != carry.info_hash:
+            return False
+        try:
+            public_key.verify(_ack_signable(item.seq, item.value), item.signature)
+        except WireError:
+            return False
+        return True
+
+    return verifies
+
+
+def acknowledge(carry: CarryInfo, bootstrap: Sequence[torrent.Endpoint]) -> None:
+    """Tell the publisher that the whole session arrived intact: put the acknowledgement item. NetworkError when no node stored it."""
+    identity = _ack_identity(carry)
+    dhtitems.put(
+        bootstrap, identity.public_key.raw, carry.info_hash,
+        lambda seq: identity.sign(_ack_signable(seq, carry.info_hash)), _ack_verifier(carry), timeout=ACK_PUT_TIMEOUT,
+    )
+
+
+def is_acknowledged(carry: CarryInfo, bootstrap: Sequence[torrent.Endpoint]) -> bool:
+    """Whether the DHT holds the recipient's acknowledgement; NetworkError when no node answered."""
+    identity = _ack_identity(carry)
+    return dhtitems.get(bootstrap, identity.public_key.raw, _ack_verifier(carry), timeout=ACK_GET_TIMEOUT) is not None
+
+
+class Acknowledging:
+    """acknowledge() in a thread, so that the session is placed meanwhile; wait() before leaving the process."""
+
+    def __init__(self, carry: CarryInfo, bootstrap: Sequence[torrent.Endpoint]) -> None:
+        self._done = False
+        self._thread = threading.Thread(target=self._put, args=(carry, list(bootstrap)), name="cclink-ack", daemon=True)
+        self._thread.start()
+
+    def _put(self, carry: CarryInfo, bootstrap: list[torrent.Endpoint]) -> None:
+        try:
+            acknowledge(carry, bootstrap)
+            self._done = True
+        except (CclinkError, OSError):
+            pass  # the publisher then keeps offering the session until it gives up; wait() says so
+
+    def wait(self) -> bool:
+        """Whether the acknowledgement was stored (waits for the put, which is bounded by ACK_PUT_TIMEOUT)."""
+        self._thread.join(ACK_PUT_TIMEOUT + 1)
+        return self._done
+
+
+class AckWatch:
+    """The publisher's look-out for the recipient's acknowledgement, in a thread so that seeding never waits for the DHT."""
+
+    def __init__(self, carry: CarryInfo, bootstrap: Sequence[torrent.Endpoint]) -> None:
+        self.seen = False
+        self._carry = carry
+        self._bootstrap = list(bootstrap)
+        self._wake = threading.Event()
+        self._stopped = False
+        self._nudged = False
+        self._thread = threading.Thread(target=self._watch, name="cclink-ack-watch", daemon=True)
+        self._thread.start()
+
+    def nudge(self) -> None:
+        """A peer looks finished: look soon, and often for a while."""
+        self._nudged = True
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    def _watch(self) -> None:
+        looked_at = float("-inf")
+        look_at = time.monotonic() + ACK_SLOW_EVERY
+        often_until = float("-inf")
+        while not self._stopped:
+            self._wake.wait(max(0.0, look_at - time.monotonic()))
+            self._wake.clear()
+            if self._stopped:
+                return
+            if self._nudged:
+                self._nudged = False
+                often_until = time.monotonic() + ACK_SOON_FOR
+                # However often peers claim to be finished, one lookup per ACK_SOON_EVERY.
+                look_at = min(look_at, max(time.monotonic(), looked_at + ACK_SOON_EVERY))
+            if time.monotonic() < look_at:
+                continue
+            if self._look():
+                self.seen = True
+                return
+            looked_at = time.monotonic()
+            look_at = looked_at + (ACK_SOON_EVERY if looked_at < often_until else ACK_SLOW_EVERY)
+
+    def _look(self) -> bool:
+        try:
+            return is_acknowledged(self._carry, self._bootstrap)
+        except (CclinkError, OSError):
+            return False  # the DHT did not answer this time
 
 
 # --- the picker's side ---------------------------------------------------------------
@@ -181,9 +330,10 @@ def fetched(
     finished download (see torrent.Fetcher.part_ways) while the caller
     already checks and places the session.
     """
+    check_room_to_fetch(carry)
     directory = incoming_dir(carry.info_hash)
     files.make_private_dirs(directory)
-    hints = [e for e in (torrent.parse_endpoint(h) for h in carry.hints) if e is not None]
+    hints = [e for e in (torrent.parse_endpoint(h) for h in carry.hints) if e is not None]  # torrent.Fetcher keeps those in scope
     with torrent.Fetcher(carry.info_hash, carry.size, directory, bootstrap, hints) as fetcher:
         last_done, last_change = -1, time.monotonic()
         while True:
@@ -198,6 +348,38 @@ def fetched(
         fetcher.flush()
         yield fetcher.path
         fetcher.part_ways()
+
+
+def check_room_to_fetch(carry: CarryInfo) -> None:
+    """NoSpace, before anything is downloaded or created, when the declared size is past the cap or the free space."""
+    size = console.format_bytes(carry.size)
+    if carry.size > MAX_UNPACKED:
+        # The ciphertext is a little larger than the archive it holds, which unpacks to more still.
+        raise NoSpace(
+            f"the carried session is {size} encrypted, more than the {console.format_bytes(MAX_UNPACKED)} cclink accepts; "
+            "nothing was downloaded"
+        )
+    directory = incoming_dir(carry.info_hash)
+    needed = carry.size - _allocated(directory / torrent.FILE_NAME) + KEEP_FREE
+    if shutil.disk_usage(_nearest_existing(directory)).free < needed:
+        raise NoSpace(
+            f"there is not enough disk space under {files.cache_dir()} to download the carried session ({size}; "
+            f"cclink leaves {console.format_bytes(KEEP_FREE)} free); nothing was downloaded"
+        )
+
+
+def _allocated(path: Path) -> int:
+    """The bytes a partial download already occupies on disk (0 when there is none)."""
+    try:
+        return path.stat().st_blocks * 512
+    except OSError:
+        return 0
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def _stalled_message(status: torrent.FetchStatus, stall_timeout: float) -> str:
@@ -252,17 +434,25 @@ def place(ciphertext: Path, identity: agecrypt.Identity, session_id: str, *, pub
     backup: the caller asks first (see local_copy).
     """
     destination = _destination(local_project)
-    files.make_private_dirs(destination)
-    staging = _private_temp_dir(destination, prefix=".cclink-incoming-")
+    try:
+        files.make_private_dirs(destination)
+        staging = _private_temp_dir(destination, prefix=".cclink-incoming-")
+    except OSError as error:
+        raise _placing_failed(error) from None
     try:
         unpacked = _decrypt_and_unpack(ciphertext, identity, session_id, staging, publisher_project, str(local_project))
         return _move_into_place(unpacked, destination)
     except OSError as error:
-        if error.errno == errno.ENOSPC:
-            raise NoSpace(f"the disk under {claude.projects_dir()} filled up while placing the carried session") from None
-        raise
+        raise _placing_failed(error) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _placing_failed(error: OSError) -> SessionError:
+    """A local disk's failure while placing, as one sentence (what the archive holds is checked before it gets here)."""
+    if error.errno == errno.ENOSPC:
+        return NoSpace(f"the disk under {claude.projects_dir()} filled up while placing the carried session")
+    return SessionError(f"cannot place the carried session under {claude.projects_dir()}: {error.strerror or error}")
 
 
 def _decrypt_and_unpack(
@@ -289,6 +479,12 @@ def _decrypt_and_unpack(
 
 
 def _decrypt(source: BinaryIO, out: BinaryIO, identity: agecrypt.Identity) -> None:
+    # The publisher chose these bytes (they match its signed record), whatever
+    # key opens them: a header rage would take hours to parse is theirs to fix.
+    if not agecrypt.has_small_header(source):
+        raise MalformedArchive(
+            f"the carried session is not an age file with a header of at most {agecrypt.MAX_HEADER_SIZE} bytes"
+        )
     try:
         _run_age(pyrage.decrypt_io, source, out, [identity])
     except pyrage.DecryptError:

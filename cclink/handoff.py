@@ -23,9 +23,12 @@ from cclink.errors import (
     KeyFileError,
     MalformedPayload,
     NetworkError,
+    NotFound,
     RecordTooLarge,
+    Rollback,
     SessionError,
     TransferError,
+    UnknownSession,
     UsageError,
     WrongPin,
 )
@@ -35,6 +38,7 @@ from cclink.payload import Payload
 from cclink.record import Record, new_record
 
 if TYPE_CHECKING:
+    from cclink import krpc
     from cclink.carry import Outgoing
     from cclink.rendezvous import Published, Rendezvous
     from cclink.torrent import SeedStatus
@@ -59,6 +63,8 @@ class PublishRequest:
     pin: bool = False
     share: PublicKey | None = None
     carry: bool = False
+    # Publish a session_id that is not in ~/.claude/projects here (another machine has it).
+    allow_missing: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,12 +110,14 @@ def check_publish_request(request: PublishRequest) -> list[str]:
 def publish(request: PublishRequest, rendezvous: Rendezvous, now: float) -> PublishOutcome:
     notes = check_publish_request(request)
     identity = load_identity()
-    session_id, project, session_file = _session_to_publish(request.session_id, now, need_file=request.carry)
+    session_id, project, session_file = _session_to_publish(
+        request.session_id, now, need_file=request.carry, allow_missing=request.allow_missing
+    )
     body = Payload(session_id=session_id, hostname=socket.gethostname(), project=project)
     pin_salt = None
     if request.pin:
-        pin = console.secret("PIN for this handoff (at least 8 characters): ", PIN_ENV, confirm=True)
-        kdf.check_pin(pin)
+        pin = console.secret(_pin_prompt(request.carry), PIN_ENV, confirm=True)
+        kdf.check_pin(pin, carry=request.carry)
         pin_salt = secrets.token_bytes(kdf.SALT_SIZE)
         recipient = kdf.pin_recipient(pin, pin_salt)
         mode = "pin"
@@ -137,6 +145,11 @@ def publish(request: PublishRequest, rendezvous: Rendezvous, now: float) -> Publ
         identity.public_key, session_id, project, record, published, mode, command, notes, outgoing,
         identity if outgoing is not None else None,
     )
+
+
+def _pin_prompt(carry: bool) -> str:
+    length = kdf.MIN_CARRY_PIN_LENGTH if carry else kdf.MIN_SECRET_LENGTH
+    return f"PIN for this handoff (at least {length} characters): "
 
 
 def _start_carry(session_file: Path | None, recipient: agecrypt.Recipient, rendezvous: Rendezvous) -> Outgoing:
@@ -172,13 +185,17 @@ def _fitting_record(
     raise RecordTooLarge("the handoff does not fit in one DHT item (1000 bytes); the project path is too long")
 
 
-def _session_to_publish(session_id: str | None, now: float, *, need_file: bool) -> tuple[str, str, Path | None]:
-    """The (session id, project path, session file) to hand off; with need_file the file must be here."""
+def _session_to_publish(
+    session_id: str | None, now: float, *, need_file: bool, allow_missing: bool
+) -> tuple[str, str, Path | None]:
+    """The (session id, project path, session file) to hand off; a named session must be here unless allow_missing."""
     cwd = Path.cwd()
     if session_id is not None:
         found = claude.find_session(session_id)
         if need_file and found is None:
             raise SessionError(f"session {session_id} is not in ~/.claude/projects on this machine, so there is nothing to carry")
+        if found is None and not allow_missing:
+            raise UnknownSession(f"there is no session {session_id} in ~/.claude/projects on this machine", session_id)
         return session_id, str(cwd), found.file if found else None
     sessions = claude.recent_sessions(cwd, now)
     if not sessions:
@@ -214,19 +231,24 @@ def serve_carry(
     on_status: Callable[[SeedStatus], None],
     renew_every: float = RENEW_EVERY,
 ) -> CarryResult:
-    """Seed until the first picker has the whole session; renew the record meanwhile; revoke a burn record then.
+    """Seed until the recipient acknowledges that it has the whole session; renew the record meanwhile; revoke a burn record then.
 
-    TransferError when nobody fetched it within timeout seconds; Ctrl-C
-    (KeyboardInterrupt) stops seeding and leaves the record published.
+    Only the recipient's acknowledgement ends it (see payload.CarryInfo): a
+    peer that merely says it is finished, or downloads the ciphertext, does
+    not. TransferError when nobody fetched it within timeout seconds;
+    NotFound when the record was revoked or replaced elsewhere (renewing
+    would undo that); Ctrl-C (KeyboardInterrupt) stops seeding and leaves
+    the record published.
     """
     outgoing, identity = outcome.outgoing, outcome.identity
     assert outgoing is not None and identity is not None
     deadline = time.monotonic() + timeout
     renew_at = time.monotonic() + renew_every
+    last_seq = outcome.published.seq
     while True:
         status = outgoing.poll(0.5)
         on_status(status)
-        if status.completed:
+        if outgoing.acknowledged:
             break
         if time.monotonic() >= deadline:
             raise TransferError(
@@ -234,7 +256,9 @@ def serve_carry(
                 "its data is no longer offered (the record stays until it expires)"
             )
         if time.monotonic() >= renew_at:
-            renewed = _renewed(rendezvous, identity, outcome.record)
+            renewed = _renewed(rendezvous, identity, outcome.record, last_seq)
+            if renewed is not None:
+                last_seq = renewed.seq
             renew_at = time.monotonic() + (renew_every if renewed else min(renew_every, RENEW_AGAIN_AFTER_FAILURE))
     revoked = False
     if outcome.record.burn:
@@ -244,13 +268,35 @@ def serve_carry(
     return CarryResult(status.uploaded, revoked)
 
 
-def _renewed(rendezvous: Rendezvous, identity: Identity, record: Record) -> bool:
-    """Put the same record again so DHT nodes keep it; a failure only means trying again sooner."""
+def _renewed(rendezvous: Rendezvous, identity: Identity, record: Record, last_seq: int) -> Published | None:
+    """Put the same record again so DHT nodes keep it; None when the DHT failed (try again sooner).
+
+    NotFound when what the DHT holds is newer than the last put (a revocation
+    or another handoff, from another machine or a burn pickup): putting the
+    record again would undo that.
+    """
+    message = packet.record_message(identity.public_key, record.to_json())
     try:
-        rendezvous.publish(identity, record)
-        return True
+        if _superseded(_newest_item(rendezvous, identity.public_key), last_seq, message):
+            raise NotFound("the handoff was revoked or replaced elsewhere; stopped offering the session")
+        return rendezvous.put_message(identity, message)
     except NetworkError:
-        return False
+        return None
+
+
+def _newest_item(rendezvous: Rendezvous, publisher: PublicKey) -> krpc.Item | None:
+    """The newest item under publisher, or None when the DHT holds only items older than ours (lost ours, or a replay)."""
+    try:
+        return rendezvous.find_item(publisher)
+    except Rollback:
+        return None
+
+
+def _superseded(newest: krpc.Item | None, last_seq: int, message: bytes) -> bool:
+    """Whether the newest verified item under our key is someone else's word: above our last put, or different at its seq."""
+    if newest is None or newest.seq < last_seq:
+        return False  # the nodes lost ours (or kept an older one): renewing puts it back
+    return newest.seq > last_seq or newest.value != message
 
 
 # --- pickup -----------------------------------------------------------------------
@@ -288,8 +334,13 @@ def pickup(
     assume_yes: bool,
     confirm: bool,
     force_fetch: bool = False,
+    project_dir: Path | None = None,
 ) -> PickupOutcome:
-    """Resolve, verify, check expiry, decrypt, and for one's own burn record, revoke."""
+    """Resolve, verify, check expiry, decrypt, and for one's own burn record, revoke.
+
+    With confirm (the session is to be resumed), everything that can fail
+    here is checked before asking, and so before a burn record is revoked.
+    """
     identity = load_identity() if publisher is None or has_identity() else None
     publisher = publisher or identity.public_key
     with console.spinner(f"Looking up {publisher.fingerprint} on the DHT") as spin:
@@ -301,8 +352,10 @@ def pickup(
     if force_fetch and body.carry is None:
         raise UsageError("this handoff does not carry the session data, so there is nothing to fetch (--fetch)")
     fetch = body.carry is not None and (force_fetch or session is None)
-    if confirm and not console.confirm(_resume_question(body, record, now), assume_yes=assume_yes, when_not_interactive=True):
-        raise Aborted("pickup cancelled; the handoff is still published")
+    if confirm:
+        _check_can_resume(body, session, fetch, project_dir)
+        if not console.confirm(_resume_question(body, record, now), assume_yes=assume_yes, when_not_interactive=True):
+            raise Aborted("pickup cancelled; the handoff is still published")
     notes: list[str] = []
     revoked = False
     if record.burn and fetch:
@@ -315,6 +368,23 @@ def pickup(
         else:
             notes.append("This is a burn-after-read handoff, but only its publisher's key can revoke it; it stays until it expires.")
     return PickupOutcome(publisher, record, body, session, revoked, notes, fetch, decryptor)
+
+
+def _check_can_resume(body: Payload, session: claude.Session | None, fetch: bool, project_dir: Path | None) -> None:
+    """Raise what resume() would raise about this machine, before anything is asked, fetched or revoked."""
+    if project_dir is not None:
+        _checked_project_dir(project_dir)
+    if session is None and not fetch:
+        raise _not_on_this_machine(body.session_id)
+    claude.check_can_resume(body.session_id, None)
+
+
+def _not_on_this_machine(session_id: str) -> SessionError:
+    return SessionError(
+        f"session {session_id} is not on this machine: Claude Code keeps sessions in "
+        f"~/.claude/projects, so copy or sync that directory here, then run `claude --resume {session_id}` "
+        "(or ask the publisher to use `cclink --carry`, which sends the session itself)"
+    )
 
 
 def _refuse_expired(record: Record, now: float) -> None:
@@ -352,8 +422,9 @@ def _decrypt(record: Record, publisher: PublicKey, identity: Identity | None, no
 
 
 def _resume_question(body: Payload, record: Record, now: float) -> str:
-    where = body.project or "an unknown directory"
-    host = f" on {body.hostname}" if body.hostname else ""
+    # The publisher chose these words: shown escaped, they cannot steer the terminal.
+    where = console.printable(body.project) if body.project else "an unknown directory"
+    host = f" on {console.printable(body.hostname)}" if body.hostname else ""
     age = console.format_duration(max(0.0, now - record.created_at))
     return f"Resume session {body.session_id} ({where}{host}, published {age} ago)?"
 
@@ -373,11 +444,7 @@ def resume(
     elif project_dir is not None:
         where = _checked_project_dir(project_dir)
     if session is None:
-        raise SessionError(
-            f"session {outcome.payload.session_id} is not on this machine: Claude Code keeps sessions in "
-            f"~/.claude/projects, so copy or sync that directory here, then run `claude --resume {outcome.payload.session_id}` "
-            "(or ask the publisher to use `cclink --carry`, which sends the session itself)"
-        )
+        raise _not_on_this_machine(outcome.payload.session_id)
     console.say(f"Resuming session {outcome.payload.session_id}...")
     claude.resume(outcome.payload.session_id, where)
 
@@ -400,8 +467,12 @@ def fetch_session(
                 on_progress=lambda p: spin.update(console.transfer_status("Fetching the session", p.done, p.total, p.rate)),
             ))
         carry.check_integrity(path, info)
+        # The publisher stops seeding (and revokes a burn record) once it sees the acknowledgement; it goes out while the session is placed.
+        acknowledging = carry.Acknowledging(info, rendezvous.bootstrap) if info.ack_seed is not None else None
         placed = carry.place(path, outcome.decryptor, body.session_id, publisher_project=body.project, local_project=local)
     carry.forget_download(info)
+    if acknowledging is not None and not acknowledging.wait():
+        console.say("Note: the publisher could not be told that the session arrived; it offers it until its time runs out or it is stopped.")
     for backup in placed.backups:
         console.say(f"Note: the previous local copy was kept as {backup}")
     console.say(f"Placed the session at {placed.session_file}")
@@ -429,7 +500,7 @@ def _local_project(publisher_project: str, project_dir: Path | None, assume_yes:
     if publisher_project and Path(publisher_project).is_dir():
         return Path(publisher_project)
     cwd = Path.cwd()
-    missing = f"The publisher's directory {publisher_project}" if publisher_project else "The publisher's directory"
+    missing = f"The publisher's directory {console.printable(publisher_project)}" if publisher_project else "The publisher's directory"
     if not console.confirm(f"{missing} does not exist here. Put the session in {cwd}?", assume_yes=assume_yes, when_not_interactive=True):
         raise Aborted("pickup cancelled; choose the directory with --project-dir DIR")
     return cwd
@@ -454,9 +525,23 @@ class ListOutcome:
 
 
 def list_active(rendezvous: Rendezvous) -> ListOutcome:
+    """The active handoff under one's own key; a revocation found instead is put again, so DHT nodes keep it."""
+    from cclink.rendezvous import Revocation  # imported above for type checking only
+
     identity = load_identity()
     with console.spinner("Looking up your handoff on the DHT"):
-        resolved = rendezvous.resolve(identity.public_key)
+        found = rendezvous.newest(identity.public_key)
+    if isinstance(found, Revocation):
+        # DHT nodes drop an item about two hours after its last put, and once
+        # the revocation is gone an older record could be put back. While only
+        # a command keeps the publisher online, each look at the key renews it;
+        # the same item, unchanged, supersedes nothing newer.
+        try:
+            with console.spinner("Keeping the revocation on the DHT"):
+                rendezvous.refresh(identity.public_key, found)
+        except NetworkError:
+            pass  # listing is what was asked for; the next look renews it
+    resolved = rendezvous.active(identity.public_key, found)
     record = resolved.record
     body = None
     if record.pin_salt is None and record.recipient is None:
@@ -467,14 +552,38 @@ def list_active(rendezvous: Rendezvous) -> ListOutcome:
     return ListOutcome(identity.public_key, record, resolved.seq, body)
 
 
-def revoke(rendezvous: Rendezvous, now: float, *, assume_yes: bool) -> Record:
-    """Supersede the active record with an empty packet; return what was revoked."""
+def revoke(rendezvous: Rendezvous, now: float, *, assume_yes: bool) -> Record | None:
+    """Supersede the active record with an empty packet; return what was revoked.
+
+    None when no record was there to show: the newest item was already a
+    revocation (it is put again, so DHT nodes keep it), or was older than one
+    this machine has seen, maybe a replay (a new revocation supersedes it).
+    """
+    from cclink.rendezvous import Revocation  # imported above for type checking only
+
     identity = load_identity()
-    with console.spinner("Looking up your handoff on the DHT"):
-        record = rendezvous.resolve(identity.public_key).record
+    try:
+        with console.spinner("Looking up your handoff on the DHT"):
+            found = rendezvous.newest(identity.public_key)
+    except Rollback:
+        question = "The DHT holds an older handoff under your key than this machine has seen, maybe a replay; revoke it?"
+        if not console.confirm(question, assume_yes=assume_yes, when_not_interactive=False):
+            raise Aborted("nothing revoked; pass -y to revoke without a prompt") from None
+        with console.spinner("Revoking"):
+            rendezvous.revoke(identity)
+        return None
+    if isinstance(found, Revocation):
+        with console.spinner("Putting the revocation on the DHT again"):
+            stored = rendezvous.refresh(identity.public_key, found)
+        if stored.nodes == 0:
+            raise NetworkError("no DHT node stored the revocation again; check the network and try again")
+        console.say("The handoff was already revoked; its revocation was put on the DHT again so that nodes keep it.")
+        return None
+    record = rendezvous.active(identity.public_key, found).record
     age = console.format_duration(max(0.0, now - record.created_at))
     if not console.confirm(f"Revoke the handoff published {age} ago?", assume_yes=assume_yes, when_not_interactive=False):
         raise Aborted("nothing revoked; pass -y to revoke without a prompt")
     with console.spinner("Revoking"):
         rendezvous.revoke(identity)
     return record
+

@@ -13,7 +13,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import libtorrent as lt
 
@@ -45,12 +45,65 @@ def format_endpoint(endpoint: Endpoint) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def in_scope(endpoints: Sequence[Endpoint], bootstrap: Sequence[Endpoint]) -> list[Endpoint]:
+    """The endpoints of the DHT's own kind of network: only those are worth connecting to.
+
+    Address hints come from a publisher's payload: connecting to whatever
+    they name would let it make the picker knock on its own machine or its
+    local network. On the public DHT only global addresses; on a swarm on
+    this machine only loopback ones; on a lab network only private ones.
+    """
+    allowed = _address_scope(bootstrap)
+    return [endpoint for endpoint in endpoints if allowed(ipaddress.ip_address(endpoint[0]))]
+
+
+def _address_scope(bootstrap: Sequence[Endpoint]) -> Callable[[dht.IPAddress], bool]:
+    if dht.is_loopback(bootstrap):
+        return lambda address: address.is_loopback
+    if dht.is_private_swarm(bootstrap):
+        return lambda address: any(address in network for network in _PRIVATE_USE)
+    return lambda address: address.is_global and not address.is_multicast  # Python counts 224.0.0.0/4 as global
+
+
+# The networks a lab's hosts have addresses in (RFC 1918 and IPv6 unique local).
+_PRIVATE_USE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
+
+
+# Where no peer of the public DHT is: this machine, private and shared (CGNAT)
+# networks, link-local addresses, multicast. IPv4 and IPv6.
+_NOT_GLOBAL = (
+    ("0.0.0.0", "0.255.255.255"),
+    ("10.0.0.0", "10.255.255.255"),
+    ("100.64.0.0", "100.127.255.255"),
+    ("127.0.0.0", "127.255.255.255"),
+    ("169.254.0.0", "169.254.255.255"),
+    ("172.16.0.0", "172.31.255.255"),
+    ("192.168.0.0", "192.168.255.255"),
+    ("224.0.0.0", "255.255.255.255"),
+    ("::", "::1"),
+    ("fc00::", "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+    ("fe80::", "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+    ("ff00::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+)
+
+
+def _public_peers_only() -> lt.ip_filter:
+    """An ip_filter blocking every address no public-DHT peer can have: a lying node's peer list must not aim us at a LAN."""
+    ip_filter = lt.ip_filter()
+    for first, last in _NOT_GLOBAL:
+        ip_filter.add_rule(first, last, 1)  # 1 = blocked
+    return ip_filter
+
+
 @dataclass(frozen=True)
 class SeedStatus:
     peers: int
     uploaded: int
     upload_rate: int
-    completed: int  # pickers that have the whole file
+    # Peers that look finished: libtorrent counts them as seeds, or they closed
+    # the connection as one. Any peer can claim that, so it only says when to
+    # look for the recipient's acknowledgement (see carry.AckWatch).
+    seemingly_finished: int
 
 
 @dataclass(frozen=True)
@@ -72,6 +125,9 @@ class _TorrentSession:
         self.state_file = dht.state_file_for(self.bootstrap)
         self.on_this_machine = dht.is_loopback(self.bootstrap)
         self.session = lt.session(dht.command_session_params(self.bootstrap, self.state_file, peer_wire=True, map_port=map_port))
+        self.public = not dht.is_private_swarm(self.bootstrap)
+        if self.public:
+            self.session.set_ip_filter(_public_peers_only())
         self.handle: lt.torrent_handle | None = None
         self._joined = False
         self._announced_at = float("-inf")
@@ -86,8 +142,10 @@ class _TorrentSession:
 
     def _add(self, params: lt.add_torrent_params) -> lt.torrent_handle:
         # On one machine every command shares COMMAND_ADDRESS, which the DHT
-        # side filters out; the peer wire must still reach it.
-        params.flags &= ~lt.torrent_flags.apply_ip_filter
+        # side filters out; the peer wire must still reach it. On the public
+        # DHT the filter keeps peers to public addresses.
+        if not self.public:
+            params.flags &= ~lt.torrent_flags.apply_ip_filter
         params.flags &= ~lt.torrent_flags.auto_managed
         params.flags &= ~lt.torrent_flags.paused
         self.handle = self.session.add_torrent(params)
@@ -125,7 +183,7 @@ class Seeder(_TorrentSession):
 
     def __init__(self, bootstrap: Sequence[Endpoint]) -> None:
         super().__init__(bootstrap, map_port=True)  # pickers must be able to connect to us
-        self._completed: set[str] = set()
+        self._seemingly_finished: set[str] = set()
 
     def seed(self, path: Path) -> None:
         info = lt.torrent_info(_make_torrent(path))
@@ -144,26 +202,26 @@ class Seeder(_TorrentSession):
         self.close()
 
     def listen_endpoints(self) -> list[Endpoint]:
-        """Where pickers can reach this seeder directly, best guess first."""
+        """Where pickers can reach this seeder directly, best guess first (only addresses in_scope would connect to)."""
         port = self.session.listen_port()
         if self.on_this_machine:
             return [(dht.COMMAND_ADDRESS, port)]
-        return [(address, port) for address in _local_addresses(self.bootstrap)]
+        return in_scope([(address, port) for address in _local_addresses(self.bootstrap)], self.bootstrap)
 
     def poll(self, wait: float = 0.5) -> SeedStatus:
         """Wait up to `wait` seconds for news; return the current state."""
         for alert in self._pump(wait, SEED_ANNOUNCE_EVERY):
             if isinstance(alert, lt.peer_disconnected_alert) and _finished_download(alert):
-                self._completed.add(str(alert.endpoint))
+                self._seemingly_finished.add(str(alert.endpoint))
         for peer in self.handle.get_peer_info():
             if peer.flags & lt.peer_info.seed:
-                self._completed.add(str(peer.ip))  # same (host, port) tuple as the alert's endpoint
+                self._seemingly_finished.add(str(peer.ip))  # same (host, port) tuple as the alert's endpoint
         status = self.handle.status()
         return SeedStatus(
             peers=status.num_peers,
             uploaded=status.total_payload_upload,
             upload_rate=status.upload_payload_rate,
-            completed=len(self._completed),
+            seemingly_finished=len(self._seemingly_finished),
         )
 
 
@@ -190,7 +248,7 @@ class Fetcher(_TorrentSession):
         params.info_hashes = lt.info_hash_t(lt.sha1_hash(info_hash))
         params.save_path = str(directory)
         self._add(params)
-        self._hints = list(hints)
+        self._hints = in_scope(hints, self.bootstrap)
         self._renamed = False
         for endpoint in self._hints:
             self.handle.connect_peer(endpoint)
@@ -280,7 +338,7 @@ _BOTH_HAVE_IT = {37, 38}
 
 
 def _finished_download(alert: lt.peer_disconnected_alert) -> bool:
-    """A connection closed because both ends now have the whole file: the picker finished.
+    """A connection closed because both ends now have the whole file: the picker says it finished.
 
     Whichever end notices first closes it; the picker says why (reason
     upload_to_upload), and the seeder's own close carries an error code.

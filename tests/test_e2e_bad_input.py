@@ -706,7 +706,7 @@ def test_bad_record_on_the_dht_is_refused_by_pickup_and_list(
 ) -> None:
     scene, owner, stranger = stage
     put_value(swarm, scene.identity, build(scene))
-    before = {machine.name: home_state(machine.home, skip=(".cache",)) for machine in (owner, stranger)}
+    before = {machine.name: home_state(machine.home, skip=(".cache", ".local")) for machine in (owner, stranger)}
 
     results = run_together(
         lambda: owner.run("pickup", "-y"),
@@ -717,7 +717,7 @@ def test_bad_record_on_the_dht_is_refused_by_pickup_and_list(
     for result in results:
         assert_clean_failure(result, code, fragment)
     for machine in (owner, stranger):
-        assert home_state(machine.home, skip=(".cache",)) == before[machine.name]
+        assert home_state(machine.home, skip=(".cache", ".local")) == before[machine.name]
         assert temp_files(machine.home) == []
     assert_nothing_launched(owner, stranger)
 
@@ -748,7 +748,7 @@ def test_crafted_but_valid_record_is_picked_up(swarm, stage: tuple[Stage, Machin
     assert listed.returncode == 0, describe(listed)
     assert json.loads(listed.stdout)["session_id"] == scene.session_id
     assert picked.returncode == 0, describe(picked)
-    assert [launch.argv for launch in owner.launches()] == [["--resume", scene.session_id]]
+    assert [launch.argv for launch in owner.launches()] == [[f"--resume={scene.session_id}"]]
 
 
 def test_signed_record_with_undecryptable_blob(swarm, stage: tuple[Stage, Machine, Machine]) -> None:
@@ -770,18 +770,37 @@ def test_signed_record_with_undecryptable_blob(swarm, stage: tuple[Stage, Machin
     assert_nothing_launched(owner, stranger)
 
 
-def test_signed_record_with_unsafe_session_id_is_refused(swarm, stage: tuple[Stage, Machine, Machine]) -> None:
-    """A validly signed and encrypted payload naming a path as its session id must not reach `claude --resume`."""
+UNSAFE_ID = "the session id in the handoff is not"
+NOT_ABSOLUTE = "the project path in the handoff is not a usable absolute path"
+# Payloads a publisher can sign and encrypt that must never steer the picker. Each id
+# below also names a session file on the picker, so only the payload's checks stop it.
+UNSAFE_PAYLOADS = {
+    "path-as-session-id": ({"s": "../../.ssh/id"}, UNSAFE_ID),
+    # `claude --resume -c` would read `-c` as an option of its own.
+    "flag-as-session-id": ({"s": "--dangerously-skip-permissions"}, UNSAFE_ID),
+    "short-flag-as-session-id": ({"s": "-c"}, UNSAFE_ID),
+    "relative-project": ({"p": "."}, NOT_ABSOLUTE),
+    "project-with-nul": ({"p": "/home/me/app\0/x"}, NOT_ABSOLUTE),
+}
+
+
+@pytest.mark.parametrize(("change", "fragment"), UNSAFE_PAYLOADS.values(), ids=UNSAFE_PAYLOADS.keys())
+def test_signed_record_with_unsafe_payload_is_refused(
+    swarm, stage: tuple[Stage, Machine, Machine], change: dict, fragment: str
+) -> None:
+    """A validly signed and encrypted payload naming a path or a flag as its session id, or a relative project, is refused."""
     scene, owner, _ = stage
-    plaintext = compact_json({"h": "laptop", "p": str(scene.project), "s": "../../.ssh/id"})
-    blob = agecrypt.encrypt(plaintext, scene.identity.public_key.age_recipient())
+    body = {"h": "laptop", "p": str(scene.project), "s": scene.session_id, **change}
+    if body["s"].startswith("-"):
+        owner.add_session(scene.project, body["s"])
+    blob = agecrypt.encrypt(compact_json(body), scene.identity.public_key.age_recipient())
     record = new_record(scene.identity, blob, ttl=RECORD_TTL, now=scene.now)
     put_value(swarm, scene.identity, scene.txt(record.to_json()))
 
     picked, listed = run_together(lambda: owner.run("pickup", "-y"), lambda: owner.run("list"))
 
-    assert_clean_failure(picked, WIRE, "the session id in the handoff is not")
-    assert_clean_failure(listed, WIRE, "the session id in the handoff is not")
+    assert_clean_failure(picked, WIRE, fragment)
+    assert_clean_failure(listed, WIRE, fragment)
     assert_nothing_launched(owner)
 
 
@@ -863,12 +882,12 @@ def test_wrong_pin_is_refused_and_launches_nothing(machines) -> None:
     project, session_id = publishable(publisher)
     stranger.add_session(stranger.project("app"), session_id)
     publisher.ok("--pin", cwd=project, env={"CCLINK_PIN": PIN})
-    before = home_state(stranger.home, skip=(".cache",))
+    before = home_state(stranger.home, skip=(".cache", ".local"))
 
     result = stranger.run("pickup", identity.public_key.z32, "-y", env={"CCLINK_PIN": WRONG_PIN})
 
     assert_clean_failure(result, CANNOT_DECRYPT, "incorrect PIN for the handoff from", identity.public_key.display)
-    assert home_state(stranger.home, skip=(".cache",)) == before
+    assert home_state(stranger.home, skip=(".cache", ".local")) == before
     assert_nothing_launched(stranger, publisher)
 
 
@@ -883,3 +902,83 @@ def test_weak_pin_at_publish_is_refused_and_publishes_nothing(laptop: Machine, s
     assert_clean_failure(result, USAGE, "a PIN must not be a run of consecutive characters")
     assert home_state(laptop.home) == before
     assert dht_item(swarm, identity.public_key.raw) is None
+
+
+def test_weak_pin_for_a_carry_is_refused_before_packing(laptop: Machine, swarm) -> None:
+    """With --carry a PIN guards the whole conversation: one that passes the plain rules is still too weak."""
+    identity = Identity.generate()
+    give_key(laptop, identity)
+    project, _ = publishable(laptop)
+    before = home_state(laptop.home)
+
+    result = laptop.run("--carry", "--pin", cwd=project, env={"CCLINK_PIN": PIN[:10]})
+
+    assert_clean_failure(result, USAGE, f"with --carry a PIN guards the whole conversation: it must be at least {kdf.MIN_CARRY_PIN_LENGTH}")
+    assert home_state(laptop.home) == before
+    assert dht_item(swarm, identity.public_key.raw) is None
+
+
+# --- a session id that is no session here --------------------------------------------------------
+
+
+def test_publishing_an_id_that_is_no_session_here_is_refused(laptop: Machine, swarm) -> None:
+    """`cclink <id>` for an id with no file here would hand off nothing the other side can resume."""
+    identity = Identity.generate()
+    give_key(laptop, identity)
+    project, _ = publishable(laptop)
+    before = home_state(laptop.home)
+
+    result = laptop.run("0b6a3c1e-4d3f-4a2b-9c1d-5e6f7a8b9c0d", cwd=project)
+
+    assert_clean_failure(result, 4, "there is no session 0b6a3c1e-4d3f-4a2b-9c1d-5e6f7a8b9c0d in ~/.claude/projects")
+    assert home_state(laptop.home) == before
+    assert dht_item(swarm, identity.public_key.raw) is None
+
+
+# --- a burn-after-read pickup checks everything before it revokes -----------------------------
+
+
+@pytest.fixture
+def burn_stage(stage: tuple[Stage, Machine, Machine], swarm) -> tuple[Stage, Machine]:
+    """The owner's key has published a burn-after-read handoff of the owner's session."""
+    scene, owner, _ = stage
+    owner.ok("--burn", cwd=scene.project)
+    return scene, owner
+
+
+def assert_still_published(swarm, scene: Stage) -> None:
+    item = dht_item(swarm, scene.identity.public_key.raw)
+    assert item is not None
+    assert rendezvous._verified_record(scene.identity.public_key, item).record.burn
+
+
+def test_burn_pickup_into_a_missing_project_dir_fails_without_revoking(swarm, burn_stage: tuple[Stage, Machine]) -> None:
+    scene, owner = burn_stage
+
+    result = owner.run("pickup", "-y", "--project-dir", "/nonexistent/cclink-test")
+
+    assert_clean_failure(result, USAGE, "--project-dir /nonexistent/cclink-test is not a directory")
+    assert_still_published(swarm, scene)
+    assert_nothing_launched(owner)
+
+
+def test_burn_pickup_of_a_session_not_here_fails_without_revoking(swarm, burn_stage: tuple[Stage, Machine]) -> None:
+    scene, owner = burn_stage
+    session_file = next(owner.sessions_folder(scene.project).glob("*.jsonl"))
+    session_file.unlink()
+
+    result = owner.run("pickup", "-y")
+
+    assert_clean_failure(result, 4, f"session {scene.session_id} is not on this machine")
+    assert_still_published(swarm, scene)
+    assert_nothing_launched(owner)
+
+
+def test_burn_pickup_without_claude_fails_without_revoking(swarm, burn_stage: tuple[Stage, Machine]) -> None:
+    scene, owner = burn_stage
+    without_claude = os.pathsep.join(part for part in owner.env["PATH"].split(os.pathsep) if not part.endswith("-bin"))
+
+    result = owner.run("pickup", "-y", env={"PATH": without_claude})
+
+    assert_clean_failure(result, 4, "the claude command was not found on PATH")
+    assert_still_published(swarm, scene)

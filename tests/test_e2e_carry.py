@@ -10,6 +10,8 @@ import random
 import selectors
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -19,10 +21,10 @@ from typing import Iterator
 
 import pytest
 
-from cclink import archive, carry, handoff, payload, record, rendezvous
+from cclink import archive, carry, handoff, payload, record, rendezvous, torrent
 from cclink.dht import parse_bootstrap
-from cclink.errors import TransferError
-from cclink.keys import Identity
+from cclink.errors import NotFound, TransferError
+from cclink.keys import Identity, PublicKey
 from cclink.payload import CarryInfo, Payload
 
 READY = "Offering the session"
@@ -166,7 +168,7 @@ def test_a_carried_session_arrives_byte_identical_and_resumes_in_the_mapped_dire
     result = desktop.ok("pickup", "-y", "--project-dir", str(mapped))
 
     [launch] = desktop.launches()
-    assert launch.argv == ["--resume", session_id]
+    assert launch.argv == [f"--resume={session_id}"]
     assert launch.cwd == str(mapped)
     placed = desktop.sessions_folder(mapped) / f"{session_id}.jsonl"
     arrived = placed.read_bytes()
@@ -259,7 +261,7 @@ def test_a_pin_carry_opens_only_with_the_pin(machines, short_dir):
     assert stranger.launches() == [] and files_under(stranger.home / ".claude") == []
 
     friend.ok("pickup", "-y", z32, "--project-dir", str(friend.project("app")), env={"CCLINK_PIN": "correct-horse-battery"})
-    assert [launch.argv for launch in friend.launches()] == [["--resume", session_id]]
+    assert [launch.argv for launch in friend.launches()] == [[f"--resume={session_id}"]]
     assert finish(publisher)[0] == 0
 
 
@@ -489,7 +491,7 @@ def test_an_interrupted_download_resumes_where_it_stopped(paired, swarm, short_d
         sent = outgoing.poll(0).uploaded
 
     assert code == 0, err
-    assert [launch.argv for launch in desktop.launches()] == [["--resume", session_id]]
+    assert [launch.argv for launch in desktop.launches()] == [[f"--resume={session_id}"]]
     assert 0 < sent <= len(whole) // 2 + 2 * (1 << 20)  # the second half, give or take a piece
 
 
@@ -551,3 +553,173 @@ def test_a_full_disk_while_packing_is_one_sentence_and_leaves_nothing(paired, sh
         assert result.returncode == 4, result.stderr
         assert result.stderr.count("cclink: error:") == 1 and "filled up while packing" in result.stderr
         assert list((cache / "outgoing").iterdir()) == []
+
+
+# --- only the recipient ends a carry --------------------------------------------------------------
+
+
+def published_json(publisher: subprocess.Popen) -> dict:
+    """The --json output of a publisher that is seeding (printed in full before READY)."""
+    text = ""
+    while True:
+        line = publisher.stdout.readline()
+        assert line, f"the publisher printed no JSON: {text!r}"
+        text += line
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            continue
+
+
+def claim_the_whole_file(endpoint: tuple[str, int], info_hash: bytes, size: int) -> None:
+    """A stranger's BitTorrent handshake and a bitfield saying it has every piece; returns once the seeder closed the connection."""
+    pieces = -(-size // torrent.PIECE_SIZE)
+    bitfield = bytearray(b"\xff" * (-(-pieces // 8)))
+    if pieces % 8:
+        bitfield[-1] = (0xFF << (8 - pieces % 8)) & 0xFF  # spare bits must be clear
+    with socket.create_connection(endpoint, timeout=WAIT) as peer:
+        peer.sendall(b"\x13BitTorrent protocol" + bytes(8) + info_hash + os.urandom(20))
+        peer.sendall(struct.pack("!IB", 1 + len(bitfield), 5) + bytes(bitfield))
+        while peer.recv(65536):  # its handshake, its bitfield, then the close of one seed to another
+            pass
+
+
+def download_like_a_stranger(info_hash: bytes, size: int, hint: tuple[str, int], bootstrap: str, into: Path) -> bytes:
+    """The whole encrypted file, fetched by a libtorrent session that knows only what a peer on the DHT can see."""
+    with torrent.Fetcher(info_hash, size, into, parse_bootstrap(bootstrap), [hint]) as fetcher:
+        deadline = time.monotonic() + WAIT
+        while not fetcher.poll(0.2).finished:
+            assert time.monotonic() < deadline, "the stranger never got the file"
+        fetcher.flush()
+        data = fetcher.path.read_bytes()
+        fetcher.part_ways()
+    return data
+
+
+def test_strangers_that_claim_or_download_the_file_neither_end_the_carry_nor_fire_the_burn(paired, swarm, short_dir, monkeypatch, tmp_path):
+    laptop, desktop = paired
+    project, session_id, _ = session_to_carry(laptop, short_dir, 3 << 20)
+    publisher = laptop.spawn("--carry", "--burn", "--json", cwd=project)
+    try:
+        wait_for_line(publisher, READY)
+        offered = published_json(publisher)["carry"]
+        info_hash, size = bytes.fromhex(offered["info_hash"]), offered["size"]
+        hint = torrent.parse_endpoint(offered["hints"][0])
+        monkeypatch.setenv("HOME", str(tmp_path / "stranger"))  # the stranger's libtorrent keeps its DHT cache there
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+        claim_the_whole_file(hint, info_hash, size)
+        stolen = download_like_a_stranger(info_hash, size, hint, swarm.bootstrap, tmp_path / "stolen")
+
+        assert len(stolen) == size
+        publisher_key = PublicKey.parse(laptop.public_key_z32())
+        still = rendezvous.Rendezvous(parse_bootstrap(swarm.bootstrap)).resolve(publisher_key)
+        assert still.record.burn and publisher.poll() is None
+
+        desktop.ok("pickup", "-y", "--fetch-timeout", "30", "--project-dir", str(desktop.project("app")))
+
+        [launch] = desktop.launches()
+        assert session_id in "".join(launch.argv)
+        code, _, err = finish(publisher)
+        assert code == 0, err
+        assert "The session was fetched" in err and "revoked" in err
+        assert desktop.run("pickup", "-y").returncode == 7
+    finally:
+        if publisher.poll() is None:
+            publisher.kill()
+            publisher.communicate()
+
+
+@pytest.mark.parametrize("elsewhere", ["revoked", "replaced"])
+def test_renewal_stops_instead_of_undoing_a_revoke_or_a_newer_handoff(paired, swarm, short_dir, monkeypatch, elsewhere):
+    laptop, desktop = paired
+    project, session_id, _ = session_to_carry(laptop, short_dir, 50_000)
+    monkeypatch.setenv("HOME", str(laptop.home))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.chdir(project)
+    dht = rendezvous.Rendezvous(parse_bootstrap(swarm.bootstrap))
+    outcome = handoff.publish(handoff.PublishRequest(session_id=session_id, carry=True), dht, time.time())
+    if elsewhere == "revoked":
+        desktop.ok("revoke", "-y")
+    else:
+        other = desktop.project("other")
+        newer = desktop.add_session(other)
+        desktop.ok(cwd=other)
+
+    try:
+        with pytest.raises(NotFound) as stopped:
+            handoff.serve_carry(outcome, dht, timeout=WAIT, on_status=lambda status: None, renew_every=0.5)
+    finally:
+        outcome.outgoing.close()
+
+    assert str(stopped.value) == "the handoff was revoked or replaced elsewhere; stopped offering the session"
+    if elsewhere == "revoked":
+        with pytest.raises(NotFound):
+            dht.resolve(outcome.publisher)
+    else:
+        assert json.loads(desktop.ok("pickup", "--json").stdout)["session_id"] == newer
+
+
+def publish_declared_carry(machine, bootstrap: str, size: int) -> None:
+    """A record promising carried data of `size` bytes that nobody seeds."""
+    identity = Identity(bytes.fromhex(machine.key_file.read_text().strip()))
+    endpoints = parse_bootstrap(bootstrap)
+    info = CarryInfo(os.urandom(20), size, os.urandom(32), ack_seed=os.urandom(16))
+    body = Payload(str(uuid.uuid4()), "laptop", "/tmp/nowhere").with_carry(info)
+    signed = record.new_record(identity, payload.seal(body, identity.public_key.age_recipient()), ttl=600, now=time.time())
+    rendezvous.Rendezvous(endpoints).publish(identity, signed)
+
+
+def test_a_declared_size_beyond_what_cclink_accepts_is_refused_before_downloading(paired, swarm):
+    laptop, desktop = paired
+    publish_declared_carry(laptop, swarm.bootstrap, carry.MAX_UNPACKED + 1)
+
+    result = desktop.run("pickup", "-y", "--fetch-timeout", "5", "--project-dir", str(desktop.project("app")))
+
+    assert result.returncode == 4, result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("cclink: error:")]
+    assert "encrypted, more than the 16.0 GiB cclink accepts; nothing was downloaded" in error
+    assert not (desktop.home / ".cache" / "cclink" / "incoming").exists()
+    assert desktop.launches() == []
+
+
+def test_a_declared_size_beyond_the_free_space_is_refused_before_downloading(paired, swarm):
+    laptop, desktop = paired
+    publish_declared_carry(laptop, swarm.bootstrap, 3 << 29)  # 1.5 GiB, within the cap
+    with small_disk(desktop.home / ".cache", 2 << 30):  # 2 GiB: less than that plus the 1 GiB kept free
+        result = desktop.run("pickup", "-y", "--fetch-timeout", "5", "--project-dir", str(desktop.project("app")))
+
+        assert result.returncode == 4, result.stderr
+        [error] = [line for line in result.stderr.splitlines() if line.startswith("cclink: error:")]
+        assert "not enough disk space" in error and "nothing was downloaded" in error
+        assert not (desktop.home / ".cache" / "cclink" / "incoming").exists()
+        assert desktop.launches() == []
+
+
+PUBLIC = [("router.bittorrent.com", 6881)]
+ON_THIS_MACHINE = [("127.0.0.1", 6881)]
+LAB = [("10.77.0.1", 6881)]
+
+
+@pytest.mark.parametrize(
+    "bootstrap, kept",
+    [
+        (PUBLIC, [("8.8.8.8", 1), ("2606:4700::1111", 4)]),
+        (ON_THIS_MACHINE, [("127.0.0.2", 2), ("::1", 6)]),
+        (LAB, [("192.168.1.10", 3), ("10.0.0.5", 5), ("fd00::1", 7)]),
+    ],
+)
+def test_only_address_hints_of_the_dhts_own_scope_are_kept(bootstrap, kept):
+    hints = [
+        ("8.8.8.8", 1), ("127.0.0.2", 2), ("192.168.1.10", 3), ("2606:4700::1111", 4), ("10.0.0.5", 5), ("::1", 6),
+        ("fd00::1", 7), ("169.254.1.1", 8), ("0.0.0.0", 9), ("224.0.0.1", 10),
+    ]
+    assert torrent.in_scope(hints, bootstrap) == kept
+
+
+def test_on_the_public_dht_the_peer_wire_refuses_addresses_no_public_peer_has():
+    ip_filter = torrent._public_peers_only()
+    for address in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.0.1", "169.254.9.9", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1"]:
+        assert ip_filter.access(address) == 1, address
+    for address in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"]:
+        assert ip_filter.access(address) == 0, address

@@ -1,0 +1,78 @@
+"""End-to-end: a hostile publisher seeds a crafted carried file, and the real `cclink pickup -y` refuses it cleanly.
+
+The publisher here holds the key (anyone who can encrypt to the picker can
+do the same), so the record's signature, the payload and the SHA-256 all
+check out; only what the age file and the archive inside it hold is hostile.
+The picker must exit with the archive error's code and one sentence, leave
+nothing under ~/.claude, and launch nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pyrage
+import pytest
+
+from cclink import payload, record, rendezvous, torrent
+from cclink.keys import Identity
+from cclink.payload import CarryInfo, Payload
+
+from test_archive import HOSTILE, SESSION, SESSION_FILE, raw_archive
+from test_carry_place import with_junk_stanzas
+from test_e2e_carry import files_under, finish, short_dir, short_project  # noqa: F401 - short_dir is a fixture
+
+WIRE = 5
+
+
+@contextlib.contextmanager
+def hostile_publisher(machine, bootstrap: str, ciphertext: Path, project: Path) -> Iterator[torrent.Seeder]:
+    """Seed ciphertext as it is and publish a genuine record about it, under the machine's own key."""
+    identity = Identity(bytes.fromhex(machine.key_file.read_text().strip()))
+    host, port = bootstrap.rsplit(":", 1)
+    endpoints = [(host, int(port))]
+    with torrent.Seeder(endpoints) as seeder:
+        seeder.seed(ciphertext)
+        hints = tuple(torrent.format_endpoint(e) for e in seeder.listen_endpoints())
+        info = CarryInfo(seeder.info_hash, seeder.size, hashlib.sha256(ciphertext.read_bytes()).digest(), hints[: CarryInfo.MAX_HINTS])
+        body = Payload(SESSION, "laptop", str(project)).with_carry(info)
+        signed = record.new_record(identity, payload.seal(body, identity.public_key.age_recipient()), ttl=600, now=time.time())
+        rendezvous.Rendezvous(endpoints).publish(identity, signed)
+        yield seeder
+
+
+def encrypted_for(machine, plaintext: bytes) -> bytes:
+    identity = Identity(bytes.fromhex(machine.key_file.read_text().strip()))
+    return pyrage.encrypt(plaintext, [identity.public_key.age_recipient()])
+
+
+CRAFTED = {
+    "file-twice": lambda machine: encrypted_for(machine, raw_archive(*HOSTILE["file-twice"]).getvalue()),
+    "mtime-1e300": lambda machine: encrypted_for(machine, raw_archive(*HOSTILE["mtime-1e300"]).getvalue()),
+    "age-header-of-16-KiB": lambda machine: with_junk_stanzas(encrypted_for(machine, raw_archive(SESSION_FILE).getvalue()), 16 << 10),
+}
+
+
+@pytest.mark.parametrize("craft", CRAFTED.values(), ids=CRAFTED.keys())
+def test_a_crafted_carried_file_ends_in_one_sentence_and_leaves_nothing(paired, swarm, short_dir, craft):  # noqa: F811
+    laptop, desktop = paired
+    project = short_project(short_dir, "app")
+    ciphertext = short_dir / "seed" / torrent.FILE_NAME
+    ciphertext.parent.mkdir()
+    ciphertext.write_bytes(craft(laptop))
+
+    with hostile_publisher(laptop, swarm.bootstrap, ciphertext, project) as seeder:
+        picker = desktop.spawn("pickup", "-y", "--project-dir", str(desktop.project("app")))
+        while picker.poll() is None:
+            seeder.poll(0.2)
+        code, _, err = finish(picker)
+
+    assert code == WIRE, err
+    assert err.count("cclink: error:") == 1 and "Traceback" not in err and "internal error" not in err
+    assert desktop.launches() == []
+    assert files_under(desktop.home / ".claude") == []
+    assert not list((desktop.home / ".claude").rglob(".cclink-incoming-*"))
