@@ -4,6 +4,7 @@
 takes longer than everything else that command does.
 """
 
+import os
 import sys
 
 
@@ -11,7 +12,13 @@ def main() -> None:
     if sys.argv[1:] == ["--version"]:
         from cclink import __version__
 
-        print(f"cclink {__version__}")
+        try:
+            print(f"cclink {__version__}", flush=True)
+        except OSError:
+            # Nobody reads stdout any more (`cclink --version | true`): leave quietly,
+            # and give Python's own flush at exit somewhere to write.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         return
     from cclink.cli import main as run_cli
 

@@ -6,11 +6,11 @@ Modules are imported inside commands so `cclink --help` starts fast.
 
 from __future__ import annotations
 
-import json
 import os
+import signal
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 import typer.main
@@ -46,21 +46,28 @@ def publish_command(
     ),
     qr: bool = typer.Option(False, "--qr", help="Also show the pickup command as a QR code."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    missing_ok: bool = typer.Option(
+        False, "--missing-ok", help="Publish a SESSION_ID that is not on this machine (e.g. when ~/.claude is synced)."
+    ),
 ) -> None:
     """Publish this directory's session (the default command)."""
     import time
 
     from cclink import console, handoff
-    from cclink.errors import UsageError
+    from cclink.errors import UnknownSession, UsageError
     from cclink.keys import PublicKey
 
     if carry_timeout is not None and (not carry or carry_timeout <= 0):
         raise UsageError("--carry-timeout takes a positive number of seconds, and only with --carry")
     request = handoff.PublishRequest(
-        session_id=session_id, ttl=ttl, burn=burn, pin=pin, share=PublicKey.parse(share) if share is not None else None, carry=carry
+        session_id=session_id, ttl=ttl, burn=burn, pin=pin, share=PublicKey.parse(share) if share is not None else None, carry=carry,
+        allow_missing=missing_ok,
     )
     rendezvous = _rendezvous()
-    outcome = handoff.publish(request, rendezvous, time.time())
+    try:
+        outcome = handoff.publish(request, rendezvous, time.time())
+    except UnknownSession as error:
+        raise UnknownSession(_unknown_session_advice(error), error.session_id) from None
     try:
         _show_published(outcome, qr, as_json)
         if outcome.outgoing is not None:
@@ -75,6 +82,18 @@ def publish_command(
             outcome.outgoing.close()
 
 
+def _unknown_session_advice(error) -> str:
+    """The error's sentence, ending with the command a typo was probably meant to be, or with --missing-ok."""
+    import difflib
+
+    # `cclink pikcup` is `cclink publish pikcup`: the id is what was typed as a command.
+    names = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    close = difflib.get_close_matches(error.session_id.lower(), names, n=1)
+    if close:
+        return f"{error.message}; did you mean `cclink {close[0]}`?"
+    return f"{error.message}; to publish the id of a session on another machine (a synced ~/.claude), add --missing-ok"
+
+
 def _show_published(outcome, qr: bool, as_json: bool) -> None:
     from cclink import console
 
@@ -84,13 +103,13 @@ def _show_published(outcome, qr: bool, as_json: bool) -> None:
     for note in outcome.notes:
         console.say(f"Note: {note}")
     record = outcome.record
-    print(f"Session: {outcome.session_id} in {_home_relative(outcome.project)}")
-    print(f"Published! Stored on {outcome.published.nodes} DHT node{'s' if outcome.published.nodes != 1 else ''}.")
-    print("  Run on another machine:")
-    print(f"  {outcome.pickup_command}")
-    print(f"Expires in {console.format_duration(record.ttl)} ({_utc(record.expires_at)}).{_mode_line(outcome)}")
+    console.out(f"Session: {outcome.session_id} in {_home_relative(outcome.project)}")
+    console.out(f"Published! Stored on {outcome.published.nodes} DHT node{'s' if outcome.published.nodes != 1 else ''}.")
+    console.out("  Run on another machine:")
+    console.out(f"  {outcome.pickup_command}")
+    console.out(f"Expires in {console.format_duration(record.ttl)} ({_utc(record.expires_at)}).{_mode_line(outcome)}")
     if qr:
-        print(console.qr_text(outcome.pickup_command))
+        console.out(console.qr_text(outcome.pickup_command))
 
 
 def _serve_carry(outcome, rendezvous, timeout: int) -> None:
@@ -138,14 +157,16 @@ def pickup_command(
     publisher = PublicKey.parse(pubkey) if pubkey is not None else None
     launching = not (qr or as_json)
     rendezvous = _rendezvous()
-    outcome = handoff.pickup(publisher, rendezvous, time.time(), assume_yes=yes, confirm=launching, force_fetch=fetch)
+    outcome = handoff.pickup(
+        publisher, rendezvous, time.time(), assume_yes=yes, confirm=launching, force_fetch=fetch, project_dir=project_dir,
+    )
     for note in outcome.notes:
         console.say(f"Note: {note}")
     if as_json:
         _print_json(_pickup_json(outcome))
     elif qr:
-        print(console.qr_text(outcome.payload.session_id))
-        print(f"Session: {outcome.payload.session_id}")
+        console.out(console.qr_text(outcome.payload.session_id))
+        console.out(f"Session: {outcome.payload.session_id}")
     else:
         if outcome.revoked:
             console.say("Burn-after-read: the handoff was revoked.")
@@ -159,26 +180,26 @@ def init_command(
     yes: bool = typer.Option(False, "-y", "--yes", help="Replace an existing key without asking."),
 ) -> None:
     """Create or import your key (passphrase-protected by default)."""
-    from cclink import keystore
+    from cclink import console, keystore
 
     outcome = keystore.init(import_from, no_passphrase, yes)
     verb = "Imported" if outcome.imported else "Created"
-    print(f"{verb} key {outcome.public_key.display}")
-    print(f"Saved to {outcome.path} ({'passphrase-protected' if outcome.encrypted else 'unencrypted'}).")
+    console.out(f"{verb} key {outcome.public_key.display}")
+    console.out(f"Saved to {outcome.path} ({'passphrase-protected' if outcome.encrypted else 'unencrypted'}).")
 
 
 @app.command("whoami")
 def whoami_command(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Show your public key, its fingerprint and the key file."""
-    from cclink import keystore
+    from cclink import console, keystore
 
     public_key, path = keystore.whoami()
     if as_json:
         _print_json({"public_key": public_key.display, "fingerprint": public_key.fingerprint, "key_file": str(path)})
         return
-    print(f"Public Key:  {public_key.display}")
-    print(f"Fingerprint: {public_key.fingerprint}")
-    print(f"Key file:    {path}")
+    console.out(f"Public Key:  {public_key.display}")
+    console.out(f"Fingerprint: {public_key.fingerprint}")
+    console.out(f"Key file:    {path}")
 
 
 @app.command("list")
@@ -195,14 +216,14 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print as JS
         _print_json(_list_json(outcome, now))
         return
     status = "expired" if record.is_expired(now) else f"{console.format_duration(record.expires_at - now)} left"
-    print(f"Handoff by {outcome.publisher.display}")
-    print(f"  Published: {console.format_duration(max(0, now - record.created_at))} ago ({_utc(record.created_at)})")
-    print(f"  TTL:       {console.format_duration(record.ttl)}, {status}")
-    print(f"  Burn:      {'yes' if record.burn else 'no'}")
-    print(f"  For:       {_audience(record)}")
+    console.out(f"Handoff by {outcome.publisher.display}")
+    console.out(f"  Published: {console.format_duration(max(0, now - record.created_at))} ago ({_utc(record.created_at)})")
+    console.out(f"  TTL:       {console.format_duration(record.ttl)}, {status}")
+    console.out(f"  Burn:      {'yes' if record.burn else 'no'}")
+    console.out(f"  For:       {_audience(record)}")
     if outcome.payload is not None:
-        print(f"  Session:   {outcome.payload.session_id}")
-        print(f"  Project:   {_home_relative(outcome.payload.project)}")
+        console.out(f"  Session:   {outcome.payload.session_id}")
+        console.out(f"  Project:   {_home_relative(outcome.payload.project)}")
 
 
 @app.command("revoke")
@@ -210,10 +231,10 @@ def revoke_command(yes: bool = typer.Option(False, "-y", "--yes", help="Do not a
     """Revoke your active handoff."""
     import time
 
-    from cclink import handoff
+    from cclink import console, handoff
 
     handoff.revoke(_rendezvous(), time.time(), assume_yes=yes)
-    print("Revoked.")
+    console.out("Revoked.")
 
 
 @app.command("testnet")
@@ -222,7 +243,6 @@ def testnet_command(
     port: int = typer.Option(0, "--port", help="Port of the first (bootstrap) node; 0 picks a free one."),
 ) -> None:
     """Run a local DHT on 127.0.0.1 until interrupted."""
-    import signal
     import threading
 
     from cclink import console
@@ -234,7 +254,7 @@ def testnet_command(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with Testnet(nodes, port) as net:
-        print(f"CCLINK_BOOTSTRAP={net.bootstrap}", flush=True)
+        console.out(f"CCLINK_BOOTSTRAP={net.bootstrap}", flush=True)
         console.say(f"{nodes} DHT node{'s' if nodes != 1 else ''} on 127.0.0.1; export the line above in other shells. Ctrl-C stops.")
         # Short waits: a signal handler runs only when the main thread wakes.
         while not stop.wait(0.5):
@@ -249,6 +269,26 @@ def demo_command() -> None:
     demo.run()
 
 
+@app.command("help")
+def help_command(
+    ctx: typer.Context, command: Optional[str] = typer.Argument(None, help="The command to explain (default: list them all).")
+) -> None:
+    """Show this help, or one command's (`cclink help pickup`)."""
+    from cclink import console
+    from cclink.errors import UsageError
+
+    group_ctx = ctx.parent
+    assert group_ctx is not None  # a subcommand always runs inside the group
+    if command is None:
+        console.out(group_ctx.get_help())
+        return
+    chosen = group_ctx.command.get_command(group_ctx, command)  # type: ignore[attr-defined]
+    if chosen is None:
+        raise UsageError(f"there is no command '{command}'; `cclink help` lists them")
+    with chosen.make_context(command, ["--help"], parent=group_ctx, resilient_parsing=True) as command_ctx:
+        console.out(chosen.get_help(command_ctx))
+
+
 # --- presentation helpers -------------------------------------------------------------
 
 
@@ -260,7 +300,9 @@ def _rendezvous():
 
 
 def _print_json(data: dict) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))
+    from cclink import console
+
+    console.out(console.safe_json(data))
 
 
 def _utc(timestamp: float) -> str:
@@ -364,25 +406,104 @@ def _with_default_command(args: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure becomes one sentence on stderr and an exit code."""
-    from cclink.errors import CclinkError
-
     args = _with_default_command(list(sys.argv[1:] if argv is None else argv))
+    _unwind_on_termination_signals()
     try:
         # Typer reports its own usage errors (exit 2) and exits; ours land here.
         typer.main.get_command(app).main(args, prog_name="cclink", standalone_mode=True)
-    except CclinkError as error:
-        _fail(str(error), error.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted", INTERRUPTED_EXIT)
-    except SystemExit as exit_:
+    except BaseException as error:  # noqa: BLE001 - every way out is decided in _leave
+        _leave(error)
+
+
+def _leave(error: BaseException) -> NoReturn:
+    """Exit as the way the command ended calls for: a failure is one sentence on stderr, never a traceback."""
+    from cclink.errors import CclinkError
+
+    stopped_by = _stopped_by[:1]
+    _ignore_termination_signals()
+    if stopped_by:
+        # Whatever the signal became while unwinding (Typer's exit 130, or an
+        # error of a library that caught it), the signal is why cclink stops.
+        _fail(f"stopped by {signal.Signals(stopped_by[0]).name}", 128 + stopped_by[0])
+    if isinstance(error, SystemExit):
         # Typer turns Ctrl-C inside a command into a silent exit 130.
-        if _caused_by(exit_, KeyboardInterrupt):
+        if _caused_by(error, KeyboardInterrupt):
             _fail("interrupted", INTERRUPTED_EXIT)
-        raise
-    except Exception as error:  # noqa: BLE001 - the last line of defence against tracebacks
-        if os.environ.get("CCLINK_DEBUG"):
-            raise
+        written = _flush(sys.stdout)
+        _flush(sys.stderr)
+        if not written and error.code in (0, None):
+            sys.exit(1)  # the result did not get out
+        raise error
+    if isinstance(error, CclinkError):
+        _fail(str(error), error.exit_code)
+    if isinstance(error, KeyboardInterrupt):
+        _fail("interrupted", INTERRUPTED_EXIT)
+    if isinstance(error, Exception) and not os.environ.get("CCLINK_DEBUG"):
+        # The last line of defence against tracebacks.
         _fail(f"internal error ({type(error).__name__}); rerun with CCLINK_DEBUG=1 and report it", INTERNAL_ERROR_EXIT)
+    raise error
+
+
+# --- SIGTERM and SIGHUP -------------------------------------------------------------------
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread so that every cleanup written for Ctrl-C runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# The first termination signal received: set before Terminated is raised, so
+# the exit code stays right even where a library turns that exception into another.
+_stopped_by: list[int] = []
+
+
+def _unwind_on_termination_signals() -> None:
+    """Make SIGTERM and SIGHUP (a closed terminal) unwind like Ctrl-C instead of killing cclink mid-way."""
+    for signum in _TERMINATION_SIGNALS:
+        # An ignored SIGHUP (nohup) stays ignored: whoever started cclink wants it to outlive the terminal.
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, _on_termination_signal)
+
+
+def _on_termination_signal(signum: int, frame: object) -> None:
+    if _stopped_by:
+        return  # already unwinding: a second signal must not cut the cleanup short
+    _stopped_by.append(signum)
+    raise Terminated(signum)
+
+
+def _ignore_termination_signals() -> None:
+    """While cclink writes its last words and exits, a late signal must not raise in the middle of them."""
+    for signum in _TERMINATION_SIGNALS:
+        if signal.getsignal(signum) is _on_termination_signal:
+            signal.signal(signum, signal.SIG_IGN)
+
+
+# --- the way out ----------------------------------------------------------------------------
+
+
+def _flush(stream) -> bool:
+    """Write out what stream holds; False when it cannot be (its reader or terminal is gone), and the rest is dropped."""
+    try:
+        stream.flush()
+        return True
+    except (AttributeError, OSError, ValueError):
+        _discard(stream)
+        return False
+
+
+def _discard(stream) -> None:
+    # Python flushes both streams once more at exit, and would report the same failure there (exit 120).
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
@@ -397,8 +518,14 @@ def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
     return False
 
 
-def _fail(message: str, code: int) -> None:
-    sys.stderr.write(f"cclink: error: {_sentence(message)}\n")
+def _fail(message: str, code: int) -> NoReturn:
+    """One error line on stderr (best effort: the terminal may be gone), then exit with code."""
+    from cclink import console
+
+    # One line whatever the message holds: a line break from a hostile name could fake a second message.
+    console.say(f"cclink: error: {console.printable(_sentence(message))}")
+    _flush(sys.stdout)
+    _flush(sys.stderr)
     sys.exit(code)
 
 

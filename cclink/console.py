@@ -1,14 +1,18 @@
 """Talking to the person at the terminal: prompts, progress and notes on stderr.
 
-Results (what a script would capture) are printed on stdout by the callers;
-everything here writes to stderr so that it never mixes with them.
+Results (what a script would capture) go to stdout through out(); everything
+else here writes to stderr so that it never mixes with them. Whatever reaches
+the terminal passes through for_terminal() first: text from a publisher or a
+peer must not be able to steer the terminal with control characters.
 """
 
 from __future__ import annotations
 
 import getpass
 import io
+import json
 import os
+import re
 import shutil
 import sys
 import threading
@@ -31,9 +35,69 @@ def is_interactive() -> bool:
     return _isatty(sys.stdin) and _isatty(sys.stderr)
 
 
+# --- showing text safely ------------------------------------------------------------
+
+# What a terminal may act on instead of showing: C0 controls (ESC starts a
+# sequence that can set the window title or erase lines), DEL, C1 controls
+# (\x9b is CSI on some terminals), bidi overrides and isolates (text shown in
+# another order than it is stored), line and paragraph separators, and lone
+# surrogates (they cannot even be encoded, so printing one would fail).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# The same without C0, which json.dumps escapes in strings itself and uses
+# (newlines, indentation) between them.
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escape(character: str) -> str:
+    code = ord(character)
+    return _SHORT_ESCAPES.get(character) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+
+
+def printable(text: str) -> str:
+    """text safe to show on one line: every character a terminal could act on becomes a visible escape such as \\x1b.
+
+    Backslashes stay as they are, so paths read naturally; a literal `\\x1b`
+    and an escaped ESC then look alike, which is harmless.
+    """
+    return _UNSAFE.sub(lambda match: _escape(match.group()), text)
+
+
+def for_terminal(text: str) -> str:
+    """text with each of its lines made printable: only the line breaks between them survive."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def safe_json(data: object) -> str:
+    """data as indented JSON with non-ASCII text kept readable but every control character escaped."""
+    # With ensure_ascii=False, json.dumps leaves DEL, C1, bidi controls and lone
+    # surrogates raw. They can only occur inside strings, where a \\uXXXX escape
+    # decodes to the same character.
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return _UNSAFE_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+# --- writing -------------------------------------------------------------------------
+
+
+def out(text: str = "", *, flush: bool = False) -> None:
+    """A result (one or more lines) on stdout."""
+    print(for_terminal(text), flush=flush)
+
+
 def say(message: str) -> None:
-    """One line for the human (progress or a note), on stderr."""
-    print(message, file=sys.stderr, flush=True)
+    """One line for the human (progress or a note), on stderr; dropped if the terminal is gone."""
+    _write_stderr(for_terminal(message) + "\n")
+
+
+def _write_stderr(text: str) -> None:
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        # No stderr, or a closed terminal (EIO) or pipe: a note is not worth a crash,
+        # least of all while cclink is cleaning up after a hang-up.
+        pass
 
 
 # --- questions ---------------------------------------------------------------------
@@ -54,7 +118,7 @@ def secret(prompt: str, env_var: str, confirm: bool = False) -> str:
 
 def _getpass(prompt: str) -> str:
     try:
-        return getpass.getpass(prompt, stream=sys.stderr)
+        return getpass.getpass(printable(prompt), stream=sys.stderr)
     except EOFError:
         raise Aborted("no input was given") from None
 
@@ -74,7 +138,7 @@ def choose(title: str, options: list[str]) -> int:
     if not options:
         raise ValueError("choose() needs at least one option")
     lines = [title] + [f"  {n}) {option}" for n, option in enumerate(options, 1)]
-    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.write("\n".join(printable(line) for line in lines) + "\n")
     while True:
         answer = _ask(f"Number (1-{len(options)}): ")
         if answer is None:
@@ -87,7 +151,7 @@ def choose(title: str, options: list[str]) -> int:
 
 def _ask(prompt: str) -> str | None:
     """A line typed in answer to prompt, or None at end of input."""
-    sys.stderr.write(prompt)
+    sys.stderr.write(printable(prompt))
     sys.stderr.flush()
     line = sys.stdin.readline()
     return line if line else None
@@ -102,7 +166,7 @@ class Spinner:
     INTERVAL = 0.1
 
     def __init__(self, message: str) -> None:
-        self._message = message
+        self._message = printable(message)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,7 +174,7 @@ class Spinner:
 
     def update(self, message: str) -> None:
         with self._lock:
-            self._message = message
+            self._message = printable(message)
 
     def __enter__(self) -> Spinner:
         if _isatty(sys.stderr):

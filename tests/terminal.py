@@ -30,15 +30,7 @@ def on_terminal(
     For each (expected, reply), wait until `expected` appears in the output
     (after the previous one), then type `reply`. Returns (exit status, all output).
     """
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    # Not pty.fork(): the test process runs libtorrent's threads, and a child forked from a
-    # threaded process can hang before it reaches exec. subprocess runs no Python in the
-    # child; `setsid --ctty` gives the program its own session with this terminal in control.
-    try:
-        child = subprocess.Popen([SETSID, "--ctty", *argv], stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd)
-    finally:
-        os.close(slave)
+    child, master = start_on_terminal(argv, env=env, cwd=cwd, columns=columns)
     output = b""
     seen = 0
     try:
@@ -53,6 +45,34 @@ def on_terminal(
         if child.poll() is None:
             child.kill()
     return child.wait(), output.decode("utf-8", "replace")
+
+
+def start_on_terminal(
+    argv: list[str], *, env: dict[str, str], cwd: Path | None = None, columns: int = 80
+) -> tuple[subprocess.Popen, int]:
+    """Start argv with a new pseudo-terminal as its controlling TTY and standard streams.
+
+    Returns the process and the terminal's master end; closing that end hangs
+    the terminal up, as closing a terminal window does.
+    """
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    # Not pty.fork(): the test process runs libtorrent's threads, and a child forked from a
+    # threaded process can hang before it reaches exec. subprocess runs no Python in the
+    # child; `setsid --ctty` gives the program its own session with this terminal in control.
+    try:
+        child = subprocess.Popen([SETSID, "--ctty", *argv], stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd)
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)
+    return child, master
+
+
+def wait_for(master: int, expected: str) -> str:
+    """What the terminal shows up to and including `expected` (fails if it never comes)."""
+    return _read_until(master, b"", expected.encode(), 0).decode("utf-8", "replace")
 
 
 def _read_until(master: int, output: bytes, expected: bytes, start: int) -> bytes:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -67,6 +68,105 @@ def test_interactive_on_a_terminal() -> None:
 def test_say_writes_one_line_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     console.say("Publishing to the DHT")
     assert capsys.readouterr() == ("", "Publishing to the DHT\n")
+
+
+# --- printable and the boundary filter ------------------------------------------------------
+
+ESC = "\x1b"
+TITLE = "\x1b]0;pwned\x07"  # sets the terminal window's title
+ERASE = "\x1b[2K"  # erases the line the cursor is on
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (TITLE, "\\x1b]0;pwned\\x07"),
+        (ERASE, "\\x1b[2K"),
+        ("\x00\x01\x1f", "\\x00\\x01\\x1f"),
+        ("one\ntwo\rthree\tfour", "one\\ntwo\\rthree\\tfour"),
+        ("\x7f", "\\x7f"),
+        ("\x80\x9b2K\x9f", "\\x80\\x9b2K\\x9f"),  # C1: \x9b is CSI on some terminals
+        ("txt.\u202egnp", "txt.\\u202egnp"),  # right-to-left override
+        ("\u202a\u202b\u202c\u202d", "\\u202a\\u202b\\u202c\\u202d"),
+        ("\u2066\u2067\u2068\u2069", "\\u2066\\u2067\\u2068\\u2069"),  # isolates
+        ("a\u2028b\u2029c", "a\\u2028b\\u2029c"),  # line and paragraph separators
+        ("\ud800", "\\ud800"),  # a lone surrogate could not even be encoded
+    ],
+)
+def test_printable_escapes_what_a_terminal_acts_on(text: str, shown: str) -> None:
+    assert console.printable(text) == shown
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "laptop", "/home/me/work/my app", "C:\\Users\\me", "a lone \\ backslash", "caf\u00e9 \u65e5\u672c \u00a0 \U0001f600", "\u200b~!@#$%^&*()"],
+)
+def test_printable_leaves_ordinary_text_alone(text: str) -> None:
+    assert console.printable(text) == text
+
+
+def test_printable_output_is_one_line_without_any_control_character() -> None:
+    every = "".join(chr(c) for c in range(0x100)) + "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    shown = console.printable(every)
+    assert all(0x20 <= ord(c) < 0x7F or 0xA0 <= ord(c) <= 0xFF for c in shown), shown
+    assert console.printable(shown) == shown  # escaping twice changes nothing
+
+
+def test_for_terminal_keeps_only_the_line_breaks() -> None:
+    assert console.for_terminal(f"Session: x\n  on {TITLE}\r\n") == "Session: x\n  on \\x1b]0;pwned\\x07\\r\n"
+
+
+def test_safe_json_escapes_every_control_and_decodes_to_the_same_strings() -> None:
+    data = {"hostname": f"{TITLE}host\x7f\x9b\u202e\u2066\u2028", "project": "/home/caf\u00e9/\u65e5\u672c", "n": 1, "none": None}
+    text = console.safe_json(data)
+    assert json.loads(text) == data
+    assert text == console.for_terminal(text)  # nothing left for the terminal filter to change
+    assert "caf\u00e9/\u65e5\u672c" in text  # readable text stays readable
+    assert "\\u009b" in text and "\\u202e" in text and "\\u001b" in text
+
+
+def test_say_escapes_control_characters(capsys: pytest.CaptureFixture[str]) -> None:
+    console.say(f"Note: {TITLE}{ERASE}\x9b2K\u202e")
+    assert capsys.readouterr() == ("", "Note: \\x1b]0;pwned\\x07\\x1b[2K\\x9b2K\\u202e\n")
+
+
+def test_out_escapes_control_characters_but_keeps_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    console.out(f"Session: x\nProject: /tmp/{ERASE}")
+    assert capsys.readouterr() == ("Session: x\nProject: /tmp/\\x1b[2K\n", "")
+
+
+class ClosedTerminal(io.StringIO):
+    def write(self, text: str) -> int:  # type: ignore[override]
+        raise OSError(5, "Input/output error")
+
+
+def test_say_to_a_closed_terminal_is_dropped_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stderr", ClosedTerminal())
+    console.say("Stopped offering the session.")  # raises nothing
+
+
+def test_prompts_menus_and_spinner_escape_what_they_show() -> None:
+    body = f"""
+    import time
+    TITLE, ERASE = {TITLE!r}, {ERASE!r}
+    with console.spinner("Looking up " + TITLE) as spin:
+        time.sleep(0.25)
+        spin.update("Fetching " + ERASE)
+        time.sleep(0.25)
+    console.choose("Pick " + ERASE, ["first " + TITLE])
+    report(console.confirm("Resume " + TITLE + "?", assume_yes=False, when_not_interactive=True))
+    """
+    _, output = interactive(body, [("Number (1-1): ", b"1\n"), ("? [y/N] ", b"n\n")])
+    # The spinner's own way of redrawing its line is the only escape sequence that gets through.
+    assert output.replace("\r\x1b[K", "").count(ESC) == 0, output
+    for shown in ("Looking up \\x1b]0;pwned\\x07", "Fetching \\x1b[2K", "Pick \\x1b[2K", "first \\x1b]0;pwned\\x07", "Resume \\x1b]0;pwned\\x07?"):
+        assert shown in output, shown
+
+
+def test_secret_prompt_is_escaped() -> None:
+    result, output = interactive(f"run(lambda: console.secret('PIN for ' + {ERASE!r} + ': ', {VAR!r}))", [("PIN for ", b"hunter22\n")])
+    assert result == "'hunter22'"
+    assert ESC not in output and "PIN for \\x1b[2K: " in output
 
 
 # --- secret -----------------------------------------------------------------------------------
