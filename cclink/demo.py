@@ -17,6 +17,7 @@ from cclink import claude, packet
 from cclink.keys import PublicKey
 from cclink.record import Record
 from cclink.rendezvous import Rendezvous
+from cclink.seen import SeqMemory
 from cclink.testnet import Testnet
 
 CARRY_READY = "Offering the session"
@@ -135,7 +136,7 @@ def _machine(root: Path, name: str, net: Testnet) -> _Machine:
     stand_in.write_text(STAND_IN)
     stand_in.chmod(0o755)
     env = dict(os.environ)
-    for variable in ("CCLINK_PASSPHRASE", "CCLINK_PIN", "XDG_CACHE_HOME"):
+    for variable in ("CCLINK_PASSPHRASE", "CCLINK_PIN", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
         env.pop(variable, None)
     env.update(HOME=str(home), CCLINK_BOOTSTRAP=net.bootstrap, PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}")
     return _Machine(home, env)
@@ -158,7 +159,7 @@ def _public_view(machine: _Machine, net: Testnet) -> str:
     """The record as any DHT node sees it, fetched the way pickup does."""
     whoami = json.loads(machine.cclink("whoami", "--json", quiet=True))
     publisher = PublicKey.parse(whoami["public_key"])
-    item = Rendezvous(net.endpoints).find_item(publisher)
+    item = Rendezvous(net.endpoints, seen=SeqMemory.in_memory()).find_item(publisher)
     if item is None:
         return "(nothing found)"
     record = Record.from_json(packet.record_from_message(item.value, publisher) or b"{}")

@@ -163,6 +163,17 @@ class Machine:
         return [Launch(**json.loads(line)) for line in self.claude_log.read_text().splitlines()]
 
 
+@pytest.fixture(autouse=True)
+def private_state_dir(tmp_path_factory, monkeypatch):
+    """In-process code remembers what it saw in a folder of the test's own, never in the developer's."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    if sys.platform == "darwin":  # where files.state_dir does not read XDG_STATE_HOME
+        from cclink import files
+
+        monkeypatch.setattr(files, "state_dir", lambda: state / "cclink")
+
+
 @pytest.fixture(scope="session")
 def swarm():
     """One local DHT for the whole test session."""

@@ -64,7 +64,7 @@ def assert_fails(result: subprocess.CompletedProcess, code: int, *fragments: str
 def assert_resumed(machine: Machine, session_id: str, directory: Path) -> None:
     """The machine started exactly one `claude --resume session_id` in directory."""
     launches = machine.launches()
-    assert [launch.argv for launch in launches] == [["--resume", session_id]]
+    assert [launch.argv for launch in launches] == [[f"--resume={session_id}"]]
     assert Path(launches[0].cwd) == directory.resolve()
 
 
@@ -142,7 +142,7 @@ def test_explicit_session_id_is_published_with_cwd_as_project(same_key: SameKey)
     desktop_project = desktop.project("app")
     desktop.add_session(desktop_project, session_id)
 
-    data = publish_json(laptop, session_id, cwd=cwd)
+    data = publish_json(laptop, session_id, "--missing-ok", cwd=cwd)
     assert data["session_id"] == session_id
     assert data["project"] == str(cwd)
     assert data["publisher"] == f"pk:{key}"
@@ -527,7 +527,7 @@ def test_demo_shows_a_publish_and_a_pickup(laptop: Machine) -> None:
     assert "Published! Stored on" in result.stdout
     assert "$ cclink pickup -y" in result.stdout
     assert f"Resuming session {session_id}" in result.stdout
-    assert f"would now run: claude --resume {session_id}" in result.stdout
+    assert f"would now run: claude --resume={session_id}" in result.stdout
     assert laptop.launches() == []  # the demo uses a stand-in of its own
 
 
