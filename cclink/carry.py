@@ -15,7 +15,6 @@ import datetime
 import errno
 import hashlib
 import os
-import secrets
 import shutil
 import tempfile
 import threading
@@ -29,7 +28,7 @@ import pyrage
 
 from cclink import agecrypt, archive, claude, console, dhtitems, files, krpc, streams, torrent
 from cclink.errors import CannotDecrypt, CclinkError, IntegrityError, MalformedArchive, NetworkError, NoSpace, SessionError, TransferError, WireError
-from cclink.keys import Identity
+from cclink.keys import Identity, PublicKey
 from cclink.payload import CarryInfo
 
 # Claude Code's largest transcripts run to hundreds of MB. A carried session
@@ -69,14 +68,13 @@ class Outgoing:
     def __init__(self, session_file: Path, recipient: agecrypt.Recipient, bootstrap: Sequence[torrent.Endpoint]) -> None:
         self.workdir = _private_temp_dir(outgoing_dir())
         self.bootstrap = list(bootstrap)
-        self.ack_seed = secrets.token_bytes(CarryInfo.ACK_SEED_SIZE)
         self._ack_watch: AckWatch | None = None
         self._seemingly_finished = 0
         # libtorrent's session starts while the session is packed: it holds
         # the GIL for its 30 ms, but zstd's compressing workers do not need it.
         starting = _SeederStarting(bootstrap)
         try:
-            self.path, self.sha256 = _pack_and_encrypt(session_file, recipient, self.workdir)
+            self.path, self.sha256, self._archive_sha256 = _pack_and_encrypt(session_file, recipient, self.workdir)
             self.seeder = starting.result()
             self.seeder.seed(self.path)
         except BaseException:
@@ -86,12 +84,12 @@ class Outgoing:
 
     def info(self, with_hints: bool = True) -> CarryInfo:
         hints = tuple(torrent.format_endpoint(e) for e in self.seeder.listen_endpoints()) if with_hints else ()
-        return CarryInfo(self.seeder.info_hash, self.seeder.size, self.sha256, hints[: CarryInfo.MAX_HINTS], self.ack_seed)
+        return CarryInfo(self.seeder.info_hash, self.seeder.size, self.sha256, hints[: CarryInfo.MAX_HINTS])
 
     def poll(self, wait: float) -> torrent.SeedStatus:
         """Serve peers for up to `wait` seconds; a peer that looks finished makes the acknowledgement be looked for soon."""
         if self._ack_watch is None:
-            self._ack_watch = AckWatch(self.info(with_hints=False), self.bootstrap)
+            self._ack_watch = AckWatch(self.info(with_hints=False), self._archive_sha256, self.bootstrap)
         status = self.seeder.poll(wait)
         if status.seemingly_finished > self._seemingly_finished:
             self._seemingly_finished = status.seemingly_finished
@@ -143,27 +141,33 @@ class _SeederStarting:
             self._seeder.close()
 
 
-def _pack_and_encrypt(session_file: Path, recipient: agecrypt.Recipient, workdir: Path) -> tuple[Path, bytes]:
-    """The encrypted archive of a session, written in workdir, and its SHA-256.
+def _pack_and_encrypt(session_file: Path, recipient: agecrypt.Recipient, workdir: Path) -> tuple[Path, bytes, bytes]:
+    """The encrypted archive of a session, written in workdir, its SHA-256, and the archive's (before encryption).
 
     Packing and encryption overlap; the plaintext archive exists only in the pipe between them.
     """
     try:
         ciphertext = workdir / torrent.FILE_NAME
-        return ciphertext, _write_encrypted_archive(session_file, recipient, ciphertext)
+        return ciphertext, *_write_encrypted_archive(session_file, recipient, ciphertext)
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise NoSpace(f"the disk under {outgoing_dir()} filled up while packing the session") from None
         raise SessionError(f"cannot pack the session: {error.strerror or error}") from None
 
 
-def _write_encrypted_archive(session_file: Path, recipient: agecrypt.Recipient, ciphertext: Path) -> bytes:
-    """Write the encrypted archive to ciphertext; return its SHA-256."""
+def _write_encrypted_archive(session_file: Path, recipient: agecrypt.Recipient, ciphertext: Path) -> tuple[bytes, bytes]:
+    """Write the encrypted archive to ciphertext; return its SHA-256 and the archive's."""
+    archived: list[streams.HashingWriter] = []
+
+    def pack(out: BinaryIO) -> None:
+        archived.append(streams.HashingWriter(out))
+        archive.pack(session_file, archived[0])  # type: ignore[arg-type]  # it only writes and flushes
+
     with _create_private(ciphertext) as out:
         hashing = streams.HashingWriter(out)
-        with streams.produced_by(lambda packed: archive.pack(session_file, packed)) as packed:
+        with streams.produced_by(pack) as packed:
             _run_age(pyrage.encrypt_io, packed, hashing, [recipient])
-    return hashing.digest()
+    return hashing.digest(), archived[0].digest()
 
 
 def _run_age(run: Callable, source: BinaryIO, out: BinaryIO, keys: list) -> None:
@@ -190,10 +194,9 @@ def _run_age(run: Callable, source: BinaryIO, out: BinaryIO, keys: list) -> None
 # --- the recipient's acknowledgement ---------------------------------------------------------
 
 
-def _ack_identity(carry: CarryInfo) -> Identity:
-    """The acknowledgement key: its Ed25519 seed is SHA-256 of a label and the payload's ack seed (payload.CarryInfo)."""
-    assert carry.ack_seed is not None
-    return Identity(hashlib.sha256(ACK_KEY_LABEL + carry.ack_seed).digest())
+def _ack_identity(archive_sha256: bytes) -> Identity:
+    """The acknowledgement key: its Ed25519 seed is SHA-256 of a label and the decrypted archive's SHA-256 (payload.CarryInfo)."""
+    return Identity(hashlib.sha256(ACK_KEY_LABEL + archive_sha256).digest())
 
 
 def _ack_signable(seq: int, value: bytes) -> bytes:
@@ -201,9 +204,8 @@ def _ack_signable(seq: int, value: bytes) -> bytes:
     return b"3:seqi%de1:v%d:" % (seq, len(value)) + value
 
 
-def _ack_verifier(carry: CarryInfo) -> dhtitems.Verify:
+def _ack_verifier(carry: CarryInfo, public_key: PublicKey) -> dhtitems.Verify:
     """An item under the ack key counts when its signature holds and it names this carry's info-hash."""
-    public_key = _ack_identity(carry).public_key
 
     def verifies(item: krpc.Item) -> bool:
         if item.value != carry.info_hash:
@@ -217,32 +219,34 @@ def _ack_verifier(carry: CarryInfo) -> dhtitems.Verify:
     return verifies
 
 
-def acknowledge(carry: CarryInfo, bootstrap: Sequence[torrent.Endpoint]) -> None:
-    """Tell the publisher that the whole session arrived intact: put the acknowledgement item. NetworkError when no node stored it."""
-    identity = _ack_identity(carry)
+def acknowledge(carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[torrent.Endpoint]) -> None:
+    """Tell the publisher that the whole session arrived and decrypted: put the acknowledgement item. NetworkError when no node stored it."""
+    identity = _ack_identity(archive_sha256)
     dhtitems.put(
-        bootstrap, identity.public_key.raw, carry.info_hash,
-        lambda seq: identity.sign(_ack_signable(seq, carry.info_hash)), _ack_verifier(carry), timeout=ACK_PUT_TIMEOUT,
+        bootstrap, identity.public_key.raw, carry.info_hash, lambda seq: identity.sign(_ack_signable(seq, carry.info_hash)),
+        _ack_verifier(carry, identity.public_key), timeout=ACK_PUT_TIMEOUT,
     )
 
 
-def is_acknowledged(carry: CarryInfo, bootstrap: Sequence[torrent.Endpoint]) -> bool:
+def is_acknowledged(carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[torrent.Endpoint]) -> bool:
     """Whether the DHT holds the recipient's acknowledgement; NetworkError when no node answered."""
-    identity = _ack_identity(carry)
-    return dhtitems.get(bootstrap, identity.public_key.raw, _ack_verifier(carry), timeout=ACK_GET_TIMEOUT) is not None
+    public_key = _ack_identity(archive_sha256).public_key
+    return dhtitems.get(bootstrap, public_key.raw, _ack_verifier(carry, public_key), timeout=ACK_GET_TIMEOUT) is not None
 
 
 class Acknowledging:
     """acknowledge() in a thread, so that the session is placed meanwhile; wait() before leaving the process."""
 
-    def __init__(self, carry: CarryInfo, bootstrap: Sequence[torrent.Endpoint]) -> None:
+    def __init__(self, carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[torrent.Endpoint]) -> None:
         self._done = False
-        self._thread = threading.Thread(target=self._put, args=(carry, list(bootstrap)), name="cclink-ack", daemon=True)
+        self._thread = threading.Thread(
+            target=self._put, args=(carry, archive_sha256, list(bootstrap)), name="cclink-ack", daemon=True
+        )
         self._thread.start()
 
-    def _put(self, carry: CarryInfo, bootstrap: list[torrent.Endpoint]) -> None:
+    def _put(self, carry: CarryInfo, archive_sha256: bytes, bootstrap: list[torrent.Endpoint]) -> None:
         try:
-            acknowledge(carry, bootstrap)
+            acknowledge(carry, archive_sha256, bootstrap)
             self._done = True
         except (CclinkError, OSError):
             pass  # the publisher then keeps offering the session until it gives up; wait() says so
@@ -256,9 +260,10 @@ class Acknowledging:
 class AckWatch:
     """The publisher's look-out for the recipient's acknowledgement, in a thread so that seeding never waits for the DHT."""
 
-    def __init__(self, carry: CarryInfo, bootstrap: Sequence[torrent.Endpoint]) -> None:
+    def __init__(self, carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[torrent.Endpoint]) -> None:
         self.seen = False
         self._carry = carry
+        self._archive_sha256 = archive_sha256
         self._bootstrap = list(bootstrap)
         self._wake = threading.Event()
         self._stopped = False
@@ -299,7 +304,7 @@ class AckWatch:
 
     def _look(self) -> bool:
         try:
-            return is_acknowledged(self._carry, self._bootstrap)
+            return is_acknowledged(self._carry, self._archive_sha256, self._bootstrap)
         except (CclinkError, OSError):
             return False  # the DHT did not answer this time
 
@@ -427,11 +432,20 @@ def _destination(local_project: Path) -> Path:
     return claude.projects_dir() / claude.project_dir_name(str(local_project))
 
 
-def place(ciphertext: Path, identity: agecrypt.Identity, session_id: str, *, publisher_project: str, local_project: Path) -> Placed:
+def place(
+    ciphertext: Path,
+    identity: agecrypt.Identity,
+    session_id: str,
+    *,
+    publisher_project: str,
+    local_project: Path,
+    on_decrypted: Callable[[bytes], None] = lambda archive_sha256: None,
+) -> Placed:
     """Decrypt and unpack the session into ~/.claude/projects/<dir of local_project>/, paths rewritten.
 
-    A differing local copy gives way and is kept beside it as a timestamped
-    backup: the caller asks first (see local_copy).
+    on_decrypted gets the decrypted archive's SHA-256 (see acknowledge) while
+    it is still unpacked. A differing local copy gives way and is kept beside
+    it as a timestamped backup: the caller asks first (see local_copy).
     """
     destination = _destination(local_project)
     try:
@@ -440,7 +454,9 @@ def place(ciphertext: Path, identity: agecrypt.Identity, session_id: str, *, pub
     except OSError as error:
         raise _placing_failed(error) from None
     try:
-        unpacked = _decrypt_and_unpack(ciphertext, identity, session_id, staging, publisher_project, str(local_project))
+        unpacked = _decrypt_and_unpack(
+            ciphertext, identity, session_id, staging, publisher_project, str(local_project), on_decrypted
+        )
         return _move_into_place(unpacked, destination)
     except OSError as error:
         raise _placing_failed(error) from None
@@ -456,7 +472,13 @@ def _placing_failed(error: OSError) -> SessionError:
 
 
 def _decrypt_and_unpack(
-    ciphertext: Path, identity: agecrypt.Identity, session_id: str, staging: Path, old: str, new: str
+    ciphertext: Path,
+    identity: agecrypt.Identity,
+    session_id: str,
+    staging: Path,
+    old: str,
+    new: str,
+    on_decrypted: Callable[[bytes], None],
 ) -> archive.Unpacked:
     content = staging / "content"
     content.mkdir(mode=archive.DIR_MODE)
@@ -468,7 +490,9 @@ def _decrypt_and_unpack(
     # one after the other, with decompression in a thread of its own).
     packed = staging / "session.tar.zst"
     with open(ciphertext, "rb", buffering=archive.CHUNK) as source, _create_private(packed) as out:
-        _decrypt(source, out, identity)
+        hashing = streams.HashingWriter(out)
+        _decrypt(source, hashing, identity)  # type: ignore[arg-type]  # it only writes
+    on_decrypted(hashing.digest())
     try:
         with open(packed, "rb") as source:
             return archive.unpack(source, session_id, content, rewrite, limit=limit)

@@ -467,11 +467,15 @@ def fetch_session(
                 on_progress=lambda p: spin.update(console.transfer_status("Fetching the session", p.done, p.total, p.rate)),
             ))
         carry.check_integrity(path, info)
-        # The publisher stops seeding (and revokes a burn record) once it sees the acknowledgement; it goes out while the session is placed.
-        acknowledging = carry.Acknowledging(info, rendezvous.bootstrap) if info.ack_seed is not None else None
-        placed = carry.place(path, outcome.decryptor, body.session_id, publisher_project=body.project, local_project=local)
+        # The publisher stops seeding (and revokes a burn record) once it sees the
+        # acknowledgement, which needs the decrypted archive; it goes out while the session is unpacked.
+        acknowledging: list[carry.Acknowledging] = []
+        placed = carry.place(
+            path, outcome.decryptor, body.session_id, publisher_project=body.project, local_project=local,
+            on_decrypted=lambda archive_sha256: acknowledging.append(carry.Acknowledging(info, archive_sha256, rendezvous.bootstrap)),
+        )
     carry.forget_download(info)
-    if acknowledging is not None and not acknowledging.wait():
+    if acknowledging and not acknowledging[0].wait():
         console.say("Note: the publisher could not be told that the session arrived; it offers it until its time runs out or it is stopped.")
     for backup in placed.backups:
         console.say(f"Note: the previous local copy was kept as {backup}")

@@ -105,33 +105,30 @@ class Payload:
 
 @dataclass(frozen=True)
 class CarryInfo:
-    """A carried session: the torrent to fetch, its size and SHA-256, where the publisher listens, and how to say it arrived.
+    """A carried session: the torrent to fetch, its size and SHA-256, and where the publisher listens.
 
-    Written as `{"i": info-hash, "n": size, "d": SHA-256, "k": ack seed, "a": ["host:port", ...]}`
-    with the hashes and the seed in unpadded base64url: a DHT record has
-    room for little, and this is the most compact of the readable forms.
+    Written as `{"i": info-hash, "n": size, "d": SHA-256, "a": ["host:port", ...]}`
+    with both hashes in unpadded base64url: a DHT record has room for
+    little, and this is the most compact of the readable forms.
 
-    `k` is 16 random bytes, fresh for each carry, that only readers of this
-    encrypted payload know. SHA-256("cclink carry ack\\0" + k) is the seed
-    of an Ed25519 key (carry.py derives it). A picker whose download matched
-    `d` acknowledges it by putting a BEP 44 mutable item (no salt) under
-    that key's public key, whose value `v` is the 20-byte info-hash as a
-    bencoded string; the publisher takes a verified item there as the proof
-    that the recipient has the whole session (a peer that merely claims to
-    have it, or downloads the ciphertext everyone can download, cannot make
-    it). 16 bytes, not 32: a record must fit in one DHT item, and nobody
-    guesses 128 random bits. `k` is optional on reading: without it the
-    picker sends no acknowledgement.
+    The picker says that the session arrived with a DHT item only the
+    recipient can make, and that costs the record no room: the Ed25519 seed
+    of its key is SHA-256("cclink carry ack\\0" + SHA-256 of the decrypted
+    archive), which only the publisher and whoever decrypted the whole
+    session know. After decrypting, the picker puts a BEP 44 mutable item
+    (no salt) under that key's public key, its value `v` the 20-byte
+    info-hash as a bencoded string; the publisher takes a verified item
+    there as the proof that the recipient has the session (see carry.py). A
+    peer that merely claims to have the file, or downloads the ciphertext,
+    which anyone who learns the info-hash can, cannot make it.
     """
 
     info_hash: bytes
     size: int
     sha256: bytes
     hints: tuple[str, ...] = ()
-    ack_seed: bytes | None = None
 
     MAX_HINTS = 8
-    ACK_SEED_SIZE = 16
 
     def __post_init__(self) -> None:
         if len(self.info_hash) != 20 or len(self.sha256) != 32:
@@ -140,13 +137,9 @@ class CarryInfo:
             raise MalformedPayload("the carried session's size is not a sensible number of bytes")
         if len(self.hints) > self.MAX_HINTS or not all(isinstance(h, str) and 0 < len(h) <= 64 for h in self.hints):
             raise MalformedPayload("the carried session's address hints are malformed")
-        if self.ack_seed is not None and len(self.ack_seed) != self.ACK_SEED_SIZE:
-            raise MalformedPayload("the carried session's acknowledgement seed has the wrong length")
 
     def to_json(self) -> dict[str, object]:
         document: dict[str, object] = {"i": _b64url(self.info_hash), "n": self.size, "d": _b64url(self.sha256)}
-        if self.ack_seed is not None:
-            document["k"] = _b64url(self.ack_seed)
         if self.hints:
             document["a"] = list(self.hints)
         return document
@@ -163,7 +156,6 @@ class CarryInfo:
             size=value.get("n"),  # type: ignore[arg-type]  # checked in __post_init__
             sha256=_from_b64url(value.get("d"), "SHA-256"),
             hints=tuple(hints),
-            ack_seed=_from_b64url(value["k"], "acknowledgement seed") if "k" in value else None,
         )
 
 

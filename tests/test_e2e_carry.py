@@ -664,7 +664,7 @@ def publish_declared_carry(machine, bootstrap: str, size: int) -> None:
     """A record promising carried data of `size` bytes that nobody seeds."""
     identity = Identity(bytes.fromhex(machine.key_file.read_text().strip()))
     endpoints = parse_bootstrap(bootstrap)
-    info = CarryInfo(os.urandom(20), size, os.urandom(32), ack_seed=os.urandom(16))
+    info = CarryInfo(os.urandom(20), size, os.urandom(32))
     body = Payload(str(uuid.uuid4()), "laptop", "/tmp/nowhere").with_carry(info)
     signed = record.new_record(identity, payload.seal(body, identity.public_key.age_recipient()), ttl=600, now=time.time())
     rendezvous.Rendezvous(endpoints).publish(identity, signed)
@@ -723,3 +723,18 @@ def test_on_the_public_dht_the_peer_wire_refuses_addresses_no_public_peer_has():
         assert ip_filter.access(address) == 1, address
     for address in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"]:
         assert ip_filter.access(address) == 0, address
+
+
+def test_only_whoever_decrypted_the_archive_can_acknowledge_it(swarm):
+    """The acknowledgement's key comes from the decrypted archive's SHA-256, and its item must name the carry's info-hash."""
+    bootstrap = parse_bootstrap(swarm.bootstrap)
+    info = CarryInfo(os.urandom(20), 1000, os.urandom(32))
+    archive_sha256, guessed = os.urandom(32), os.urandom(32)
+    assert not carry.is_acknowledged(info, archive_sha256, bootstrap)
+
+    carry.acknowledge(info, archive_sha256, bootstrap)
+
+    assert carry.is_acknowledged(info, archive_sha256, bootstrap)
+    assert not carry.is_acknowledged(info, guessed, bootstrap)
+    another_carry = CarryInfo(os.urandom(20), 1000, info.sha256)
+    assert not carry.is_acknowledged(another_carry, archive_sha256, bootstrap)

@@ -213,32 +213,12 @@ def test_malformed_carry_details_are_a_payload_error(value):
         body.carry
 
 
-# --- the acknowledgement seed ("k") -------------------------------------------------------------
+# --- the acknowledgement costs the record nothing --------------------------------------------------
 
 
-def test_the_ack_seed_travels_as_base64url_after_the_hashes():
-    carry = a_carry(hints=("127.0.0.2:4567",), ack_seed=bytes(range(32, 48)))
-    text = Payload("abc", "h", "/p").with_carry(carry).to_plaintext()
+def test_carry_details_hold_only_the_torrent_its_size_its_hash_and_hints():
+    text = Payload("abc", "h", "/p").with_carry(a_carry(hints=("127.0.0.2:4567",))).to_plaintext()
     assert text == (
         b'{"h":"h","p":"/p","s":"abc","c":{"i":"AAECAwQFBgcICQoLDA0ODxAREhM","n":123456,'
-        b'"d":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8","k":"ICEiIyQlJicoKSorLC0uLw",'
-        b'"a":["127.0.0.2:4567"]}}'
+        b'"d":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8","a":["127.0.0.2:4567"]}}'
     )
-    assert Payload.from_plaintext(text).carry == carry
-
-
-def test_carry_details_without_an_ack_seed_are_still_read():
-    body = Payload("abc", extra={"c": a_carry().to_json()})
-    assert body.carry.ack_seed is None
-
-
-@pytest.mark.parametrize("seed", ["AAECAwQFBgcICQoLDA0ODxAREhM", 7, None, "not base64url!", ""])
-def test_a_malformed_ack_seed_is_a_payload_error(seed):
-    details = {**a_carry().to_json(), "k": seed}
-    with pytest.raises(MalformedPayload):
-        Payload("abc", extra={"c": details}).carry
-
-
-def test_an_ack_seed_of_the_wrong_length_is_refused_when_made():
-    with pytest.raises(MalformedPayload):
-        a_carry(ack_seed=bytes(32))
