@@ -26,7 +26,7 @@ from typing import BinaryIO, Callable, Iterator, Sequence
 
 import pyrage
 
-from cclink import agecrypt, archive, claude, console, dhtitems, files, krpc, streams, torrent
+from cclink import agecrypt, archive, claude, console, dht, dhtitems, files, krpc, streams, torrent
 from cclink.errors import CannotDecrypt, CclinkError, IntegrityError, MalformedArchive, NetworkError, NoSpace, SessionError, TransferError, WireError
 from cclink.keys import Identity, PublicKey
 from cclink.payload import CarryInfo
@@ -327,8 +327,9 @@ def fetched(
     *,
     stall_timeout: float,
     on_progress: Callable[[Progress], None] = lambda _: None,
+    lan: bool = False,
 ) -> Iterator[Path]:
-    """Download the carried ciphertext into the cache and yield its path.
+    """Download the carried ciphertext into the cache and yield its path; with lan, also from the publisher's private address.
 
     TransferError when no data came for stall_timeout seconds. The
     connections stay up for the block, so that the publisher learns of the
@@ -339,7 +340,7 @@ def fetched(
     directory = incoming_dir(carry.info_hash)
     files.make_private_dirs(directory)
     hints = [e for e in (torrent.parse_endpoint(h) for h in carry.hints) if e is not None]  # torrent.Fetcher keeps those in scope
-    with torrent.Fetcher(carry.info_hash, carry.size, directory, bootstrap, hints) as fetcher:
+    with torrent.Fetcher(carry.info_hash, carry.size, directory, bootstrap, hints, lan=lan) as fetcher:
         last_done, last_change = -1, time.monotonic()
         while True:
             status = fetcher.poll(0.2)
@@ -349,7 +350,7 @@ def fetched(
             if status.done != last_done:
                 last_done, last_change = status.done, time.monotonic()
             elif time.monotonic() - last_change > stall_timeout:
-                raise TransferError(_stalled_message(status, stall_timeout))
+                raise TransferError(_stalled_message(status, stall_timeout, suggest_lan=not lan and not dht.is_private_swarm(bootstrap)))
         fetcher.flush()
         yield fetcher.path
         fetcher.part_ways()
@@ -387,12 +388,13 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def _stalled_message(status: torrent.FetchStatus, stall_timeout: float) -> str:
+def _stalled_message(status: torrent.FetchStatus, stall_timeout: float, *, suggest_lan: bool) -> str:
     waited = f"{stall_timeout:.0f} seconds"
     if not status.has_metadata and status.peers == 0:
+        lan = "; if both machines are on one network, run pickup again with --lan" if suggest_lan else ""
         return (
             f"the publisher could not be reached within {waited}; it may have stopped seeding "
-            "(it runs `cclink --carry` in the foreground until the first pickup); run pickup again to resume"
+            f"(it runs `cclink --carry` in the foreground until the first pickup){lan}; run pickup again to resume"
         )
     return f"no data arrived from the publisher for {waited}; run pickup again to resume where it stopped"
 

@@ -142,6 +142,9 @@ def pickup_command(
     fetch_timeout: float = typer.Option(
         60, "--fetch-timeout", metavar="SECS", help="Give up on a carried session after this long without data."
     ),
+    lan: bool = typer.Option(
+        False, "--lan", help="The publisher is on this network: also connect to its private address for a carried session."
+    ),
 ) -> None:
     """Find, verify and decrypt a handoff, then resume it."""
     import time
@@ -170,7 +173,7 @@ def pickup_command(
     else:
         if outcome.revoked:
             console.say("Burn-after-read: the handoff was revoked.")
-        handoff.resume(outcome, rendezvous, project_dir=project_dir, assume_yes=yes, fetch_timeout=fetch_timeout)
+        handoff.resume(outcome, rendezvous, project_dir=project_dir, assume_yes=yes, fetch_timeout=fetch_timeout, lan=lan)
 
 
 @app.command("init")

@@ -436,11 +436,14 @@ def resume(
     project_dir: Path | None = None,
     assume_yes: bool = False,
     fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
+    lan: bool = False,
 ) -> NoReturn:
     """Start `claude --resume` for a picked-up session (fetching it first for --carry), or explain why it cannot."""
     session, where = outcome.session, outcome.project_dir
     if outcome.fetch:
-        session, where = fetch_session(outcome, rendezvous, project_dir=project_dir, assume_yes=assume_yes, fetch_timeout=fetch_timeout)
+        session, where = fetch_session(
+            outcome, rendezvous, project_dir=project_dir, assume_yes=assume_yes, fetch_timeout=fetch_timeout, lan=lan
+        )
     elif project_dir is not None:
         where = _checked_project_dir(project_dir)
     if session is None:
@@ -450,7 +453,13 @@ def resume(
 
 
 def fetch_session(
-    outcome: PickupOutcome, rendezvous: Rendezvous, *, project_dir: Path | None, assume_yes: bool, fetch_timeout: float
+    outcome: PickupOutcome,
+    rendezvous: Rendezvous,
+    *,
+    project_dir: Path | None,
+    assume_yes: bool,
+    fetch_timeout: float,
+    lan: bool = False,
 ) -> tuple[claude.Session, Path]:
     """Download, check, decrypt and place a carried session; return it and the directory to resume in."""
     from cclink import carry  # libtorrent's peer side and tarfile: only for --carry
@@ -463,7 +472,7 @@ def fetch_session(
     with ExitStack() as transfer:
         with console.spinner(f"Fetching the session ({console.format_bytes(info.size)})") as spin:
             path = transfer.enter_context(carry.fetched(
-                info, rendezvous.bootstrap, stall_timeout=fetch_timeout,
+                info, rendezvous.bootstrap, stall_timeout=fetch_timeout, lan=lan,
                 on_progress=lambda p: spin.update(console.transfer_status("Fetching the session", p.done, p.total, p.rate)),
             ))
         carry.check_integrity(path, info)

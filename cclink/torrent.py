@@ -45,24 +45,36 @@ def format_endpoint(endpoint: Endpoint) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def in_scope(endpoints: Sequence[Endpoint], bootstrap: Sequence[Endpoint]) -> list[Endpoint]:
+def in_scope(endpoints: Sequence[Endpoint], bootstrap: Sequence[Endpoint], *, lan: bool = False) -> list[Endpoint]:
     """The endpoints of the DHT's own kind of network: only those are worth connecting to.
 
     Address hints come from a publisher's payload: connecting to whatever
     they name would let it make the picker knock on its own machine or its
-    local network. On the public DHT only global addresses; on a swarm on
-    this machine only loopback ones; on a lab network only private ones.
+    local network. On the public DHT only global addresses, and private ones
+    too when the user says the publisher is on the same network (lan); on a
+    swarm on this machine only loopback ones; on a lab network only private ones.
     """
-    allowed = _address_scope(bootstrap)
+    allowed = _address_scope(bootstrap, lan)
     return [endpoint for endpoint in endpoints if allowed(ipaddress.ip_address(endpoint[0]))]
 
 
-def _address_scope(bootstrap: Sequence[Endpoint]) -> Callable[[dht.IPAddress], bool]:
+def _address_scope(bootstrap: Sequence[Endpoint], lan: bool = False) -> Callable[[dht.IPAddress], bool]:
     if dht.is_loopback(bootstrap):
         return lambda address: address.is_loopback
-    if dht.is_private_swarm(bootstrap):
-        return lambda address: any(address in network for network in _PRIVATE_USE)
-    return lambda address: address.is_global and not address.is_multicast  # Python counts 224.0.0.0/4 as global
+    if dht.is_private_swarm(bootstrap) or lan:
+        private = _is_private_use
+        if lan and not dht.is_private_swarm(bootstrap):
+            return lambda address: private(address) or _is_public(address)
+        return private
+    return _is_public
+
+
+def _is_public(address: dht.IPAddress) -> bool:
+    return address.is_global and not address.is_multicast  # Python counts 224.0.0.0/4 as global
+
+
+def _is_private_use(address: dht.IPAddress) -> bool:
+    return any(address in network for network in _PRIVATE_USE)
 
 
 # The networks a lab's hosts have addresses in (RFC 1918 and IPv6 unique local).
@@ -87,11 +99,15 @@ _NOT_GLOBAL = (
 )
 
 
-def _public_peers_only() -> lt.ip_filter:
-    """An ip_filter blocking every address no public-DHT peer can have: a lying node's peer list must not aim us at a LAN."""
+def _public_peers_only(lan: bool = False) -> lt.ip_filter:
+    """An ip_filter blocking every address no public-DHT peer can have: a lying node's peer list must not aim us at a LAN.
+
+    With lan (the user's word that the publisher is on the same network), private-use networks stay open.
+    """
     ip_filter = lt.ip_filter()
     for first, last in _NOT_GLOBAL:
-        ip_filter.add_rule(first, last, 1)  # 1 = blocked
+        if not (lan and _is_private_use(ipaddress.ip_address(first))):
+            ip_filter.add_rule(first, last, 1)  # 1 = blocked
     return ip_filter
 
 
@@ -119,15 +135,16 @@ class FetchStatus:
 class _TorrentSession:
     """A libtorrent session for one command, with the DHT and the peer wire."""
 
-    def __init__(self, bootstrap: Sequence[Endpoint], *, map_port: bool = False) -> None:
+    def __init__(self, bootstrap: Sequence[Endpoint], *, map_port: bool = False, lan: bool = False) -> None:
         self.bootstrap = list(bootstrap)
+        self.lan = lan
         # The routing table is kept between commands, so the next transfer joins the DHT faster.
         self.state_file = dht.state_file_for(self.bootstrap)
         self.on_this_machine = dht.is_loopback(self.bootstrap)
         self.session = lt.session(dht.command_session_params(self.bootstrap, self.state_file, peer_wire=True, map_port=map_port))
         self.public = not dht.is_private_swarm(self.bootstrap)
         if self.public:
-            self.session.set_ip_filter(_public_peers_only())
+            self.session.set_ip_filter(_public_peers_only(lan))
         self.handle: lt.torrent_handle | None = None
         self._joined = False
         self._announced_at = float("-inf")
@@ -202,11 +219,15 @@ class Seeder(_TorrentSession):
         self.close()
 
     def listen_endpoints(self) -> list[Endpoint]:
-        """Where pickers can reach this seeder directly, best guess first (only addresses in_scope would connect to)."""
+        """Where pickers can reach this seeder directly, best guess first.
+
+        On the public DHT that may be a private address, which a picker uses
+        only when its user says both are on one network (Fetcher's lan).
+        """
         port = self.session.listen_port()
         if self.on_this_machine:
             return [(dht.COMMAND_ADDRESS, port)]
-        return in_scope([(address, port) for address in _local_addresses(self.bootstrap)], self.bootstrap)
+        return in_scope([(address, port) for address in _local_addresses(self.bootstrap)], self.bootstrap, lan=True)
 
     def poll(self, wait: float = 0.5) -> SeedStatus:
         """Wait up to `wait` seconds for news; return the current state."""
@@ -235,8 +256,10 @@ class Fetcher(_TorrentSession):
         directory: Path,
         bootstrap: Sequence[Endpoint],
         hints: Sequence[Endpoint] = (),
+        *,
+        lan: bool = False,
     ) -> None:
-        super().__init__(bootstrap)
+        super().__init__(bootstrap, lan=lan)
         # Once finished, libtorrent would close its connections to seeds itself,
         # and the seeder would see only the socket close. Left open, the
         # seeder closes them with "upload to upload", which tells it that
@@ -248,7 +271,7 @@ class Fetcher(_TorrentSession):
         params.info_hashes = lt.info_hash_t(lt.sha1_hash(info_hash))
         params.save_path = str(directory)
         self._add(params)
-        self._hints = in_scope(hints, self.bootstrap)
+        self._hints = in_scope(hints, self.bootstrap, lan=lan)
         self._renamed = False
         for endpoint in self._hints:
             self.handle.connect_peer(endpoint)

@@ -725,6 +725,20 @@ def test_on_the_public_dht_the_peer_wire_refuses_addresses_no_public_peer_has():
         assert ip_filter.access(address) == 0, address
 
 
+def test_with_lan_the_public_dht_also_keeps_private_hints_but_never_this_machine():
+    hints = [("8.8.8.8", 1), ("127.0.0.2", 2), ("192.168.1.10", 3), ("fd00::1", 7), ("169.254.1.1", 8), ("224.0.0.1", 10)]
+    assert torrent.in_scope(hints, PUBLIC, lan=True) == [("8.8.8.8", 1), ("192.168.1.10", 3), ("fd00::1", 7)]
+    assert torrent.in_scope(hints, ON_THIS_MACHINE, lan=True) == [("127.0.0.2", 2)]
+
+
+def test_with_lan_the_peer_wire_reaches_private_networks_and_nothing_else_new():
+    ip_filter = torrent._public_peers_only(lan=True)
+    for address in ["10.1.2.3", "172.16.0.1", "192.168.0.1", "fd00::1", "8.8.8.8"]:
+        assert ip_filter.access(address) == 0, address
+    for address in ["127.0.0.1", "169.254.9.9", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "224.0.0.1"]:
+        assert ip_filter.access(address) == 1, address
+
+
 def test_only_whoever_decrypted_the_archive_can_acknowledge_it(swarm):
     """The acknowledgement's key comes from the decrypted archive's SHA-256, and its item must name the carry's info-hash."""
     bootstrap = parse_bootstrap(swarm.bootstrap)
