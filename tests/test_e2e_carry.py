@@ -436,14 +436,19 @@ def test_nobody_fetching_within_the_carry_timeout_is_one_sentence_and_the_handof
     assert json.loads(laptop.ok("pickup", "--json").stdout)["session_id"] == session_id
 
 
-def test_a_seeding_publisher_puts_its_record_again_so_that_dht_nodes_keep_it(paired, swarm, short_dir, monkeypatch):
-    laptop, _ = paired
+def carry_published_in_process(laptop, swarm, short_dir, monkeypatch) -> tuple[rendezvous.Rendezvous, handoff.PublishOutcome]:
+    """The publish flow of `cclink --carry`, run in this process as the laptop; the caller serves and closes it."""
     project, session_id, _ = session_to_carry(laptop, short_dir, 50_000)
     monkeypatch.setenv("HOME", str(laptop.home))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.chdir(project)
     dht = rendezvous.Rendezvous(parse_bootstrap(swarm.bootstrap))
-    outcome = handoff.publish(handoff.PublishRequest(session_id=session_id, carry=True), dht, time.time())
+    return dht, handoff.publish(handoff.PublishRequest(session_id=session_id, carry=True), dht, time.time())
+
+
+def test_a_seeding_publisher_puts_its_record_again_so_that_dht_nodes_keep_it(paired, swarm, short_dir, monkeypatch):
+    laptop, _ = paired
+    dht, outcome = carry_published_in_process(laptop, swarm, short_dir, monkeypatch)
     first = dht.resolve(outcome.publisher)
 
     try:
@@ -633,12 +638,8 @@ def test_strangers_that_claim_or_download_the_file_neither_end_the_carry_nor_fir
 @pytest.mark.parametrize("elsewhere", ["revoked", "replaced"])
 def test_renewal_stops_instead_of_undoing_a_revoke_or_a_newer_handoff(paired, swarm, short_dir, monkeypatch, elsewhere):
     laptop, desktop = paired
-    project, session_id, _ = session_to_carry(laptop, short_dir, 50_000)
-    monkeypatch.setenv("HOME", str(laptop.home))
-    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    monkeypatch.chdir(project)
-    dht = rendezvous.Rendezvous(parse_bootstrap(swarm.bootstrap))
-    outcome = handoff.publish(handoff.PublishRequest(session_id=session_id, carry=True), dht, time.time())
+    dht, outcome = carry_published_in_process(laptop, swarm, short_dir, monkeypatch)
+    session_id = outcome.session_id
     if elsewhere == "revoked":
         desktop.ok("revoke", "-y")
     else:

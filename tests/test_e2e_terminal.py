@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import shutil
 import signal
 import subprocess
@@ -28,6 +27,7 @@ from cclink.testnet import HOST
 
 import terminal
 from conftest import Machine, cclink_command
+from test_e2e_carry import wait_for_line
 
 ESC, BEL = "\x1b", "\x07"
 TITLE = "\x1b]0;pwned\x07"  # sets the terminal window's title
@@ -68,25 +68,6 @@ def short_dir():
     path = Path(tempfile.mkdtemp(prefix="cc", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-def wait_for_line(process: subprocess.Popen, text: str) -> None:
-    """Read the process's stderr until a line containing text; fail if it ends or the guard runs out first."""
-    selector = selectors.DefaultSelector()
-    selector.register(process.stderr, selectors.EVENT_READ)
-    seen = []
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        if selector.select(timeout=1):
-            line = process.stderr.readline()
-            if not line:
-                break
-            seen.append(line)
-            if text in line:
-                return
-    process.kill()
-    out, err = process.communicate()
-    raise AssertionError(f"never saw {text!r}; exit {process.returncode}\nstdout: {out}\nstderr: {''.join(seen)}{err}")
 
 
 def finish(process: subprocess.Popen) -> tuple[int, str]:
