@@ -5,8 +5,10 @@
 # Running it again reinstalls from the same directory and upgrades the dependencies.
 # Everything it downloads comes from PyPI, through pip.
 #
-# Usage: ./install.sh [--venv]
-#   --venv     use the venv even when pipx is available
+# Usage: ./install.sh [--venv] [--run ARGS...]
+#   --venv         use the venv even when pipx is available
+#   --run ARGS...  then run the installed `cclink ARGS...` (the shell may not find `cclink` yet:
+#                  ~/.local/bin need not be on PATH), e.g. ./install.sh --run demo
 # Environment: PYTHON=/path/to/python3.x picks the interpreter (default: python3).
 set -euo pipefail
 
@@ -14,12 +16,15 @@ say() { printf 'install.sh: %s\n' "$*"; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
 
 use_pipx=auto
-for arg in "$@"; do
-    case "$arg" in
+run=no
+while [ $# -gt 0 ]; do
+    case "$1" in
         --venv) use_pipx=no ;;
-        -h | --help) sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
-        *) die "unknown argument '$arg' (try --help)" ;;
+        --run) run=yes; shift; break ;;
+        -h | --help) sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        *) die "unknown argument '$1' (try --help)" ;;
     esac
+    shift
 done
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -105,7 +110,7 @@ version=$(cd / && "$(dirname "$(readlink -f "$command_path")")/python" -c 'impor
 say "installed cclink${version:+ $version} $how; the command is $command_path"
 
 case ":$PATH:" in
-    *":$bin_dir:"*) say "next: cclink demo" ;;
+    *":$bin_dir:"*) [ "$run" = yes ] || say "next: cclink demo" ;;
     *)
         say "warning: $bin_dir is not on your PATH, so the shell will not find \`cclink\` yet."
         say "add this line to ~/.profile (or ~/.bashrc, ~/.zshrc), then open a new shell:"
@@ -118,3 +123,7 @@ case ":$PATH:" in
         say "or run it by its full path: $command_path demo"
         ;;
 esac
+
+if [ "$run" = yes ]; then
+    exec "$command_path" "$@"
+fi
