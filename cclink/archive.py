@@ -16,10 +16,11 @@ import json
 import os
 import shutil
 import tarfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, cast
+from typing import BinaryIO, cast
 
 import zstandard
 
@@ -152,8 +153,10 @@ def unpack(
     budget = _Budget(limit, max_members)
     seen_session = False
     try:
-        with zstandard.ZstdDecompressor().stream_reader(source, read_size=CHUNK, closefd=False) as decompressed, \
-                streams.read_ahead(decompressed, DECOMPRESS_AHEAD) as ahead:
+        with (
+            zstandard.ZstdDecompressor().stream_reader(source, read_size=CHUNK, closefd=False) as decompressed,
+            streams.read_ahead(decompressed, DECOMPRESS_AHEAD) as ahead,
+        ):
             # "r:" rather than the stream mode "r|", which copies every block
             # several times; tarfile only ever seeks this reader forwards.
             with tarfile.open(fileobj=ahead, mode="r:", tarinfo=_checked_tarinfo(budget)) as tar:
@@ -207,7 +210,9 @@ def _checked_tarinfo(budget: _Budget) -> type[tarfile.TarInfo]:
             if self.type in _CHAINED_TYPES:
                 chained += 1
                 if chained > MAX_CHAINED_HEADERS:
-                    raise MalformedArchive(f"the carried session has more than {MAX_CHAINED_HEADERS} tar headers in a row for one member")
+                    raise MalformedArchive(
+                        f"the carried session has more than {MAX_CHAINED_HEADERS} tar headers in a row for one member"
+                    )
             else:
                 chained = 0
                 budget.count_member()
@@ -235,7 +240,9 @@ def _check_header(info: tarfile.TarInfo) -> None:
     if info.size < 0:
         raise MalformedArchive("the carried session has a tar header with a negative size")
     if info.type in _CHAINED_TYPES and info.size > MAX_HEADER_SIZE:
-        raise MalformedArchive(f"the carried session has a tar header of {info.size} bytes; cclink accepts up to {MAX_HEADER_SIZE}")
+        raise MalformedArchive(
+            f"the carried session has a tar header of {info.size} bytes; cclink accepts up to {MAX_HEADER_SIZE}"
+        )
 
 
 def _sparse() -> MalformedArchive:
@@ -276,7 +283,7 @@ def _checked_member(member: tarfile.TarInfo, session_id: str) -> str:
     name = _checked_name(member.name, f"{session_id}.jsonl", session_id)
     if not (member.isfile() or member.isdir()):
         raise MalformedArchive(f"the carried session holds '{_shown(name)}', which is not a regular file")
-    if name == f"{session_id}.jsonl" and not member.isfile() or name == session_id and not member.isdir():
+    if (name == f"{session_id}.jsonl" and not member.isfile()) or (name == session_id and not member.isdir()):
         raise MalformedArchive(f"the carried session's '{_shown(name)}' is not the kind of entry its name says")
     if member.sparse is not None or any(key.startswith("GNU.sparse.") for key in member.pax_headers):
         raise _sparse()
@@ -311,10 +318,14 @@ def _creating(name: str) -> Iterator[None]:
         yield
     except (FileExistsError, NotADirectoryError, IsADirectoryError):
         # Case-insensitive disks (macOS) also land here for names differing in case only.
-        raise MalformedArchive(f"the carried session holds '{_shown(name)}' twice, or both as a file and a directory") from None
+        raise MalformedArchive(
+            f"the carried session holds '{_shown(name)}' twice, or both as a file and a directory"
+        ) from None
     except OSError as error:
         if error.errno == errno.ENAMETOOLONG:
-            raise MalformedArchive(f"the carried session holds a name too long for this disk '{_shown(name)}'") from None
+            raise MalformedArchive(
+                f"the carried session holds a name too long for this disk '{_shown(name)}'"
+            ) from None
         raise
 
 
@@ -382,7 +393,7 @@ def _replaced(data: bytes, end: int, pattern: bytes, replacement: bytes) -> byte
     view = memoryview(data)
     pieces, start = [], 0
     while (at := data.find(pattern, start, end)) >= 0:
-        follows = data[at + len(pattern):at + len(pattern) + 1]
+        follows = data[at + len(pattern) : at + len(pattern) + 1]
         pieces += (view[start:at], replacement if follows in (b'"', b"/") else pattern)
         start = at + len(pattern)
     if not pieces:

@@ -19,15 +19,26 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import BinaryIO
 
 import pyrage
 
 from cclink import agecrypt, archive, claude, console, dht, dhtitems, files, krpc, streams, torrent
-from cclink.errors import CannotDecrypt, CclinkError, IntegrityError, MalformedArchive, NetworkError, NoSpace, SessionError, TransferError, WireError
+from cclink.errors import (
+    CannotDecrypt,
+    CclinkError,
+    IntegrityError,
+    MalformedArchive,
+    NetworkError,
+    NoSpace,
+    SessionError,
+    TransferError,
+    WireError,
+)
 from cclink.keys import Identity, PublicKey
 from cclink.payload import CarryInfo
 
@@ -65,7 +76,9 @@ def incoming_dir(info_hash: bytes) -> Path:
 class Outgoing:
     """A session packed, encrypted and being seeded. Use as a context manager; closing deletes the files."""
 
-    def __init__(self, session_file: Path, recipient: agecrypt.Recipient, bootstrap: Sequence[torrent.Endpoint]) -> None:
+    def __init__(
+        self, session_file: Path, recipient: agecrypt.Recipient, bootstrap: Sequence[torrent.Endpoint]
+    ) -> None:
         self.workdir = _private_temp_dir(outgoing_dir())
         self.bootstrap = list(bootstrap)
         self._ack_watch: AckWatch | None = None
@@ -126,7 +139,7 @@ class _SeederStarting:
     def _start(self, bootstrap: Sequence[torrent.Endpoint]) -> None:
         try:
             self._seeder = torrent.Seeder(bootstrap)
-        except BaseException as error:  # noqa: B036 - raised again by result()
+        except BaseException as error:
             self._error = error
 
     def result(self) -> torrent.Seeder:
@@ -155,7 +168,9 @@ def _pack_and_encrypt(session_file: Path, recipient: agecrypt.Recipient, workdir
         raise SessionError(f"cannot pack the session: {error.strerror or error}") from None
 
 
-def _write_encrypted_archive(session_file: Path, recipient: agecrypt.Recipient, ciphertext: Path) -> tuple[bytes, bytes]:
+def _write_encrypted_archive(
+    session_file: Path, recipient: agecrypt.Recipient, ciphertext: Path
+) -> tuple[bytes, bytes]:
     """Write the encrypted archive to ciphertext; return its SHA-256 and the archive's."""
     archived: list[streams.HashingWriter] = []
 
@@ -223,15 +238,21 @@ def acknowledge(carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[tor
     """Tell the publisher that the whole session arrived and decrypted: put the acknowledgement item. NetworkError when no node stored it."""
     identity = _ack_identity(archive_sha256)
     dhtitems.put(
-        bootstrap, identity.public_key.raw, carry.info_hash, lambda seq: identity.sign(_ack_signable(seq, carry.info_hash)),
-        _ack_verifier(carry, identity.public_key), timeout=ACK_PUT_TIMEOUT,
+        bootstrap,
+        identity.public_key.raw,
+        carry.info_hash,
+        lambda seq: identity.sign(_ack_signable(seq, carry.info_hash)),
+        _ack_verifier(carry, identity.public_key),
+        timeout=ACK_PUT_TIMEOUT,
     )
 
 
 def is_acknowledged(carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[torrent.Endpoint]) -> bool:
     """Whether the DHT holds the recipient's acknowledgement; NetworkError when no node answered."""
     public_key = _ack_identity(archive_sha256).public_key
-    return dhtitems.get(bootstrap, public_key.raw, _ack_verifier(carry, public_key), timeout=ACK_GET_TIMEOUT) is not None
+    return (
+        dhtitems.get(bootstrap, public_key.raw, _ack_verifier(carry, public_key), timeout=ACK_GET_TIMEOUT) is not None
+    )
 
 
 class Acknowledging:
@@ -339,7 +360,9 @@ def fetched(
     check_room_to_fetch(carry)
     directory = incoming_dir(carry.info_hash)
     files.make_private_dirs(directory)
-    hints = [e for e in (torrent.parse_endpoint(h) for h in carry.hints) if e is not None]  # torrent.Fetcher keeps those in scope
+    hints = [
+        e for e in (torrent.parse_endpoint(h) for h in carry.hints) if e is not None
+    ]  # torrent.Fetcher keeps those in scope
     with torrent.Fetcher(carry.info_hash, carry.size, directory, bootstrap, hints, lan=lan) as fetcher:
         last_done, last_change = -1, time.monotonic()
         while True:
@@ -350,7 +373,9 @@ def fetched(
             if status.done != last_done:
                 last_done, last_change = status.done, time.monotonic()
             elif time.monotonic() - last_change > stall_timeout:
-                raise TransferError(_stalled_message(status, stall_timeout, suggest_lan=not lan and not dht.is_private_swarm(bootstrap)))
+                raise TransferError(
+                    _stalled_message(status, stall_timeout, suggest_lan=not lan and not dht.is_private_swarm(bootstrap))
+                )
         fetcher.flush()
         yield fetcher.path
         fetcher.part_ways()
@@ -427,7 +452,9 @@ class Placed:
 def local_copy(session_id: str, local_project: Path) -> Path | None:
     """The session's file (else its directory) where place() would put a carried copy, if one is there."""
     destination = _destination(local_project)
-    return next((path for path in (destination / f"{session_id}.jsonl", destination / session_id) if path.exists()), None)
+    return next(
+        (path for path in (destination / f"{session_id}.jsonl", destination / session_id) if path.exists()), None
+    )
 
 
 def _destination(local_project: Path) -> Path:
@@ -525,7 +552,10 @@ def _room_to_unpack(directory: Path, archive_size: int) -> tuple[int, str]:
             f"there is not enough disk space for the carried session under {claude.projects_dir()} "
             f"(cclink leaves {console.format_bytes(KEEP_FREE)} free)"
         )
-    return MAX_UNPACKED, f"the carried session unpacks to more than {console.format_bytes(MAX_UNPACKED)}, the most cclink accepts"
+    return (
+        MAX_UNPACKED,
+        f"the carried session unpacks to more than {console.format_bytes(MAX_UNPACKED)}, the most cclink accepts",
+    )
 
 
 def _cwd_rewriter(old: str, new: str) -> Callable[[BinaryIO, BinaryIO], None]:

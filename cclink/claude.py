@@ -8,9 +8,10 @@ import shlex
 import shutil
 import signal
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, NoReturn
+from typing import BinaryIO, NoReturn
 
 from cclink.errors import SessionError
 

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import NoReturn
 
 import typer
 import typer.main
@@ -35,14 +35,23 @@ INTERRUPTED_EXIT = 130
 
 @app.command(PUBLISH)
 def publish_command(
-    session_id: Optional[str] = typer.Argument(None, help="Session to publish (default: the newest one for this directory)."),
+    session_id: str | None = typer.Argument(
+        None, help="Session to publish (default: the newest one for this directory)."
+    ),
     ttl: int = typer.Option(86400, "--ttl", help="Seconds until the handoff expires."),
     burn: bool = typer.Option(False, "--burn", help="Revoke the handoff when it is picked up with your key."),
     pin: bool = typer.Option(False, "--pin", help="Encrypt to a PIN instead of a key (asked for, or CCLINK_PIN)."),
-    share: Optional[str] = typer.Option(None, "--share", metavar="PUBKEY", help="Encrypt to someone else's public key."),
-    carry: bool = typer.Option(False, "--carry", help="Send the session itself, peer to peer; stay running until it is fetched."),
-    carry_timeout: Optional[int] = typer.Option(
-        None, "--carry-timeout", metavar="SECS", help="With --carry: stop offering the session after this long (default: the TTL)."
+    share: str | None = typer.Option(
+        None, "--share", metavar="PUBKEY", help="Encrypt to someone else's public key."
+    ),
+    carry: bool = typer.Option(
+        False, "--carry", help="Send the session itself, peer to peer; stay running until it is fetched."
+    ),
+    carry_timeout: int | None = typer.Option(
+        None,
+        "--carry-timeout",
+        metavar="SECS",
+        help="With --carry: stop offering the session after this long (default: the TTL).",
     ),
     qr: bool = typer.Option(False, "--qr", help="Also show the pickup command as a QR code."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -60,7 +69,12 @@ def publish_command(
     if carry_timeout is not None and (not carry or carry_timeout <= 0):
         raise UsageError("--carry-timeout takes a positive number of seconds, and only with --carry")
     request = handoff.PublishRequest(
-        session_id=session_id, ttl=ttl, burn=burn, pin=pin, share=PublicKey.parse(share) if share is not None else None, carry=carry,
+        session_id=session_id,
+        ttl=ttl,
+        burn=burn,
+        pin=pin,
+        share=PublicKey.parse(share) if share is not None else None,
+        carry=carry,
         allow_missing=missing_ok,
     )
     rendezvous = _rendezvous()
@@ -104,7 +118,9 @@ def _show_published(outcome, qr: bool, as_json: bool) -> None:
         console.say(f"Note: {note}")
     record = outcome.record
     console.out(f"Session: {outcome.session_id} in {_home_relative(outcome.project)}")
-    console.out(f"Published! Stored on {outcome.published.nodes} DHT node{'s' if outcome.published.nodes != 1 else ''}.")
+    console.out(
+        f"Published! Stored on {outcome.published.nodes} DHT node{'s' if outcome.published.nodes != 1 else ''}."
+    )
     console.out("  Run on another machine:")
     console.out(f"  {outcome.pickup_command}")
     console.out(f"Expires in {console.format_duration(record.ttl)} ({_utc(record.expires_at)}).{_mode_line(outcome)}")
@@ -131,19 +147,21 @@ def _serve_carry(outcome, rendezvous, timeout: int) -> None:
 
 @app.command("pickup")
 def pickup_command(
-    pubkey: Optional[str] = typer.Argument(None, help="Publisher's public key (default: your own)."),
+    pubkey: str | None = typer.Argument(None, help="Publisher's public key (default: your own)."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask before resuming."),
     qr: bool = typer.Option(False, "--qr", help="Show the session id as a QR code instead of resuming."),
     as_json: bool = typer.Option(False, "--json", help="Print the handoff as JSON instead of resuming."),
     fetch: bool = typer.Option(False, "--fetch", help="Download a carried session even if a copy is here."),
-    project_dir: Optional[Path] = typer.Option(
+    project_dir: Path | None = typer.Option(
         None, "--project-dir", metavar="DIR", help="Put a carried session in DIR's project and resume there."
     ),
     fetch_timeout: float = typer.Option(
         60, "--fetch-timeout", metavar="SECS", help="Give up on a carried session after this long without data."
     ),
     lan: bool = typer.Option(
-        False, "--lan", help="The publisher is on this network: also connect to its private address for a carried session."
+        False,
+        "--lan",
+        help="The publisher is on this network: also connect to its private address for a carried session.",
     ),
 ) -> None:
     """Find, verify and decrypt a handoff, then resume it."""
@@ -161,7 +179,13 @@ def pickup_command(
     launching = not (qr or as_json)
     rendezvous = _rendezvous()
     outcome = handoff.pickup(
-        publisher, rendezvous, time.time(), assume_yes=yes, confirm=launching, force_fetch=fetch, project_dir=project_dir,
+        publisher,
+        rendezvous,
+        time.time(),
+        assume_yes=yes,
+        confirm=launching,
+        force_fetch=fetch,
+        project_dir=project_dir,
     )
     for note in outcome.notes:
         console.say(f"Note: {note}")
@@ -173,12 +197,16 @@ def pickup_command(
     else:
         if outcome.revoked:
             console.say("Burn-after-read: the handoff was revoked.")
-        handoff.resume(outcome, rendezvous, project_dir=project_dir, assume_yes=yes, fetch_timeout=fetch_timeout, lan=lan)
+        handoff.resume(
+            outcome, rendezvous, project_dir=project_dir, assume_yes=yes, fetch_timeout=fetch_timeout, lan=lan
+        )
 
 
 @app.command("init")
 def init_command(
-    import_from: Optional[str] = typer.Option(None, "--import", metavar="PATH|-", help="Import a key file (or - for standard input)."),
+    import_from: str | None = typer.Option(
+        None, "--import", metavar="PATH|-", help="Import a key file (or - for standard input)."
+    ),
     no_passphrase: bool = typer.Option(False, "--no-passphrase", help="Store the key unencrypted."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Replace an existing key without asking."),
 ) -> None:
@@ -220,7 +248,9 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print as JS
         return
     status = "expired" if record.is_expired(now) else f"{console.format_duration(record.expires_at - now)} left"
     console.out(f"Handoff by {outcome.publisher.display}")
-    console.out(f"  Published: {console.format_duration(max(0, now - record.created_at))} ago ({_utc(record.created_at)})")
+    console.out(
+        f"  Published: {console.format_duration(max(0, now - record.created_at))} ago ({_utc(record.created_at)})"
+    )
     console.out(f"  TTL:       {console.format_duration(record.ttl)}, {status}")
     console.out(f"  Burn:      {'yes' if record.burn else 'no'}")
     console.out(f"  For:       {_audience(record)}")
@@ -258,7 +288,9 @@ def testnet_command(
         signal.signal(signum, lambda *_: stop.set())
     with Testnet(nodes, port) as net:
         console.out(f"CCLINK_BOOTSTRAP={net.bootstrap}", flush=True)
-        console.say(f"{nodes} DHT node{'s' if nodes != 1 else ''} on 127.0.0.1; export the line above in other shells. Ctrl-C stops.")
+        console.say(
+            f"{nodes} DHT node{'s' if nodes != 1 else ''} on 127.0.0.1; export the line above in other shells. Ctrl-C stops."
+        )
         # Short waits: a signal handler runs only when the main thread wakes.
         while not stop.wait(0.5):
             pass
@@ -274,7 +306,8 @@ def demo_command() -> None:
 
 @app.command("help")
 def help_command(
-    ctx: typer.Context, command: Optional[str] = typer.Argument(None, help="The command to explain (default: list them all).")
+    ctx: typer.Context,
+    command: str | None = typer.Argument(None, help="The command to explain (default: list them all)."),
 ) -> None:
     """Show this help, or one command's (`cclink help pickup`)."""
     from cclink import console
@@ -317,7 +350,7 @@ def _utc(timestamp: float) -> str:
 def _home_relative(path: str) -> str:
     home = os.path.expanduser("~")
     if path == home or path.startswith(home + os.sep):
-        return "~" + path[len(home):]
+        return "~" + path[len(home) :]
     return path
 
 
@@ -370,7 +403,12 @@ def _publish_json(outcome) -> dict:
 
 
 def _carry_json(info) -> dict:
-    return {"size": info.size, "sha256": info.sha256.hex(), "info_hash": info.info_hash.hex(), "hints": list(info.hints)}
+    return {
+        "size": info.size,
+        "sha256": info.sha256.hex(),
+        "info_hash": info.info_hash.hex(),
+        "hints": list(info.hints),
+    }
 
 
 def _pickup_json(outcome) -> dict:

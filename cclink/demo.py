@@ -59,7 +59,9 @@ def run() -> None:
         publisher = laptop.start("--carry", cwd=project)
         publisher.show_until(CARRY_READY)
         desktop_project = desktop.home / "work" / "my-app"
-        _step(f"On the desktop: `cclink pickup -y --project-dir {desktop_project}` downloads, checks, decrypts and places it.")
+        _step(
+            f"On the desktop: `cclink pickup -y --project-dir {desktop_project}` downloads, checks, decrypts and places it."
+        )
         desktop.cclink("pickup", "-y", "--project-dir", str(desktop_project), cwd=desktop.home)
         _step("Back on the laptop, cclink saw the download complete and stopped seeding:")
         publisher.show_rest()
@@ -92,13 +94,17 @@ class _Machine:
             raise SystemExit(f"demo stopped: cclink {' '.join(args)} exited with {result.returncode}")
         return result.stdout
 
-
     def start(self, *args: str, cwd: Path) -> _Running:
         """Start cclink in the background, as in a second terminal."""
         print(f"  $ cclink {shlex.join(args)}")
         process = subprocess.Popen(
-            [sys.executable, "-m", "cclink", *args], cwd=cwd, env=self.env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [sys.executable, "-m", "cclink", *args],
+            cwd=cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         return _Running(process, args)
 
@@ -148,8 +154,18 @@ def _write_sample_session(home: Path, project: Path, session_id: str | None = No
     folder = home / ".claude" / "projects" / claude.project_dir_name(str(project))
     folder.mkdir(parents=True, exist_ok=True)
     lines = [
-        {"type": "user", "cwd": str(project), "sessionId": session_id, "message": {"role": "user", "content": "Add a README"}},
-        {"type": "assistant", "cwd": str(project), "sessionId": session_id, "message": {"role": "assistant", "content": "Done."}},
+        {
+            "type": "user",
+            "cwd": str(project),
+            "sessionId": session_id,
+            "message": {"role": "user", "content": "Add a README"},
+        },
+        {
+            "type": "assistant",
+            "cwd": str(project),
+            "sessionId": session_id,
+            "message": {"role": "assistant", "content": "Done."},
+        },
     ]
     (folder / f"{session_id}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     return session_id

@@ -13,8 +13,8 @@ import ipaddress
 import os
 import socket
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import libtorrent as lt
 
@@ -117,7 +117,7 @@ def _local_swarm_settings() -> dict:
 COMMAND_ADDRESS = "127.0.0.2"
 
 
-def _ignore_other_commands() -> "lt.ip_filter":
+def _ignore_other_commands() -> lt.ip_filter:
     ip_filter = lt.ip_filter()
     ip_filter.add_rule(COMMAND_ADDRESS, COMMAND_ADDRESS, 1)  # 1 = blocked
     return ip_filter
@@ -168,7 +168,10 @@ def _free_port() -> int:
     port, and pickers on the network must find it on every interface.
     """
     for _ in range(20):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+        ):
             tcp.bind(("0.0.0.0", 0))
             port = tcp.getsockname()[1]
             try:
@@ -265,6 +268,8 @@ def save_state(session: lt.session, state_file: Path | None) -> None:
         return
     params = session.session_state(lt.save_state_flags_t.save_dht_state)
     try:
-        files.write_private(state_file, lt.write_session_params_buf(params, lt.save_state_flags_t.save_dht_state), durable=False)
+        files.write_private(
+            state_file, lt.write_session_params_buf(params, lt.save_state_flags_t.save_dht_state), durable=False
+        )
     except OSError:
         pass  # the cache is an optimisation

@@ -18,8 +18,8 @@ import os
 import select
 import socket
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 from cclink import krpc
 from cclink.dht import COMMAND_ADDRESS, Endpoint, is_loopback, is_private_swarm
@@ -58,7 +58,14 @@ def get(bootstrap: Sequence[Endpoint], public_key: bytes, verify: Verify, *, tim
 
 
 def put(
-    bootstrap: Sequence[Endpoint], public_key: bytes, value: bytes, sign: Sign, verify: Verify, *, timeout: float, min_seq: int = 0
+    bootstrap: Sequence[Endpoint],
+    public_key: bytes,
+    value: bytes,
+    sign: Sign,
+    verify: Verify,
+    *,
+    timeout: float,
+    min_seq: int = 0,
 ) -> Stored:
     """Store value under public_key on the nodes closest to it, superseding whatever verifies there.
 
@@ -67,7 +74,9 @@ def put(
     """
     if krpc.stored_size(value) > krpc.MAX_VALUE_SIZE:
         # Nodes refuse it (error 205), each of them, after the whole lookup.
-        raise NetworkError(f"a DHT item holds at most {krpc.MAX_VALUE_SIZE} bytes as bencoded, not {krpc.stored_size(value)}")
+        raise NetworkError(
+            f"a DHT item holds at most {krpc.MAX_VALUE_SIZE} bytes as bencoded, not {krpc.stored_size(value)}"
+        )
     deadline = time.monotonic() + timeout
     with _Wire(_local_address(bootstrap), _node_id(bootstrap), public_key) as wire:
         lookup = _walk(wire, bootstrap, public_key, verify, deadline)
@@ -84,7 +93,9 @@ def put(
     return stored
 
 
-def put_again(bootstrap: Sequence[Endpoint], public_key: bytes, item: krpc.Item, verify: Verify, *, timeout: float) -> Stored:
+def put_again(
+    bootstrap: Sequence[Endpoint], public_key: bytes, item: krpc.Item, verify: Verify, *, timeout: float
+) -> Stored:
     """Put an item already signed, unchanged, to the nodes closest to public_key; Stored.nodes may be 0.
 
     Nodes that dropped it store it again, and a node holding a newer item
@@ -139,7 +150,7 @@ class _Wire:
         self._next_transaction = int.from_bytes(os.urandom(2), "big")
         self._waiting: dict[bytes, _Query] = {}
 
-    def __enter__(self) -> "_Wire":
+    def __enter__(self) -> _Wire:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -314,7 +325,9 @@ class _Lookup:
 # --- storing -------------------------------------------------------------------------------
 
 
-def _put_round(wire: _Wire, lookup: _Lookup, closest: list[_Node], public_key: bytes, item: krpc.Item, deadline: float) -> int:
+def _put_round(
+    wire: _Wire, lookup: _Lookup, closest: list[_Node], public_key: bytes, item: krpc.Item, deadline: float
+) -> int:
     """Put item to the closest nodes; return how many stored it.
 
     Returns once every put has been answered or given up, or once
@@ -358,7 +371,9 @@ def _resolve(bootstrap: Sequence[Endpoint]) -> list[Endpoint]:
             continue
         seeds.extend((info[4][0], info[4][1]) for info in found[:1])
     if not seeds:
-        raise NetworkError("none of the DHT bootstrap nodes could be found; check the network (or CCLINK_BOOTSTRAP) and try again")
+        raise NetworkError(
+            "none of the DHT bootstrap nodes could be found; check the network (or CCLINK_BOOTSTRAP) and try again"
+        )
     return seeds
 
 

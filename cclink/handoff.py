@@ -10,10 +10,11 @@ from __future__ import annotations
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from cclink import agecrypt, claude, console, kdf, packet, payload
 from cclink.errors import (
@@ -127,10 +128,16 @@ def publish(request: PublishRequest, rendezvous: Rendezvous, now: float) -> Publ
         recipient, mode = identity.public_key.age_recipient(), "self"
     outgoing = _start_carry(session_file, recipient, rendezvous) if request.carry else None
     try:
+
         def seal(body: Payload) -> Record:
             return new_record(
-                identity, payload.seal(body, recipient), ttl=request.ttl, now=now,
-                burn=request.burn, pin_salt=pin_salt, recipient=request.share,
+                identity,
+                payload.seal(body, recipient),
+                ttl=request.ttl,
+                now=now,
+                burn=request.burn,
+                pin_salt=pin_salt,
+                recipient=request.share,
             )
 
         record = _fitting_record(identity.public_key, body, seal, outgoing, notes)
@@ -142,7 +149,15 @@ def publish(request: PublishRequest, rendezvous: Rendezvous, now: float) -> Publ
         raise
     command = "cclink pickup" if mode == "self" else f"cclink pickup {identity.public_key.z32}"
     return PublishOutcome(
-        identity.public_key, session_id, project, record, published, mode, command, notes, outgoing,
+        identity.public_key,
+        session_id,
+        project,
+        record,
+        published,
+        mode,
+        command,
+        notes,
+        outgoing,
         identity if outgoing is not None else None,
     )
 
@@ -193,7 +208,9 @@ def _session_to_publish(
     if session_id is not None:
         found = claude.find_session(session_id)
         if need_file and found is None:
-            raise SessionError(f"session {session_id} is not in ~/.claude/projects on this machine, so there is nothing to carry")
+            raise SessionError(
+                f"session {session_id} is not in ~/.claude/projects on this machine, so there is nothing to carry"
+            )
         if found is None and not allow_missing:
             raise UnknownSession(f"there is no session {session_id} in ~/.claude/projects on this machine", session_id)
         return session_id, str(cwd), found.file if found else None
@@ -344,7 +361,9 @@ def pickup(
     identity = load_identity() if publisher is None or has_identity() else None
     publisher = publisher or identity.public_key
     with console.spinner(f"Looking up {publisher.fingerprint} on the DHT") as spin:
-        resolved = rendezvous.resolve(publisher, on_retry=lambda d: spin.update(f"DHT unreachable; retrying in {d:.0f}s"))
+        resolved = rendezvous.resolve(
+            publisher, on_retry=lambda d: spin.update(f"DHT unreachable; retrying in {d:.0f}s")
+        )
     record = resolved.record
     _refuse_expired(record, now)
     body, decryptor = _decrypt(record, publisher, identity, now)
@@ -366,7 +385,9 @@ def pickup(
                 rendezvous.revoke(identity)
             revoked = True
         else:
-            notes.append("This is a burn-after-read handoff, but only its publisher's key can revoke it; it stays until it expires.")
+            notes.append(
+                "This is a burn-after-read handoff, but only its publisher's key can revoke it; it stays until it expires."
+            )
     return PickupOutcome(publisher, record, body, session, revoked, notes, fetch, decryptor)
 
 
@@ -393,7 +414,9 @@ def _refuse_expired(record: Record, now: float) -> None:
         raise Expired(f"the handoff from {record.publisher().fingerprint} expired {ago} ago")
 
 
-def _decrypt(record: Record, publisher: PublicKey, identity: Identity | None, now: float) -> tuple[Payload, agecrypt.Identity]:
+def _decrypt(
+    record: Record, publisher: PublicKey, identity: Identity | None, now: float
+) -> tuple[Payload, agecrypt.Identity]:
     """The payload, and the age identity that opened it (it opens a carried session too)."""
     age = console.format_duration(max(0.0, now - record.created_at))
     origin = f"the handoff from {publisher.display} ({age} old)"
@@ -471,21 +494,36 @@ def fetch_session(
     _agree_to_replace(carry.local_copy(body.session_id, local), body.session_id, assume_yes)
     with ExitStack() as transfer:
         with console.spinner(f"Fetching the session ({console.format_bytes(info.size)})") as spin:
-            path = transfer.enter_context(carry.fetched(
-                info, rendezvous.bootstrap, stall_timeout=fetch_timeout, lan=lan,
-                on_progress=lambda p: spin.update(console.transfer_status("Fetching the session", p.done, p.total, p.rate)),
-            ))
+            path = transfer.enter_context(
+                carry.fetched(
+                    info,
+                    rendezvous.bootstrap,
+                    stall_timeout=fetch_timeout,
+                    lan=lan,
+                    on_progress=lambda p: spin.update(
+                        console.transfer_status("Fetching the session", p.done, p.total, p.rate)
+                    ),
+                )
+            )
         carry.check_integrity(path, info)
         # The publisher stops seeding (and revokes a burn record) once it sees the
         # acknowledgement, which needs the decrypted archive; it goes out while the session is unpacked.
         acknowledging: list[carry.Acknowledging] = []
         placed = carry.place(
-            path, outcome.decryptor, body.session_id, publisher_project=body.project, local_project=local,
-            on_decrypted=lambda archive_sha256: acknowledging.append(carry.Acknowledging(info, archive_sha256, rendezvous.bootstrap)),
+            path,
+            outcome.decryptor,
+            body.session_id,
+            publisher_project=body.project,
+            local_project=local,
+            on_decrypted=lambda archive_sha256: acknowledging.append(
+                carry.Acknowledging(info, archive_sha256, rendezvous.bootstrap)
+            ),
         )
     carry.forget_download(info)
     if acknowledging and not acknowledging[0].wait():
-        console.say("Note: the publisher could not be told that the session arrived; it offers it until its time runs out or it is stopped.")
+        console.say(
+            "Note: the publisher could not be told that the session arrived; it offers it until its time runs out or it is stopped."
+        )
     for backup in placed.backups:
         console.say(f"Note: the previous local copy was kept as {backup}")
     console.say(f"Placed the session at {placed.session_file}")
@@ -513,8 +551,14 @@ def _local_project(publisher_project: str, project_dir: Path | None, assume_yes:
     if publisher_project and Path(publisher_project).is_dir():
         return Path(publisher_project)
     cwd = Path.cwd()
-    missing = f"The publisher's directory {console.printable(publisher_project)}" if publisher_project else "The publisher's directory"
-    if not console.confirm(f"{missing} does not exist here. Put the session in {cwd}?", assume_yes=assume_yes, when_not_interactive=True):
+    missing = (
+        f"The publisher's directory {console.printable(publisher_project)}"
+        if publisher_project
+        else "The publisher's directory"
+    )
+    if not console.confirm(
+        f"{missing} does not exist here. Put the session in {cwd}?", assume_yes=assume_yes, when_not_interactive=True
+    ):
         raise Aborted("pickup cancelled; choose the directory with --project-dir DIR")
     return cwd
 
@@ -579,7 +623,9 @@ def revoke(rendezvous: Rendezvous, now: float, *, assume_yes: bool) -> Record | 
         with console.spinner("Looking up your handoff on the DHT"):
             found = rendezvous.newest(identity.public_key)
     except Rollback:
-        question = "The DHT holds an older handoff under your key than this machine has seen, maybe a replay; revoke it?"
+        question = (
+            "The DHT holds an older handoff under your key than this machine has seen, maybe a replay; revoke it?"
+        )
         if not console.confirm(question, assume_yes=assume_yes, when_not_interactive=False):
             raise Aborted("nothing revoked; pass -y to revoke without a prompt") from None
         with console.spinner("Revoking"):
@@ -594,9 +640,10 @@ def revoke(rendezvous: Rendezvous, now: float, *, assume_yes: bool) -> Record | 
         return None
     record = rendezvous.active(identity.public_key, found).record
     age = console.format_duration(max(0.0, now - record.created_at))
-    if not console.confirm(f"Revoke the handoff published {age} ago?", assume_yes=assume_yes, when_not_interactive=False):
+    if not console.confirm(
+        f"Revoke the handoff published {age} ago?", assume_yes=assume_yes, when_not_interactive=False
+    ):
         raise Aborted("nothing revoked; pass -y to revoke without a prompt")
     with console.spinner("Revoking"):
         rendezvous.revoke(identity)
     return record
-

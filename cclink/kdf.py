@@ -21,9 +21,23 @@ MIN_CARRY_PIN_LENGTH = 12
 # shorter than 8 characters and so already refused by the length rule).
 PIN_BLOCKLIST = frozenset(
     {
-        "password", "qwerty", "letmein", "welcome", "monkey", "dragon", "master",
-        "iloveyou", "sunshine", "princess", "football", "baseball", "123456789",
-        "12345678", "87654321", "qwertyui", "asdfghjk",
+        "password",
+        "qwerty",
+        "letmein",
+        "welcome",
+        "monkey",
+        "dragon",
+        "master",
+        "iloveyou",
+        "sunshine",
+        "princess",
+        "football",
+        "baseball",
+        "123456789",
+        "12345678",
+        "87654321",
+        "qwertyui",
+        "asdfghjk",
     }
 )
 

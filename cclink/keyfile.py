@@ -7,8 +7,8 @@ import re
 import shlex
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from cclink import envelope, files, kdf
 from cclink.errors import KeyFileError

@@ -33,11 +33,11 @@ class PublicKey:
             raise InvalidPublicKey("that public key is not a valid Ed25519 key") from None
 
     @classmethod
-    def parse(cls, text: str) -> "PublicKey":
+    def parse(cls, text: str) -> PublicKey:
         """Read `pk:<z32>` or bare `<z32>` as typed by a user."""
         candidate = text.strip()
         if candidate.startswith(DISPLAY_PREFIX):
-            candidate = candidate[len(DISPLAY_PREFIX):]
+            candidate = candidate[len(DISPLAY_PREFIX) :]
         if len(candidate) != 52:
             raise InvalidPublicKey(f"'{_printable(text)}' is not a public key (expected 52 z-base-32 characters)")
         try:
@@ -88,7 +88,7 @@ class Identity:
         self.public_key = PublicKey(bytes(self._signing_key.verify_key))
 
     @classmethod
-    def generate(cls) -> "Identity":
+    def generate(cls) -> Identity:
         return cls(bytes(nacl.signing.SigningKey.generate()))
 
     def sign(self, message: bytes) -> bytes:

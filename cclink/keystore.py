@@ -38,12 +38,16 @@ def init(import_from: str | None, no_passphrase: bool, assume_yes: bool) -> Init
     else:
         identity = Identity.generate()
     if path.exists() and not console.confirm(
-        f"A key already exists at {path}. Replace it? The old key is lost", assume_yes=assume_yes, when_not_interactive=False
+        f"A key already exists at {path}. Replace it? The old key is lost",
+        assume_yes=assume_yes,
+        when_not_interactive=False,
     ):
         raise Aborted(f"kept the existing key at {path}; pass -y to replace it")
     passphrase = None
     if not no_passphrase:
-        passphrase = console.secret("New passphrase for the key (at least 8 characters): ", PASSPHRASE_ENV, confirm=True)
+        passphrase = console.secret(
+            "New passphrase for the key (at least 8 characters): ", PASSPHRASE_ENV, confirm=True
+        )
         from cclink import kdf  # Argon2 and HKDF: only when a passphrase is set
 
         kdf.check_passphrase(passphrase)

@@ -80,7 +80,14 @@ def find_node_query(transaction: bytes, node_id: bytes, target: bytes) -> bytes:
 
 
 def put_query(transaction: bytes, node_id: bytes, token: bytes, public_key: bytes, item: Item) -> bytes:
-    arguments = {b"id": node_id, b"token": token, b"k": public_key, b"seq": item.seq, b"sig": item.signature, b"v": item.value}
+    arguments = {
+        b"id": node_id,
+        b"token": token,
+        b"k": public_key,
+        b"seq": item.seq,
+        b"sig": item.signature,
+        b"v": item.value,
+    }
     return _query(transaction, b"put", arguments)
 
 

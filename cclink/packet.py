@@ -72,8 +72,16 @@ def _parse(message: bytes) -> dns.message.Message:
     try:
         # One rrset per RR keeps the answers in wire order ("the first" TXT answer).
         return dns.message.from_wire(bytes(message), one_rr_per_rrset=True)
-    except (dns.exception.DNSException, ValueError, TypeError, IndexError, KeyError,
-            UnicodeError, OverflowError, struct.error):
+    except (
+        dns.exception.DNSException,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        UnicodeError,
+        OverflowError,
+        struct.error,
+    ):
         raise MalformedPacket("the packet does not hold a valid DNS message") from None
 
 

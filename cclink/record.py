@@ -53,9 +53,7 @@ class Record:
     def verify(self, publisher: PublicKey) -> None:
         """Check the record against the key it was resolved under."""
         if self.pubkey != publisher.z32:
-            raise MalformedRecord(
-                "the handoff record names a different publisher than the key it was published under"
-            )
+            raise MalformedRecord("the handoff record names a different publisher than the key it was published under")
         try:
             publisher.verify(self.signable(), self.signature)
         except BadSignature:

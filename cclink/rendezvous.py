@@ -8,8 +8,8 @@ seen.py) was replaced or revoked, and is refused as a possible replay.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from cclink import dht, dhtitems, krpc, packet
 from cclink.errors import NetworkError, NotFound, Rollback, WireError
@@ -62,7 +62,9 @@ class Rendezvous:
 
         It needs no key and supersedes nothing: a node holding a newer item refuses it.
         """
-        return dhtitems.put_again(self.bootstrap, publisher.raw, revocation.item, _verifier(publisher), timeout=PUT_TIMEOUT)
+        return dhtitems.put_again(
+            self.bootstrap, publisher.raw, revocation.item, _verifier(publisher), timeout=PUT_TIMEOUT
+        )
 
     def resolve(self, publisher: PublicKey, on_retry: Callable[[float], None] | None = None) -> Resolved:
         """The active record under publisher.
@@ -81,7 +83,9 @@ class Rendezvous:
             raise NotFound(f"no handoff is published under {publisher.display} (the last one was revoked)")
         return found
 
-    def newest(self, publisher: PublicKey, on_retry: Callable[[float], None] | None = None) -> Resolved | Revocation | None:
+    def newest(
+        self, publisher: PublicKey, on_retry: Callable[[float], None] | None = None
+    ) -> Resolved | Revocation | None:
         """The newest item under publisher, verified: a record, a revocation, or None when the DHT holds nothing.
 
         Retries with backoff for about RETRY_FOR seconds while the DHT is

@@ -23,9 +23,9 @@ import os
 import stat
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from cclink import files, z32
 from cclink.errors import WireError
@@ -52,12 +52,12 @@ class SeqMemory:
         self._seqs: OrderedDict[bytes, int] | None = None  # least recently remembered first; loaded on first use
 
     @classmethod
-    def in_state_dir(cls) -> "SeqMemory":
+    def in_state_dir(cls) -> SeqMemory:
         """The user's memory, in files.state_dir()."""
         return cls(files.state_dir() / FILE_NAME)
 
     @classmethod
-    def in_memory(cls) -> "SeqMemory":
+    def in_memory(cls) -> SeqMemory:
         """A memory of this process alone, for tests and the demo."""
         return cls(None)
 

@@ -16,8 +16,9 @@ import io
 import os
 import queue
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 DRAIN_CHUNK = 1 << 20
 # A pipe holds 64 KiB by default, and a reader with the default 8 KiB buffer
@@ -45,7 +46,7 @@ def produced_by(produce: Callable[[BinaryIO], object]) -> Iterator[BinaryIO]:
         try:
             with open(write_fd, "wb") as writer:
                 produce(writer)
-        except BaseException as error:  # noqa: B036 - handed to the reading thread
+        except BaseException as error:
             failure.append(error)
 
     producer = threading.Thread(target=run, name="cclink-stream", daemon=True)
@@ -112,7 +113,7 @@ class _ReadAhead(io.RawIOBase):
                 self._put(data if data else self._END)
                 if not data:
                     return
-        except BaseException as error:  # noqa: B036 - raised again by the reading thread
+        except BaseException as error:
             self._put(error)
 
     def _put(self, item: object) -> None:

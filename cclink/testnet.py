@@ -9,7 +9,7 @@ spreads a swarm over several hosts of a lab network.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import libtorrent as lt
 
@@ -34,7 +34,7 @@ class Testnet:
         self.host = host
         self._sessions: list[lt.session] = []
 
-    def __enter__(self) -> "Testnet":
+    def __enter__(self) -> Testnet:
         self.start()
         return self
 
@@ -100,4 +100,3 @@ class Testnet:
 
     def __repr__(self) -> str:
         return f"Testnet(nodes={self.size}, bootstrap={self.bootstrap if self._sessions else None})"
-

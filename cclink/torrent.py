@@ -11,9 +11,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import libtorrent as lt
 
@@ -141,7 +141,9 @@ class _TorrentSession:
         # The routing table is kept between commands, so the next transfer joins the DHT faster.
         self.state_file = dht.state_file_for(self.bootstrap)
         self.on_this_machine = dht.is_loopback(self.bootstrap)
-        self.session = lt.session(dht.command_session_params(self.bootstrap, self.state_file, peer_wire=True, map_port=map_port))
+        self.session = lt.session(
+            dht.command_session_params(self.bootstrap, self.state_file, peer_wire=True, map_port=map_port)
+        )
         self.public = not dht.is_private_swarm(self.bootstrap)
         if self.public:
             self.session.set_ip_filter(_public_peers_only(lan))
@@ -212,7 +214,7 @@ class Seeder(_TorrentSession):
         self.size = info.total_size()
         self._add(params)
 
-    def __enter__(self) -> "Seeder":
+    def __enter__(self) -> Seeder:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -277,7 +279,7 @@ class Fetcher(_TorrentSession):
             self.handle.connect_peer(endpoint)
         self._hinted_at = time.monotonic()
 
-    def __enter__(self) -> "Fetcher":
+    def __enter__(self) -> Fetcher:
         return self
 
     def __exit__(self, *_: object) -> None:

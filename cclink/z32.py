@@ -13,9 +13,7 @@ def encode(data: bytes) -> str:
     bits = len(data) * 8
     number = int.from_bytes(data, "big") << (-bits % 5)
     count = -(-bits // 5)
-    return "".join(
-        ALPHABET[(number >> (5 * (count - 1 - i))) & 31] for i in range(count)
-    )
+    return "".join(ALPHABET[(number >> (5 * (count - 1 - i))) & 31] for i in range(count))
 
 
 def decode(text: str) -> bytes:

@@ -42,11 +42,11 @@ sys.path.insert(0, str(REPO))
 
 import pyrage  # noqa: E402
 import zstandard  # noqa: E402
+from transcript import write_transcript  # noqa: E402 - scripts/, beside this file
 
 from cclink import archive  # noqa: E402
 from cclink.claude import project_dir_name  # noqa: E402
 from cclink.testnet import Testnet  # noqa: E402
-from transcript import write_transcript  # noqa: E402 - scripts/, beside this file
 
 READY = "Offering the session"
 
@@ -64,7 +64,12 @@ class Machine:
         fake.parent.mkdir()
         fake.write_text("#!/bin/sh\nexit 0\n")
         fake.chmod(0o755)
-        self.env = {**os.environ, "HOME": str(self.home), "CCLINK_BOOTSTRAP": bootstrap, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+        self.env = {
+            **os.environ,
+            "HOME": str(self.home),
+            "CCLINK_BOOTSTRAP": bootstrap,
+            "PATH": f"{fake.parent}:{os.environ['PATH']}",
+        }
 
     def run(self, *args: str, cwd: Path | None = None) -> None:
         subprocess.run([*cclink(), *args], cwd=cwd or self.home, env=self.env, check=True, capture_output=True)
@@ -78,7 +83,9 @@ class Timing:
     durable: float
 
 
-def measure_carry(laptop: Machine, desktop: Machine, project: Path, session_id: str, scratch: Path) -> tuple[Timing, int, int]:
+def measure_carry(
+    laptop: Machine, desktop: Machine, project: Path, session_id: str, scratch: Path
+) -> tuple[Timing, int, int]:
     """Time from starting the publisher to the picker's exit, and the peak RSS (KiB) of publisher and picker."""
     incoming = desktop.home / ".claude"
     shutil.rmtree(incoming, ignore_errors=True)
@@ -88,8 +95,13 @@ def measure_carry(laptop: Machine, desktop: Machine, project: Path, session_id: 
     placed = incoming / "projects" / project_dir_name(str(target)) / f"{session_id}.jsonl"
     start = time.perf_counter()
     publisher = subprocess.Popen(
-        [*with_peak(publisher_peak), *cclink(), "--carry", session_id], cwd=project, env=laptop.env,
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [*with_peak(publisher_peak), *cclink(), "--carry", session_id],
+        cwd=project,
+        env=laptop.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     for line in publisher.stderr:
         if READY in line:
@@ -97,8 +109,12 @@ def measure_carry(laptop: Machine, desktop: Machine, project: Path, session_id: 
     else:
         raise RuntimeError(f"the publisher stopped: exit {publisher.wait()}")
     picker = subprocess.run(
-        [*with_peak(picker_peak), *cclink(), "pickup", "-y", "--project-dir", str(target)], cwd=desktop.home,
-        env=desktop.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        [*with_peak(picker_peak), *cclink(), "pickup", "-y", "--project-dir", str(target)],
+        cwd=desktop.home,
+        env=desktop.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
     )
     done = time.perf_counter() - start
     if picker.returncode != 0:
@@ -168,11 +184,15 @@ def measure_floor(session_file: Path) -> tuple[float, float, float]:
     start = time.perf_counter()
     for _ in range(2):
         # os._exit: pickup replaces itself with claude, so no interpreter shutdown is on a carry's path
-        subprocess.run([sys.executable, "-c", "import cclink.cli, cclink.handoff, cclink.carry, os; os._exit(0)"], check=True)
+        subprocess.run(
+            [sys.executable, "-c", "import cclink.cli, cclink.handoff, cclink.carry, os; os._exit(0)"], check=True
+        )
     startups = time.perf_counter() - start
     with open(session_file, "rb") as source, open(os.devnull, "wb") as sink:
         start = time.perf_counter()
-        zstandard.ZstdCompressor(level=archive.COMPRESS_LEVEL, threads=-1).copy_stream(source, sink, read_size=archive.CHUNK, write_size=archive.CHUNK)
+        zstandard.ZstdCompressor(level=archive.COMPRESS_LEVEL, threads=-1).copy_stream(
+            source, sink, read_size=archive.CHUNK, write_size=archive.CHUNK
+        )
         compress = time.perf_counter() - start
     recipient = pyrage.x25519.Identity.generate().to_public()
     with open(session_file, "rb", buffering=archive.CHUNK) as source, open(os.devnull, "wb") as sink:
@@ -226,8 +246,12 @@ def run(sizes_mb: list[int], runs: int) -> list[str]:
         laptop, desktop = Machine(root, "laptop", net.bootstrap), Machine(root, "desktop", net.bootstrap)
         laptop.run("init", "--no-passphrase")
         desktop.run("init", "--no-passphrase", "--import", str(laptop.home / ".pubky" / "secret_key"))
-        lines.append(f"carry vs TCP copy on 127.0.0.1, {runs} runs per size, local DHT of {net.size} nodes; median (min-max)")
-        lines.append(f"{'':8}  {'until the copy is in its file (page cache)':<54}  {'until it is on disk too (fsync)':<54}")
+        lines.append(
+            f"carry vs TCP copy on 127.0.0.1, {runs} runs per size, local DHT of {net.size} nodes; median (min-max)"
+        )
+        lines.append(
+            f"{'':8}  {'until the copy is in its file (page cache)':<54}  {'until it is on disk too (fsync)':<54}"
+        )
         lines.append(
             f"{'size':>8}  {'carry':<21}{'tcp copy':<21}{'ratio':>6}      {'carry':<21}{'tcp copy':<21}{'ratio':>6}      max RSS publisher / picker"
         )

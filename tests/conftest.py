@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import terminal
 
 from cclink.testnet import Testnet
-import terminal
 
 SWARM_NODES = 8
 COMMAND_TIMEOUT = 120
@@ -111,7 +111,9 @@ class Machine:
     def ok(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
         """Run cclink and insist that it succeeded."""
         result = self.run(*args, **kwargs)
-        assert result.returncode == 0, f"cclink {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        assert result.returncode == 0, (
+            f"cclink {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
         return result
 
     def init(self, *, import_from: Path | None = None) -> str:
@@ -148,7 +150,12 @@ class Machine:
         file = folder / f"{session_id}.jsonl"
         lines = [
             {"type": "summary", "summary": "a test session"},
-            {"type": "user", "cwd": str(project), "sessionId": session_id, "message": {"role": "user", "content": "hi"}},
+            {
+                "type": "user",
+                "cwd": str(project),
+                "sessionId": session_id,
+                "message": {"role": "user", "content": "hi"},
+            },
         ]
         file.write_text("".join(json.dumps(line) + "\n" for line in lines))
         if age:

@@ -37,7 +37,9 @@ class Misbehaviour(enum.Enum):
     EMPTY = "empty"  # a token and contacts but no item: an ordinary node that holds nothing
     FORGED_SIGNATURE = "forged-signature"  # an old record, seq above the newest, signed by another key
     HIGHER_SEQ_BAD_SIGNATURE = "higher-seq-bad-signature"  # an old record, seq above the newest, the newest's signature
-    OVERSIZED_VALUE = "oversized-value"  # an old record padded past 1000 bytes, seq above the newest, signed by another key
+    OVERSIZED_VALUE = (
+        "oversized-value"  # an old record padded past 1000 bytes, seq above the newest, signed by another key
+    )
     GARBAGE = "garbage"  # bytes that are not bencoding at all
     STALE = "stale"  # the oldest genuinely signed item it captured, replayed unchanged
     LATE_NEWEST = "late-newest"  # the newest genuine item it holds, but each querier's first get is lost
@@ -96,7 +98,7 @@ class HostileNode:
 
     # --- lifecycle ------------------------------------------------------------------
 
-    def __enter__(self) -> "HostileNode":
+    def __enter__(self) -> HostileNode:
         self.start()
         return self
 
@@ -143,7 +145,7 @@ class HostileNode:
                 # Woken by each new contact; the timeout only paces resends to nodes that lost our query.
                 self._contact_added.wait_for(lambda: not wanted - set(self._contacts), timeout=1)
 
-    def meet(self, other: "HostileNode") -> None:
+    def meet(self, other: HostileNode) -> None:
         """List `other` among our contacts, as if it had queried us."""
         with self._lock:
             self._contacts[other.address] = other.node_id
@@ -197,7 +199,7 @@ class HostileNode:
         while not self._stop.is_set():
             try:
                 packet, sender = self._socket.recvfrom(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return  # the socket was closed under us by stop()

@@ -51,7 +51,10 @@ def packed(file: Path) -> io.BytesIO:
 
 def hostile_archive(*members: tuple[tarfile.TarInfo, bytes]) -> io.BytesIO:
     raw = io.BytesIO()
-    with zstandard.ZstdCompressor().stream_writer(raw, closefd=False) as compressed, tarfile.open(fileobj=compressed, mode="w|") as tar:
+    with (
+        zstandard.ZstdCompressor().stream_writer(raw, closefd=False) as compressed,
+        tarfile.open(fileobj=compressed, mode="w|") as tar,
+    ):
         for info, data in members:
             info.size = len(data) if info.isfile() else 0
             tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
@@ -244,14 +247,33 @@ def gnu_sparse_member() -> bytes:
 
 SPARSE = {
     "gnu-old": gnu_sparse_member(),
-    "pax-0.0": raw_member("././@PaxHeader", pax(**{"GNU.sparse.size": "3", "GNU.sparse.numblocks": "1",
-                                                  "GNU.sparse.offset": "0", "GNU.sparse.numbytes": "3"}), tarfile.XHDTYPE)
+    "pax-0.0": raw_member(
+        "././@PaxHeader",
+        pax(
+            **{
+                "GNU.sparse.size": "3",
+                "GNU.sparse.numblocks": "1",
+                "GNU.sparse.offset": "0",
+                "GNU.sparse.numbytes": "3",
+            }
+        ),
+        tarfile.XHDTYPE,
+    )
     + SESSION_FILE,
     "pax-0.1": raw_member("././@PaxHeader", pax(**{"GNU.sparse.size": "3", "GNU.sparse.map": "0,3"}), tarfile.XHDTYPE)
     + SESSION_FILE,
-    "pax-1.0": raw_member("././@PaxHeader", pax(**{"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
-                                                  "GNU.sparse.name": f"{SESSION}.jsonl", "GNU.sparse.realsize": "3"}),
-                          tarfile.XHDTYPE)
+    "pax-1.0": raw_member(
+        "././@PaxHeader",
+        pax(
+            **{
+                "GNU.sparse.major": "1",
+                "GNU.sparse.minor": "0",
+                "GNU.sparse.name": f"{SESSION}.jsonl",
+                "GNU.sparse.realsize": "3",
+            }
+        ),
+        tarfile.XHDTYPE,
+    )
     + raw_member(f"{SESSION}/GNUSparseFile.0/x", padded(b"1\n0\n3\n") + b"{}\n"),
     "pax-realsize": raw_member("././@PaxHeader", pax(**{"GNU.sparse.realsize": "3"}), tarfile.XHDTYPE) + SESSION_FILE,
 }
@@ -296,14 +318,28 @@ def test_what_the_cwd_rewrite_adds_counts_against_the_limit(tmp_path):
 
 def pax_member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, **records: str) -> bytes:
     """A member whose PAX header says what it is told to (name, mtime, size...)."""
-    return raw_member("././@PaxHeader", pax(path=name, **records), tarfile.XHDTYPE) + raw_member("placeholder", data, kind)
+    return raw_member("././@PaxHeader", pax(path=name, **records), tarfile.XHDTYPE) + raw_member(
+        "placeholder", data, kind
+    )
 
 
 HOSTILE = {
     "file-twice": [SESSION_FILE, SESSION_FILE],
-    "directory-twice": [raw_member(SESSION, kind=tarfile.DIRTYPE), raw_member(SESSION, kind=tarfile.DIRTYPE), SESSION_FILE],
-    "file-then-directory": [SESSION_FILE, raw_member(f"{SESSION}/x", b"1"), raw_member(f"{SESSION}/x", kind=tarfile.DIRTYPE)],
-    "directory-then-file": [SESSION_FILE, raw_member(f"{SESSION}/x", kind=tarfile.DIRTYPE), raw_member(f"{SESSION}/x", b"1")],
+    "directory-twice": [
+        raw_member(SESSION, kind=tarfile.DIRTYPE),
+        raw_member(SESSION, kind=tarfile.DIRTYPE),
+        SESSION_FILE,
+    ],
+    "file-then-directory": [
+        SESSION_FILE,
+        raw_member(f"{SESSION}/x", b"1"),
+        raw_member(f"{SESSION}/x", kind=tarfile.DIRTYPE),
+    ],
+    "directory-then-file": [
+        SESSION_FILE,
+        raw_member(f"{SESSION}/x", kind=tarfile.DIRTYPE),
+        raw_member(f"{SESSION}/x", b"1"),
+    ],
     "file-as-a-parent": [SESSION_FILE, raw_member(f"{SESSION}/x", b"1"), raw_member(f"{SESSION}/x/y", b"1")],
     "directory-named-like-the-transcript": [raw_member(f"{SESSION}.jsonl", kind=tarfile.DIRTYPE), SESSION_FILE],
     "file-named-like-the-session-directory": [SESSION_FILE, raw_member(SESSION, b"1")],

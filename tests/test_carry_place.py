@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pyrage
 import pytest
+from conftest import require
+from test_archive import HOSTILE, SESSION, SESSION_FILE, pax, raw_archive, raw_header, raw_member
 
 from cclink import agecrypt, carry, claude
 from cclink.errors import MalformedArchive, NoSpace, WireError
-
-from conftest import require
-from test_archive import HOSTILE, SESSION, SESSION_FILE, pax, raw_archive, raw_header, raw_member
 
 PUBLISHER_PROJECT = "/home/a/app"
 # The child's whole address space: Python with cclink and its libraries takes about 200 MiB of it.
@@ -58,7 +57,10 @@ def left_behind(home: Path) -> list[Path]:
 # --- hostile archives -------------------------------------------------------------------------
 
 
-CASES = {name: HOSTILE[name] for name in ("file-twice", "file-then-directory", "mtime-1e300", "name-part-too-long", "nested-too-deep")}
+CASES = {
+    name: HOSTILE[name]
+    for name in ("file-twice", "file-then-directory", "mtime-1e300", "name-part-too-long", "nested-too-deep")
+}
 
 
 @pytest.mark.parametrize("pieces", CASES.values(), ids=CASES.keys())
@@ -74,7 +76,9 @@ def test_a_hostile_archive_is_the_archive_error_and_leaves_nothing(tmp_path, hom
 
 def test_what_the_cwd_rewrite_adds_is_written_within_the_limit(tmp_path, home, identity, monkeypatch):
     transcript = f'{{"cwd":"{PUBLISHER_PROJECT}"}}\n'.encode() * 20_000  # the local project's path is longer
-    ciphertext = encrypted(tmp_path / "carry.age", raw_archive(raw_member(f"{SESSION}.jsonl", transcript)).getvalue(), identity)
+    ciphertext = encrypted(
+        tmp_path / "carry.age", raw_archive(raw_member(f"{SESSION}.jsonl", transcript)).getvalue(), identity
+    )
     monkeypatch.setattr(carry, "MAX_UNPACKED", len(transcript) + 100_000)  # room for the transcript, not for 3 MB more
     local = home / ("a-much-longer-local-project-directory" * 3)
 
@@ -170,11 +174,16 @@ def test_a_tar_header_announcing_gigabytes_is_refused_without_reading_it(tmp_pat
 def test_thousands_of_members_with_extended_headers_do_not_pile_up_in_memory(tmp_path, home, identity):
     # Each member's PAX header holds as many distinct fields as the header cap allows; tarfile keeps them all.
     fields = {f"k{i:04}": "" for i in range(700)}
-    members = (raw_member("././@PaxHeader", pax(path=f"{SESSION}/{n}", **fields), tarfile.XHDTYPE) + raw_member("x") for n in range(2500))
+    members = (
+        raw_member("././@PaxHeader", pax(path=f"{SESSION}/{n}", **fields), tarfile.XHDTYPE) + raw_member("x")
+        for n in range(2500)
+    )
     bomb = raw_archive(SESSION_FILE, *members).getvalue()
     (tmp_path / "small").mkdir()
     (tmp_path / "small" / "home").mkdir()
-    _, baseline = place_in_a_child(tmp_path / "small", tmp_path / "small" / "home", identity, raw_archive(SESSION_FILE).getvalue())
+    _, baseline = place_in_a_child(
+        tmp_path / "small", tmp_path / "small" / "home", identity, raw_archive(SESSION_FILE).getvalue()
+    )
 
     outcome, peak = place_in_a_child(tmp_path, home, identity, bomb)
 

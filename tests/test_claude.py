@@ -25,7 +25,13 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def write_session(
-    home: Path, project: str, session_id: str, *, age: float = 60, lines: list[bytes] | None = None, folder: str | None = None
+    home: Path,
+    project: str,
+    session_id: str,
+    *,
+    age: float = 60,
+    lines: list[bytes] | None = None,
+    folder: str | None = None,
 ) -> Path:
     """A session file as Claude Code writes it, modified `age` seconds before NOW."""
     directory = home / ".claude" / "projects" / (folder or claude.project_dir_name(project))
@@ -141,7 +147,9 @@ def test_newest_first_with_age_cutoff(home: Path) -> None:
     sessions = claude.recent_sessions(project, NOW)
 
     assert [s.session_id for s in sessions] == ["b", "a", "c"]
-    assert sessions[0] == claude.Session("b", claude.projects_dir() / claude.project_dir_name(str(project)) / "b.jsonl", str(project), NOW - 10)
+    assert sessions[0] == claude.Session(
+        "b", claude.projects_dir() / claude.project_dir_name(str(project)) / "b.jsonl", str(project), NOW - 10
+    )
     assert [s.session_id for s in claude.recent_sessions(project, NOW, max_age=60)] == ["b"]
 
 
@@ -302,7 +310,9 @@ def test_resume_execs_claude_in_project(tmp_path: Path, fake_claude: tuple[Path,
 
 
 @pytest.mark.parametrize("project", [None, "/nonexistent/cclink-test-project"])
-def test_resume_stays_put_without_a_project_directory(tmp_path: Path, fake_claude: tuple[Path, Path], project: str | None) -> None:
+def test_resume_stays_put_without_a_project_directory(
+    tmp_path: Path, fake_claude: tuple[Path, Path], project: str | None
+) -> None:
     bin_dir, record = fake_claude
     here = tmp_path / "here"
     here.mkdir()
@@ -333,7 +343,9 @@ def test_resume_error_in_process_leaves_cwd_alone(tmp_path: Path, monkeypatch: p
 
 
 @pytest.mark.parametrize("session_id", ["-c", "--continue", "--dangerously-skip-permissions", "../x", ""])
-def test_resume_refuses_what_could_be_read_as_a_flag_or_path(tmp_path: Path, fake_claude: tuple[Path, Path], session_id: str) -> None:
+def test_resume_refuses_what_could_be_read_as_a_flag_or_path(
+    tmp_path: Path, fake_claude: tuple[Path, Path], session_id: str
+) -> None:
     bin_dir, record = fake_claude
     result = run_resume(session_id, None, path=str(bin_dir), cwd=tmp_path)
     assert result.returncode == SessionError.exit_code

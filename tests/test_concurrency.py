@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import SWARM_NODES, Machine, cclink_command
 
 from cclink import keyfile
 from cclink.keys import Identity
 from cclink.testnet import Testnet
-
-from conftest import SWARM_NODES, Machine, cclink_command
 
 PUBLISHERS = 50
 # Every publish (or pickup) of the batch must be done by then; they run side by side.

@@ -11,10 +11,10 @@ import time
 
 import pytest
 import qrcode
+import terminal
 
 from cclink import console
 from cclink.errors import Aborted, NoInput, UsageError
-import terminal
 
 VAR = "CCLINK_TEST_SECRET"
 
@@ -22,12 +22,16 @@ VAR = "CCLINK_TEST_SECRET"
 # --- a real terminal for the interactive paths ------------------------------------------
 
 
-def on_terminal(code: str, exchanges: list[tuple[str, bytes]] = (), *, env: dict[str, str] | None = None, columns: int = 80) -> tuple[int, str]:
+def on_terminal(
+    code: str, exchanges: list[tuple[str, bytes]] = (), *, env: dict[str, str] | None = None, columns: int = 80
+) -> tuple[int, str]:
     """Run Python code on a pseudo-terminal (see terminal.on_terminal), without the caller's CCLINK_ settings."""
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("CCLINK_")}
     child_env.pop("COLUMNS", None)
     child_env.update(env or {})
-    return terminal.on_terminal([sys.executable, "-c", textwrap.dedent(code)], exchanges, env=child_env, columns=columns)
+    return terminal.on_terminal(
+        [sys.executable, "-c", textwrap.dedent(code)], exchanges, env=child_env, columns=columns
+    )
 
 
 PRELUDE = """
@@ -57,7 +61,9 @@ def interactive(body: str, exchanges: list[tuple[str, bytes]] = (), **kwargs) ->
 
 def test_not_interactive_without_terminals() -> None:
     code = "from cclink import console; print(console.is_interactive())"
-    result = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True
+    )
     assert result.stdout == "False\n"
 
 
@@ -99,7 +105,15 @@ def test_printable_escapes_what_a_terminal_acts_on(text: str, shown: str) -> Non
 
 @pytest.mark.parametrize(
     "text",
-    ["", "laptop", "/home/me/work/my app", "C:\\Users\\me", "a lone \\ backslash", "caf\u00e9 \u65e5\u672c \u00a0 \U0001f600", "\u200b~!@#$%^&*()"],
+    [
+        "",
+        "laptop",
+        "/home/me/work/my app",
+        "C:\\Users\\me",
+        "a lone \\ backslash",
+        "caf\u00e9 \u65e5\u672c \u00a0 \U0001f600",
+        "\u200b~!@#$%^&*()",
+    ],
 )
 def test_printable_leaves_ordinary_text_alone(text: str) -> None:
     assert console.printable(text) == text
@@ -117,7 +131,12 @@ def test_for_terminal_keeps_only_the_line_breaks() -> None:
 
 
 def test_safe_json_escapes_every_control_and_decodes_to_the_same_strings() -> None:
-    data = {"hostname": f"{TITLE}host\x7f\x9b\u202e\u2066\u2028", "project": "/home/caf\u00e9/\u65e5\u672c", "n": 1, "none": None}
+    data = {
+        "hostname": f"{TITLE}host\x7f\x9b\u202e\u2066\u2028",
+        "project": "/home/caf\u00e9/\u65e5\u672c",
+        "n": 1,
+        "none": None,
+    }
     text = console.safe_json(data)
     assert json.loads(text) == data
     assert text == console.for_terminal(text)  # nothing left for the terminal filter to change
@@ -159,12 +178,20 @@ def test_prompts_menus_and_spinner_escape_what_they_show() -> None:
     _, output = interactive(body, [("Number (1-1): ", b"1\n"), ("? [y/N] ", b"n\n")])
     # The spinner's own way of redrawing its line is the only escape sequence that gets through.
     assert output.replace("\r\x1b[K", "").count(ESC) == 0, output
-    for shown in ("Looking up \\x1b]0;pwned\\x07", "Fetching \\x1b[2K", "Pick \\x1b[2K", "first \\x1b]0;pwned\\x07", "Resume \\x1b]0;pwned\\x07?"):
+    for shown in (
+        "Looking up \\x1b]0;pwned\\x07",
+        "Fetching \\x1b[2K",
+        "Pick \\x1b[2K",
+        "first \\x1b]0;pwned\\x07",
+        "Resume \\x1b]0;pwned\\x07?",
+    ):
         assert shown in output, shown
 
 
 def test_secret_prompt_is_escaped() -> None:
-    result, output = interactive(f"run(lambda: console.secret('PIN for ' + {ERASE!r} + ': ', {VAR!r}))", [("PIN for ", b"hunter22\n")])
+    result, output = interactive(
+        f"run(lambda: console.secret('PIN for ' + {ERASE!r} + ': ', {VAR!r}))", [("PIN for ", b"hunter22\n")]
+    )
     assert result == "'hunter22'"
     assert ESC not in output and "PIN for \\x1b[2K: " in output
 
@@ -190,9 +217,14 @@ def test_secret_without_terminal_or_variable(value: str | None) -> None:
     env = {k: v for k, v in os.environ.items() if k != VAR}
     if value is not None:
         env[VAR] = value
-    result = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], stdin=subprocess.DEVNULL, env=env, capture_output=True, text=True
+    )
     assert result.returncode != 0
-    assert f"cclink.errors.NoInput: a secret is needed and there is no terminal to type it on; set {VAR} instead" in result.stderr
+    assert (
+        f"cclink.errors.NoInput: a secret is needed and there is no terminal to type it on; set {VAR} instead"
+        in result.stderr
+    )
 
 
 def test_secret_without_terminal_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,7 +274,9 @@ def test_confirm_assume_yes_never_asks(monkeypatch: pytest.MonkeyPatch, capsys: 
 
 
 @pytest.mark.parametrize("default", [True, False])
-def test_confirm_not_interactive_gives_the_default(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], default: bool) -> None:
+def test_confirm_not_interactive_gives_the_default(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], default: bool
+) -> None:
     monkeypatch.setattr(sys, "stdin", Unreadable())
     assert console.confirm("Overwrite?", assume_yes=False, when_not_interactive=default) is default
     assert capsys.readouterr() == ("", "")
@@ -250,7 +284,15 @@ def test_confirm_not_interactive_gives_the_default(monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize(
     ("typed", "expected"),
-    [(b"y\n", True), (b"YES\n", True), (b"  y \n", True), (b"n\n", False), (b"\n", False), (b"yep\n", False), (b"\x04", False)],
+    [
+        (b"y\n", True),
+        (b"YES\n", True),
+        (b"  y \n", True),
+        (b"n\n", False),
+        (b"\n", False),
+        (b"yep\n", False),
+        (b"\x04", False),
+    ],
 )
 def test_confirm_asks_on_the_terminal(typed: bytes, expected: bool) -> None:
     result, output = interactive(
@@ -266,7 +308,12 @@ def test_confirm_asks_on_the_terminal(typed: bytes, expected: bool) -> None:
 def test_choose_reasks_until_a_valid_number() -> None:
     result, output = interactive(
         "run(lambda: console.choose('Several sessions match; which one?', ['first', 'second', 'third']))",
-        [("Number (1-3): ", b"abc\n"), ("Number (1-3): ", b"0\n"), ("Number (1-3): ", b"4\n"), ("Number (1-3): ", b" 2\n")],
+        [
+            ("Number (1-3): ", b"abc\n"),
+            ("Number (1-3): ", b"0\n"),
+            ("Number (1-3): ", b"4\n"),
+            ("Number (1-3): ", b" 2\n"),
+        ],
     )
     assert result == "1"
     assert "Several sessions match; which one?\r\n  1) first\r\n  2) second\r\n  3) third\r\n" in output
@@ -338,12 +385,15 @@ def test_spinner_never_wraps_a_narrow_terminal() -> None:
 
 
 def test_spinner_falls_back_to_ascii() -> None:
-    _, output = interactive("""
+    _, output = interactive(
+        """
     import time
     with console.spinner("Working"):
         time.sleep(0.25)
     report(0)
-    """, env={"PYTHONIOENCODING": "ascii"})
+    """,
+        env={"PYTHONIOENCODING": "ascii"},
+    )
     assert "| Working" in output
 
 

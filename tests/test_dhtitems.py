@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import pytest
+from hostile_node import HostileNode
 
 from cclink import dhtitems, krpc, packet
 from cclink.errors import NetworkError, WireError
@@ -19,7 +20,6 @@ from cclink.keys import Identity
 from cclink.rendezvous import Rendezvous
 from cclink.seen import SeqMemory
 from cclink.testnet import HOST, Testnet
-from hostile_node import HostileNode
 
 HONEST_NODES = 4  # with the test node, under K = 8: a put reaches every node
 
@@ -183,7 +183,10 @@ def test_a_get_where_no_node_answers_fails_cleanly(silent: tuple[socket.socket, 
 def test_a_flood_of_datagrams_is_read_a_bounded_number_at_a_time() -> None:
     """Anyone can flood the socket; the lookup must get back to its deadline between reads."""
     flood = dhtitems.MAX_DATAGRAMS_PER_WAKE + dhtitems.MAX_DATAGRAMS_PER_WAKE // 2
-    with dhtitems._Wire(HOST, bytes(20), bytes(32)) as wire, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flooder:
+    with (
+        dhtitems._Wire(HOST, bytes(20), bytes(32)) as wire,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flooder,
+    ):
         wire_socket = wire._socket
         for _ in range(flood):
             flooder.sendto(b"noise, not bencoding", wire_socket.getsockname())
@@ -241,6 +244,8 @@ def test_a_value_nodes_would_refuse_is_refused_before_any_lookup(silent: tuple[s
     identity = Identity.generate()
 
     with pytest.raises(NetworkError, match="at most 1000 bytes as bencoded, not 1001"):
-        dhtitems.put([node.address], identity.public_key.raw, b"x" * 997, lambda seq: bytes(64), lambda item: True, timeout=20)
+        dhtitems.put(
+            [node.address], identity.public_key.raw, b"x" * 997, lambda seq: bytes(64), lambda item: True, timeout=20
+        )
 
     assert datagrams_waiting(sock) == []

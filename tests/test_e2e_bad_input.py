@@ -23,10 +23,10 @@ import stat
 import struct
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import dns.flags
 import dns.message
@@ -37,18 +37,17 @@ import dns.rdtypes.ANY.TXT
 import dns.rdtypes.IN.A
 import dns.rrset
 import pytest
+from conftest import Machine, cclink_command, require
 
 from cclink import agecrypt, envelope, kdf, payload, rendezvous, z32
 from cclink.dhtitems import get as dht_get
-from cclink.krpc import Item as MutableItem
 from cclink.errors import BadSignature, MalformedPacket
 from cclink.keys import Identity
+from cclink.krpc import Item as MutableItem
 from cclink.payload import Payload
 from cclink.record import Record, new_record
 from cclink.rendezvous import Rendezvous
 from cclink.testnet import HOST
-
-from conftest import Machine, cclink_command, require
 
 # Exit codes are part of the interface (cclink/errors.py), so they are spelled out.
 USAGE = 2
@@ -157,7 +156,7 @@ def publishable(machine: Machine) -> tuple[Path, str]:
 # --- key files ------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sample_envelope() -> bytes:
     """A real CCLINKEK envelope under PASSPHRASE, with Argon2 parameters cheap enough for tests."""
     return envelope.seal(Identity.generate().seed, PASSPHRASE, memory_kib=8, time_cost=1, parallelism=1)
@@ -235,9 +234,7 @@ BAD_KEYS: dict[str, BadKey] = {
         file_of(bytes([0xFF, 0x00, 0x9C, 0xC3]) * 24),
         ("the key in {path} is neither 64 hexadecimal characters nor an encrypted key",),
     ),
-    "too-large": BadKey(
-        file_of(b"a" * 70_000), ("{path} is too large to be a key file",)
-    ),
+    "too-large": BadKey(file_of(b"a" * 70_000), ("{path} is too large to be a key file",)),
     "mode-0644": BadKey(
         file_of(valid_hex_key, 0o644), ("{path} has mode 0644", "chmod 600 {path}"), import_fragments=None
     ),
@@ -258,7 +255,8 @@ BAD_KEYS: dict[str, BadKey] = {
         symlink_to(None), ("no key at {path}", "cclink init"), import_fragments=("cannot read {path}", "no such file")
     ),
     "wrong-passphrase": BadKey(
-        file_of(sample_envelope), ("wrong passphrase for the encrypted key in {path}",),
+        file_of(sample_envelope),
+        ("wrong passphrase for the encrypted key in {path}",),
         env={"CCLINK_PASSPHRASE": WRONG_PASSPHRASE},
     ),
     "envelope-without-passphrase-or-tty": BadKey(
@@ -387,7 +385,15 @@ def test_import_of_endless_source_is_refused_as_too_large(laptop: Machine) -> No
     # prlimit caps the address space so that an unbounded read cannot take the test machine's memory
     # with it (not preexec_fn: Python code in a child forked from this threaded process can hang).
     result = subprocess.run(
-        [require("prlimit"), f"--as={512 * 1024 * 1024}", *cclink_command(), "init", "--import", "/dev/zero", "--no-passphrase"],
+        [
+            require("prlimit"),
+            f"--as={512 * 1024 * 1024}",
+            *cclink_command(),
+            "init",
+            "--import",
+            "/dev/zero",
+            "--no-passphrase",
+        ],
         cwd=laptop.home,
         env=laptop.env,
         capture_output=True,
@@ -429,6 +435,8 @@ BAD_PUBKEYS = {
     "not-on-curve": (z32.encode(b"\x02" + bytes(31)), NOT_A_POINT),  # y = 2 has no x
     "outside-prime-subgroup": (z32.encode(b"\x03" + bytes(31)), NOT_A_POINT),  # y = 3: a torsion component
 }
+
+
 def dht_item(swarm, public_key: bytes) -> MutableItem | None:
     """Whatever item the DHT holds under public_key, signed properly or not."""
     return dht_get([(HOST, swarm.port)], public_key, lambda item: True, timeout=GET_TIMEOUT)
@@ -644,7 +652,9 @@ BAD_RECORDS: dict[str, tuple[Builder, int, str]] = {
     },
     # Wrong types.
     "created-at-string": (
-        tampered(created_at=lambda stage, old: str(old)), WIRE, "created_at is not a non-negative integer"
+        tampered(created_at=lambda stage, old: str(old)),
+        WIRE,
+        "created_at is not a non-negative integer",
     ),
     "ttl-negative": (tampered(ttl=-1), WIRE, "ttl is not a non-negative integer"),
     "burn-string": (tampered(burn="yes"), WIRE, "burn is not true or false"),
@@ -652,25 +662,33 @@ BAD_RECORDS: dict[str, tuple[Builder, int, str]] = {
     "blob-number": (tampered(blob=7), WIRE, "blob is not a string"),
     # Signatures and publishers.
     "inner-signature-of-other-bytes": (
-        tampered(signature=lambda stage, old: b64(stage.identity.sign(b"something else"))), WIRE, SIGNATURE_MISMATCH
+        tampered(signature=lambda stage, old: b64(stage.identity.sign(b"something else"))),
+        WIRE,
+        SIGNATURE_MISMATCH,
     ),
     "record-of-another-publisher": (
-        another_record_of_the_other_key, WIRE, "names a different publisher than the key it was published under"
+        another_record_of_the_other_key,
+        WIRE,
+        "names a different publisher than the key it was published under",
     ),
     "pubkey-names-another-key": (
-        tampered(pubkey=lambda stage, old: stage.other.public_key.z32), WIRE, "names a different publisher"
+        tampered(pubkey=lambda stage, old: stage.other.public_key.z32),
+        WIRE,
+        "names a different publisher",
     ),
     "pubkey-with-pk-prefix": (
-        tampered(pubkey=lambda stage, old: "pk:" + old), WIRE, "pubkey is not a bare lower-case z-base-32 key"
+        tampered(pubkey=lambda stage, old: "pk:" + old),
+        WIRE,
+        "pubkey is not a bare lower-case z-base-32 key",
     ),
     # Signed, then tampered: the inner signature must catch every field.
     "tampered-burn": (tampered(burn=True), WIRE, SIGNATURE_MISMATCH),
-    "tampered-recipient": (
-        tampered(recipient=lambda stage, old: stage.other.public_key.z32), WIRE, SIGNATURE_MISMATCH
-    ),
+    "tampered-recipient": (tampered(recipient=lambda stage, old: stage.other.public_key.z32), WIRE, SIGNATURE_MISMATCH),
     "tampered-pin-salt-added": (tampered(pin_salt=b64(bytes(32))), WIRE, SIGNATURE_MISMATCH),
     "tampered-pin-salt-changed": (
-        tampered(pin=True, pin_salt=lambda stage, old: b64(bytes(32))), WIRE, SIGNATURE_MISMATCH
+        tampered(pin=True, pin_salt=lambda stage, old: b64(bytes(32))),
+        WIRE,
+        SIGNATURE_MISMATCH,
     ),
     "tampered-ttl": (tampered(ttl=lambda stage, old: old + 86400), WIRE, SIGNATURE_MISMATCH),
     "tampered-created-at": (tampered(created_at=lambda stage, old: old + 60), WIRE, SIGNATURE_MISMATCH),
@@ -737,7 +755,9 @@ def valid_among_other_answers(stage: Stage) -> bytes:
     )
 
 
-@pytest.mark.parametrize("build", [valid_split, valid_among_other_answers], ids=["split-irregularly", "among-other-answers"])
+@pytest.mark.parametrize(
+    "build", [valid_split, valid_among_other_answers], ids=["split-irregularly", "among-other-answers"]
+)
 def test_crafted_but_valid_record_is_picked_up(swarm, stage: tuple[Stage, Machine, Machine], build: Builder) -> None:
     """The crafting above is sound: the same helpers, with nothing tampered, make a record pickup accepts."""
     scene, owner, _ = stage
@@ -817,7 +837,9 @@ def signed_item() -> tuple[Identity, Identity, Record, bytes]:
     """A publisher, another key, a valid record and its DNS message."""
     identity, other = Identity.generate(), Identity.generate()
     body = Payload(session_id="0b6a3c1e-4d3f-4a2b-9c1d-5e6f7a8b9c0d", project="/home/me/app")
-    record = new_record(identity, payload.seal(body, identity.public_key.age_recipient()), ttl=RECORD_TTL, now=1_700_000_000)
+    record = new_record(
+        identity, payload.seal(body, identity.public_key.age_recipient()), ttl=RECORD_TTL, now=1_700_000_000
+    )
     value = dns_message(txt_answer(f"_cclink.{identity.public_key.z32}.", pieces(record.to_json())))
     return identity, other, record, value
 
@@ -913,7 +935,11 @@ def test_weak_pin_for_a_carry_is_refused_before_packing(laptop: Machine, swarm) 
 
     result = laptop.run("--carry", "--pin", cwd=project, env={"CCLINK_PIN": PIN[:10]})
 
-    assert_clean_failure(result, USAGE, f"with --carry a PIN guards the whole conversation: it must be at least {kdf.MIN_CARRY_PIN_LENGTH}")
+    assert_clean_failure(
+        result,
+        USAGE,
+        f"with --carry a PIN guards the whole conversation: it must be at least {kdf.MIN_CARRY_PIN_LENGTH}",
+    )
     assert home_state(laptop.home) == before
     assert dht_item(swarm, identity.public_key.raw) is None
 
@@ -952,7 +978,9 @@ def assert_still_published(swarm, scene: Stage) -> None:
     assert rendezvous._verified_record(scene.identity.public_key, item).record.burn
 
 
-def test_burn_pickup_into_a_missing_project_dir_fails_without_revoking(swarm, burn_stage: tuple[Stage, Machine]) -> None:
+def test_burn_pickup_into_a_missing_project_dir_fails_without_revoking(
+    swarm, burn_stage: tuple[Stage, Machine]
+) -> None:
     scene, owner = burn_stage
 
     result = owner.run("pickup", "-y", "--project-dir", "/nonexistent/cclink-test")

@@ -16,8 +16,8 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -37,7 +37,7 @@ WAIT = 120  # seconds: a guard against hangs, never a measurement
 def realistic_transcript(project: Path, session_id: str, size: int) -> bytes:
     """JSONL shaped like Claude Code's: messages, tool calls with large outputs, a cwd on every line."""
     rng = random.Random(session_id)
-    words = "the a function test error file return value import class def self config build run".split()
+    words = ["the", "a", "function", "test", "error", "file", "return", "value", "import", "class", "def", "self", "config", "build", "run"]
     lines, total, parent = [], 0, None
     while total < size:
         line_id = str(uuid.UUID(int=rng.getrandbits(128)))
@@ -52,7 +52,10 @@ def realistic_transcript(project: Path, session_id: str, size: int) -> bytes:
             "sessionId": session_id,
             "version": "2.0.1",
             "type": "user" if kind != "assistant" else "assistant",
-            "message": {"role": "user" if kind != "assistant" else "assistant", "content": [{"type": "text", "text": text}]},
+            "message": {
+                "role": "user" if kind != "assistant" else "assistant",
+                "content": [{"type": "text", "text": text}],
+            },
             "uuid": line_id,
             "timestamp": f"2026-11-23T08:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}.000Z",
         }
@@ -132,7 +135,9 @@ def short_project(base: Path, name: str = "app") -> Path:
     return path
 
 
-def session_to_carry(machine, base: Path, size: int, *, name: str = "app", with_directory: bool = True) -> tuple[Path, str, Path]:
+def session_to_carry(
+    machine, base: Path, size: int, *, name: str = "app", with_directory: bool = True
+) -> tuple[Path, str, Path]:
     """A project below base whose session holds a realistic transcript of about size bytes: (project, session id, file)."""
     project = short_project(base, name)
     session_id = str(uuid.uuid4())
@@ -260,7 +265,9 @@ def test_a_pin_carry_opens_only_with_the_pin(machines, short_dir):
     assert wrong.returncode == 6
     assert stranger.launches() == [] and files_under(stranger.home / ".claude") == []
 
-    friend.ok("pickup", "-y", z32, "--project-dir", str(friend.project("app")), env={"CCLINK_PIN": "correct-horse-battery"})
+    friend.ok(
+        "pickup", "-y", z32, "--project-dir", str(friend.project("app")), env={"CCLINK_PIN": "correct-horse-battery"}
+    )
     assert [launch.argv for launch in friend.launches()] == [[f"--resume={session_id}"]]
     assert finish(publisher)[0] == 0
 
@@ -333,7 +340,13 @@ def test_a_local_copy_is_never_replaced_without_consent_and_nothing_is_downloade
 
 
 def publish_carry_record(
-    machine, bootstrap: str, session_file: Path, project: Path, *, sha256: bytes | None = None, data_for: Identity | None = None
+    machine,
+    bootstrap: str,
+    session_file: Path,
+    project: Path,
+    *,
+    sha256: bytes | None = None,
+    data_for: Identity | None = None,
 ) -> carry.Outgoing:
     """Seed a session through the library and publish a record about it.
 
@@ -348,7 +361,9 @@ def publish_carry_record(
     if sha256 is not None:
         info = CarryInfo(info.info_hash, info.size, sha256, info.hints)
     body = Payload(session_file.stem, "laptop", str(project)).with_carry(info)
-    signed = record.new_record(identity, payload.seal(body, identity.public_key.age_recipient()), ttl=600, now=time.time())
+    signed = record.new_record(
+        identity, payload.seal(body, identity.public_key.age_recipient()), ttl=600, now=time.time()
+    )
     rendezvous.Rendezvous(endpoints).publish(identity, signed)
     return outgoing
 
@@ -436,7 +451,9 @@ def test_nobody_fetching_within_the_carry_timeout_is_one_sentence_and_the_handof
     assert json.loads(laptop.ok("pickup", "--json").stdout)["session_id"] == session_id
 
 
-def carry_published_in_process(laptop, swarm, short_dir, monkeypatch) -> tuple[rendezvous.Rendezvous, handoff.PublishOutcome]:
+def carry_published_in_process(
+    laptop, swarm, short_dir, monkeypatch
+) -> tuple[rendezvous.Rendezvous, handoff.PublishOutcome]:
     """The publish flow of `cclink --carry`, run in this process as the laptop; the caller serves and closes it."""
     project, session_id, _ = session_to_carry(laptop, short_dir, 50_000)
     monkeypatch.setenv("HOME", str(laptop.home))
@@ -518,7 +535,9 @@ def test_fetch_refuses_a_handoff_that_carries_nothing(paired):
 def small_disk(path: Path, size: int) -> Iterator[None]:
     """A tmpfs of `size` bytes mounted at path (root only; the test skips elsewhere)."""
     path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "cclink-test", str(path)], capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "cclink-test", str(path)], capture_output=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
     try:
@@ -601,7 +620,9 @@ def download_like_a_stranger(info_hash: bytes, size: int, hint: tuple[str, int],
     return data
 
 
-def test_strangers_that_claim_or_download_the_file_neither_end_the_carry_nor_fire_the_burn(paired, swarm, short_dir, monkeypatch, tmp_path):
+def test_strangers_that_claim_or_download_the_file_neither_end_the_carry_nor_fire_the_burn(
+    paired, swarm, short_dir, monkeypatch, tmp_path
+):
     laptop, desktop = paired
     project, session_id, _ = session_to_carry(laptop, short_dir, 3 << 20)
     publisher = laptop.spawn("--carry", "--burn", "--json", cwd=project)
@@ -667,7 +688,9 @@ def publish_declared_carry(machine, bootstrap: str, size: int) -> None:
     endpoints = parse_bootstrap(bootstrap)
     info = CarryInfo(os.urandom(20), size, os.urandom(32))
     body = Payload(str(uuid.uuid4()), "laptop", "/tmp/nowhere").with_carry(info)
-    signed = record.new_record(identity, payload.seal(body, identity.public_key.age_recipient()), ttl=600, now=time.time())
+    signed = record.new_record(
+        identity, payload.seal(body, identity.public_key.age_recipient()), ttl=600, now=time.time()
+    )
     rendezvous.Rendezvous(endpoints).publish(identity, signed)
 
 
@@ -712,22 +735,48 @@ LAB = [("10.77.0.1", 6881)]
 )
 def test_only_address_hints_of_the_dhts_own_scope_are_kept(bootstrap, kept):
     hints = [
-        ("8.8.8.8", 1), ("127.0.0.2", 2), ("192.168.1.10", 3), ("2606:4700::1111", 4), ("10.0.0.5", 5), ("::1", 6),
-        ("fd00::1", 7), ("169.254.1.1", 8), ("0.0.0.0", 9), ("224.0.0.1", 10),
+        ("8.8.8.8", 1),
+        ("127.0.0.2", 2),
+        ("192.168.1.10", 3),
+        ("2606:4700::1111", 4),
+        ("10.0.0.5", 5),
+        ("::1", 6),
+        ("fd00::1", 7),
+        ("169.254.1.1", 8),
+        ("0.0.0.0", 9),
+        ("224.0.0.1", 10),
     ]
     assert torrent.in_scope(hints, bootstrap) == kept
 
 
 def test_on_the_public_dht_the_peer_wire_refuses_addresses_no_public_peer_has():
     ip_filter = torrent._public_peers_only()
-    for address in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.0.1", "169.254.9.9", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1"]:
+    for address in [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.0.1",
+        "169.254.9.9",
+        "100.64.0.1",
+        "0.0.0.0",
+        "::1",
+        "fd00::1",
+        "fe80::1",
+    ]:
         assert ip_filter.access(address) == 1, address
     for address in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"]:
         assert ip_filter.access(address) == 0, address
 
 
 def test_with_lan_the_public_dht_also_keeps_private_hints_but_never_this_machine():
-    hints = [("8.8.8.8", 1), ("127.0.0.2", 2), ("192.168.1.10", 3), ("fd00::1", 7), ("169.254.1.1", 8), ("224.0.0.1", 10)]
+    hints = [
+        ("8.8.8.8", 1),
+        ("127.0.0.2", 2),
+        ("192.168.1.10", 3),
+        ("fd00::1", 7),
+        ("169.254.1.1", 8),
+        ("224.0.0.1", 10),
+    ]
     assert torrent.in_scope(hints, PUBLIC, lan=True) == [("8.8.8.8", 1), ("192.168.1.10", 3), ("fd00::1", 7)]
     assert torrent.in_scope(hints, ON_THIS_MACHINE, lan=True) == [("127.0.0.2", 2)]
 

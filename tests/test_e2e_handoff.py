@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import Machine, cclink_command
 
 import cclink
 from cclink import payload
@@ -28,8 +29,6 @@ from cclink.payload import Payload
 from cclink.record import new_record
 from cclink.rendezvous import Rendezvous
 from cclink.testnet import HOST
-
-from conftest import Machine, cclink_command
 
 PIN = "tulip-harbor-42"
 WRONG_PIN = "maple-harbor-42"
@@ -47,7 +46,9 @@ def describe(result: subprocess.CompletedProcess) -> str:
     return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
 
 
-def assert_fails(result: subprocess.CompletedProcess, code: int, *fragments: str, machines: tuple[Machine, ...] = ()) -> str:
+def assert_fails(
+    result: subprocess.CompletedProcess, code: int, *fragments: str, machines: tuple[Machine, ...] = ()
+) -> str:
     """A clean failure: the exit code, one error line holding every fragment, no traceback, no launch."""
     assert result.returncode == code, describe(result)
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout, describe(result)
@@ -259,7 +260,9 @@ def test_share_is_picked_up_by_the_recipient(laptop: Machine, desktop: Machine, 
     assert_resumed(desktop, session_id, desktop_project)
 
 
-def test_share_cannot_be_opened_by_a_third_key_or_the_publisher(laptop: Machine, desktop: Machine, stranger: Machine) -> None:
+def test_share_cannot_be_opened_by_a_third_key_or_the_publisher(
+    laptop: Machine, desktop: Machine, stranger: Machine
+) -> None:
     publisher, recipient = new_key(laptop), new_key(desktop)
     new_key(stranger)
     project = laptop.project("app")
@@ -278,7 +281,9 @@ def test_share_cannot_be_opened_by_a_third_key_or_the_publisher(laptop: Machine,
 # --- --pin -------------------------------------------------------------------------------
 
 
-def test_pin_handoff_opens_with_the_pin_from_another_key_and_from_no_key(laptop: Machine, desktop: Machine, stranger: Machine) -> None:
+def test_pin_handoff_opens_with_the_pin_from_another_key_and_from_no_key(
+    laptop: Machine, desktop: Machine, stranger: Machine
+) -> None:
     publisher = new_key(laptop)
     new_key(desktop)  # a different key: the PIN alone must open the handoff
     project = laptop.project("app")
@@ -359,7 +364,13 @@ def test_burn_with_share_is_refused_with_the_reason(laptop: Machine, desktop: Ma
     laptop.add_session(project)
 
     result = laptop.run("--burn", "--share", recipient, cwd=project)
-    assert_fails(result, 2, "--burn cannot be combined with --share", "only the key that signed a record can revoke it", machines=(laptop,))
+    assert_fails(
+        result,
+        2,
+        "--burn cannot be combined with --share",
+        "only the key that signed a record can revoke it",
+        machines=(laptop,),
+    )
     assert_fails(laptop.run("list"), 7, "no handoff is published")
 
 

@@ -12,19 +12,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pyrage
 import pytest
+from test_archive import HOSTILE, SESSION, SESSION_FILE, raw_archive
+from test_carry_place import with_junk_stanzas
+from test_e2e_carry import files_under, finish, short_dir, short_project  # noqa: F401 - short_dir is a fixture
 
 from cclink import payload, record, rendezvous, torrent
 from cclink.keys import Identity
 from cclink.payload import CarryInfo, Payload
-
-from test_archive import HOSTILE, SESSION, SESSION_FILE, raw_archive
-from test_carry_place import with_junk_stanzas
-from test_e2e_carry import files_under, finish, short_dir, short_project  # noqa: F401 - short_dir is a fixture
 
 WIRE = 5
 
@@ -38,9 +37,16 @@ def hostile_publisher(machine, bootstrap: str, ciphertext: Path, project: Path) 
     with torrent.Seeder(endpoints) as seeder:
         seeder.seed(ciphertext)
         hints = tuple(torrent.format_endpoint(e) for e in seeder.listen_endpoints())
-        info = CarryInfo(seeder.info_hash, seeder.size, hashlib.sha256(ciphertext.read_bytes()).digest(), hints[: CarryInfo.MAX_HINTS])
+        info = CarryInfo(
+            seeder.info_hash,
+            seeder.size,
+            hashlib.sha256(ciphertext.read_bytes()).digest(),
+            hints[: CarryInfo.MAX_HINTS],
+        )
         body = Payload(SESSION, "laptop", str(project)).with_carry(info)
-        signed = record.new_record(identity, payload.seal(body, identity.public_key.age_recipient()), ttl=600, now=time.time())
+        signed = record.new_record(
+            identity, payload.seal(body, identity.public_key.age_recipient()), ttl=600, now=time.time()
+        )
         rendezvous.Rendezvous(endpoints).publish(identity, signed)
         yield seeder
 
@@ -53,7 +59,9 @@ def encrypted_for(machine, plaintext: bytes) -> bytes:
 CRAFTED = {
     "file-twice": lambda machine: encrypted_for(machine, raw_archive(*HOSTILE["file-twice"]).getvalue()),
     "mtime-1e300": lambda machine: encrypted_for(machine, raw_archive(*HOSTILE["mtime-1e300"]).getvalue()),
-    "age-header-of-16-KiB": lambda machine: with_junk_stanzas(encrypted_for(machine, raw_archive(SESSION_FILE).getvalue()), 16 << 10),
+    "age-header-of-16-KiB": lambda machine: with_junk_stanzas(
+        encrypted_for(machine, raw_archive(SESSION_FILE).getvalue()), 16 << 10
+    ),
 }
 
 

@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+import terminal
+from conftest import Machine, cclink_command
+from test_e2e_carry import wait_for_line
 
 from cclink import payload
 from cclink.keys import Identity
@@ -24,10 +27,6 @@ from cclink.payload import Payload
 from cclink.record import new_record
 from cclink.rendezvous import Rendezvous
 from cclink.testnet import HOST
-
-import terminal
-from conftest import Machine, cclink_command
-from test_e2e_carry import wait_for_line
 
 ESC, BEL = "\x1b", "\x07"
 TITLE = "\x1b]0;pwned\x07"  # sets the terminal window's title
@@ -178,8 +177,13 @@ def test_a_publisher_started_with_nohup_outlives_sighup(paired, short_dir) -> No
     project.mkdir()
     session_id = laptop.add_session(project)
     publisher = subprocess.Popen(
-        [nohup, *cclink_command(), "--carry"], cwd=project, env=laptop.env,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [nohup, *cclink_command(), "--carry"],
+        cwd=project,
+        env=laptop.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_for_line(publisher, READY)
@@ -286,7 +290,9 @@ def test_sigterm_while_the_picker_places_a_carried_session_leaves_no_staging_fol
         projects = desktop.home / ".claude" / "projects"
         deadline = time.monotonic() + WAIT
         while not list(projects.glob("*/.cclink-incoming-*")):  # placing has begun
-            assert picker.poll() is None, f"the picker ended before placing could be interrupted: {picker.communicate()}"
+            assert picker.poll() is None, (
+                f"the picker ended before placing could be interrupted: {picker.communicate()}"
+            )
             assert time.monotonic() < deadline, "the picker never started placing"
             time.sleep(0.01)  # polling interval, not synchronisation
         picker.send_signal(signal.SIGTERM)

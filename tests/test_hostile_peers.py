@@ -13,19 +13,19 @@ import re
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import libtorrent as lt
 import pytest
+from conftest import Machine
+from hostile_node import HostileNode, Item, Misbehaviour, bencoded_string
 
 from cclink import keyfile, packet
 from cclink.keys import PublicKey
 from cclink.rendezvous import GET_TIMEOUT, RETRY_FOR
 from cclink.testnet import Testnet
-from conftest import Machine
-from hostile_node import HostileNode, Item, Misbehaviour, bencoded_string
 
 HONEST_NODES = 4  # with the hostile node, under K = 8: every lookup visits every node
 COMMAND_IP = "127.0.0.2"  # where cclink commands query from (cclink.dht.COMMAND_ADDRESS)
@@ -157,7 +157,9 @@ def test_pickup_launches_the_genuine_session_despite_a_lying_node(
     publish_session(pair)  # an older record: what the lies carry, so taking one shows
     genuine = publish_session(pair)
     hostile = hostile_swarm.hostile
-    assert len(hostile.captured(public_key)) == 2, "the hostile node was not sent both records, so it has none to lie with"
+    assert len(hostile.captured(public_key)) == 2, (
+        "the hostile node was not sent both records, so it has none to lie with"
+    )
     hostile.arm(public_key, misbehaviour)
 
     result = pickup(desktop)
@@ -229,7 +231,9 @@ def test_a_replayed_record_loses_to_a_revocation(pair: Pair, hostile_swarm: Host
     pair.laptop.ok("revoke", "-y")
     hostile = hostile_swarm.hostile
     captured = hostile.captured(public_key)
-    assert len(captured) == 2 and captured[0].seq < captured[1].seq, "the hostile node was not sent the record and its revocation"
+    assert len(captured) == 2 and captured[0].seq < captured[1].seq, (
+        "the hostile node was not sent the record and its revocation"
+    )
     hostile.arm(public_key, Misbehaviour.STALE)  # replays the record from before the revocation
 
     result = pickup(desktop)
@@ -240,7 +244,9 @@ def test_a_replayed_record_loses_to_a_revocation(pair: Pair, hostile_swarm: Host
     assert_hostile_asked(hostile, public_key)
 
 
-def test_a_publish_supersedes_a_higher_seq_record_its_first_lookup_missed(pair: Pair, hostile_swarm: HostileSwarm) -> None:
+def test_a_publish_supersedes_a_higher_seq_record_its_first_lookup_missed(
+    pair: Pair, hostile_swarm: HostileSwarm
+) -> None:
     """A record signed under a seq above the clock (a publisher whose clock runs a day ahead) must still lose.
 
     The node holding that record loses each querier's first query, as under
@@ -331,7 +337,9 @@ def test_a_record_put_back_after_its_revocation_is_gone_is_refused_where_the_rev
     assert launched_sessions(fresh) == [replayed]
 
 
-def test_revoke_puts_a_new_revocation_over_a_record_put_back(pair: Pair, hostile_swarm: HostileSwarm, eclipse: HostileNode) -> None:
+def test_revoke_puts_a_new_revocation_over_a_record_put_back(
+    pair: Pair, hostile_swarm: HostileSwarm, eclipse: HostileNode
+) -> None:
     """Where the publisher finds its record put back, `revoke` withdraws it again, for machines that never saw the revocation."""
     laptop, public_key = pair.laptop, pair.public_key
     publish_session(pair)

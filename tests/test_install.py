@@ -45,7 +45,9 @@ def test_install_then_run_works_where_local_bin_is_not_on_path(home: Path) -> No
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == f"cclink {cclink.__version__}"
     assert "is not on your PATH" in result.stdout
-    assert (home / ".local" / "bin" / "cclink").resolve() == home / ".local" / "share" / "cclink" / "venv" / "bin" / "cclink"
+    assert (
+        home / ".local" / "bin" / "cclink"
+    ).resolve() == home / ".local" / "share" / "cclink" / "venv" / "bin" / "cclink"
 
 
 def test_an_unknown_argument_is_refused_before_installing(home: Path) -> None:

@@ -22,7 +22,12 @@ WIRE_RECIPIENT = "age1kfhz26vyx3h6hh73kcn7awrzvj4hecha8pe7v8en4x6ru5kchehsff3h9m
 # recipient: bech32("age-secret-key-", hkdf bytes).upper() | age-keygen -y   (age 1.1.1)
 OWN_VECTORS = [
     pytest.param(
-        "correct horse battery", b"cclink-test-salt-0123456789abcde", kdf.KEY_INFO, 1024, 2, 1,
+        "correct horse battery",
+        b"cclink-test-salt-0123456789abcde",
+        kdf.KEY_INFO,
+        1024,
+        2,
+        1,
         "865eb0fd6c0a17e0ac9514a9d7df70d77b7e9253fed23db50673b6aa0cf56ce1",
         "d4b498ffc0c9dcaebd69941f9dba41c2764962803ac1dd9e649e0cf865be9981",
         "age1djn9hrf5590wtthk5wxt3wqtgkd40297mrpxvf3yanvslj38e57qkjp5d3",
@@ -30,7 +35,12 @@ OWN_VECTORS = [
     ),
     pytest.param(
         # Non-ASCII secret (UTF-8 on the argon2 CLI's stdin) and four lanes.
-        "pässwörd-ünïcode", b"saltsaltsaltsaltsaltsaltsaltsalt", kdf.PIN_INFO, 64, 1, 4,
+        "pässwörd-ünïcode",
+        b"saltsaltsaltsaltsaltsaltsaltsalt",
+        kdf.PIN_INFO,
+        64,
+        1,
+        4,
         "4e05e292633f98c4a29b79ef35cc827d1e9b9e75bddec9e9d01f8badfe50c9ff",
         "0ddc52b63cc1f0567cb3ce81e9f24d19150e42e552b3086679e152f8dcf7818d",
         "age1jcfuzuqg8dqv43unded8z6hr4jr89347c5r2h6863wnrs2nsns4qu6f4xz",
@@ -38,7 +48,12 @@ OWN_VECTORS = [
     ),
     pytest.param(
         # The default (envelope) parameters: -k 65536 -t 3 -p 1.
-        "hunter22hunter22", b"0123456789abcdef0123456789abcdef", kdf.KEY_INFO, 65536, 3, 1,
+        "hunter22hunter22",
+        b"0123456789abcdef0123456789abcdef",
+        kdf.KEY_INFO,
+        65536,
+        3,
+        1,
         "d814c99c1426d51c9a5a4ca510db97f0aafefebc8ab83cc6267a36f9779fa5a5",
         "e2abc0f688486c577bcf3f62f6610799aa38574caaba53675842090200098a82",
         "age15lk5knf5h6j9qgvhte38l6xjd6mcgx92uhjp360nqqua4jnc64ks63t8da",
@@ -54,8 +69,14 @@ def test_constants_match_wire() -> None:
 
 def test_wire_pin_vector_argon2_stage() -> None:
     raw = hash_secret_raw(
-        WIRE_PIN.encode(), WIRE_SALT, time_cost=kdf.ARGON2_TIME, memory_cost=kdf.ARGON2_MEMORY_KIB,
-        parallelism=kdf.ARGON2_PARALLELISM, hash_len=32, type=Type.ID, version=0x13,
+        WIRE_PIN.encode(),
+        WIRE_SALT,
+        time_cost=kdf.ARGON2_TIME,
+        memory_cost=kdf.ARGON2_MEMORY_KIB,
+        parallelism=kdf.ARGON2_PARALLELISM,
+        hash_len=32,
+        type=Type.ID,
+        version=0x13,
     )
     assert raw.hex() == WIRE_ARGON2
 
@@ -83,8 +104,16 @@ def test_wrong_pin_cannot_decrypt() -> None:
 
 @pytest.mark.parametrize("secret,salt,info,memory,time,lanes,argon2_hex,hkdf_hex,recipient", OWN_VECTORS)
 def test_own_vectors(secret, salt, info, memory, time, lanes, argon2_hex, hkdf_hex, recipient) -> None:
-    raw = hash_secret_raw(secret.encode(), salt, time_cost=time, memory_cost=memory,
-                          parallelism=lanes, hash_len=32, type=Type.ID, version=0x13)
+    raw = hash_secret_raw(
+        secret.encode(),
+        salt,
+        time_cost=time,
+        memory_cost=memory,
+        parallelism=lanes,
+        hash_len=32,
+        type=Type.ID,
+        version=0x13,
+    )
     assert raw.hex() == argon2_hex
     derived = kdf.derive(secret, salt, info, memory_kib=memory, time_cost=time, parallelism=lanes)
     assert derived.hex() == hkdf_hex
@@ -168,7 +197,13 @@ def test_pin_rules(pin: str, reason: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("pin", "accepted"),
-    [("tulip-harbor", True), ("correct horse", True), ("tulip-42", False), ("482915637201", False), ("12345678901234567", False)],
+    [
+        ("tulip-harbor", True),
+        ("correct horse", True),
+        ("tulip-42", False),
+        ("482915637201", False),
+        ("12345678901234567", False),
+    ],
 )
 def test_carry_pins_must_be_longer_and_more_than_digits(pin: str, accepted: bool) -> None:
     if accepted:

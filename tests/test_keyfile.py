@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -314,4 +314,3 @@ def test_overwrite_plaintext_with_encrypted(tmp_path: Path) -> None:
     assert keyfile.is_encrypted(path)
     assert keyfile.load_identity(path, Asker(PASSPHRASE)).seed == other.seed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["secret_key"]
-

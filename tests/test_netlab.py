@@ -93,7 +93,18 @@ def test_a_carried_session_crosses_a_limited_link_and_is_compared_with_a_tcp_cop
     """The real-network path of --carry: lab addresses, not loopback; the picker never had the session."""
     results = tmp_path / "netlab.json"
     result = netlab(
-        "--carry", "1", "--rate", "100", "--loss", "0", "--trials", "2", "--json", str(results), "--debug", timeout=RUN_TIMEOUT
+        "--carry",
+        "1",
+        "--rate",
+        "100",
+        "--loss",
+        "0",
+        "--trials",
+        "2",
+        "--json",
+        str(results),
+        "--debug",
+        timeout=RUN_TIMEOUT,
     )
     if result.returncode == CANNOT_RUN:
         pytest.skip(result.stderr.strip())  # --rate also needs tc's token bucket filter
@@ -177,7 +188,11 @@ def test_refuses_clearly_when_not_root() -> None:
             pytest.skip("unshare (util-linux) is not installed, and this test runs as root")
         prefix = [unshare, "--user"]
     result = subprocess.run(
-        [*prefix, sys.executable, str(NETLAB), "--check"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        [*prefix, sys.executable, str(NETLAB), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
     assert result.returncode == CANNOT_RUN, result.stderr
     assert "cannot build the lab here: not root" in result.stderr

@@ -87,7 +87,15 @@ def _strings(message: bytes) -> list[bytes]:
 
 @pytest.mark.parametrize(
     "size, lengths",
-    [(1, [1]), (253, [253]), (254, [254]), (255, [254, 1]), (508, [254, 254]), (509, [254, 254, 1]), (908, [254, 254, 254, 146])],
+    [
+        (1, [1]),
+        (253, [253]),
+        (254, [254]),
+        (255, [254, 1]),
+        (508, [254, 254]),
+        (509, [254, 254, 1]),
+        (908, [254, 254, 254, 146]),
+    ],
 )
 def test_record_is_cut_into_254_byte_strings(size: int, lengths: list[int]) -> None:
     record_json = bytes(range(256)) * 4
@@ -151,7 +159,9 @@ def test_message_with_a_question_is_read() -> None:
 
 
 def test_other_class_is_ignored() -> None:
-    message = HEADER + struct.pack(">HHH", 1, 0, 0) + _rr(_label_name(b"_cclink", Z32_42.encode()), 16, b"\x02ok", rclass=3)
+    message = (
+        HEADER + struct.pack(">HHH", 1, 0, 0) + _rr(_label_name(b"_cclink", Z32_42.encode()), 16, b"\x02ok", rclass=3)
+    )
     assert record_from_message(message, SEED_42.public_key) is None
 
 

@@ -14,9 +14,7 @@ UUID = "3f2b9c1e-7a44-4d1b-9e0f-0123456789ab"
 
 def test_plaintext_is_compact_json_in_rust_key_order() -> None:
     payload = Payload(session_id=UUID, hostname="laptop", project="/home/me/app")
-    assert payload.to_plaintext() == (
-        b'{"h":"laptop","p":"/home/me/app","s":"' + UUID.encode() + b'"}'
-    )
+    assert payload.to_plaintext() == (b'{"h":"laptop","p":"/home/me/app","s":"' + UUID.encode() + b'"}')
 
 
 def test_plaintext_keeps_non_ascii_unescaped() -> None:

@@ -240,8 +240,14 @@ def watched_argon2() -> Iterator[list[tuple[int, int, int]]]:
     calls: list[tuple[int, int, int]] = []
     real_derive = kdf.derive
 
-    def spy(secret: str, salt: bytes, info: bytes, memory_kib: int = kdf.ARGON2_MEMORY_KIB,
-            time_cost: int = kdf.ARGON2_TIME, parallelism: int = kdf.ARGON2_PARALLELISM) -> bytes:
+    def spy(
+        secret: str,
+        salt: bytes,
+        info: bytes,
+        memory_kib: int = kdf.ARGON2_MEMORY_KIB,
+        time_cost: int = kdf.ARGON2_TIME,
+        parallelism: int = kdf.ARGON2_PARALLELISM,
+    ) -> bytes:
         calls.append((memory_kib, time_cost, parallelism))
         assert within_envelope_bounds(memory_kib, time_cost, parallelism), "Argon2 ran with unbounded parameters"
         assert memory_kib * time_cost <= ARGON2_TEST_BUDGET, "the test let a costly header through"
@@ -295,7 +301,7 @@ class Asked:
 
 
 @QUICK
-@given(absurd_parameters(), st.binary(max_size=40), st.sampled_from([SEALED_ENVELOPE[envelope.HEADER_SIZE:], b""]))
+@given(absurd_parameters(), st.binary(max_size=40), st.sampled_from([SEALED_ENVELOPE[envelope.HEADER_SIZE :], b""]))
 def test_absurd_argon2_headers_are_refused_before_derivation(
     parameters: tuple[int, int, int], salt_tail: bytes, ciphertext: bytes
 ) -> None:
@@ -314,11 +320,15 @@ def test_absurd_argon2_headers_are_refused_before_derivation(
 
 @QUICK
 @given(
-    u32, u32, u32,
+    u32,
+    u32,
+    u32,
     st.binary(max_size=200) | st.binary(max_size=60).map(lambda b: envelope.AGE_MAGIC + b),
     st.just(envelope.VERSION) | st.integers(0, 255),
 )
-def test_envelope_with_any_header_fields(memory_kib: int, time_cost: int, parallelism: int, rest: bytes, version: int) -> None:
+def test_envelope_with_any_header_fields(
+    memory_kib: int, time_cost: int, parallelism: int, rest: bytes, version: int
+) -> None:
     data = header_bytes(memory_kib, time_cost, parallelism, version=version) + rest
     check_envelope_parsers(data)
 
@@ -436,15 +446,17 @@ def usually(right: T, wrong: st.SearchStrategy[T]) -> st.SearchStrategy[T]:
 def resource_records(draw: st.DrawFn) -> bytes:
     """One resource record, usually almost right: our name, TXT, IN, with a few things off."""
     name = draw(
-        usually(OUR_NAME, st.sampled_from([OUR_NAME.upper(), b"\xc0\x0c", b"\xc0\xff", b"\x00", b"\x3f" + b"a" * 63])
-                | st.binary(max_size=20))
+        usually(
+            OUR_NAME,
+            st.sampled_from([OUR_NAME.upper(), b"\xc0\x0c", b"\xc0\xff", b"\x00", b"\x3f" + b"a" * 63])
+            | st.binary(max_size=20),
+        )
     )
     rtype = draw(usually(TXT, st.sampled_from([OPT, TSIG, SIG, A, ANY]) | st.integers(0, 65535)))
     rclass = draw(usually(IN, st.sampled_from([CLASS_NONE, CLASS_ANY, 4096]) | st.integers(0, 65535)))
     ttl = draw(st.integers(0, 2**32 - 1))
     rdata = draw(
-        st.lists(st.binary(max_size=60), min_size=1, max_size=4).map(character_strings)
-        | st.binary(max_size=40)
+        st.lists(st.binary(max_size=60), min_size=1, max_size=4).map(character_strings) | st.binary(max_size=40)
     )
     rdlength = draw(usually(len(rdata), st.integers(0, 65535)))
     return name + struct.pack(">HHIH", rtype, rclass, ttl, rdlength) + rdata
@@ -453,7 +465,9 @@ def resource_records(draw: st.DrawFn) -> bytes:
 @st.composite
 def dns_messages(draw: st.DrawFn) -> bytes:
     records = draw(st.lists(resource_records(), max_size=4))
-    flags = draw(usually(0x8000, st.sampled_from([0x0000, 0x8000 | 5 << 11, 0x8000 | 4 << 11, 0x8200]) | st.integers(0, 65535)))
+    flags = draw(
+        usually(0x8000, st.sampled_from([0x0000, 0x8000 | 5 << 11, 0x8000 | 4 << 11, 0x8200]) | st.integers(0, 65535))
+    )
     question = draw(st.sampled_from([b"", OUR_NAME + b"\x00\x10\x00\x01"]))
     right_counts = (1 if question else 0, len(records), 0, 0)
     counts = draw(usually(right_counts, st.tuples(*[st.integers(0, 4)] * 4)))
@@ -551,7 +565,18 @@ def test_signed_packet_round_trip(identity: Identity, seq: int, message: bytes) 
 
 # --- Record.from_json ----------------------------------------------------------------------------
 
-RECORD_KEYS = ["blob", "burn", "created_at", "hostname", "pin_salt", "project", "pubkey", "recipient", "signature", "ttl"]
+RECORD_KEYS = [
+    "blob",
+    "burn",
+    "created_at",
+    "hostname",
+    "pin_salt",
+    "project",
+    "pubkey",
+    "recipient",
+    "signature",
+    "ttl",
+]
 
 
 @st.composite
@@ -725,7 +750,9 @@ def test_payload_mutated(data: bytes) -> None:
 
 
 @QUICK
-@given(session_ids, st.text(max_size=30), st.just("") | st.text(max_size=30).map(lambda path: "/" + path.replace("\0", "")))
+@given(
+    session_ids, st.text(max_size=30), st.just("") | st.text(max_size=30).map(lambda path: "/" + path.replace("\0", ""))
+)
 def test_payload_plaintext_round_trip(session_id: str, hostname: str, project: str) -> None:
     original = Payload(session_id, hostname, project)
     assert Payload.from_plaintext(original.to_plaintext()) == original
@@ -758,7 +785,11 @@ def test_payload_seal_open_round_trip(identity: Identity, session_id: str, hostn
 
 
 @QUICK
-@given(st.binary(max_size=400) | st.binary(max_size=300).map(lambda b: b"age-encryption.org/v1\n" + b) | mutated(VALID_BLOB))
+@given(
+    st.binary(max_size=400)
+    | st.binary(max_size=300).map(lambda b: b"age-encryption.org/v1\n" + b)
+    | mutated(VALID_BLOB)
+)
 def test_open_payload_hostile_blob(blob: bytes) -> None:
     opened = refused_or(lambda: payload.open_payload(blob, PUBLISHER.age_identity()))
     # age authenticates: whatever opens is what was sealed.
@@ -789,7 +820,10 @@ bencodable = st.recursive(
 )
 REPLY_KEYS = [b"id", b"token", b"nodes", b"k", b"seq", b"sig", b"v"]
 # Integers no bencoder here writes: beyond 64 bits, and negative.
-ODD_SEQS = [VALID_GET_REPLY.replace(b"3:seqi1700000000000000e", b"3:seqi" + digits + b"e") for digits in (b"9" * 40, b"-1", b"-" + b"9" * 30)]
+ODD_SEQS = [
+    VALID_GET_REPLY.replace(b"3:seqi1700000000000000e", b"3:seqi" + digits + b"e")
+    for digits in (b"9" * 40, b"-1", b"-" + b"9" * 30)
+]
 
 
 def check_reply(datagram: bytes) -> krpc.Reply | None:

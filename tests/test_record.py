@@ -85,7 +85,14 @@ def test_full_record_json_has_every_key_alphabetically() -> None:
     doc = document(record)
     assert list(doc) == sorted(doc)
     assert list(doc) == [
-        "blob", "burn", "created_at", "pin_salt", "pubkey", "recipient", "signature", "ttl",
+        "blob",
+        "burn",
+        "created_at",
+        "pin_salt",
+        "pubkey",
+        "recipient",
+        "signature",
+        "ttl",
     ]
     assert doc["burn"] is True
     assert doc["pin_salt"] == base64.b64encode(SALT).decode()
@@ -146,7 +153,9 @@ def test_escaping_matches_serde_json() -> None:
     project = '"\\/\b\f\n\r\t\x00\x01\x1f\x7f\u2028\u2029\u00e9\U0001f600'
     record = dataclasses.replace(vector_record(), project=project, hostname="h\u00f6st\x0b").sign(SEED_42)
     expected_hostname = '"hostname":"h\u00f6st\\u000b",'.encode()
-    expected_project = '"project":"\\"\\\\/\\b\\f\\n\\r\\t\\u0000\\u0001\\u001f\x7f\u2028\u2029\u00e9\U0001f600"'.encode()
+    expected_project = (
+        '"project":"\\"\\\\/\\b\\f\\n\\r\\t\\u0000\\u0001\\u001f\x7f\u2028\u2029\u00e9\U0001f600"'.encode()
+    )
     assert expected_hostname + expected_project in record.to_json()
     assert expected_hostname + b'"pin_salt":null,' + expected_project in record.signable()
     parsed = Record.from_json(record.to_json())
@@ -356,9 +365,14 @@ def test_arbitrary_bytes_raise_only_cclink_errors(data: bytes) -> None:
         pass
 
 
-_values = st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.text(
-    max_size=20
-) | st.sampled_from(["dGVzdGJsb2I=", VECTOR_SIGNATURE, base64.b64encode(SALT).decode(), Z32_42, "pk:" + Z32_99])
+_values = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()
+    | st.text(max_size=20)
+    | st.sampled_from(["dGVzdGJsb2I=", VECTOR_SIGNATURE, base64.b64encode(SALT).decode(), Z32_42, "pk:" + Z32_99])
+)
 
 
 @settings(max_examples=400, deadline=None)

@@ -68,11 +68,18 @@ def published() -> Published:
     body = Payload("0a1b2c3d-4e5f-6789-abcd-ef0123456789", "laptop", "/home/me/work")
     blob = payload.seal(body, PK.age_recipient())
     signed = new_record(
-        PUBLISHER, blob, ttl=3600, now=1_700_000_000, burn=True, pin_salt=bytes(range(32)),
+        PUBLISHER,
+        blob,
+        ttl=3600,
+        now=1_700_000_000,
+        burn=True,
+        pin_salt=bytes(range(32)),
         recipient=SHARED_WITH.public_key,
     )
     # The Rust tool may fill these (Python writes them empty); escapes and non-ASCII included.
-    signed = Record(**{**signed.__dict__, "hostname": 'lapt\u00f6p "q"\\', "project": "/home/me/w\u00f6rk"}).sign(PUBLISHER)
+    signed = Record(**{**signed.__dict__, "hostname": 'lapt\u00f6p "q"\\', "project": "/home/me/w\u00f6rk"}).sign(
+        PUBLISHER
+    )
     record_json = signed.to_json()
     message = record_message(PK, record_json)
     return Published(signed, record_json, message, SignedPacket.create(PUBLISHER, SEQ, message), body, blob)
@@ -140,7 +147,9 @@ def test_pickup_mirrors_rendezvous(published: Published) -> None:
     cases = [(item.seq, item.signature, item.message)]
     cases += [(item.seq ^ 1, item.signature, item.message)]
     cases += [(item.seq, flipped(item.signature, 5, 1), item.message)]
-    cases += [(item.seq, item.signature, flipped(item.message, index, 0x20)) for index in range(0, len(item.message), 37)]
+    cases += [
+        (item.seq, item.signature, flipped(item.message, index, 0x20)) for index in range(0, len(item.message), 37)
+    ]
     # Packets whose outer signature is valid, so the later checks decide: a revocation,
     # a record signed by another key, a damaged record.
     json_index = item.message.index(published.record_json[:32]) + 40
@@ -171,7 +180,8 @@ def test_every_flip_of_the_relay_payload_is_refused(published: Published) -> Non
     data = published.packet.relay_payload()
     assert len(data) == SIGNATURE_SIZE + SEQ_SIZE + len(published.message)
     accepted = [
-        (index, mask) for index, mask, tampered in every_flip(data)
+        (index, mask)
+        for index, mask, tampered in every_flip(data)
         if outcome(lambda: pickup_relay_payload(PK, tampered)) is not BadSignature
     ]
     assert accepted == []
@@ -265,8 +275,14 @@ def test_semantic_changes_to_the_record_are_refused(published: Published) -> Non
     original = published.record
     other_blob = payload.seal(Payload("ffffffff-0000"), PK.age_recipient())
     changes: dict[str, object] = {
-        "blob": other_blob, "burn": False, "created_at": original.created_at + 1, "ttl": original.ttl * 10,
-        "hostname": "", "project": "/etc", "pin_salt": None, "recipient": None,
+        "blob": other_blob,
+        "burn": False,
+        "created_at": original.created_at + 1,
+        "ttl": original.ttl * 10,
+        "hostname": "",
+        "project": "/etc",
+        "pin_salt": None,
+        "recipient": None,
         "pubkey": SHARED_WITH.public_key.z32,
     }
     for field, value in changes.items():
@@ -277,7 +293,7 @@ def test_semantic_changes_to_the_record_are_refused(published: Published) -> Non
 
 def wrapper_flip_is_expected_harmless(message: bytes, index: int, mask: int) -> bool:
     """Flips WIRE.md lets readers ignore: id and flags, the answer's TTL, letter case in the name."""
-    header_id_and_flags = range(0, 4)
+    header_id_and_flags = range(4)
     name = range(12, message.index(b"\x00", 12))
     ttl = range(name.stop + 5, name.stop + 9)  # after the root label, type and class
     in_letter = chr(message[index]).isalpha() and mask == 0x20
