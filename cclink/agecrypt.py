@@ -6,15 +6,16 @@ from typing import BinaryIO
 
 import bech32
 import pyrage
+from pyrage.x25519 import Identity, Recipient
 
 from cclink.errors import CannotDecrypt
 
-Identity = pyrage.x25519.Identity
-Recipient = pyrage.x25519.Recipient
-
 
 def _bech32(hrp: str, key: bytes) -> str:
-    return bech32.bech32_encode(hrp, bech32.convertbits(key, 8, 5))
+    words = bech32.convertbits(key, 8, 5)
+    # convertbits answers None only for a value outside 0..255 (or bad padding with pad=False); bytes are never that.
+    assert words is not None
+    return bech32.bech32_encode(hrp, words)
 
 
 def recipient_from_public(x25519_public: bytes) -> Recipient:
@@ -65,7 +66,10 @@ _MAC_LINE = b"\n--- "
 
 
 def header_size(start: bytes) -> int | None:
-    """The size of the age v1 header that start begins with; None when start is no age file or its header runs past MAX_HEADER_SIZE."""
+    """The size of the age v1 header that start begins with.
+
+    None when start is no age file or its header runs past MAX_HEADER_SIZE.
+    """
     start = start[:MAX_HEADER_SIZE]
     if not start.startswith(MAGIC):
         return None
@@ -75,7 +79,10 @@ def header_size(start: bytes) -> int | None:
 
 
 def has_small_header(source: BinaryIO) -> bool:
-    """Whether the seekable source, from where it is, holds an age v1 file whose header is within MAX_HEADER_SIZE; source is left where it was."""
+    """Whether the seekable source, from where it is, holds an age v1 file whose header is within MAX_HEADER_SIZE.
+
+    source is left where it was.
+    """
     at = source.tell()
     try:
         return header_size(source.read(MAX_HEADER_SIZE)) is not None

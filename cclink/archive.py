@@ -1,4 +1,4 @@
-"""A Claude Code session as one compressed archive, and back (for `--carry`).
+"""A Claude Code session as one compressed archive, and back (for `--carry`; docs/wire.md §9).
 
 The archive is a zstd-compressed tar stream holding `<id>.jsonl` and, when
 Claude Code made one, the directory `<id>/` beside it (sub-agent transcripts,
@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import IO, BinaryIO, cast
 
 import zstandard
 
@@ -54,7 +54,8 @@ def pack(session_file: Path, out: BinaryIO) -> int:
     with compressor.stream_writer(out, closefd=False) as compressed:
         # Not tarfile's stream mode ("w|"): it re-buffers every write in small
         # blocks, which cost 0.1 s of CPU per 200 MB; "w" writes straight through.
-        with tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK) as tar:
+        # TarFile itself, which is all tarfile.open does for "w" (its type stubs leave out copybufsize).
+        with tarfile.TarFile(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK) as tar:
             for path, name in _members(session_file, session_id):
                 packed += _add(tar, path, name)
     return packed
@@ -137,7 +138,7 @@ def unpack(
     source: BinaryIO,
     session_id: str,
     staging: Path,
-    rewrite: Callable[[BinaryIO, BinaryIO], None],
+    rewrite: Callable[[IO[bytes], BinaryIO], None],
     *,
     limit: int,
     max_members: int = MAX_MEMBERS,
@@ -161,7 +162,8 @@ def unpack(
             # several times; tarfile only ever seeks this reader forwards.
             with tarfile.open(fileobj=ahead, mode="r:", tarinfo=_checked_tarinfo(budget)) as tar:
                 while (member := tar.next()) is not None:
-                    tar.members.clear()  # tarfile keeps every member it read, however many come
+                    # tarfile keeps every member it read, however many come.
+                    tar.members.clear()  # type: ignore[attr-defined]  # set in TarFile.__init__; typeshed omits it
                     seen_session |= _unpack_member(tar, member, session_id, staging, rewrite, budget)
     except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError, ValueError) as error:
         if isinstance(error, OSError) and error.errno is not None:
@@ -216,7 +218,7 @@ def _checked_tarinfo(budget: _Budget) -> type[tarfile.TarInfo]:
             else:
                 chained = 0
                 budget.count_member()
-            return super()._proc_member(tar)
+            return super()._proc_member(tar)  # type: ignore[misc]  # private, so typeshed omits it
 
         # tarfile reads a GNU sparse map of any length from the stream.
         def _proc_gnusparse_00(self, *_: object) -> None:
@@ -254,7 +256,7 @@ def _unpack_member(
     member: tarfile.TarInfo,
     session_id: str,
     staging: Path,
-    rewrite: Callable[[BinaryIO, BinaryIO], None],
+    rewrite: Callable[[IO[bytes], BinaryIO], None],
     budget: _Budget,
 ) -> bool:
     """Write one member into staging; whether it was the session file."""
@@ -346,14 +348,14 @@ class _ChargedWriter:
         return self._out.write(data)
 
 
-def _copy(source: BinaryIO, out: BinaryIO) -> None:
+def _copy(source: IO[bytes], out: BinaryIO) -> None:
     shutil.copyfileobj(source, out, CHUNK)
 
 
 # --- rewriting paths in a transcript ------------------------------------------------------
 
 
-def replace_cwd(source: BinaryIO, out: BinaryIO, old: str, new: str, chunk_size: int = CHUNK) -> None:
+def replace_cwd(source: IO[bytes], out: BinaryIO, old: str, new: str, chunk_size: int = CHUNK) -> None:
     """Copy a JSONL transcript, changing `"cwd":"<old>..."` to `"cwd":"<new>..."`.
 
     Only cwd values equal to old or below it (old + "/...") change, and only
@@ -391,7 +393,8 @@ def _undecided_from(data: bytes, pattern: bytes) -> int:
 def _replaced(data: bytes, end: int, pattern: bytes, replacement: bytes) -> bytes | memoryview:
     """data[:end] with every match rewritten, copying as little as it can (200 MB go through here)."""
     view = memoryview(data)
-    pieces, start = [], 0
+    pieces: list[bytes | memoryview] = []
+    start = 0
     while (at := data.find(pattern, start, end)) >= 0:
         follows = data[at + len(pattern) : at + len(pattern) + 1]
         pieces += (view[start:at], replacement if follows in (b'"', b"/") else pattern)

@@ -1,4 +1,4 @@
-"""Carrying the session itself (`--carry`): pack, encrypt and seed it; fetch, check, decrypt and place it.
+"""Carrying the session itself (`--carry`): pack, encrypt, seed; fetch, check, decrypt, place (docs/wire.md §9, §10).
 
 The publisher packs the session into one archive, age-encrypts it to the
 record's recipient and seeds the ciphertext over BitTorrent; the record's
@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import pyrage
 
@@ -100,7 +100,10 @@ class Outgoing:
         return CarryInfo(self.seeder.info_hash, self.seeder.size, self.sha256, hints[: CarryInfo.MAX_HINTS])
 
     def poll(self, wait: float) -> torrent.SeedStatus:
-        """Serve peers for up to `wait` seconds; a peer that looks finished makes the acknowledgement be looked for soon."""
+        """Serve peers for up to `wait` seconds.
+
+        A peer that looks finished makes the acknowledgement be looked for soon.
+        """
         if self._ack_watch is None:
             self._ack_watch = AckWatch(self.info(with_hints=False), self._archive_sha256, self.bootstrap)
         status = self.seeder.poll(wait)
@@ -139,7 +142,7 @@ class _SeederStarting:
     def _start(self, bootstrap: Sequence[torrent.Endpoint]) -> None:
         try:
             self._seeder = torrent.Seeder(bootstrap)
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - not swallowed: result() raises it in the caller's thread
             self._error = error
 
     def result(self) -> torrent.Seeder:
@@ -185,7 +188,7 @@ def _write_encrypted_archive(
     return hashing.digest(), archived[0].digest()
 
 
-def _run_age(run: Callable, source: BinaryIO, out: BinaryIO, keys: list) -> None:
+def _run_age(run: Callable, source: BinaryIO, out: streams.Writer, keys: list) -> None:
     """pyrage's encrypt_io or decrypt_io, but a failure of source or out (a full disk, Ctrl-C) is raised as itself.
 
     pyrage reports any exception of the streams it uses as its own error,
@@ -210,7 +213,10 @@ def _run_age(run: Callable, source: BinaryIO, out: BinaryIO, keys: list) -> None
 
 
 def _ack_identity(archive_sha256: bytes) -> Identity:
-    """The acknowledgement key: its Ed25519 seed is SHA-256 of a label and the decrypted archive's SHA-256 (payload.CarryInfo)."""
+    """The acknowledgement key.
+
+    Its Ed25519 seed is SHA-256 of a label and the decrypted archive's SHA-256 (payload.CarryInfo).
+    """
     return Identity(hashlib.sha256(ACK_KEY_LABEL + archive_sha256).digest())
 
 
@@ -235,7 +241,10 @@ def _ack_verifier(carry: CarryInfo, public_key: PublicKey) -> dhtitems.Verify:
 
 
 def acknowledge(carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[torrent.Endpoint]) -> None:
-    """Tell the publisher that the whole session arrived and decrypted: put the acknowledgement item. NetworkError when no node stored it."""
+    """Tell the publisher that the whole session arrived and decrypted: put the acknowledgement item.
+
+    NetworkError when no node stored it.
+    """
     identity = _ack_identity(archive_sha256)
     dhtitems.put(
         bootstrap,
@@ -279,7 +288,10 @@ class Acknowledging:
 
 
 class AckWatch:
-    """The publisher's look-out for the recipient's acknowledgement, in a thread so that seeding never waits for the DHT."""
+    """The publisher's look-out for the recipient's acknowledgement.
+
+    In a thread, so that seeding never waits for the DHT.
+    """
 
     def __init__(self, carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[torrent.Endpoint]) -> None:
         self.seen = False
@@ -350,12 +362,13 @@ def fetched(
     on_progress: Callable[[Progress], None] = lambda _: None,
     lan: bool = False,
 ) -> Iterator[Path]:
-    """Download the carried ciphertext into the cache and yield its path; with lan, also from the publisher's private address.
+    """Download the carried ciphertext into the cache and yield its path.
 
-    TransferError when no data came for stall_timeout seconds. The
-    connections stay up for the block, so that the publisher learns of the
-    finished download (see torrent.Fetcher.part_ways) while the caller
-    already checks and places the session.
+    With lan, also from the publisher's private address. TransferError when
+    no data came for stall_timeout seconds. The connections stay up for the
+    block, so that the publisher learns of the finished download (see
+    torrent.Fetcher.part_ways) while the caller already checks and places
+    the session.
     """
     check_room_to_fetch(carry)
     directory = incoming_dir(carry.info_hash)
@@ -387,8 +400,8 @@ def check_room_to_fetch(carry: CarryInfo) -> None:
     if carry.size > MAX_UNPACKED:
         # The ciphertext is a little larger than the archive it holds, which unpacks to more still.
         raise NoSpace(
-            f"the carried session is {size} encrypted, more than the {console.format_bytes(MAX_UNPACKED)} cclink accepts; "
-            "nothing was downloaded"
+            f"the carried session is {size} encrypted, "
+            f"more than the {console.format_bytes(MAX_UNPACKED)} cclink accepts; nothing was downloaded"
         )
     directory = incoming_dir(carry.info_hash)
     needed = carry.size - _allocated(directory / torrent.FILE_NAME) + KEEP_FREE
@@ -520,7 +533,7 @@ def _decrypt_and_unpack(
     packed = staging / "session.tar.zst"
     with open(ciphertext, "rb", buffering=archive.CHUNK) as source, _create_private(packed) as out:
         hashing = streams.HashingWriter(out)
-        _decrypt(source, hashing, identity)  # type: ignore[arg-type]  # it only writes
+        _decrypt(source, hashing, identity)
     on_decrypted(hashing.digest())
     try:
         with open(packed, "rb") as source:
@@ -531,7 +544,7 @@ def _decrypt_and_unpack(
         packed.unlink()
 
 
-def _decrypt(source: BinaryIO, out: BinaryIO, identity: agecrypt.Identity) -> None:
+def _decrypt(source: BinaryIO, out: streams.Writer, identity: agecrypt.Identity) -> None:
     # The publisher chose these bytes (they match its signed record), whatever
     # key opens them: a header rage would take hours to parse is theirs to fix.
     if not agecrypt.has_small_header(source):
@@ -558,7 +571,7 @@ def _room_to_unpack(directory: Path, archive_size: int) -> tuple[int, str]:
     )
 
 
-def _cwd_rewriter(old: str, new: str) -> Callable[[BinaryIO, BinaryIO], None]:
+def _cwd_rewriter(old: str, new: str) -> Callable[[IO[bytes], BinaryIO], None]:
     if not old or old == new:
         return lambda source, out: shutil.copyfileobj(source, out, archive.CHUNK)
     return lambda source, out: archive.replace_cwd(source, out, old, new)

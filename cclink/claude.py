@@ -1,4 +1,4 @@
-"""Claude Code's session files, and starting `claude --resume` (WIRE.md section 8)."""
+"""Claude Code's session files, and starting `claude --resume` (docs/wire.md §8)."""
 
 from __future__ import annotations
 
@@ -160,7 +160,7 @@ def _session_files() -> Iterator[tuple[Path, float]]:
 
 def _is_plain_name(session_id: str) -> bool:
     """Whether the id can only name a file directly inside a project folder."""
-    separators = {"/", "\0", os.sep, os.altsep} - {None}
+    separators = {s for s in ("/", "\0", os.sep, os.altsep) if s is not None}
     return session_id not in ("", ".", "..") and not any(s in session_id for s in separators)
 
 

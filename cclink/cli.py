@@ -41,9 +41,7 @@ def publish_command(
     ttl: int = typer.Option(86400, "--ttl", help="Seconds until the handoff expires."),
     burn: bool = typer.Option(False, "--burn", help="Revoke the handoff when it is picked up with your key."),
     pin: bool = typer.Option(False, "--pin", help="Encrypt to a PIN instead of a key (asked for, or CCLINK_PIN)."),
-    share: str | None = typer.Option(
-        None, "--share", metavar="PUBKEY", help="Encrypt to someone else's public key."
-    ),
+    share: str | None = typer.Option(None, "--share", metavar="PUBKEY", help="Encrypt to someone else's public key."),
     carry: bool = typer.Option(
         False, "--carry", help="Send the session itself, peer to peer; stay running until it is fetched."
     ),
@@ -289,7 +287,8 @@ def testnet_command(
     with Testnet(nodes, port) as net:
         console.out(f"CCLINK_BOOTSTRAP={net.bootstrap}", flush=True)
         console.say(
-            f"{nodes} DHT node{'s' if nodes != 1 else ''} on 127.0.0.1; export the line above in other shells. Ctrl-C stops."
+            f"{nodes} DHT node{'s' if nodes != 1 else ''} on 127.0.0.1; "
+            "export the line above in other shells. Ctrl-C stops."
         )
         # Short waits: a signal handler runs only when the main thread wakes.
         while not stop.wait(0.5):
@@ -528,7 +527,10 @@ def _ignore_termination_signals() -> None:
 
 
 def _flush(stream) -> bool:
-    """Write out what stream holds; False when it cannot be (its reader or terminal is gone), and the rest is dropped."""
+    """Write out what stream holds.
+
+    False when it cannot be (its reader or terminal is gone), and the rest is dropped.
+    """
     try:
         stream.flush()
         return True

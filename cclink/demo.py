@@ -60,7 +60,8 @@ def run() -> None:
         publisher.show_until(CARRY_READY)
         desktop_project = desktop.home / "work" / "my-app"
         _step(
-            f"On the desktop: `cclink pickup -y --project-dir {desktop_project}` downloads, checks, decrypts and places it."
+            f"On the desktop: `cclink pickup -y --project-dir {desktop_project}` "
+            "downloads, checks, decrypts and places it."
         )
         desktop.cclink("pickup", "-y", "--project-dir", str(desktop_project), cwd=desktop.home)
         _step("Back on the laptop, cclink saw the download complete and stopped seeding:")
@@ -113,18 +114,20 @@ class _Running:
     """A cclink command running in the background; its output is shown in order."""
 
     def __init__(self, process: subprocess.Popen, args: tuple[str, ...]) -> None:
+        assert process.stdout is not None  # started with stdout=PIPE
         self.process = process
+        self.output = process.stdout
         self.args = args
 
     def show_until(self, marker: str) -> None:
-        for line in self.process.stdout:
+        for line in self.output:
             print(f"    {line.rstrip()}", flush=True)
             if marker in line:
                 return
         self._stopped()
 
     def show_rest(self) -> None:
-        for line in self.process.stdout:
+        for line in self.output:
             print(f"    {line.rstrip()}", flush=True)
         if self.process.wait() != 0:
             self._stopped()

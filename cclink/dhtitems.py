@@ -1,4 +1,4 @@
-"""BEP 44 mutable items on the DHT, got and put with cclink's own KRPC client.
+"""BEP 44 mutable items on the DHT, got and put with cclink's own KRPC client (docs/wire.md §7).
 
 libtorrent's Python binding offers a get and a put that end only once every
 node their lookup asked has answered or, after 15 s, timed out, and a put
@@ -187,7 +187,7 @@ class _Wire:
             pass  # unreachable from here: counts as a lost send
 
     def _receive(self) -> list[_Query]:
-        answered = []
+        answered: list[_Query] = []
         for _ in range(MAX_DATAGRAMS_PER_WAKE):
             try:
                 datagram, sender = self._socket.recvfrom(RECEIVE_SIZE)
@@ -315,8 +315,8 @@ class _Lookup:
         return not self._seeds and not any(node.query is not None and node.unsettled for node in self._nodes.values())
 
     def _by_distance(self) -> list[_Node]:
-        known = [node for node in self._nodes.values() if node.distance is not None]
-        return sorted(known, key=lambda node: node.distance)
+        known = [(node.distance, node) for node in self._nodes.values() if node.distance is not None]
+        return [node for _, node in sorted(known, key=lambda pair: pair[0])]
 
     def _distance(self, node_id: bytes) -> int:
         return int.from_bytes(node_id, "big") ^ int.from_bytes(self._target, "big")
@@ -369,7 +369,10 @@ def _resolve(bootstrap: Sequence[Endpoint]) -> list[Endpoint]:
             found = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
         except (OSError, UnicodeError):
             continue
-        seeds.extend((info[4][0], info[4][1]) for info in found[:1])
+        for *_, sockaddr in found[:1]:
+            address, found_port = sockaddr[0], sockaddr[1]
+            assert isinstance(address, str) and isinstance(found_port, int)  # an AF_INET sockaddr is (address, port)
+            seeds.append((address, found_port))
     if not seeds:
         raise NetworkError(
             "none of the DHT bootstrap nodes could be found; check the network (or CCLINK_BOOTSTRAP) and try again"

@@ -1,4 +1,4 @@
-"""The CCLINKEK envelope: a key file's seed, age-encrypted to a passphrase-derived key (WIRE.md section 3)."""
+"""The CCLINKEK envelope: a key file's seed, age-encrypted to a passphrase-derived key (docs/wire.md §3)."""
 
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ class UnknownSession(SessionError):
 
 
 class WireError(CclinkError):
-    """Bytes from the network (or a file) do not follow WIRE.md."""
+    """Bytes from the network (or a file) do not follow docs/wire.md."""
 
     exit_code = 5
 
@@ -140,7 +140,10 @@ class Expired(NotFound):
 
 
 class Rollback(NotFound):
-    """A genuinely signed item older than one this machine has already seen under its key: replaced, revoked, or replayed."""
+    """A genuinely signed item older than one this machine has already seen under its key.
+
+    It was replaced, revoked, or replayed.
+    """
 
 
 class NetworkError(CclinkError):

@@ -1,4 +1,4 @@
-"""Where cclink keeps its files, and how it writes private ones."""
+"""Where cclink keeps its files (docs/wire.md §11), and how it writes private ones."""
 
 from __future__ import annotations
 
@@ -73,7 +73,10 @@ def write_private(path: Path, data: bytes, *, durable: bool = True) -> None:
 
 
 def create_private(path: Path, buffering: int = -1) -> BinaryIO:
-    """A new file, readable by its owner only (0600), open for writing; FileExistsError if path exists, even as a link."""
+    """A new file, readable by its owner only (0600), open for writing.
+
+    FileExistsError if path exists, even as a link.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), PRIVATE_FILE_MODE)
     return os.fdopen(fd, "wb", buffering=buffering)
 

@@ -31,6 +31,7 @@ from cclink.errors import (
     TransferError,
     UnknownSession,
     UsageError,
+    WireError,
     WrongPin,
 )
 from cclink.keys import Identity, PublicKey
@@ -248,11 +249,12 @@ def serve_carry(
     on_status: Callable[[SeedStatus], None],
     renew_every: float = RENEW_EVERY,
 ) -> CarryResult:
-    """Seed until the recipient acknowledges that it has the whole session; renew the record meanwhile; revoke a burn record then.
+    """Seed until the recipient acknowledges that it has the whole session.
 
-    Only the recipient's acknowledgement ends it (see payload.CarryInfo): a
-    peer that merely says it is finished, or downloads the ciphertext, does
-    not. TransferError when nobody fetched it within timeout seconds;
+    Renews the record meanwhile, and revokes a burn record then. Only the
+    recipient's acknowledgement ends it (see payload.CarryInfo): a peer that
+    merely says it is finished, or downloads the ciphertext, does not.
+    TransferError when nobody fetched it within timeout seconds;
     NotFound when the record was revoked or replaced elsewhere (renewing
     would undo that); Ctrl-C (KeyboardInterrupt) stops seeding and leaves
     the record published.
@@ -302,7 +304,10 @@ def _renewed(rendezvous: Rendezvous, identity: Identity, record: Record, last_se
 
 
 def _newest_item(rendezvous: Rendezvous, publisher: PublicKey) -> krpc.Item | None:
-    """The newest item under publisher, or None when the DHT holds only items older than ours (lost ours, or a replay)."""
+    """The newest item under publisher.
+
+    None when the DHT holds only items older than ours (lost ours, or a replay).
+    """
     try:
         return rendezvous.find_item(publisher)
     except Rollback:
@@ -310,7 +315,10 @@ def _newest_item(rendezvous: Rendezvous, publisher: PublicKey) -> krpc.Item | No
 
 
 def _superseded(newest: krpc.Item | None, last_seq: int, message: bytes) -> bool:
-    """Whether the newest verified item under our key is someone else's word: above our last put, or different at its seq."""
+    """Whether the newest verified item under our key is someone else's word.
+
+    That is: above our last put, or different at its seq.
+    """
     if newest is None or newest.seq < last_seq:
         return False  # the nodes lost ours (or kept an older one): renewing puts it back
     return newest.seq > last_seq or newest.value != message
@@ -358,8 +366,12 @@ def pickup(
     With confirm (the session is to be resumed), everything that can fail
     here is checked before asking, and so before a burn record is revoked.
     """
-    identity = load_identity() if publisher is None or has_identity() else None
-    publisher = publisher or identity.public_key
+    identity: Identity | None
+    if publisher is None:
+        identity = load_identity()
+        publisher = identity.public_key
+    else:
+        identity = load_identity() if has_identity() else None
     with console.spinner(f"Looking up {publisher.fingerprint} on the DHT") as spin:
         resolved = rendezvous.resolve(
             publisher, on_retry=lambda d: spin.update(f"DHT unreachable; retrying in {d:.0f}s")
@@ -386,7 +398,8 @@ def pickup(
             revoked = True
         else:
             notes.append(
-                "This is a burn-after-read handoff, but only its publisher's key can revoke it; it stays until it expires."
+                "This is a burn-after-read handoff, but only its publisher's key can revoke it; "
+                "it stays until it expires."
             )
     return PickupOutcome(publisher, record, body, session, revoked, notes, fetch, decryptor)
 
@@ -492,37 +505,43 @@ def fetch_session(
     local = _local_project(body.project, project_dir, assume_yes)
 
     _agree_to_replace(carry.local_copy(body.session_id, local), body.session_id, assume_yes)
-    with ExitStack() as transfer:
-        with console.spinner(f"Fetching the session ({console.format_bytes(info.size)})") as spin:
-            path = transfer.enter_context(
-                carry.fetched(
-                    info,
-                    rendezvous.bootstrap,
-                    stall_timeout=fetch_timeout,
-                    lan=lan,
-                    on_progress=lambda p: spin.update(
-                        console.transfer_status("Fetching the session", p.done, p.total, p.rate)
-                    ),
+    try:
+        with ExitStack() as transfer:
+            with console.spinner(f"Fetching the session ({console.format_bytes(info.size)})") as spin:
+                path = transfer.enter_context(
+                    carry.fetched(
+                        info,
+                        rendezvous.bootstrap,
+                        stall_timeout=fetch_timeout,
+                        lan=lan,
+                        on_progress=lambda p: spin.update(
+                            console.transfer_status("Fetching the session", p.done, p.total, p.rate)
+                        ),
+                    )
                 )
+            carry.check_integrity(path, info)
+            # The publisher stops seeding (and revokes a burn record) once it sees the
+            # acknowledgement, which needs the decrypted archive; it goes out while the session is unpacked.
+            acknowledging: list[carry.Acknowledging] = []
+            placed = carry.place(
+                path,
+                outcome.decryptor,
+                body.session_id,
+                publisher_project=body.project,
+                local_project=local,
+                on_decrypted=lambda archive_sha256: acknowledging.append(
+                    carry.Acknowledging(info, archive_sha256, rendezvous.bootstrap)
+                ),
             )
-        carry.check_integrity(path, info)
-        # The publisher stops seeding (and revokes a burn record) once it sees the
-        # acknowledgement, which needs the decrypted archive; it goes out while the session is unpacked.
-        acknowledging: list[carry.Acknowledging] = []
-        placed = carry.place(
-            path,
-            outcome.decryptor,
-            body.session_id,
-            publisher_project=body.project,
-            local_project=local,
-            on_decrypted=lambda archive_sha256: acknowledging.append(
-                carry.Acknowledging(info, archive_sha256, rendezvous.bootstrap)
-            ),
-        )
+    except (WireError, CannotDecrypt):
+        # The signed bytes themselves are bad: fetching them again would end the same way.
+        carry.forget_download(info)
+        raise
     carry.forget_download(info)
     if acknowledging and not acknowledging[0].wait():
         console.say(
-            "Note: the publisher could not be told that the session arrived; it offers it until its time runs out or it is stopped."
+            "Note: the publisher could not be told that the session arrived; "
+            "it offers it until its time runs out or it is stopped."
         )
     for backup in placed.backups:
         console.say(f"Note: the previous local copy was kept as {backup}")
@@ -540,12 +559,16 @@ def _agree_to_replace(existing: Path | None, session_id: str, assume_yes: bool) 
     )
     if not console.confirm(question, assume_yes=assume_yes, when_not_interactive=False):
         raise Aborted(
-            f"kept the local copy of session {session_id} at {existing} and downloaded nothing (-y replaces it, keeping a backup)"
+            f"kept the local copy of session {session_id} at {existing} and downloaded nothing "
+            "(-y replaces it, keeping a backup)"
         )
 
 
 def _local_project(publisher_project: str, project_dir: Path | None, assume_yes: bool) -> Path:
-    """Where the session belongs here: --project-dir, else the publisher's path if it exists, else (asked) the current directory."""
+    """Where the session belongs here.
+
+    --project-dir, else the publisher's path if it exists, else (asked) the current directory.
+    """
     if project_dir is not None:
         return _checked_project_dir(project_dir)
     if publisher_project and Path(publisher_project).is_dir():

@@ -1,6 +1,8 @@
-"""Keys derived from PINs and passphrases: Argon2id, then HKDF-SHA256 (WIRE.md section 3)."""
+"""Keys derived from PINs and passphrases: Argon2id, then HKDF-SHA256 (docs/wire.md §3)."""
 
 from __future__ import annotations
+
+from itertools import pairwise
 
 from cclink import agecrypt
 from cclink.errors import WeakSecret
@@ -121,4 +123,4 @@ def check_passphrase(passphrase: str) -> None:
 
 def _is_run(text: str, step: int) -> bool:
     """Each code point is the previous one plus step (the Rust 'sequential pattern')."""
-    return all(ord(b) - ord(a) == step for a, b in zip(text, text[1:]))
+    return all(ord(b) - ord(a) == step for a, b in pairwise(text))

@@ -110,7 +110,8 @@ def _read_private(path: Path) -> bytes:
         mode = stat.S_IMODE(info.st_mode)
         if mode != KEY_FILE_MODE:
             raise KeyFileError(
-                f"{path} has mode {mode:04o} but a key file must be private (0600); fix it with `chmod 600 {shlex.quote(str(path))}`"
+                f"{path} has mode {mode:04o} but a key file must be private (0600); "
+                f"fix it with `chmod 600 {shlex.quote(str(path))}`"
             )
         data = _read_at_most(fd, _MAX_KEY_FILE_SIZE + 1)
         if len(data) > _MAX_KEY_FILE_SIZE:

@@ -1,4 +1,4 @@
-"""KRPC (BEP 5) as bytes: the queries cclink sends to store a BEP 44 mutable item, and the replies it reads.
+"""KRPC (BEP 5) as bytes: the queries cclink sends for BEP 44 mutable items, the replies it reads (docs/wire.md §7).
 
 Bencoding is libtorrent's (`lt.bencode`, `lt.bdecode`). Everything a node
 sends back is untrusted: `parse_reply` turns any datagram into a `Reply` or
@@ -12,10 +12,14 @@ import hashlib
 import ipaddress
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import libtorrent as lt
 
 from cclink.dht import Endpoint
+
+if TYPE_CHECKING:
+    from libtorrent import _Entry as Bencoded  # what lt.bencode takes (a name in libtorrent's stubs only)
 
 ID_SIZE = 20
 SIGNATURE_SIZE = 64
@@ -80,7 +84,7 @@ def find_node_query(transaction: bytes, node_id: bytes, target: bytes) -> bytes:
 
 
 def put_query(transaction: bytes, node_id: bytes, token: bytes, public_key: bytes, item: Item) -> bytes:
-    arguments = {
+    arguments: dict[bytes, Bencoded] = {
         b"id": node_id,
         b"token": token,
         b"k": public_key,
@@ -91,10 +95,11 @@ def put_query(transaction: bytes, node_id: bytes, token: bytes, public_key: byte
     return _query(transaction, b"put", arguments)
 
 
-def _query(transaction: bytes, method: bytes, arguments: dict) -> bytes:
+def _query(transaction: bytes, method: bytes, arguments: dict[bytes, Bencoded]) -> bytes:
     # "ro": a read-only node (BEP 43). A command lives for seconds; in other
     # nodes' routing tables it would soon be a dead entry.
-    return lt.bencode({b"t": transaction, b"y": b"q", b"q": method, b"a": arguments, b"ro": 1})
+    query: dict[bytes, Bencoded] = {b"t": transaction, b"y": b"q", b"q": method, b"a": arguments, b"ro": 1}
+    return lt.bencode(query)
 
 
 def parse_reply(datagram: bytes, public_key: bytes) -> Reply | None:
@@ -103,16 +108,17 @@ def parse_reply(datagram: bytes, public_key: bytes) -> Reply | None:
     An item is read only when it is for public_key and well formed.
     """
     try:
-        message = lt.bdecode(datagram)
+        message = _dictionary(lt.bdecode(datagram))
     except RuntimeError:
         return None
-    if not isinstance(message, dict) or not isinstance(message.get(b"t"), bytes):
+    transaction = message.get(b"t") if message is not None else None
+    if message is None or not isinstance(transaction, bytes):
         return None
-    kind, transaction = message.get(b"y"), message[b"t"]
+    kind = message.get(b"y")
     if kind == b"e":
         return Reply(transaction, error=_error_code(message.get(b"e")))
-    body = message.get(b"r")
-    if kind != b"r" or not isinstance(body, dict):
+    body = _dictionary(message.get(b"r"))
+    if kind != b"r" or body is None:
         return None
     node_id = body.get(b"id")
     token = body.get(b"token")
@@ -123,6 +129,14 @@ def parse_reply(datagram: bytes, public_key: bytes) -> Reply | None:
         nodes=_contacts(body.get(b"nodes")),
         item=_item(body, public_key),
     )
+
+
+def _dictionary(entry: object) -> dict[bytes, object] | None:
+    """entry if it is a bencoded dictionary (lt.bdecode gives every key as bytes), else None.
+
+    Its values are unchecked.
+    """
+    return entry if isinstance(entry, dict) else None
 
 
 def _error_code(error: object) -> int:
@@ -145,7 +159,7 @@ def _contacts(nodes: object) -> tuple[Contact, ...]:
     return tuple(contacts)
 
 
-def _item(body: dict, public_key: bytes) -> Item | None:
+def _item(body: dict[bytes, object], public_key: bytes) -> Item | None:
     seq, signature, value = body.get(b"seq"), body.get(b"sig"), body.get(b"v")
     if body.get(b"k") != public_key or not isinstance(seq, int) or not 0 <= seq < MAX_SEQ:
         return None

@@ -1,4 +1,4 @@
-"""The DNS message holding a record, and the pkarr SignedPacket around it (WIRE.md section 6)."""
+"""The DNS message holding a record, and the pkarr SignedPacket around it (docs/wire.md §6)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def record_from_message(message: bytes, publisher: PublicKey) -> bytes | None:
     """The record JSON in message, or None when it holds no `_cclink` TXT answer."""
     wanted = record_name(publisher)
     for rrset in _parse(message).answer:
-        # Name equality in dnspython ignores case, as WIRE.md asks.
+        # Name equality in dnspython ignores case, as docs/wire.md §6 asks.
         if rrset.rdtype == dns.rdatatype.TXT and rrset.rdclass == dns.rdataclass.IN and rrset.name == wanted:
             return b"".join(rrset[0].strings)
     return None

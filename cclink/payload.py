@@ -1,4 +1,4 @@
-"""The encrypted payload of a handoff: session id, hostname and project (WIRE.md section 4).
+"""The encrypted payload of a handoff: session id, hostname and project (docs/wire.md §4).
 
 A `--carry` handoff adds one key the Rust tool ignores, `c`: where to fetch the
 session itself (see CarryInfo).

@@ -1,4 +1,4 @@
-"""The signed handoff record carried in the `_cclink` TXT record (WIRE.md section 5)."""
+"""The signed handoff record carried in the `_cclink` TXT record (docs/wire.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Handoff records on the DHT: publish, revoke and resolve signed packets.
+"""Handoff records on the DHT: publish, revoke and resolve signed packets (docs/wire.md §6, §7).
 
 Every item a publisher signed verifies forever, so a verified item is not
 enough: one older than the newest this machine has seen under the key (see

@@ -1,4 +1,4 @@
-"""The rollback guard's memory: per publisher key, the highest seq this machine has seen verified.
+"""The rollback guard's memory: per publisher key, the highest seq seen verified (docs/wire.md §11).
 
 Any item a publisher ever signed verifies forever, and DHT nodes drop an
 item about two hours after its last put. Once a revocation (or a newer
@@ -82,7 +82,8 @@ class SeqMemory:
                 current = _read(self.path, self.capacity)
                 updated = _updated(current, public_key, seq, self.capacity)
                 if updated != current:  # OrderedDicts compare their order too
-                    files.write_private(self.path, _encode(updated))
+                    # Not fsynced: a crash loses at most the newest floor, and every command writes here.
+                    files.write_private(self.path, _encode(updated), durable=False)
         except OSError:
             updated = _updated(self._loaded(), public_key, seq, self.capacity)
         self._seqs = updated
@@ -125,7 +126,10 @@ def _read(path: Path, capacity: int) -> OrderedDict[bytes, int]:
     for entry in entries:
         parsed = _entry(entry)
         if parsed is not None:
-            seqs = _updated(seqs, *parsed, capacity)
+            key, seq = parsed
+            seqs[key] = max(seqs.pop(key, NONE_SEEN), seq)  # in place: _updated's copy per entry is quadratic
+    while len(seqs) > capacity:
+        seqs.popitem(last=False)
     return seqs
 
 
@@ -145,7 +149,10 @@ def _entry(entry: object) -> tuple[bytes, int] | None:
 
 
 def _read_bounded(path: Path) -> bytes | None:
-    """The file's bytes if it is a regular file of at most MAX_FILE_SIZE bytes; never blocks on a FIFO or follows a link."""
+    """The file's bytes if it is a regular file of at most MAX_FILE_SIZE bytes.
+
+    Never blocks on a FIFO or follows a link.
+    """
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)

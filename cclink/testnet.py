@@ -76,7 +76,7 @@ class Testnet:
         """
         own = set(self.endpoints)
         swarm = own | {(host, port) for host, port in others}
-        for session, me in zip(self._sessions, self.endpoints):
+        for session, me in zip(self._sessions, self.endpoints, strict=True):
             knock(session, list(swarm - {me}))
         self._wait_until_connected(time.monotonic() + timeout, min(len(swarm) - 1, MET_ENOUGH))
 

@@ -100,9 +100,11 @@ _NOT_GLOBAL = (
 
 
 def _public_peers_only(lan: bool = False) -> lt.ip_filter:
-    """An ip_filter blocking every address no public-DHT peer can have: a lying node's peer list must not aim us at a LAN.
+    """An ip_filter blocking every address no public-DHT peer can have.
 
-    With lan (the user's word that the publisher is on the same network), private-use networks stay open.
+    A lying node's peer list must not aim us at a LAN. With lan (the user's
+    word that the publisher is on the same network), private-use networks
+    stay open.
     """
     ip_filter = lt.ip_filter()
     for first, last in _NOT_GLOBAL:
@@ -141,23 +143,34 @@ class _TorrentSession:
         # The routing table is kept between commands, so the next transfer joins the DHT faster.
         self.state_file = dht.state_file_for(self.bootstrap)
         self.on_this_machine = dht.is_loopback(self.bootstrap)
-        self.session = lt.session(
+        self._session: lt.session | None = lt.session(
             dht.command_session_params(self.bootstrap, self.state_file, peer_wire=True, map_port=map_port)
         )
         self.public = not dht.is_private_swarm(self.bootstrap)
         if self.public:
             self.session.set_ip_filter(_public_peers_only(lan))
-        self.handle: lt.torrent_handle | None = None
+        self._handle: lt.torrent_handle | None = None
         self._joined = False
         self._announced_at = float("-inf")
         self._knocked_at = float("-inf")
 
+    @property
+    def session(self) -> lt.session:
+        assert self._session is not None, "the torrent session is closed"
+        return self._session
+
+    @property
+    def handle(self) -> lt.torrent_handle:
+        """The torrent's handle, once added (a Seeder's in seed())."""
+        assert self._handle is not None, "no torrent added yet, or the session is closed"
+        return self._handle
+
     def close(self) -> None:
-        if self.session is None:
+        if self._session is None:
             return
-        dht.save_state(self.session, self.state_file)
-        self.handle = None
-        self.session = None  # dropping the last reference shuts libtorrent down
+        dht.save_state(self._session, self.state_file)
+        self._handle = None
+        self._session = None  # dropping the last reference shuts libtorrent down
 
     def _add(self, params: lt.add_torrent_params) -> lt.torrent_handle:
         # On one machine every command shares COMMAND_ADDRESS, which the DHT
@@ -167,11 +180,14 @@ class _TorrentSession:
             params.flags &= ~lt.torrent_flags.apply_ip_filter
         params.flags &= ~lt.torrent_flags.auto_managed
         params.flags &= ~lt.torrent_flags.paused
-        self.handle = self.session.add_torrent(params)
-        return self.handle
+        self._handle = self.session.add_torrent(params)
+        return self._handle
 
     def _pump(self, wait: float, announce_every: float) -> list[lt.alert]:
-        """Wait up to `wait` seconds for alerts; announce on the DHT once it is joined, then every announce_every seconds."""
+        """Wait up to `wait` seconds for alerts.
+
+        Announces on the DHT once it is joined, then every announce_every seconds.
+        """
         if not self._joined:
             # Only until joined: the stats alert ends the wait below at once, and
             # posting it on every call turned the transfer loops into busy loops.
@@ -335,7 +351,9 @@ class Fetcher(_TorrentSession):
 
     def _check_metadata(self) -> None:
         """The torrent must be the one file the record promised; give it our own name."""
-        files = self.handle.torrent_file().files()
+        info = self.handle.torrent_file()
+        assert info is not None  # only called once the status has_metadata, and metadata is never dropped
+        files = info.files()
         if files.num_files() != 1 or files.file_size(0) != self.size:
             raise TransferError("the carried data offered for this handoff does not match its record")
         if files.file_path(0) != FILE_NAME:

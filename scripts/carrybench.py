@@ -216,7 +216,7 @@ def ratio(carry: list[float], tcp: list[float]) -> str:
 
 def floor_line(size_mb: int, floors: list[tuple[float, float, float]], tcp: list[float]) -> str:
     copy = statistics.median(tcp)
-    parts = [statistics.median(values) for values in zip(*floors)]
+    parts = [statistics.median(values) for values in zip(*floors, strict=True)]
     return f"{size_mb:>5} MB  " + "".join(f"{f'{part:.2f} s ({part / copy:.1f}x)':<21}" for part in parts)
 
 
@@ -253,7 +253,8 @@ def run(sizes_mb: list[int], runs: int) -> list[str]:
             f"{'':8}  {'until the copy is in its file (page cache)':<54}  {'until it is on disk too (fsync)':<54}"
         )
         lines.append(
-            f"{'size':>8}  {'carry':<21}{'tcp copy':<21}{'ratio':>6}      {'carry':<21}{'tcp copy':<21}{'ratio':>6}      max RSS publisher / picker"
+            f"{'size':>8}  {'carry':<21}{'tcp copy':<21}{'ratio':>6}      "
+            f"{'carry':<21}{'tcp copy':<21}{'ratio':>6}      max RSS publisher / picker"
         )
         warm_up(laptop, desktop, root)
         for size_mb in sizes_mb:
@@ -296,7 +297,10 @@ FLOOR_NOTES = [
 
 CARRY_NOTES = [
     "  Max RSS is GNU time's, file-backed pages included (libtorrent maps the file it seeds or fetches). The",
-    "    publisher's grows with size only until zstd's multi-threaded buffers reach their cap (93 / 66 MiB at 600 MB, 2026-11-23).",
+    (
+        "    publisher's grows with size only until zstd's multi-threaded buffers reach their cap "
+        "(93 / 66 MiB at 600 MB, 2026-11-23)."
+    ),
 ]
 
 

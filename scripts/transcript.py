@@ -12,7 +12,10 @@ import random
 import uuid
 from pathlib import Path
 
-WORDS = ["the", "a", "function", "test", "error", "file", "return", "value", "import", "class", "def", "self", "config", "build", "run", "pytest", "assert"]
+WORDS = [
+    "the", "a", "function", "test", "error", "file", "return", "value", "import",
+    "class", "def", "self", "config", "build", "run", "pytest", "assert",
+]  # fmt: skip
 
 
 def write_transcript(path: Path, project: str, session_id: str, size: int) -> None:

@@ -133,7 +133,9 @@ from cclink.errors import CclinkError
 
 identity = pyrage.x25519.Identity.from_str(Path(sys.argv[2]).read_text())
 try:
-    carry.place(Path(sys.argv[1]), identity, sys.argv[3], publisher_project="/home/a/app", local_project=Path.home() / "app")
+    carry.place(
+        Path(sys.argv[1]), identity, sys.argv[3], publisher_project="/home/a/app", local_project=Path.home() / "app"
+    )
     outcome = "placed"
 except CclinkError as error:
     outcome = f"{type(error).__name__} {error.exit_code}"

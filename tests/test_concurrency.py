@@ -24,6 +24,8 @@ from cclink import keyfile
 from cclink.keys import Identity
 from cclink.testnet import Testnet
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 PUBLISHERS = 50
 # Every publish (or pickup) of the batch must be done by then; they run side by side.
 BATCH_DEADLINE = 240.0
@@ -31,7 +33,10 @@ BATCH_DEADLINE = 240.0
 
 @pytest.fixture(scope="module")
 def own_swarm():
-    """A swarm of this module's own: fifty publishers at once load its nodes, which the swarm the other tests share need not see."""
+    """A swarm of this module's own: fifty publishers at once load its nodes.
+
+    The swarm the other tests share need not see that load.
+    """
     with Testnet(SWARM_NODES) as net:
         yield net
 
@@ -98,14 +103,14 @@ def test_fifty_simultaneous_publishers_each_pick_up_their_own_record(machines) -
     publishers = [new_publisher(machines, index) for index in range(PUBLISHERS)]
 
     published = run_side_by_side([(p.machine, ["publish", "--json"], p.project) for p in publishers])
-    for publisher, result in zip(publishers, published):
+    for publisher, result in zip(publishers, published, strict=True):
         assert result.returncode == 0, describe(result)
         outcome = json.loads(result.stdout)
         assert (outcome["publisher"], outcome["session_id"]) == (publisher.public_key, publisher.session_id)
         assert outcome["nodes"] >= 1
 
     picked = run_side_by_side([(p.machine, ["pickup", "--json"], p.machine.home) for p in publishers])
-    for publisher, result in zip(publishers, picked):
+    for publisher, result in zip(publishers, picked, strict=True):
         assert result.returncode == 0, describe(result)
         handoff = json.loads(result.stdout)
         assert handoff["publisher"] == publisher.public_key

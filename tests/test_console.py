@@ -295,7 +295,7 @@ def test_confirm_not_interactive_gives_the_default(
     ],
 )
 def test_confirm_asks_on_the_terminal(typed: bytes, expected: bool) -> None:
-    result, output = interactive(
+    result, _ = interactive(
         "report(console.confirm('Resume session x?', assume_yes=False, when_not_interactive=True))",
         [("Resume session x? [y/N] ", typed)],
     )
@@ -419,7 +419,7 @@ def _modules_drawn(text: str) -> list[list[bool]]:
             grid.pop(0)
         while grid and uniform(grid[-1]):
             grid.pop()
-        grid = [list(column) for column in zip(*grid)]
+        grid = [list(column) for column in zip(*grid, strict=True)]
     return grid
 
 

@@ -49,6 +49,8 @@ from cclink.record import Record, new_record
 from cclink.rendezvous import Rendezvous
 from cclink.testnet import HOST
 
+pytestmark = pytest.mark.e2e
+
 # Exit codes are part of the interface (cclink/errors.py), so they are spelled out.
 USAGE = 2
 KEY_FILE = 3
@@ -75,7 +77,10 @@ def _text(output: str | bytes) -> str:
 
 
 def describe(result: subprocess.CompletedProcess) -> str:
-    return f"{result.args}\nexit {result.returncode}\n--- stdout\n{_text(result.stdout)}\n--- stderr\n{_text(result.stderr)}"
+    return (
+        f"{result.args}\nexit {result.returncode}\n"
+        f"--- stdout\n{_text(result.stdout)}\n--- stderr\n{_text(result.stderr)}"
+    )
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess, code: int, *fragments: str) -> str:
@@ -137,7 +142,7 @@ def temp_files(home: Path) -> list[Path]:
 
 
 def give_key(machine: Machine, identity: Identity) -> None:
-    """Store identity as the machine's unencrypted key file (WIRE.md section 1), without running cclink."""
+    """Store identity as the machine's unencrypted key file (docs/wire.md §1), without running cclink."""
     plant(machine.key_file, identity.seed.hex().encode("ascii") + b"\n")
 
 
@@ -163,7 +168,7 @@ def sample_envelope() -> bytes:
 
 
 def envelope_with(*, version: int = 1, memory_kib: int = 8, time_cost: int = 1, parallelism: int = 1) -> bytes:
-    """The sample envelope with its header rewritten (WIRE.md section 3), ciphertext kept."""
+    """The sample envelope with its header rewritten (docs/wire.md §3), ciphertext kept."""
     real = sample_envelope()
     salt_and_age = real[envelope.HEADER_SIZE - kdf.SALT_SIZE :]
     return b"CCLINKEK" + bytes([version]) + struct.pack(">III", memory_kib, time_cost, parallelism) + salt_and_age
@@ -567,7 +572,10 @@ def txt(content: bytes) -> Builder:
 
 
 def tampered(*, pin: bool = False, **changes: object) -> Builder:
-    """A valid signed record with fields changed after signing (DELETE removes one; a callable gets the stage and the old value)."""
+    """A valid signed record with fields changed after signing.
+
+    DELETE removes a field; a callable gets the stage and the old value.
+    """
 
     def build(stage: Stage) -> bytes:
         document = stage.document(pin=pin)
@@ -600,12 +608,12 @@ def other_key_cclink_answer(stage: Stage) -> bytes:
 
 
 def split_then_garbage(stage: Stage) -> bytes:
-    strings = pieces(stage.record().to_json()) + [b"garbage"]
+    strings = [*pieces(stage.record().to_json()), b"garbage"]
     return dns_message(txt_answer(stage.name, strings))
 
 
 def garbage_answer_before_valid_one(stage: Stage) -> bytes:
-    """Two `_cclink` TXT answers: WIRE.md says the first one is read."""
+    """Two `_cclink` TXT answers: docs/wire.md §6 says the first one is read."""
     valid = txt_answer(stage.name, pieces(stage.record().to_json()))
     return dns_message(txt_answer(stage.name, [b"not json"]), valid)
 
@@ -772,7 +780,10 @@ def test_crafted_but_valid_record_is_picked_up(swarm, stage: tuple[Stage, Machin
 
 
 def test_signed_record_with_undecryptable_blob(swarm, stage: tuple[Stage, Machine, Machine]) -> None:
-    """Signatures hold but the blob is not age: pickup refuses (6, or 3 without a key); list shows the record without its session."""
+    """Signatures hold but the blob is not age.
+
+    `pickup` refuses (6, or 3 without a key); `list` shows the record without its session.
+    """
     scene, owner, stranger = stage
     record = new_record(scene.identity, b"not an age file", ttl=RECORD_TTL, now=scene.now)
     put_value(swarm, scene.identity, scene.txt(record.to_json()))
@@ -808,7 +819,10 @@ UNSAFE_PAYLOADS = {
 def test_signed_record_with_unsafe_payload_is_refused(
     swarm, stage: tuple[Stage, Machine, Machine], change: dict, fragment: str
 ) -> None:
-    """A validly signed and encrypted payload naming a path or a flag as its session id, or a relative project, is refused."""
+    """A validly signed and encrypted payload with an unsafe session id or project is refused.
+
+    Unsafe: a path or a flag as the session id, or a relative project.
+    """
     scene, owner, _ = stage
     body = {"h": "laptop", "p": str(scene.project), "s": scene.session_id, **change}
     if body["s"].startswith("-"):
@@ -828,7 +842,7 @@ def test_signed_record_with_unsafe_payload_is_refused(
 
 
 def bep44_signable(seq: int, value: bytes) -> bytes:
-    """What a BEP 44 mutable item's signature covers, with an empty salt (WIRE.md section 6)."""
+    """What a BEP 44 mutable item's signature covers, with an empty salt (docs/wire.md §6)."""
     return b"3:seqi%de1:v%d:" % (seq, len(value)) + value
 
 

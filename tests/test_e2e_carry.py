@@ -27,6 +27,8 @@ from cclink.errors import NotFound, TransferError
 from cclink.keys import Identity, PublicKey
 from cclink.payload import CarryInfo, Payload
 
+pytestmark = pytest.mark.e2e
+
 READY = "Offering the session"
 WAIT = 120  # seconds: a guard against hangs, never a measurement
 
@@ -37,7 +39,10 @@ WAIT = 120  # seconds: a guard against hangs, never a measurement
 def realistic_transcript(project: Path, session_id: str, size: int) -> bytes:
     """JSONL shaped like Claude Code's: messages, tool calls with large outputs, a cwd on every line."""
     rng = random.Random(session_id)
-    words = ["the", "a", "function", "test", "error", "file", "return", "value", "import", "class", "def", "self", "config", "build", "run"]
+    words = [
+        "the", "a", "function", "test", "error", "file", "return", "value",
+        "import", "class", "def", "self", "config", "build", "run",
+    ]  # fmt: skip
     lines, total, parent = [], 0, None
     while total < size:
         line_id = str(uuid.UUID(int=rng.getrandbits(128)))
@@ -138,7 +143,10 @@ def short_project(base: Path, name: str = "app") -> Path:
 def session_to_carry(
     machine, base: Path, size: int, *, name: str = "app", with_directory: bool = True
 ) -> tuple[Path, str, Path]:
-    """A project below base whose session holds a realistic transcript of about size bytes: (project, session id, file)."""
+    """A project below base whose session holds a realistic transcript of about size bytes.
+
+    Returns (project, session id, file).
+    """
     project = short_project(base, name)
     session_id = str(uuid.uuid4())
     content = realistic_transcript(project, session_id, size)
@@ -167,7 +175,7 @@ def carried(paired, short_dir):
 
 
 def test_a_carried_session_arrives_byte_identical_and_resumes_in_the_mapped_directory(carried):
-    laptop, desktop, publisher, project, session_id, content = carried
+    _, desktop, publisher, project, session_id, content = carried
     mapped = desktop.project("elsewhere", "big-app")
 
     result = desktop.ok("pickup", "-y", "--project-dir", str(mapped))
@@ -196,7 +204,7 @@ def test_a_carried_session_arrives_byte_identical_and_resumes_in_the_mapped_dire
 
 def test_the_publishers_own_path_is_used_when_it_exists_here(paired, short_dir):
     laptop, desktop = paired
-    project, session_id, _ = session_to_carry(laptop, short_dir, 50_000, name="shared-path", with_directory=False)
+    project, _, _ = session_to_carry(laptop, short_dir, 50_000, name="shared-path", with_directory=False)
     publisher = laptop.spawn("--carry", cwd=project)
     wait_for_line(publisher, READY)
 
@@ -239,7 +247,7 @@ def test_burn_with_share_is_revoked_once_the_recipient_has_the_session(machines,
     laptop, colleague = machines("laptop"), machines("colleague")
     laptop.init()
     colleague_key = colleague.init()
-    project, session_id, _ = session_to_carry(laptop, short_dir, 100_000)
+    project, _, _ = session_to_carry(laptop, short_dir, 100_000)
     publisher = laptop.spawn("--carry", "--burn", "--share", colleague_key, cwd=project)
     wait_for_line(publisher, READY)
 
@@ -277,7 +285,7 @@ def test_a_share_carry_cannot_be_read_by_a_third_key(machines, short_dir):
     laptop.init()
     colleague_key = colleague.init()
     other.init()
-    project, session_id, _ = session_to_carry(laptop, short_dir, 100_000)
+    project, _, _ = session_to_carry(laptop, short_dir, 100_000)
     publisher = laptop.spawn("--carry", "--share", colleague_key, cwd=project)
     try:
         wait_for_line(publisher, READY)
@@ -295,7 +303,7 @@ def test_a_share_carry_cannot_be_read_by_a_third_key(machines, short_dir):
 
 @pytest.mark.parametrize("consent", ["-y", "typed"])
 def test_a_differing_local_copy_is_replaced_with_consent_and_kept_as_a_backup(carried, consent):
-    laptop, desktop, publisher, project, session_id, content = carried
+    _, desktop, publisher, _, session_id, _ = carried
     mapped = desktop.project("app")
     mine = write_session(desktop, mapped, b'{"cwd":"x","mine":true}\n', session_id, with_directory=False)
 
@@ -314,7 +322,7 @@ def test_a_differing_local_copy_is_replaced_with_consent_and_kept_as_a_backup(ca
 
 @pytest.mark.parametrize("refusal", ["no terminal", "typed no"])
 def test_a_local_copy_is_never_replaced_without_consent_and_nothing_is_downloaded(carried, refusal):
-    laptop, desktop, publisher, project, session_id, content = carried
+    _, desktop, publisher, _, session_id, _ = carried
     mapped = desktop.project("app")
     mine = write_session(desktop, mapped, b'{"cwd":"x","mine":true}\n', session_id, with_directory=False)
 
@@ -376,7 +384,7 @@ def keep_seeding(outgoing: carry.Outgoing, process: subprocess.Popen) -> None:
 
 def test_data_that_does_not_match_the_signed_sha256_is_refused_and_nothing_is_written(paired, swarm, short_dir):
     laptop, desktop = paired
-    project, session_id, file = session_to_carry(laptop, short_dir, 200_000)
+    project, _, file = session_to_carry(laptop, short_dir, 200_000)
     with publish_carry_record(laptop, swarm.bootstrap, file, project, sha256=bytes(32)) as outgoing:
         picker = desktop.spawn("pickup", "-y", "--project-dir", str(desktop.project("app")))
         keep_seeding(outgoing, picker)
@@ -390,7 +398,7 @@ def test_data_that_does_not_match_the_signed_sha256_is_refused_and_nothing_is_wr
 
 def test_data_encrypted_to_another_key_than_the_record_is_refused_and_nothing_is_written(paired, swarm, short_dir):
     laptop, desktop = paired
-    project, session_id, file = session_to_carry(laptop, short_dir, 200_000)
+    project, _, file = session_to_carry(laptop, short_dir, 200_000)
     stranger = Identity(os.urandom(32))
     with publish_carry_record(laptop, swarm.bootstrap, file, project, data_for=stranger) as outgoing:
         picker = desktop.spawn("pickup", "-y", "--project-dir", str(desktop.project("app")))
@@ -481,7 +489,7 @@ def test_a_seeding_publisher_puts_its_record_again_so_that_dht_nodes_keep_it(pai
 
 def test_a_publisher_that_is_gone_gives_a_clear_error_after_the_fetch_timeout(paired, swarm, short_dir):
     laptop, desktop = paired
-    project, session_id, file = session_to_carry(laptop, short_dir, 50_000)
+    project, _, file = session_to_carry(laptop, short_dir, 50_000)
     publish_carry_record(laptop, swarm.bootstrap, file, project).close()  # record published, seeder gone
 
     result = desktop.run("pickup", "-y", "--fetch-timeout", "3", "--project-dir", str(desktop.project("app")))
@@ -548,7 +556,7 @@ def small_disk(path: Path, size: int) -> Iterator[None]:
 
 def test_a_session_that_would_fill_the_disk_is_refused_and_nothing_is_written(paired, short_dir):
     laptop, desktop = paired
-    project, session_id, _ = session_to_carry(laptop, short_dir, 4 << 20)
+    project, _, _ = session_to_carry(laptop, short_dir, 4 << 20)
     publisher = laptop.spawn("--carry", cwd=project)
     try:
         wait_for_line(publisher, READY)
@@ -596,7 +604,10 @@ def published_json(publisher: subprocess.Popen) -> dict:
 
 
 def claim_the_whole_file(endpoint: tuple[str, int], info_hash: bytes, size: int) -> None:
-    """A stranger's BitTorrent handshake and a bitfield saying it has every piece; returns once the seeder closed the connection."""
+    """A stranger's BitTorrent handshake and a bitfield saying it has every piece.
+
+    Returns once the seeder closed the connection.
+    """
     pieces = -(-size // torrent.PIECE_SIZE)
     bitfield = bytearray(b"\xff" * (-(-pieces // 8)))
     if pieces % 8:
@@ -660,7 +671,6 @@ def test_strangers_that_claim_or_download_the_file_neither_end_the_carry_nor_fir
 def test_renewal_stops_instead_of_undoing_a_revoke_or_a_newer_handoff(paired, swarm, short_dir, monkeypatch, elsewhere):
     laptop, desktop = paired
     dht, outcome = carry_published_in_process(laptop, swarm, short_dir, monkeypatch)
-    session_id = outcome.session_id
     if elsewhere == "revoked":
         desktop.ok("revoke", "-y")
     else:
@@ -790,7 +800,10 @@ def test_with_lan_the_peer_wire_reaches_private_networks_and_nothing_else_new():
 
 
 def test_only_whoever_decrypted_the_archive_can_acknowledge_it(swarm):
-    """The acknowledgement's key comes from the decrypted archive's SHA-256, and its item must name the carry's info-hash."""
+    """The acknowledgement's key comes from the decrypted archive's SHA-256.
+
+    Its item must also name the carry's info-hash.
+    """
     bootstrap = parse_bootstrap(swarm.bootstrap)
     info = CarryInfo(os.urandom(20), 1000, os.urandom(32))
     archive_sha256, guessed = os.urandom(32), os.urandom(32)

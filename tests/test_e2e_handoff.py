@@ -30,6 +30,8 @@ from cclink.record import new_record
 from cclink.rendezvous import Rendezvous
 from cclink.testnet import HOST
 
+pytestmark = pytest.mark.e2e
+
 PIN = "tulip-harbor-42"
 WRONG_PIN = "maple-harbor-42"
 PASSPHRASE = "correct horse battery"

@@ -25,6 +25,8 @@ from cclink import payload, record, rendezvous, torrent
 from cclink.keys import Identity
 from cclink.payload import CarryInfo, Payload
 
+pytestmark = pytest.mark.e2e
+
 WIRE = 5
 
 
@@ -84,3 +86,5 @@ def test_a_crafted_carried_file_ends_in_one_sentence_and_leaves_nothing(paired, 
     assert desktop.launches() == []
     assert files_under(desktop.home / ".claude") == []
     assert not list((desktop.home / ".claude").rglob(".cclink-incoming-*"))
+    # Fetching the same signed bytes again would end the same way: the download is not kept either.
+    assert files_under(desktop.home / ".cache" / "cclink" / "incoming") == []

@@ -28,6 +28,8 @@ from cclink.record import new_record
 from cclink.rendezvous import Rendezvous
 from cclink.testnet import HOST
 
+pytestmark = pytest.mark.e2e
+
 ESC, BEL = "\x1b", "\x07"
 TITLE = "\x1b]0;pwned\x07"  # sets the terminal window's title
 ERASE = "\x1b[2K"  # erases the line the cursor is on (the resume question's)
@@ -55,7 +57,10 @@ def seed_of(machine: Machine) -> bytes:
 
 
 def publish_crafted(machine: Machine, swarm, body: Payload) -> None:
-    """Put a handoff of body on the swarm, signed and encrypted with machine's own key, as a hostile publisher of that key could."""
+    """Put a handoff of body on the swarm, as a hostile publisher of machine's key could.
+
+    It is signed and encrypted with machine's own key.
+    """
     identity = Identity(seed_of(machine))
     record = new_record(identity, payload.seal(body, identity.public_key.age_recipient()), ttl=3600, now=time.time())
     Rendezvous([(HOST, swarm.port)]).publish(identity, record)

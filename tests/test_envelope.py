@@ -1,4 +1,4 @@
-"""The CCLINKEK key envelope (WIRE.md section 3)."""
+"""The CCLINKEK key envelope (docs/wire.md §3)."""
 
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def test_truncated_header_fails_before_argon2() -> None:
     data = envelope.seal(SEED, PASSPHRASE)  # default, costly parameters
     start = time.monotonic()
     for length in range(envelope.HEADER_SIZE):
-        with pytest.raises(KeyFileError, match="CCLINKEK|truncated"):
+        with pytest.raises(KeyFileError, match=r"CCLINKEK|truncated"):
             envelope.read_header(data[:length])
         with pytest.raises(KeyFileError):
             envelope.open_envelope(data[:length], PASSPHRASE)

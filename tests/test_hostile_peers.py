@@ -27,6 +27,8 @@ from cclink.keys import PublicKey
 from cclink.rendezvous import GET_TIMEOUT, RETRY_FOR
 from cclink.testnet import Testnet
 
+pytestmark = pytest.mark.e2e
+
 HONEST_NODES = 4  # with the hostile node, under K = 8: every lookup visits every node
 COMMAND_IP = "127.0.0.2"  # where cclink commands query from (cclink.dht.COMMAND_ADDRESS)
 # resolve() stops retrying after RETRY_FOR, but an attempt under way may take
@@ -36,7 +38,7 @@ PICKUP_DEADLINE = RETRY_FOR + GET_TIMEOUT + 15
 # Items no honest publisher could have made. A replay of an old, genuine
 # item (STALE) is no forgery, so it has tests of its own below.
 FORGED_ITEMS = [Misbehaviour.FORGED_SIGNATURE, Misbehaviour.HIGHER_SEQ_BAD_SIGNATURE, Misbehaviour.OVERSIZED_VALUE]
-LIES = FORGED_ITEMS + [Misbehaviour.GARBAGE]
+LIES = [*FORGED_ITEMS, Misbehaviour.GARBAGE]
 DAY_IN_MICROSECONDS = 86_400 * 10**6
 MAX_SEQ = 2**63  # libtorrent keeps seq in a signed 64-bit integer
 
@@ -188,7 +190,10 @@ def test_pickup_with_only_lying_nodes_fails_cleanly(
 
 
 def test_pickup_with_a_lone_garbling_bootstrap_node_fails_cleanly(pair: Pair) -> None:
-    """One node as the whole of CCLINK_BOOTSTRAP, answering garbage: the slowest way to fail (timeouts, then retries)."""
+    """One node as the whole of CCLINK_BOOTSTRAP, answering garbage.
+
+    The slowest way to fail (timeouts, then retries).
+    """
     desktop, public_key = pair.desktop, pair.public_key
     publish_session(pair)
     with HostileNode() as lone:
@@ -297,7 +302,10 @@ def test_a_publish_is_not_pushed_up_by_a_seq_it_cannot_verify(pair: Pair, hostil
 # put it back. The `eclipse` nodes play the DHT of that moment: they hold the
 # old record and nothing newer.
 
-ROLLBACK_SENTENCE = "The DHT returned an older handoff from pk:{z32} than this machine has already seen (it was revoked or replaced); it may be a replay."
+ROLLBACK_SENTENCE = (
+    "The DHT returned an older handoff from pk:{z32} than this machine has already seen "
+    "(it was revoked or replaced); it may be a replay."
+)
 NOT_FOUND_EXIT = 7
 
 
@@ -340,7 +348,7 @@ def test_a_record_put_back_after_its_revocation_is_gone_is_refused_where_the_rev
 def test_revoke_puts_a_new_revocation_over_a_record_put_back(
     pair: Pair, hostile_swarm: HostileSwarm, eclipse: HostileNode
 ) -> None:
-    """Where the publisher finds its record put back, `revoke` withdraws it again, for machines that never saw the revocation."""
+    """`revoke` withdraws again a record its publisher finds put back, for machines that never saw the revocation."""
     laptop, public_key = pair.laptop, pair.public_key
     publish_session(pair)
     laptop.ok("revoke", "-y")

@@ -12,6 +12,8 @@ import pytest
 
 import cclink
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 CHECKOUT = Path(__file__).resolve().parent.parent
 INSTALL_TIMEOUT = 900  # a guard: pip may download every dependency on a new machine
 

@@ -1,4 +1,4 @@
-"""Argon2id + HKDF derivation and the PIN / passphrase rules (WIRE.md section 3)."""
+"""Argon2id + HKDF derivation and the PIN / passphrase rules (docs/wire.md §3)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from argon2.low_level import Type, hash_secret_raw
 from cclink import agecrypt, kdf
 from cclink.errors import CannotDecrypt, WeakSecret
 
-# --- WIRE.md vector: PIN "validpin", salt = the 32 ASCII bytes below ----------------
+# --- docs/wire.md §12 vector: PIN "validpin", salt = the 32 ASCII bytes below ----------------
 WIRE_PIN = "validpin"
 WIRE_SALT = b"0123456789abcdef0123456789abcdef"
 WIRE_ARGON2 = "c83ea6dba9dfb6294cb945e6ada4fb1bbdccf4daccd542aadc1c4ffd4df21de4"

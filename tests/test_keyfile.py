@@ -1,4 +1,4 @@
-"""The key file (WIRE.md section 1) and private file writing."""
+"""The key file (docs/wire.md §1) and private file writing."""
 
 from __future__ import annotations
 

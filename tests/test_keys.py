@@ -1,4 +1,4 @@
-"""Identities, public keys, z-base-32 and age (WIRE.md sections 1 and 2, and their vectors)."""
+"""Identities, public keys, z-base-32 and age (docs/wire.md §1, §2 and §12)."""
 
 from __future__ import annotations
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.e2e, pytest.mark.netlab]
+
 NETLAB = Path(__file__).resolve().parent.parent / "scripts" / "netlab"
 CANNOT_RUN = 77
 INTERRUPTED = 130
@@ -196,3 +198,13 @@ def test_refuses_clearly_when_not_root() -> None:
     )
     assert result.returncode == CANNOT_RUN, result.stderr
     assert "cannot build the lab here: not root" in result.stderr
+
+
+@pytest.mark.parametrize("script", ["netlab", "bench"])
+def test_the_scripts_run_as_commands_from_anywhere(script: str, tmp_path: Path) -> None:
+    """Run by their own first lines (netlab's is shell and Python at once; a formatter once broke it)."""
+    result = subprocess.run(
+        [str(NETLAB.parent / script), "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage" in result.stdout.lower()

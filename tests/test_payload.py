@@ -208,7 +208,7 @@ def test_a_payload_without_carry_details_has_none():
 def test_malformed_carry_details_are_a_payload_error(value):
     body = Payload("abc", extra={"c": value})
     with pytest.raises(MalformedPayload):
-        body.carry
+        _ = body.carry
 
 
 # --- the acknowledgement costs the record nothing --------------------------------------------------

@@ -376,7 +376,7 @@ _values = (
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.dictionaries(st.sampled_from(list(document(full_record())) + ["hostname", "project", "x"]), _values))
+@given(st.dictionaries(st.sampled_from([*document(full_record()), "hostname", "project", "x"]), _values))
 def test_arbitrary_field_values_raise_only_cclink_errors(changes: dict[str, object]) -> None:
     doc = document(full_record())
     doc.update(changes)

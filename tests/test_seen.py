@@ -1,4 +1,7 @@
-"""The rollback guard's memory (cclink.seen) and where it lives (files.state_dir): a real file under a temp directory."""
+"""The rollback guard's memory (cclink.seen) and where it lives (files.state_dir).
+
+The memory is a real file under a temp directory.
+"""
 
 from __future__ import annotations
 
@@ -66,7 +69,9 @@ def test_commands_writing_at_once_keep_what_each_learnt(path: Path) -> None:
     for memory in memories:
         memory.floor(keys[0])  # each has read the file before any of them writes
 
-    threads = [threading.Thread(target=memory.remember, args=(key, SEQ)) for memory, key in zip(memories, keys)]
+    threads = [
+        threading.Thread(target=memory.remember, args=(key, SEQ)) for memory, key in zip(memories, keys, strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

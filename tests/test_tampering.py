@@ -16,7 +16,7 @@ Record.verify). What each region of the published bytes is protected by:
   spelling, and compact JSON has no insignificant byte, so again no flip is
   harmless: each is refused (MalformedRecord or BadSignature).
 - The DNS wrapper around the record, signed again by the publisher: the only
-  harmless regions, as WIRE.md section 6 says readers ignore them: the message
+  harmless regions, as docs/wire.md §6 says readers ignore them: the message
   id and flags, the answer's TTL, and the case of the letters in the name. A flip
   there yields the identical record; anywhere else it is refused.
 - The age blob: age's header MAC and payload AEAD refuse any change with
@@ -100,10 +100,15 @@ def pickup(publisher: PublicKey, seq: int, signature: bytes, value: bytes) -> Re
     return record
 
 
-def outcome(call: Callable[[], Record]) -> Outcome:
-    """The record call() returns, or the class of the CclinkError it raises."""
+def rendezvous_pickup(publisher: PublicKey, seq: int, signature: bytes, value: bytes) -> Record:
+    """The record rendezvous._verified_record itself makes of a DHT item."""
+    return rendezvous._verified_record(publisher, krpc.Item(seq=seq, signature=signature, value=value)).record
+
+
+def outcome(call: Callable[..., Record], *args: object) -> Outcome:
+    """The record call(*args) returns, or the class of the CclinkError it raises."""
     try:
-        return call()
+        return call(*args)
     except CclinkError as error:
         return type(error)
 
@@ -163,10 +168,8 @@ def test_pickup_mirrors_rendezvous(published: Published) -> None:
         cases.append((resigned.seq, resigned.signature, resigned.message))
     seen = set()
     for seq, signature, value in cases:
-        ours = outcome(lambda: pickup(PK, seq, signature, value))
-        theirs = outcome(
-            lambda: rendezvous._verified_record(PK, krpc.Item(seq=seq, signature=signature, value=value)).record
-        )
+        ours = outcome(pickup, PK, seq, signature, value)
+        theirs = outcome(rendezvous_pickup, PK, seq, signature, value)
         assert ours == theirs
         seen.add(ours if isinstance(ours, type) else Record)
     assert seen == {Record, BadSignature, NotFound, MalformedRecord}
@@ -182,7 +185,7 @@ def test_every_flip_of_the_relay_payload_is_refused(published: Published) -> Non
     accepted = [
         (index, mask)
         for index, mask, tampered in every_flip(data)
-        if outcome(lambda: pickup_relay_payload(PK, tampered)) is not BadSignature
+        if outcome(pickup_relay_payload, PK, tampered) is not BadSignature
     ]
     assert accepted == []
 
@@ -196,44 +199,44 @@ def test_every_flip_of_the_bep44_item_is_refused(published: Published, region: s
     for index, mask, tampered in every_flip(fields[region]):
         triple = {**fields, region: tampered}
         seq = int.from_bytes(triple["seq"], "big")
-        result = outcome(lambda: pickup(PK, seq, triple["signature"], triple["value"]))
+        result = outcome(pickup, PK, seq, triple["signature"], triple["value"])
         assert result is BadSignature, (region, index, mask)
 
 
 @pytest.mark.parametrize("seq", [0, SEQ - 1, SEQ + 1, 2**63, 2**64 - 1])
 def test_other_seq_numbers_are_refused(published: Published, seq: int) -> None:
     item = published.packet
-    assert outcome(lambda: pickup(PK, seq, item.signature, item.message)) is BadSignature
+    assert outcome(pickup, PK, seq, item.signature, item.message) is BadSignature
 
 
 def test_every_cut_and_extension_of_the_relay_payload_is_refused(published: Published) -> None:
     data = published.packet.relay_payload()
     for length in range(len(data)):
-        result = outcome(lambda: pickup_relay_payload(PK, data[:length]))
+        result = outcome(pickup_relay_payload, PK, data[:length])
         # Too short for a signature and seq, or a signature over other bytes.
         assert result in (MalformedPacket, BadSignature), length
     for extra in (b"\x00", b"\xc0\x0c", published.message[-20:]):
-        assert outcome(lambda: pickup_relay_payload(PK, data + extra)) is BadSignature
+        assert outcome(pickup_relay_payload, PK, data + extra) is BadSignature
 
 
 def test_every_flip_of_the_packet_public_key_is_refused(published: Published) -> None:
     """The pubkey(32) | relay payload form: another key, or no key at all."""
     data = published.packet.to_bytes()
+
+    def parse_and_check(tampered: bytes) -> Record:
+        signed = SignedPacket.from_bytes(tampered)
+        return pickup(signed.public_key, signed.seq, signed.signature, signed.message)
+
     for index in range(32):
         for mask in [0xFF, *BITS]:
             tampered = flipped(data, index, mask)
-
-            def parse_and_check() -> Record:
-                signed = SignedPacket.from_bytes(tampered)
-                return pickup(signed.public_key, signed.seq, signed.signature, signed.message)
-
-            assert outcome(parse_and_check) in (MalformedPacket, BadSignature), (index, mask)
+            assert outcome(parse_and_check, tampered) in (MalformedPacket, BadSignature), (index, mask)
 
 
 def test_a_packet_signed_by_another_key_is_refused(published: Published) -> None:
     """A valid packet, but by someone else, served under our key."""
     forged = SignedPacket.create(SHARED_WITH, SEQ, published.message)
-    assert outcome(lambda: pickup(PK, forged.seq, forged.signature, forged.message)) is BadSignature
+    assert outcome(pickup, PK, forged.seq, forged.signature, forged.message) is BadSignature
 
 
 # --- inside a packet that verifies ---------------------------------------------------------
@@ -242,7 +245,7 @@ def test_a_packet_signed_by_another_key_is_refused(published: Published) -> None
 def resigned_pickup(message: bytes) -> Outcome:
     """Pickup of message inside a packet with a valid outer signature by the publisher."""
     signed = SignedPacket.create(PUBLISHER, SEQ, message)
-    return outcome(lambda: pickup(PK, signed.seq, signed.signature, signed.message))
+    return outcome(pickup, PK, signed.seq, signed.signature, signed.message)
 
 
 def value_span(record_json: bytes, key: bytes) -> range:
@@ -292,7 +295,7 @@ def test_semantic_changes_to_the_record_are_refused(published: Published) -> Non
 
 
 def wrapper_flip_is_expected_harmless(message: bytes, index: int, mask: int) -> bool:
-    """Flips WIRE.md lets readers ignore: id and flags, the answer's TTL, letter case in the name."""
+    """Flips docs/wire.md §6 lets readers ignore: id and flags, the answer's TTL, letter case in the name."""
     header_id_and_flags = range(4)
     name = range(12, message.index(b"\x00", 12))
     ttl = range(name.stop + 5, name.stop + 9)  # after the root label, type and class
@@ -315,7 +318,7 @@ def test_flips_of_the_dns_wrapper_are_refused_or_harmless(published: Published) 
             else:
                 # Damage, or a name/type/class that no longer is our record.
                 assert result in (MalformedPacket, NotFound), (index, mask)
-    assert harmless  # the ignorable fields exist and are ignored, as WIRE.md asks
+    assert harmless  # the ignorable fields exist and are ignored, as docs/wire.md §6 asks
 
 
 # --- the age blob ----------------------------------------------------------------------------
@@ -324,7 +327,7 @@ def test_flips_of_the_dns_wrapper_are_refused_or_harmless(published: Published) 
 def test_every_flip_of_the_age_blob_fails_to_decrypt(published: Published) -> None:
     blob = published.blob
     identity = PUBLISHER.age_identity()
-    for index, mask, tampered in every_flip(blob):
+    for _, _, tampered in every_flip(blob):
         with pytest.raises(CannotDecrypt):
             payload.open_payload(tampered, identity)
 
