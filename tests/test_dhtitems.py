@@ -21,6 +21,8 @@ from cclink.rendezvous import Rendezvous
 from cclink.seen import SeqMemory
 from cclink.testnet import HOST, Testnet
 
+pytestmark = pytest.mark.e2e  # a real local swarm, and nodes waited for
+
 HONEST_NODES = 4  # with the test node, under K = 8: a put reaches every node
 
 
