@@ -20,7 +20,7 @@ def main() -> None:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
         return
-    from cclink.cli import main as run_cli
+    from cclink.cli.app import main as run_cli
 
     run_cli()
 

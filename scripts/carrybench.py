@@ -44,9 +44,9 @@ import pyrage  # noqa: E402
 import zstandard  # noqa: E402
 from transcript import write_transcript  # noqa: E402 - scripts/, beside this file
 
-from cclink import archive  # noqa: E402
-from cclink.claude import project_dir_name  # noqa: E402
-from cclink.testnet import Testnet  # noqa: E402
+from cclink.dev.testnet import Testnet  # noqa: E402
+from cclink.local.claude import project_dir_name  # noqa: E402
+from cclink.wire import archive  # noqa: E402
 
 READY = "Offering the session"
 
@@ -185,7 +185,8 @@ def measure_floor(session_file: Path) -> tuple[float, float, float]:
     for _ in range(2):
         # os._exit: pickup replaces itself with claude, so no interpreter shutdown is on a carry's path
         subprocess.run(
-            [sys.executable, "-c", "import cclink.cli, cclink.handoff, cclink.carry, os; os._exit(0)"], check=True
+            [sys.executable, "-c", "import cclink.cli.app, cclink.flows.handoff, cclink.flows.carry, os; os._exit(0)"],
+            check=True,
         )
     startups = time.perf_counter() - start
     with open(session_file, "rb") as source, open(os.devnull, "wb") as sink:

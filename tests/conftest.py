@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import terminal
 
-from cclink.testnet import Testnet
+from cclink.dev.testnet import Testnet
 
 SWARM_NODES = 8
 COMMAND_TIMEOUT = 120
@@ -176,7 +176,7 @@ def private_state_dir(tmp_path_factory, monkeypatch):
     state = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     if sys.platform == "darwin":  # where files.state_dir does not read XDG_STATE_HOME
-        from cclink import files
+        from cclink.local import files
 
         monkeypatch.setattr(files, "state_dir", lambda: state / "cclink")
 

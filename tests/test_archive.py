@@ -13,8 +13,8 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cclink import archive
 from cclink.errors import CclinkError, MalformedArchive, NoSpace
+from cclink.wire import archive
 
 SESSION = "0b5f8a52-6a53-4c4e-9a43-2f1f3c0d7e11"
 LIMIT = 1 << 30

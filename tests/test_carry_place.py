@@ -19,8 +19,10 @@ import pytest
 from conftest import require
 from test_archive import HOSTILE, SESSION, SESSION_FILE, pax, raw_archive, raw_header, raw_member
 
-from cclink import agecrypt, carry, claude
 from cclink.errors import MalformedArchive, NoSpace, WireError
+from cclink.flows import carry
+from cclink.local import claude
+from cclink.wire import agecrypt
 
 PUBLISHER_PROJECT = "/home/a/app"
 # The child's whole address space: Python with cclink and its libraries takes about 200 MiB of it.
@@ -128,7 +130,7 @@ CHILD = """
 import resource, sys
 import pyrage
 from pathlib import Path
-from cclink import carry
+from cclink.flows import carry
 from cclink.errors import CclinkError
 
 identity = pyrage.x25519.Identity.from_str(Path(sys.argv[2]).read_text())

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cclink import claude
 from cclink.errors import SessionError
+from cclink.local import claude
 
 NOW = 1_700_000_000.0
 SID = "3f2b9c1e-7a44-4d1b-9e0f-0123456789ab"
@@ -282,7 +282,7 @@ def run_resume(session_id: str, project: str | None, *, path: str, cwd: Path) ->
         f"""
         import sys
         from pathlib import Path
-        from cclink import claude
+        from cclink.local import claude
         from cclink.errors import CclinkError
         print("before exec")
         project = {project!r}

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from conftest import SWARM_NODES, Machine, cclink_command
 
-from cclink import keyfile
-from cclink.keys import Identity
-from cclink.testnet import Testnet
+from cclink.dev.testnet import Testnet
+from cclink.wire import keyfile
+from cclink.wire.keys import Identity
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

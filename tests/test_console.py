@@ -13,7 +13,8 @@ import pytest
 import qrcode
 import terminal
 
-from cclink import console
+from cclink import text
+from cclink.cli import console
 from cclink.errors import Aborted, NoInput, UsageError
 
 VAR = "CCLINK_TEST_SECRET"
@@ -36,7 +37,7 @@ def on_terminal(
 
 PRELUDE = """
 import sys
-from cclink import console
+from cclink.cli import console
 from cclink.errors import CclinkError
 def report(value):
     print("RESULT=" + repr(value))
@@ -60,7 +61,7 @@ def interactive(body: str, exchanges: list[tuple[str, bytes]] = (), **kwargs) ->
 
 
 def test_not_interactive_without_terminals() -> None:
-    code = "from cclink import console; print(console.is_interactive())"
+    code = "from cclink.cli import console; print(console.is_interactive())"
     result = subprocess.run(
         [sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True
     )
@@ -84,7 +85,7 @@ ERASE = "\x1b[2K"  # erases the line the cursor is on
 
 
 @pytest.mark.parametrize(
-    ("text", "shown"),
+    ("unsafe", "shown"),
     [
         (TITLE, "\\x1b]0;pwned\\x07"),
         (ERASE, "\\x1b[2K"),
@@ -99,12 +100,12 @@ ERASE = "\x1b[2K"  # erases the line the cursor is on
         ("\ud800", "\\ud800"),  # a lone surrogate could not even be encoded
     ],
 )
-def test_printable_escapes_what_a_terminal_acts_on(text: str, shown: str) -> None:
-    assert console.printable(text) == shown
+def test_printable_escapes_what_a_terminal_acts_on(unsafe: str, shown: str) -> None:
+    assert text.printable(unsafe) == shown
 
 
 @pytest.mark.parametrize(
-    "text",
+    "ordinary",
     [
         "",
         "laptop",
@@ -115,15 +116,15 @@ def test_printable_escapes_what_a_terminal_acts_on(text: str, shown: str) -> Non
         "\u200b~!@#$%^&*()",
     ],
 )
-def test_printable_leaves_ordinary_text_alone(text: str) -> None:
-    assert console.printable(text) == text
+def test_printable_leaves_ordinary_text_alone(ordinary: str) -> None:
+    assert text.printable(ordinary) == ordinary
 
 
 def test_printable_output_is_one_line_without_any_control_character() -> None:
     every = "".join(chr(c) for c in range(0x100)) + "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-    shown = console.printable(every)
+    shown = text.printable(every)
     assert all(0x20 <= ord(c) < 0x7F or 0xA0 <= ord(c) <= 0xFF for c in shown), shown
-    assert console.printable(shown) == shown  # escaping twice changes nothing
+    assert text.printable(shown) == shown  # escaping twice changes nothing
 
 
 def test_for_terminal_keeps_only_the_line_breaks() -> None:
@@ -213,7 +214,7 @@ def test_secret_environment_wins_over_terminal() -> None:
 
 @pytest.mark.parametrize("value", [None, ""])
 def test_secret_without_terminal_or_variable(value: str | None) -> None:
-    code = f"from cclink import console; console.secret('PIN: ', {VAR!r})"
+    code = f"from cclink.cli import console; console.secret('PIN: ', {VAR!r})"
     env = {k: v for k, v in os.environ.items() if k != VAR}
     if value is not None:
         env[VAR] = value
@@ -450,7 +451,7 @@ def test_qr_text_is_multiline_deterministic_and_rectangular() -> None:
 
 
 @pytest.mark.parametrize(
-    ("seconds", "text"),
+    ("seconds", "expected"),
     [
         (0, "0s"),
         (0.4, "0s"),
@@ -472,12 +473,12 @@ def test_qr_text_is_multiline_deterministic_and_rectangular() -> None:
         (30 * 86400, "30d"),
     ],
 )
-def test_format_duration(seconds: float, text: str) -> None:
-    assert console.format_duration(seconds) == text
+def test_format_duration(seconds: float, expected: str) -> None:
+    assert text.format_duration(seconds) == expected
 
 
 @pytest.mark.parametrize(
-    ("done", "total", "rate", "text"),
+    ("done", "total", "rate", "expected"),
     [
         (0, 20 * 2**20, 0, "Fetching [--------------------] 0 B of 20.0 MiB"),
         (5 * 2**20, 20 * 2**20, 2**20, "Fetching [#####---------------] 5.0 MiB of 20.0 MiB, 1.0 MiB/s, 15s left"),
@@ -485,17 +486,17 @@ def test_format_duration(seconds: float, text: str) -> None:
         (0, 0, 0, "Fetching [--------------------] 0 B of 0 B"),
     ],
 )
-def test_transfer_status_shows_bytes_rate_and_time_left(done: int, total: int, rate: float, text: str) -> None:
-    assert console.transfer_status("Fetching", done, total, rate) == text
+def test_transfer_status_shows_bytes_rate_and_time_left(done: int, total: int, rate: float, expected: str) -> None:
+    assert text.transfer_status("Fetching", done, total, rate) == expected
 
 
 @pytest.mark.parametrize(
-    ("peers", "sent", "rate", "text"),
+    ("peers", "sent", "rate", "expected"),
     [
         (0, 0, 0, "Seeding: 0 peers, 0 B sent"),
         (1, 3 * 2**20, 1.5 * 2**20, "Seeding: 1 peer, 3.0 MiB sent, 1.5 MiB/s"),
         (2, 512, 0, "Seeding: 2 peers, 512 B sent"),
     ],
 )
-def test_seeding_status_shows_peers_bytes_sent_and_rate(peers: int, sent: int, rate: float, text: str) -> None:
-    assert console.seeding_status(peers, sent, rate) == text
+def test_seeding_status_shows_peers_bytes_sent_and_rate(peers: int, sent: int, rate: float, expected: str) -> None:
+    assert text.seeding_status(peers, sent, rate) == expected

@@ -1,18 +1,18 @@
-"""The libtorrent settings a command's session gets (cclink.dht.command_session_params); nothing is sent."""
+"""The libtorrent settings a command's session gets (cclink.net.lt_session.command_session_params); nothing is sent."""
 
 from __future__ import annotations
 
 import pytest
 
-from cclink import dht
+from cclink.net import endpoints, lt_session
 
 
 def settings(bootstrap, **flags):
-    return dht.command_session_params(bootstrap, None, **flags).settings
+    return lt_session.command_session_params(bootstrap, None, **flags).settings
 
 
 def test_a_seeder_on_the_public_dht_asks_the_router_to_forward_its_port():
-    chosen = settings(dht.DEFAULT_BOOTSTRAP, peer_wire=True, map_port=True)
+    chosen = settings(endpoints.DEFAULT_BOOTSTRAP, peer_wire=True, map_port=True)
     assert chosen["enable_upnp"] and chosen["enable_natpmp"]
 
 
@@ -23,10 +23,10 @@ def test_no_port_mapping_on_a_test_swarm(bootstrap):
 
 
 def test_a_picker_maps_no_port():
-    chosen = settings(dht.DEFAULT_BOOTSTRAP, peer_wire=True)
+    chosen = settings(endpoints.DEFAULT_BOOTSTRAP, peer_wire=True)
     assert not chosen["enable_upnp"] and not chosen["enable_natpmp"]
 
 
 def test_every_command_is_a_read_only_dht_node():
-    assert settings(dht.DEFAULT_BOOTSTRAP)["dht_read_only"]
+    assert settings(endpoints.DEFAULT_BOOTSTRAP)["dht_read_only"]
     assert settings([("127.0.0.1", 6881)], peer_wire=True)["dht_read_only"]

@@ -1,4 +1,4 @@
-"""Getting and putting items with cclink's own KRPC client (cclink.dhtitems), on a local swarm.
+"""Getting and putting items with cclink's own KRPC client (cclink.net.dht_client), on a local swarm.
 
 The swarm is a few honest libtorrent nodes plus one of our test nodes, which
 joins them and can name contacts that do not exist or never answer.
@@ -14,12 +14,13 @@ from dataclasses import dataclass
 import pytest
 from hostile_node import HostileNode
 
-from cclink import dhtitems, krpc, packet
+from cclink.dev.testnet import HOST, Testnet
 from cclink.errors import NetworkError, WireError
-from cclink.keys import Identity
-from cclink.rendezvous import Rendezvous
-from cclink.seen import SeqMemory
-from cclink.testnet import HOST, Testnet
+from cclink.net import dht_client, krpc
+from cclink.net.record_store import RecordStore
+from cclink.net.seq_memory import SeqMemory
+from cclink.wire import packet
+from cclink.wire.keys import Identity
 
 pytestmark = pytest.mark.e2e  # a real local swarm, and nodes waited for
 
@@ -68,12 +69,12 @@ def silent(swarm: Swarm) -> Iterator[tuple[socket.socket, SilentNode]]:
 @pytest.fixture
 def finished_command(swarm: Swarm) -> Iterator[tuple[socket.socket, SilentNode]]:
     """What a test swarm's nodes keep of a command that put an item and ended: a contact with the commands' id."""
-    yield from listed_silent_node(swarm, dhtitems.TEST_SWARM_NODE_ID)
+    yield from listed_silent_node(swarm, dht_client.TEST_SWARM_NODE_ID)
 
 
-def rendezvous(bootstrap: list[tuple[str, int]], seen: SeqMemory | None = None) -> Rendezvous:
-    """A Rendezvous with a memory of its own: tests must not write to the user's state directory."""
-    return Rendezvous(bootstrap, seen or SeqMemory.in_memory())
+def rendezvous(bootstrap: list[tuple[str, int]], seen: SeqMemory | None = None) -> RecordStore:
+    """A RecordStore with a memory of its own: tests must not write to the user's state directory."""
+    return RecordStore(bootstrap, seen or SeqMemory.in_memory())
 
 
 def publish(bootstrap: list[tuple[str, int]], identity: Identity, message: bytes) -> int:
@@ -143,8 +144,8 @@ def test_a_listed_node_that_never_answers_is_asked_three_times_then_left(
     seq = publish(swarm.bootstrap, identity, message)
 
     # The swarm's libtorrent nodes may ping it too; count the publisher's queries.
-    queries = [query for query in datagrams_waiting(sock) if dhtitems.TEST_SWARM_NODE_ID in query]
-    assert len(queries) == dhtitems.SENDS, "a lost query is sent again, a bounded number of times"
+    queries = [query for query in datagrams_waiting(sock) if dht_client.TEST_SWARM_NODE_ID in query]
+    assert len(queries) == dht_client.SENDS, "a lost query is sent again, a bounded number of times"
     assert all(b"1:q3:get" in query for query in queries)
     assert read_back(swarm, identity) == (seq, message)
 
@@ -157,7 +158,7 @@ def test_a_finished_command_listed_as_a_contact_is_not_asked(
 
     publish(swarm.bootstrap, identity, a_message(identity, "past a finished command"))
 
-    assert [query for query in datagrams_waiting(sock) if dhtitems.TEST_SWARM_NODE_ID in query] == []
+    assert [query for query in datagrams_waiting(sock) if dht_client.TEST_SWARM_NODE_ID in query] == []
 
 
 def test_a_put_where_no_node_answers_fails_cleanly(silent: tuple[socket.socket, SilentNode]) -> None:
@@ -184,9 +185,9 @@ def test_a_get_where_no_node_answers_fails_cleanly(silent: tuple[socket.socket, 
 
 def test_a_flood_of_datagrams_is_read_a_bounded_number_at_a_time() -> None:
     """Anyone can flood the socket; the lookup must get back to its deadline between reads."""
-    flood = dhtitems.MAX_DATAGRAMS_PER_WAKE + dhtitems.MAX_DATAGRAMS_PER_WAKE // 2
+    flood = dht_client.MAX_DATAGRAMS_PER_WAKE + dht_client.MAX_DATAGRAMS_PER_WAKE // 2
     with (
-        dhtitems._Wire(HOST, bytes(20), bytes(32)) as wire,
+        dht_client._Wire(HOST, bytes(20), bytes(32)) as wire,
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flooder,
     ):
         wire_socket = wire._socket
@@ -195,7 +196,7 @@ def test_a_flood_of_datagrams_is_read_a_bounded_number_at_a_time() -> None:
 
         assert wire.exchange(time.monotonic() + 5) == []
 
-        assert len(datagrams_waiting(wire_socket)) == flood - dhtitems.MAX_DATAGRAMS_PER_WAKE
+        assert len(datagrams_waiting(wire_socket)) == flood - dht_client.MAX_DATAGRAMS_PER_WAKE
 
 
 # --- the floor a publisher signs above ----------------------------------------------------------
@@ -229,12 +230,12 @@ def test_putting_an_item_again_keeps_it_and_never_supersedes_a_newer_one(swarm: 
             return False
         return True
 
-    again = dhtitems.put_again(swarm.bootstrap, identity.public_key.raw, older_item, verify, timeout=20)
+    again = dht_client.put_again(swarm.bootstrap, identity.public_key.raw, older_item, verify, timeout=20)
     assert (again.seq, again.nodes) == (older_seq, HONEST_NODES + 1)
 
     newer = a_message(identity, "newer")
     newer_seq = publish(swarm.bootstrap, identity, newer)
-    refused = dhtitems.put_again(swarm.bootstrap, identity.public_key.raw, older_item, verify, timeout=20)
+    refused = dht_client.put_again(swarm.bootstrap, identity.public_key.raw, older_item, verify, timeout=20)
 
     assert refused.nodes == 1  # the test node, which acknowledges every put; the honest ones hold the newer item
     assert read_back(swarm, identity) == (newer_seq, newer)
@@ -246,7 +247,7 @@ def test_a_value_nodes_would_refuse_is_refused_before_any_lookup(silent: tuple[s
     identity = Identity.generate()
 
     with pytest.raises(NetworkError, match="at most 1000 bytes as bencoded, not 1001"):
-        dhtitems.put(
+        dht_client.put(
             [node.address], identity.public_key.raw, b"x" * 997, lambda seq: bytes(64), lambda item: True, timeout=20
         )
 

@@ -39,15 +39,16 @@ import dns.rrset
 import pytest
 from conftest import Machine, cclink_command, require
 
-from cclink import agecrypt, envelope, kdf, payload, rendezvous, z32
-from cclink.dhtitems import get as dht_get
+from cclink.dev.testnet import HOST
 from cclink.errors import BadSignature, MalformedPacket
-from cclink.keys import Identity
-from cclink.krpc import Item as MutableItem
-from cclink.payload import Payload
-from cclink.record import Record, new_record
-from cclink.rendezvous import Rendezvous
-from cclink.testnet import HOST
+from cclink.net import record_store
+from cclink.net.dht_client import get as dht_get
+from cclink.net.krpc import Item as MutableItem
+from cclink.net.record_store import RecordStore
+from cclink.wire import agecrypt, envelope, kdf, payload, z32
+from cclink.wire.keys import Identity
+from cclink.wire.payload import Payload
+from cclink.wire.record import Record, new_record
 
 pytestmark = pytest.mark.e2e
 
@@ -710,7 +711,7 @@ BAD_RECORDS: dict[str, tuple[Builder, int, str]] = {
 
 def put_value(swarm, identity: Identity, value: bytes) -> None:
     """Store value as identity's BEP 44 item: a valid outer signature over whatever bytes we crafted."""
-    published = Rendezvous([(HOST, swarm.port)]).put_message(identity, value)
+    published = RecordStore([(HOST, swarm.port)]).put_message(identity, value)
     assert published.nodes > 0
 
 
@@ -862,7 +863,7 @@ def test_outer_signature_verifies_for_an_honest_item(signed_item) -> None:
     identity, _, record, value = signed_item
     item = MutableItem(seq=7, signature=identity.sign(bep44_signable(7, value)), value=value)
 
-    resolved = rendezvous._verified_record(identity.public_key, item)
+    resolved = record_store._verified_record(identity.public_key, item)
 
     assert (resolved.record, resolved.seq) == (record, 7)
 
@@ -902,7 +903,7 @@ def test_forged_outer_signature_is_refused_by_rendezvous(signed_item, kind: str,
     item = _forge(kind, identity, other, value)
 
     with pytest.raises(error) as raised:
-        rendezvous._verified_record(identity.public_key, item)
+        record_store._verified_record(identity.public_key, item)
 
     assert raised.value.exit_code == WIRE
     assert fragment in str(raised.value)
@@ -989,7 +990,7 @@ def burn_stage(stage: tuple[Stage, Machine, Machine], swarm) -> tuple[Stage, Mac
 def assert_still_published(swarm, scene: Stage) -> None:
     item = dht_item(swarm, scene.identity.public_key.raw)
     assert item is not None
-    assert rendezvous._verified_record(scene.identity.public_key, item).record.burn
+    assert record_store._verified_record(scene.identity.public_key, item).record.burn
 
 
 def test_burn_pickup_into_a_missing_project_dir_fails_without_revoking(

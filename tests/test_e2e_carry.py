@@ -21,11 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from cclink import archive, carry, handoff, payload, record, rendezvous, torrent
-from cclink.dht import parse_bootstrap
 from cclink.errors import NotFound, TransferError
-from cclink.keys import Identity, PublicKey
-from cclink.payload import CarryInfo, Payload
+from cclink.flows import carry, handoff
+from cclink.net import bittorrent, record_store
+from cclink.net.endpoints import parse_bootstrap
+from cclink.wire import archive, payload, record
+from cclink.wire.keys import Identity, PublicKey
+from cclink.wire.payload import CarryInfo, Payload
 
 pytestmark = pytest.mark.e2e
 
@@ -372,7 +374,7 @@ def publish_carry_record(
     signed = record.new_record(
         identity, payload.seal(body, identity.public_key.age_recipient()), ttl=600, now=time.time()
     )
-    rendezvous.Rendezvous(endpoints).publish(identity, signed)
+    record_store.RecordStore(endpoints).publish(identity, signed)
     return outgoing
 
 
@@ -461,13 +463,13 @@ def test_nobody_fetching_within_the_carry_timeout_is_one_sentence_and_the_handof
 
 def carry_published_in_process(
     laptop, swarm, short_dir, monkeypatch
-) -> tuple[rendezvous.Rendezvous, handoff.PublishOutcome]:
+) -> tuple[record_store.RecordStore, handoff.PublishOutcome]:
     """The publish flow of `cclink --carry`, run in this process as the laptop; the caller serves and closes it."""
     project, session_id, _ = session_to_carry(laptop, short_dir, 50_000)
     monkeypatch.setenv("HOME", str(laptop.home))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.chdir(project)
-    dht = rendezvous.Rendezvous(parse_bootstrap(swarm.bootstrap))
+    dht = record_store.RecordStore(parse_bootstrap(swarm.bootstrap))
     return dht, handoff.publish(handoff.PublishRequest(session_id=session_id, carry=True), dht, time.time())
 
 
@@ -608,7 +610,7 @@ def claim_the_whole_file(endpoint: tuple[str, int], info_hash: bytes, size: int)
 
     Returns once the seeder closed the connection.
     """
-    pieces = -(-size // torrent.PIECE_SIZE)
+    pieces = -(-size // bittorrent.PIECE_SIZE)
     bitfield = bytearray(b"\xff" * (-(-pieces // 8)))
     if pieces % 8:
         bitfield[-1] = (0xFF << (8 - pieces % 8)) & 0xFF  # spare bits must be clear
@@ -621,7 +623,7 @@ def claim_the_whole_file(endpoint: tuple[str, int], info_hash: bytes, size: int)
 
 def download_like_a_stranger(info_hash: bytes, size: int, hint: tuple[str, int], bootstrap: str, into: Path) -> bytes:
     """The whole encrypted file, fetched by a libtorrent session that knows only what a peer on the DHT can see."""
-    with torrent.Fetcher(info_hash, size, into, parse_bootstrap(bootstrap), [hint]) as fetcher:
+    with bittorrent.Fetcher(info_hash, size, into, parse_bootstrap(bootstrap), [hint]) as fetcher:
         deadline = time.monotonic() + WAIT
         while not fetcher.poll(0.2).finished:
             assert time.monotonic() < deadline, "the stranger never got the file"
@@ -641,7 +643,7 @@ def test_strangers_that_claim_or_download_the_file_neither_end_the_carry_nor_fir
         wait_for_line(publisher, READY)
         offered = published_json(publisher)["carry"]
         info_hash, size = bytes.fromhex(offered["info_hash"]), offered["size"]
-        hint = torrent.parse_endpoint(offered["hints"][0])
+        hint = bittorrent.parse_endpoint(offered["hints"][0])
         monkeypatch.setenv("HOME", str(tmp_path / "stranger"))  # the stranger's libtorrent keeps its DHT cache there
         monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
 
@@ -650,7 +652,7 @@ def test_strangers_that_claim_or_download_the_file_neither_end_the_carry_nor_fir
 
         assert len(stolen) == size
         publisher_key = PublicKey.parse(laptop.public_key_z32())
-        still = rendezvous.Rendezvous(parse_bootstrap(swarm.bootstrap)).resolve(publisher_key)
+        still = record_store.RecordStore(parse_bootstrap(swarm.bootstrap)).resolve(publisher_key)
         assert still.record.burn and publisher.poll() is None
 
         desktop.ok("pickup", "-y", "--fetch-timeout", "30", "--project-dir", str(desktop.project("app")))
@@ -701,7 +703,7 @@ def publish_declared_carry(machine, bootstrap: str, size: int) -> None:
     signed = record.new_record(
         identity, payload.seal(body, identity.public_key.age_recipient()), ttl=600, now=time.time()
     )
-    rendezvous.Rendezvous(endpoints).publish(identity, signed)
+    record_store.RecordStore(endpoints).publish(identity, signed)
 
 
 def test_a_declared_size_beyond_what_cclink_accepts_is_refused_before_downloading(paired, swarm):
@@ -756,11 +758,11 @@ def test_only_address_hints_of_the_dhts_own_scope_are_kept(bootstrap, kept):
         ("0.0.0.0", 9),
         ("224.0.0.1", 10),
     ]
-    assert torrent.in_scope(hints, bootstrap) == kept
+    assert bittorrent.in_scope(hints, bootstrap) == kept
 
 
 def test_on_the_public_dht_the_peer_wire_refuses_addresses_no_public_peer_has():
-    ip_filter = torrent._public_peers_only()
+    ip_filter = bittorrent._public_peers_only()
     for address in [
         "127.0.0.1",
         "10.1.2.3",
@@ -787,12 +789,12 @@ def test_with_lan_the_public_dht_also_keeps_private_hints_but_never_this_machine
         ("169.254.1.1", 8),
         ("224.0.0.1", 10),
     ]
-    assert torrent.in_scope(hints, PUBLIC, lan=True) == [("8.8.8.8", 1), ("192.168.1.10", 3), ("fd00::1", 7)]
-    assert torrent.in_scope(hints, ON_THIS_MACHINE, lan=True) == [("127.0.0.2", 2)]
+    assert bittorrent.in_scope(hints, PUBLIC, lan=True) == [("8.8.8.8", 1), ("192.168.1.10", 3), ("fd00::1", 7)]
+    assert bittorrent.in_scope(hints, ON_THIS_MACHINE, lan=True) == [("127.0.0.2", 2)]
 
 
 def test_with_lan_the_peer_wire_reaches_private_networks_and_nothing_else_new():
-    ip_filter = torrent._public_peers_only(lan=True)
+    ip_filter = bittorrent._public_peers_only(lan=True)
     for address in ["10.1.2.3", "172.16.0.1", "192.168.0.1", "fd00::1", "8.8.8.8"]:
         assert ip_filter.access(address) == 0, address
     for address in ["127.0.0.1", "169.254.9.9", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "224.0.0.1"]:

@@ -23,12 +23,12 @@ import pytest
 from conftest import Machine, cclink_command
 
 import cclink
-from cclink import payload
-from cclink.keys import Identity
-from cclink.payload import Payload
-from cclink.record import new_record
-from cclink.rendezvous import Rendezvous
-from cclink.testnet import HOST
+from cclink.dev.testnet import HOST
+from cclink.net.record_store import RecordStore
+from cclink.wire import payload
+from cclink.wire.keys import Identity
+from cclink.wire.payload import Payload
+from cclink.wire.record import new_record
 
 pytestmark = pytest.mark.e2e
 
@@ -481,7 +481,7 @@ def test_expired_record_is_refused_with_how_long_ago(laptop: Machine, swarm) -> 
     blob = payload.seal(Payload(session_id, "laptop", str(project)), identity.public_key.age_recipient())
     # Published 2h 1m ago for one minute: it expired two hours (and the seconds this test takes) ago.
     record = new_record(identity, blob, ttl=60, now=time.time() - 7260)
-    Rendezvous([(HOST, swarm.port)]).publish(identity, record)
+    RecordStore([(HOST, swarm.port)]).publish(identity, record)
 
     result = laptop.run("pickup", "-y")
     error = assert_fails(result, 7, f"the handoff from {identity.public_key.fingerprint} expired", machines=(laptop,))

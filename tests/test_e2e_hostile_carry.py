@@ -21,9 +21,10 @@ from test_archive import HOSTILE, SESSION, SESSION_FILE, raw_archive
 from test_carry_place import with_junk_stanzas
 from test_e2e_carry import files_under, finish, short_dir, short_project  # noqa: F401 - short_dir is a fixture
 
-from cclink import payload, record, rendezvous, torrent
-from cclink.keys import Identity
-from cclink.payload import CarryInfo, Payload
+from cclink.net import bittorrent, record_store
+from cclink.wire import payload, record
+from cclink.wire.keys import Identity
+from cclink.wire.payload import CarryInfo, Payload
 
 pytestmark = pytest.mark.e2e
 
@@ -31,14 +32,14 @@ WIRE = 5
 
 
 @contextlib.contextmanager
-def hostile_publisher(machine, bootstrap: str, ciphertext: Path, project: Path) -> Iterator[torrent.Seeder]:
+def hostile_publisher(machine, bootstrap: str, ciphertext: Path, project: Path) -> Iterator[bittorrent.Seeder]:
     """Seed ciphertext as it is and publish a genuine record about it, under the machine's own key."""
     identity = Identity(bytes.fromhex(machine.key_file.read_text().strip()))
     host, port = bootstrap.rsplit(":", 1)
     endpoints = [(host, int(port))]
-    with torrent.Seeder(endpoints) as seeder:
+    with bittorrent.Seeder(endpoints) as seeder:
         seeder.seed(ciphertext)
-        hints = tuple(torrent.format_endpoint(e) for e in seeder.listen_endpoints())
+        hints = tuple(bittorrent.format_endpoint(e) for e in seeder.listen_endpoints())
         info = CarryInfo(
             seeder.info_hash,
             seeder.size,
@@ -49,7 +50,7 @@ def hostile_publisher(machine, bootstrap: str, ciphertext: Path, project: Path) 
         signed = record.new_record(
             identity, payload.seal(body, identity.public_key.age_recipient()), ttl=600, now=time.time()
         )
-        rendezvous.Rendezvous(endpoints).publish(identity, signed)
+        record_store.RecordStore(endpoints).publish(identity, signed)
         yield seeder
 
 
@@ -71,7 +72,7 @@ CRAFTED = {
 def test_a_crafted_carried_file_ends_in_one_sentence_and_leaves_nothing(paired, swarm, short_dir, craft):  # noqa: F811
     laptop, desktop = paired
     project = short_project(short_dir, "app")
-    ciphertext = short_dir / "seed" / torrent.FILE_NAME
+    ciphertext = short_dir / "seed" / bittorrent.FILE_NAME
     ciphertext.parent.mkdir()
     ciphertext.write_bytes(craft(laptop))
 

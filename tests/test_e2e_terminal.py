@@ -21,12 +21,12 @@ import terminal
 from conftest import Machine, cclink_command
 from test_e2e_carry import wait_for_line
 
-from cclink import payload
-from cclink.keys import Identity
-from cclink.payload import Payload
-from cclink.record import new_record
-from cclink.rendezvous import Rendezvous
-from cclink.testnet import HOST
+from cclink.dev.testnet import HOST
+from cclink.net.record_store import RecordStore
+from cclink.wire import payload
+from cclink.wire.keys import Identity
+from cclink.wire.payload import Payload
+from cclink.wire.record import new_record
 
 pytestmark = pytest.mark.e2e
 
@@ -63,7 +63,7 @@ def publish_crafted(machine: Machine, swarm, body: Payload) -> None:
     """
     identity = Identity(seed_of(machine))
     record = new_record(identity, payload.seal(body, identity.public_key.age_recipient()), ttl=3600, now=time.time())
-    Rendezvous([(HOST, swarm.port)]).publish(identity, record)
+    RecordStore([(HOST, swarm.port)]).publish(identity, record)
 
 
 @pytest.fixture

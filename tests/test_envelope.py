@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from cclink import agecrypt, envelope, kdf
 from cclink.errors import KeyFileError, WrongPassphrase
+from cclink.wire import agecrypt, envelope, kdf
 
 SEED = bytes(range(32))
 PASSPHRASE = "correct horse"

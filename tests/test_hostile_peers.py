@@ -22,10 +22,10 @@ import pytest
 from conftest import Machine
 from hostile_node import HostileNode, Item, Misbehaviour, bencoded_string
 
-from cclink import keyfile, packet
-from cclink.keys import PublicKey
-from cclink.rendezvous import GET_TIMEOUT, RETRY_FOR
-from cclink.testnet import Testnet
+from cclink.dev.testnet import Testnet
+from cclink.net.record_store import GET_TIMEOUT, RETRY_FOR
+from cclink.wire import keyfile, packet
+from cclink.wire.keys import PublicKey
 
 pytestmark = pytest.mark.e2e
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from argon2.low_level import Type, hash_secret_raw
 
-from cclink import agecrypt, kdf
 from cclink.errors import CannotDecrypt, WeakSecret
+from cclink.wire import agecrypt, kdf
 
 # --- docs/wire.md §12 vector: PIN "validpin", salt = the 32 ASCII bytes below ----------------
 WIRE_PIN = "validpin"

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cclink import envelope, files, keyfile
 from cclink.errors import KeyFileError, WeakSecret, WrongPassphrase
-from cclink.keys import Identity
+from cclink.local import files
+from cclink.wire import envelope, keyfile
+from cclink.wire.keys import Identity
 
 SEED = bytes([42]) * 32
 Z32 = "df9sse9bp1nuftim3yhxiuk6w6r5hddsskjygpydux7esxjstioo"

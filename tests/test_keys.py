@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cclink import agecrypt, z32
 from cclink.errors import BadSignature, CannotDecrypt, InvalidPublicKey, WireError
-from cclink.keys import Identity, PublicKey
+from cclink.wire import agecrypt, z32
+from cclink.wire.keys import Identity, PublicKey
 
 SEED_42 = bytes([42]) * 32
 PUBLIC_HEX = "197f6b23e16c8532c6abc838facd5ea789be0c76b2920334039bfa8b3d368d61"

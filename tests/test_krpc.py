@@ -1,4 +1,4 @@
-"""Reading KRPC replies (cclink.krpc): what a node sends is bounded before anything keeps it."""
+"""Reading KRPC replies (cclink.net.krpc): what a node sends is bounded before anything keeps it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import struct
 
 import libtorrent as lt
 
-from cclink import krpc
+from cclink.net import krpc
 
 PUBLIC_KEY = bytes(range(32))
 LIAR_CONTACTS = 2500  # as many as fit in one datagram

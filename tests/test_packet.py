@@ -9,14 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cclink.errors import BadSignature, CclinkError, MalformedPacket, RecordTooLarge
-from cclink.keys import Identity
-from cclink.packet import (
-    MAX_MESSAGE_SIZE,
-    SignedPacket,
-    record_from_message,
-    record_message,
-    revocation_message,
-)
+from cclink.wire.keys import Identity
+from cclink.wire.packet import MAX_MESSAGE_SIZE, SignedPacket, record_from_message, record_message, revocation_message
 
 SEED_42 = Identity(bytes([42]) * 32)
 SEED_99 = Identity(bytes([99]) * 32)

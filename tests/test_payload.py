@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cclink import agecrypt
 from cclink.errors import CannotDecrypt, CclinkError, MalformedPayload
-from cclink.keys import Identity
-from cclink.payload import CarryInfo, Payload, check_session_id, open_payload, seal
+from cclink.wire import agecrypt
+from cclink.wire.keys import Identity
+from cclink.wire.payload import CarryInfo, Payload, check_session_id, open_payload, seal
 
 UUID = "3f2b9c1e-7a44-4d1b-9e0f-0123456789ab"
 

@@ -25,7 +25,6 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cclink import envelope, kdf, keyfile, krpc, payload, z32
 from cclink.errors import (
     CannotDecrypt,
     CclinkError,
@@ -38,10 +37,12 @@ from cclink.errors import (
     WeakSecret,
     WireError,
 )
-from cclink.keys import Identity, PublicKey
-from cclink.packet import MAX_MESSAGE_SIZE, SignedPacket, record_from_message, record_message, record_name
-from cclink.payload import CarryInfo, Payload
-from cclink.record import Record, new_record
+from cclink.net import krpc
+from cclink.wire import envelope, kdf, keyfile, payload, z32
+from cclink.wire.keys import Identity, PublicKey
+from cclink.wire.packet import MAX_MESSAGE_SIZE, SignedPacket, record_from_message, record_message, record_name
+from cclink.wire.payload import CarryInfo, Payload
+from cclink.wire.record import Record, new_record
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cclink.errors import BadSignature, CclinkError, MalformedRecord
-from cclink.keys import Identity, PublicKey
-from cclink.record import Record, new_record
+from cclink.wire.keys import Identity, PublicKey
+from cclink.wire.record import Record, new_record
 
 SEED_42 = Identity(bytes([42]) * 32)
 SEED_99 = Identity(bytes([99]) * 32)

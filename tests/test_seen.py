@@ -1,4 +1,4 @@
-"""The rollback guard's memory (cclink.seen) and where it lives (files.state_dir).
+"""The rollback guard's memory (cclink.net.seq_memory) and where it lives (files.state_dir).
 
 The memory is a real file under a temp directory.
 """
@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from cclink import files, seen, z32
-from cclink.keys import Identity
-from cclink.seen import SeqMemory
+from cclink.local import files
+from cclink.net import seq_memory
+from cclink.net.seq_memory import SeqMemory
+from cclink.wire import z32
+from cclink.wire.keys import Identity
 
 SEQ = 1_712_345_678_901_234  # a seq as pkarr signs it: the clock in microseconds
 
@@ -27,11 +29,11 @@ def a_key() -> bytes:
 
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "cclink" / seen.FILE_NAME
+    return tmp_path / "state" / "cclink" / seq_memory.FILE_NAME
 
 
 def stored(path: Path) -> dict[bytes, int]:
-    """What the file holds, read independently of cclink.seen."""
+    """What the file holds, read independently of cclink.net.seq_memory."""
     document = json.loads(path.read_text())
     return {z32.decode(key): seq for key, seq in document["seqs"]}
 
@@ -50,7 +52,7 @@ def test_a_seq_remembered_is_the_floor_for_the_next_command(path: Path) -> None:
     later = SeqMemory(path)
 
     assert later.floor(key) == SEQ
-    assert later.floor(other) == seen.NONE_SEEN
+    assert later.floor(other) == seq_memory.NONE_SEEN
 
 
 def test_a_floor_is_never_lowered(path: Path) -> None:
@@ -132,19 +134,19 @@ def test_only_the_most_recently_remembered_keys_are_kept(path: Path) -> None:
     kept = stored(path)
 
     assert list(kept) == [keys[4], keys[5], keys[6], keys[3]]
-    assert SeqMemory(path, capacity=4).floor(keys[0]) == seen.NONE_SEEN
+    assert SeqMemory(path, capacity=4).floor(keys[0]) == seq_memory.NONE_SEEN
 
 
 def test_a_full_file_stays_within_its_size_bound(path: Path) -> None:
-    memory = SeqMemory(path, capacity=seen.MAX_KEYS)
+    memory = SeqMemory(path, capacity=seq_memory.MAX_KEYS)
     # Written directly, as many keys as the bound allows at the longest seq, then one more remembered.
-    entries = [[z32.encode(os.urandom(32)), seen.MAX_SEQ - 1] for _ in range(seen.MAX_KEYS)]
-    files.write_private(path, json.dumps({"version": seen.FORMAT_VERSION, "seqs": entries}).encode())
+    entries = [[z32.encode(os.urandom(32)), seq_memory.MAX_SEQ - 1] for _ in range(seq_memory.MAX_KEYS)]
+    files.write_private(path, json.dumps({"version": seq_memory.FORMAT_VERSION, "seqs": entries}).encode())
 
-    memory.remember(a_key(), seen.MAX_SEQ - 1)
+    memory.remember(a_key(), seq_memory.MAX_SEQ - 1)
 
-    assert len(stored(path)) == seen.MAX_KEYS
-    assert path.stat().st_size <= seen.MAX_FILE_SIZE
+    assert len(stored(path)) == seq_memory.MAX_KEYS
+    assert path.stat().st_size <= seq_memory.MAX_FILE_SIZE
 
 
 # --- a damaged or hostile file -------------------------------------------------------------------
@@ -158,7 +160,7 @@ DAMAGED = {
     "seqs-not-a-list": b'{"version":1,"seqs":{"a":1}}',
     "deeply-nested": b"[" * 50_000 + b"]" * 50_000,
     "huge-number": b'{"version":1,"seqs":[["k",' + b"9" * 5000 + b"]]}",
-    "too-large": b'{"version":1,"seqs":[' + b" " * (seen.MAX_FILE_SIZE + 1) + b"]}",
+    "too-large": b'{"version":1,"seqs":[' + b" " * (seq_memory.MAX_FILE_SIZE + 1) + b"]}",
 }
 
 
@@ -168,7 +170,7 @@ def test_a_damaged_file_is_ignored_then_replaced(path: Path, content: bytes) -> 
     key = a_key()
     memory = SeqMemory(path)
 
-    assert memory.floor(key) == seen.NONE_SEEN
+    assert memory.floor(key) == seq_memory.NONE_SEEN
     memory.remember(key, SEQ)
 
     assert stored(path) == {key: SEQ}
@@ -179,7 +181,7 @@ def test_bad_entries_cost_only_themselves(path: Path) -> None:
     entries = [
         [z32.encode(good), SEQ],
         [z32.encode(other), -1],
-        [z32.encode(other), seen.MAX_SEQ],
+        [z32.encode(other), seq_memory.MAX_SEQ],
         [z32.encode(other), True],
         [z32.encode(other), 1.5],
         [z32.encode(other), str(SEQ)],
@@ -188,12 +190,12 @@ def test_bad_entries_cost_only_themselves(path: Path) -> None:
         [z32.encode(other)],
         "a string",
     ]
-    files.write_private(path, json.dumps({"version": seen.FORMAT_VERSION, "seqs": entries}).encode())
+    files.write_private(path, json.dumps({"version": seq_memory.FORMAT_VERSION, "seqs": entries}).encode())
 
     memory = SeqMemory(path)
 
     assert memory.floor(good) == SEQ
-    assert memory.floor(other) == seen.NONE_SEEN
+    assert memory.floor(other) == seq_memory.NONE_SEEN
 
 
 @pytest.mark.parametrize("kind", ["directory", "fifo", "symlink"])
@@ -202,7 +204,7 @@ def test_something_else_in_place_of_the_file_is_ignored(path: Path, kind: str) -
     path.parent.mkdir(parents=True)
     elsewhere = path.parent / "elsewhere.json"
     key = a_key()
-    elsewhere.write_text(json.dumps({"version": seen.FORMAT_VERSION, "seqs": [[z32.encode(key), SEQ]]}))
+    elsewhere.write_text(json.dumps({"version": seq_memory.FORMAT_VERSION, "seqs": [[z32.encode(key), SEQ]]}))
     if kind == "directory":
         path.mkdir()
     elif kind == "fifo":
@@ -210,13 +212,13 @@ def test_something_else_in_place_of_the_file_is_ignored(path: Path, kind: str) -
     else:
         path.symlink_to(elsewhere)
 
-    assert SeqMemory(path).floor(key) == seen.NONE_SEEN
+    assert SeqMemory(path).floor(key) == seq_memory.NONE_SEEN
 
 
 def test_a_file_that_cannot_be_written_leaves_the_memory_to_the_command(tmp_path: Path) -> None:
     """A state directory that cannot be made (here a file is in its way; as well a read-only home) costs no failure."""
     (tmp_path / "state").write_text("a file where a directory should be")
-    path = tmp_path / "state" / "cclink" / seen.FILE_NAME
+    path = tmp_path / "state" / "cclink" / seq_memory.FILE_NAME
     key = a_key()
     memory = SeqMemory(path)
 
@@ -256,4 +258,4 @@ def test_the_default_memory_lives_in_the_state_dir(tmp_path: Path, monkeypatch: 
 
     SeqMemory.in_state_dir().remember(key, SEQ)
 
-    assert stored(tmp_path / "state" / seen.FILE_NAME) == {key: SEQ}
+    assert stored(tmp_path / "state" / seq_memory.FILE_NAME) == {key: SEQ}

@@ -1,4 +1,4 @@
-"""Running carry's stages at once in threads (cclink.streams)."""
+"""Running carry's stages at once in threads (cclink.local.streams)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from cclink import streams
+from cclink.local import streams
 
 BIG = os.urandom(3 << 20)  # far more than a pipe holds, so the producer blocks on the reader
 

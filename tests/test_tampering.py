@@ -1,6 +1,6 @@
 """Tampering with a published handoff: every flipped byte and bit is caught at pickup.
 
-Pickup checks a DHT item as rendezvous._verified_record does (`pickup` below uses
+Pickup checks a DHT item as record_store._verified_record does (`pickup` below uses
 the same public calls: SignedPacket.verify, record_from_message, Record.from_json,
 Record.verify). What each region of the published bytes is protected by:
 
@@ -30,12 +30,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from cclink import krpc, payload, rendezvous
 from cclink.errors import BadSignature, CannotDecrypt, CclinkError, MalformedPacket, MalformedRecord, NotFound
-from cclink.keys import SIGNATURE_SIZE, Identity, PublicKey
-from cclink.packet import SEQ_SIZE, SignedPacket, record_from_message, record_message, revocation_message
-from cclink.payload import Payload
-from cclink.record import Record, new_record
+from cclink.net import krpc, record_store
+from cclink.wire import payload
+from cclink.wire.keys import SIGNATURE_SIZE, Identity, PublicKey
+from cclink.wire.packet import SEQ_SIZE, SignedPacket, record_from_message, record_message, revocation_message
+from cclink.wire.payload import Payload
+from cclink.wire.record import Record, new_record
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -89,7 +90,7 @@ def published() -> Published:
 
 
 def pickup(publisher: PublicKey, seq: int, signature: bytes, value: bytes) -> Record:
-    """The checks rendezvous._verified_record makes on a DHT item, through the same public calls."""
+    """The checks record_store._verified_record makes on a DHT item, through the same public calls."""
     signed = SignedPacket(public_key=publisher, signature=signature, seq=seq, message=value)
     signed.verify()
     record_json = record_from_message(value, publisher)
@@ -101,8 +102,8 @@ def pickup(publisher: PublicKey, seq: int, signature: bytes, value: bytes) -> Re
 
 
 def rendezvous_pickup(publisher: PublicKey, seq: int, signature: bytes, value: bytes) -> Record:
-    """The record rendezvous._verified_record itself makes of a DHT item."""
-    return rendezvous._verified_record(publisher, krpc.Item(seq=seq, signature=signature, value=value)).record
+    """The record record_store._verified_record itself makes of a DHT item."""
+    return record_store._verified_record(publisher, krpc.Item(seq=seq, signature=signature, value=value)).record
 
 
 def outcome(call: Callable[..., Record], *args: object) -> Outcome:
@@ -147,7 +148,7 @@ def test_untouched_item_is_picked_up(published: Published) -> None:
 
 
 def test_pickup_mirrors_rendezvous(published: Published) -> None:
-    """`pickup` decides as rendezvous._verified_record does, on the item and on tampered copies."""
+    """`pickup` decides as record_store._verified_record does, on the item and on tampered copies."""
     item = published.packet
     cases = [(item.seq, item.signature, item.message)]
     cases += [(item.seq ^ 1, item.signature, item.message)]

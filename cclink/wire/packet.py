@@ -15,7 +15,7 @@ import dns.rdtypes.ANY.TXT
 import dns.rrset
 
 from cclink.errors import BadSignature, InvalidPublicKey, MalformedPacket, RecordTooLarge
-from cclink.keys import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, Identity, PublicKey
+from cclink.wire.keys import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, Identity, PublicKey
 
 MAX_MESSAGE_SIZE = 1000  # BEP 44's limit on v
 LABEL = "_cclink"

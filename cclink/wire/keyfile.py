@@ -10,9 +10,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cclink import envelope, files, kdf
 from cclink.errors import KeyFileError
-from cclink.keys import Identity
+from cclink.local import files
+from cclink.wire import envelope, kdf
+from cclink.wire.keys import Identity
 
 KEY_FILE_MODE = 0o600
 # fullmatch on the stripped text; bytes.fromhex alone would also accept inner spaces.

@@ -1,7 +1,7 @@
 """What publish, pickup, list and revoke do: the handoff flows between the CLI and the formats.
 
 Flows ask the person at the terminal through `console`, get the user's key
-from `keystore`, and reach the DHT through a `Rendezvous`. They return plain
+from `keystore`, and reach the DHT through a `RecordStore`. They return plain
 results; the CLI decides how those look.
 """
 
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from cclink import agecrypt, claude, console, kdf, packet, payload
+from cclink import text
+from cclink.cli import console
 from cclink.errors import (
     Aborted,
     CannotDecrypt,
@@ -34,16 +35,19 @@ from cclink.errors import (
     WireError,
     WrongPin,
 )
-from cclink.keys import Identity, PublicKey
-from cclink.keystore import has_identity, load_identity
-from cclink.payload import Payload
-from cclink.record import Record, new_record
+from cclink.flows.keystore import has_identity, load_identity
+from cclink.local import claude
+from cclink.wire import agecrypt, kdf, packet, payload
+from cclink.wire.keys import Identity, PublicKey
+from cclink.wire.payload import Payload
+from cclink.wire.record import Record, new_record
 
 if TYPE_CHECKING:
-    from cclink import krpc
-    from cclink.carry import Outgoing
-    from cclink.rendezvous import Published, Rendezvous
-    from cclink.torrent import SeedStatus
+    from cclink.flows.carry import Outgoing
+    from cclink.net import krpc
+    from cclink.net.bittorrent import SeedStatus
+    from cclink.net.dht_client import Stored
+    from cclink.net.record_store import RecordStore
 
 PIN_ENV = "CCLINK_PIN"
 DEFAULT_TTL = 86400
@@ -75,7 +79,7 @@ class PublishOutcome:
     session_id: str
     project: str
     record: Record
-    published: Published
+    published: Stored
     mode: str  # "self", "share" or "pin"
     pickup_command: str
     notes: list[str] = field(default_factory=list)
@@ -109,7 +113,7 @@ def check_publish_request(request: PublishRequest) -> list[str]:
     return []
 
 
-def publish(request: PublishRequest, rendezvous: Rendezvous, now: float) -> PublishOutcome:
+def publish(request: PublishRequest, rendezvous: RecordStore, now: float) -> PublishOutcome:
     notes = check_publish_request(request)
     identity = load_identity()
     session_id, project, session_file = _session_to_publish(
@@ -168,8 +172,8 @@ def _pin_prompt(carry: bool) -> str:
     return f"PIN for this handoff (at least {length} characters): "
 
 
-def _start_carry(session_file: Path | None, recipient: agecrypt.Recipient, rendezvous: Rendezvous) -> Outgoing:
-    from cclink import carry  # libtorrent's peer side and tarfile: only for --carry
+def _start_carry(session_file: Path | None, recipient: agecrypt.Recipient, rendezvous: RecordStore) -> Outgoing:
+    from cclink.flows import carry  # libtorrent's peer side and tarfile: only for --carry
 
     assert session_file is not None  # _session_to_publish insists for --carry
     with console.spinner("Packing and encrypting the session"):
@@ -229,7 +233,7 @@ def _session_to_publish(
 
 
 def _session_label(session: claude.Session, now: float) -> str:
-    age = console.format_duration(max(0.0, now - session.modified))
+    age = text.format_duration(max(0.0, now - session.modified))
     return f"{session.session_id}  {session.project or '?'}  ({age} ago)"
 
 
@@ -244,7 +248,7 @@ class CarryResult:
 
 def serve_carry(
     outcome: PublishOutcome,
-    rendezvous: Rendezvous,
+    rendezvous: RecordStore,
     timeout: float,
     on_status: Callable[[SeedStatus], None],
     renew_every: float = RENEW_EVERY,
@@ -271,7 +275,7 @@ def serve_carry(
             break
         if time.monotonic() >= deadline:
             raise TransferError(
-                f"nobody fetched session {outcome.session_id} within {console.format_duration(timeout)}; "
+                f"nobody fetched session {outcome.session_id} within {text.format_duration(timeout)}; "
                 "its data is no longer offered (the record stays until it expires)"
             )
         if time.monotonic() >= renew_at:
@@ -287,7 +291,7 @@ def serve_carry(
     return CarryResult(status.uploaded, revoked)
 
 
-def _renewed(rendezvous: Rendezvous, identity: Identity, record: Record, last_seq: int) -> Published | None:
+def _renewed(rendezvous: RecordStore, identity: Identity, record: Record, last_seq: int) -> Stored | None:
     """Put the same record again so DHT nodes keep it; None when the DHT failed (try again sooner).
 
     NotFound when what the DHT holds is newer than the last put (a revocation
@@ -303,7 +307,7 @@ def _renewed(rendezvous: Rendezvous, identity: Identity, record: Record, last_se
         return None
 
 
-def _newest_item(rendezvous: Rendezvous, publisher: PublicKey) -> krpc.Item | None:
+def _newest_item(rendezvous: RecordStore, publisher: PublicKey) -> krpc.Item | None:
     """The newest item under publisher.
 
     None when the DHT holds only items older than ours (lost ours, or a replay).
@@ -353,7 +357,7 @@ class PickupOutcome:
 
 def pickup(
     publisher: PublicKey | None,
-    rendezvous: Rendezvous,
+    rendezvous: RecordStore,
     now: float,
     *,
     assume_yes: bool,
@@ -423,7 +427,7 @@ def _not_on_this_machine(session_id: str) -> SessionError:
 
 def _refuse_expired(record: Record, now: float) -> None:
     if record.is_expired(now):
-        ago = console.format_duration(now - record.expires_at)
+        ago = text.format_duration(now - record.expires_at)
         raise Expired(f"the handoff from {record.publisher().fingerprint} expired {ago} ago")
 
 
@@ -431,7 +435,7 @@ def _decrypt(
     record: Record, publisher: PublicKey, identity: Identity | None, now: float
 ) -> tuple[Payload, agecrypt.Identity]:
     """The payload, and the age identity that opened it (it opens a carried session too)."""
-    age = console.format_duration(max(0.0, now - record.created_at))
+    age = text.format_duration(max(0.0, now - record.created_at))
     origin = f"the handoff from {publisher.display} ({age} old)"
     if record.pin_salt is not None:
         pin = console.secret("PIN: ", PIN_ENV)
@@ -459,15 +463,15 @@ def _decrypt(
 
 def _resume_question(body: Payload, record: Record, now: float) -> str:
     # The publisher chose these words: shown escaped, they cannot steer the terminal.
-    where = console.printable(body.project) if body.project else "an unknown directory"
-    host = f" on {console.printable(body.hostname)}" if body.hostname else ""
-    age = console.format_duration(max(0.0, now - record.created_at))
+    where = text.printable(body.project) if body.project else "an unknown directory"
+    host = f" on {text.printable(body.hostname)}" if body.hostname else ""
+    age = text.format_duration(max(0.0, now - record.created_at))
     return f"Resume session {body.session_id} ({where}{host}, published {age} ago)?"
 
 
 def resume(
     outcome: PickupOutcome,
-    rendezvous: Rendezvous,
+    rendezvous: RecordStore,
     *,
     project_dir: Path | None = None,
     assume_yes: bool = False,
@@ -490,7 +494,7 @@ def resume(
 
 def fetch_session(
     outcome: PickupOutcome,
-    rendezvous: Rendezvous,
+    rendezvous: RecordStore,
     *,
     project_dir: Path | None,
     assume_yes: bool,
@@ -498,7 +502,7 @@ def fetch_session(
     lan: bool = False,
 ) -> tuple[claude.Session, Path]:
     """Download, check, decrypt and place a carried session; return it and the directory to resume in."""
-    from cclink import carry  # libtorrent's peer side and tarfile: only for --carry
+    from cclink.flows import carry  # libtorrent's peer side and tarfile: only for --carry
 
     info, body = outcome.payload.carry, outcome.payload
     assert info is not None and outcome.decryptor is not None
@@ -507,7 +511,7 @@ def fetch_session(
     _agree_to_replace(carry.local_copy(body.session_id, local), body.session_id, assume_yes)
     try:
         with ExitStack() as transfer:
-            with console.spinner(f"Fetching the session ({console.format_bytes(info.size)})") as spin:
+            with console.spinner(f"Fetching the session ({text.format_bytes(info.size)})") as spin:
                 path = transfer.enter_context(
                     carry.fetched(
                         info,
@@ -515,7 +519,7 @@ def fetch_session(
                         stall_timeout=fetch_timeout,
                         lan=lan,
                         on_progress=lambda p: spin.update(
-                            console.transfer_status("Fetching the session", p.done, p.total, p.rate)
+                            text.transfer_status("Fetching the session", p.done, p.total, p.rate)
                         ),
                     )
                 )
@@ -575,7 +579,7 @@ def _local_project(publisher_project: str, project_dir: Path | None, assume_yes:
         return Path(publisher_project)
     cwd = Path.cwd()
     missing = (
-        f"The publisher's directory {console.printable(publisher_project)}"
+        f"The publisher's directory {text.printable(publisher_project)}"
         if publisher_project
         else "The publisher's directory"
     )
@@ -604,9 +608,9 @@ class ListOutcome:
     payload: Payload | None  # None when our key cannot read it
 
 
-def list_active(rendezvous: Rendezvous) -> ListOutcome:
+def list_active(rendezvous: RecordStore) -> ListOutcome:
     """The active handoff under one's own key; a revocation found instead is put again, so DHT nodes keep it."""
-    from cclink.rendezvous import Revocation  # imported above for type checking only
+    from cclink.net.record_store import Revocation  # imported above for type checking only
 
     identity = load_identity()
     with console.spinner("Looking up your handoff on the DHT"):
@@ -632,14 +636,14 @@ def list_active(rendezvous: Rendezvous) -> ListOutcome:
     return ListOutcome(identity.public_key, record, resolved.seq, body)
 
 
-def revoke(rendezvous: Rendezvous, now: float, *, assume_yes: bool) -> Record | None:
+def revoke(rendezvous: RecordStore, now: float, *, assume_yes: bool) -> Record | None:
     """Supersede the active record with an empty packet; return what was revoked.
 
     None when no record was there to show: the newest item was already a
     revocation (it is put again, so DHT nodes keep it), or was older than one
     this machine has seen, maybe a replay (a new revocation supersedes it).
     """
-    from cclink.rendezvous import Revocation  # imported above for type checking only
+    from cclink.net.record_store import Revocation  # imported above for type checking only
 
     identity = load_identity()
     try:
@@ -662,7 +666,7 @@ def revoke(rendezvous: Rendezvous, now: float, *, assume_yes: bool) -> Record | 
         console.say("The handoff was already revoked; its revocation was put on the DHT again so that nodes keep it.")
         return None
     record = rendezvous.active(identity.public_key, found).record
-    age = console.format_duration(max(0.0, now - record.created_at))
+    age = text.format_duration(max(0.0, now - record.created_at))
     if not console.confirm(
         f"Revoke the handoff published {age} ago?", assume_yes=assume_yes, when_not_interactive=False
     ):

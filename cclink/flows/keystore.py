@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cclink import console, files, keyfile
+from cclink.cli import console
 from cclink.errors import Aborted
-from cclink.keys import Identity, PublicKey
+from cclink.local import files
+from cclink.wire import keyfile
+from cclink.wire.keys import Identity, PublicKey
 
 PASSPHRASE_ENV = "CCLINK_PASSPHRASE"
 
@@ -48,7 +50,7 @@ def init(import_from: str | None, no_passphrase: bool, assume_yes: bool) -> Init
         passphrase = console.secret(
             "New passphrase for the key (at least 8 characters): ", PASSPHRASE_ENV, confirm=True
         )
-        from cclink import kdf  # Argon2 and HKDF: only when a passphrase is set
+        from cclink.wire import kdf  # Argon2 and HKDF: only when a passphrase is set
 
         kdf.check_passphrase(passphrase)
     keyfile.save_identity(path, identity, passphrase)

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 import libtorrent as lt
 
-from cclink.dht import Endpoint, knock, routing_table_size, session_settings
 from cclink.errors import NetworkError, UsageError
+from cclink.net.endpoints import Endpoint
+from cclink.net.lt_session import knock, routing_table_size, session_settings
 
 HOST = "127.0.0.1"
 # A node keeps at most 8 nodes per routing-table bucket; wanting more would never end.

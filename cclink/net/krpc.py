@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import libtorrent as lt
 
-from cclink.dht import Endpoint
+from cclink.net.endpoints import Endpoint
 
 if TYPE_CHECKING:
     from libtorrent import _Entry as Bencoded  # what lt.bencode takes (a name in libtorrent's stubs only)

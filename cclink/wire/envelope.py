@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import pyrage
 
-from cclink import agecrypt, kdf
 from cclink.errors import KeyFileError, WrongPassphrase
+from cclink.wire import agecrypt, kdf
 
 MAGIC = b"CCLINKEK"
 VERSION = 1

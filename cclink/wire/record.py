@@ -7,9 +7,9 @@ import binascii
 import json
 from dataclasses import dataclass, replace
 
-from cclink import strictjson
 from cclink.errors import BadSignature, InvalidPublicKey, MalformedRecord
-from cclink.keys import SIGNATURE_SIZE, Identity, PublicKey
+from cclink.wire import strictjson
+from cclink.wire.keys import SIGNATURE_SIZE, Identity, PublicKey
 
 PIN_SALT_SIZE = 32
 # Rust reads these as u64; we stop at i64 so every consumer (time, sqlite, ...) copes.

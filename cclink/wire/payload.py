@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from cclink import agecrypt, strictjson
 from cclink.errors import MalformedPayload
+from cclink.wire import agecrypt, strictjson
 
 # The id becomes `<id>.jsonl` on the picker's machine: no separators, no `.`/`..`,
 # nothing hidden; and an argument of `claude`: nothing that starts like an option.

@@ -27,8 +27,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cclink import files, z32
 from cclink.errors import WireError
+from cclink.local import files
+from cclink.wire import z32
 
 FILE_NAME = "seen-seqs.json"
 LOCK_NAME = "seen-seqs.lock"

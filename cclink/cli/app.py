@@ -15,6 +15,8 @@ from typing import NoReturn
 import typer
 import typer.main
 
+from cclink import text
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=False,
@@ -60,9 +62,10 @@ def publish_command(
     """Publish this directory's session (the default command)."""
     import time
 
-    from cclink import console, handoff
+    from cclink.cli import console
     from cclink.errors import UnknownSession, UsageError
-    from cclink.keys import PublicKey
+    from cclink.flows import handoff
+    from cclink.wire.keys import PublicKey
 
     if carry_timeout is not None and (not carry or carry_timeout <= 0):
         raise UsageError("--carry-timeout takes a positive number of seconds, and only with --carry")
@@ -107,7 +110,7 @@ def _unknown_session_advice(error) -> str:
 
 
 def _show_published(outcome, qr: bool, as_json: bool) -> None:
-    from cclink import console
+    from cclink.cli import console
 
     if as_json:
         _print_json(_publish_json(outcome))
@@ -121,24 +124,25 @@ def _show_published(outcome, qr: bool, as_json: bool) -> None:
     )
     console.out("  Run on another machine:")
     console.out(f"  {outcome.pickup_command}")
-    console.out(f"Expires in {console.format_duration(record.ttl)} ({_utc(record.expires_at)}).{_mode_line(outcome)}")
+    console.out(f"Expires in {text.format_duration(record.ttl)} ({_utc(record.expires_at)}).{_mode_line(outcome)}")
     if qr:
         console.out(console.qr_text(outcome.pickup_command))
 
 
 def _serve_carry(outcome, rendezvous, timeout: int) -> None:
-    from cclink import console, handoff
+    from cclink.cli import console
+    from cclink.flows import handoff
 
-    size = console.format_bytes(outcome.outgoing.seeder.size)
+    size = text.format_bytes(outcome.outgoing.seeder.size)
     console.say(f"Offering the session ({size} encrypted) until it is fetched; keep this running. Ctrl-C stops.")
     sys.stdout.flush()
 
     def show(status) -> None:
-        spin.update(console.seeding_status(status.peers, status.uploaded, status.upload_rate))
+        spin.update(text.seeding_status(status.peers, status.uploaded, status.upload_rate))
 
     with console.spinner("Seeding: waiting for the other machine") as spin:
         result = handoff.serve_carry(outcome, rendezvous, timeout, show)
-    console.say(f"The session was fetched ({console.format_bytes(result.uploaded)} sent).")
+    console.say(f"The session was fetched ({text.format_bytes(result.uploaded)} sent).")
     if result.revoked:
         console.say("Burn-after-read: the handoff was revoked.")
 
@@ -165,9 +169,10 @@ def pickup_command(
     """Find, verify and decrypt a handoff, then resume it."""
     import time
 
-    from cclink import console, handoff
+    from cclink.cli import console
     from cclink.errors import UsageError
-    from cclink.keys import PublicKey
+    from cclink.flows import handoff
+    from cclink.wire.keys import PublicKey
 
     if fetch_timeout <= 0:
         raise UsageError("--fetch-timeout takes a positive number of seconds")
@@ -209,7 +214,8 @@ def init_command(
     yes: bool = typer.Option(False, "-y", "--yes", help="Replace an existing key without asking."),
 ) -> None:
     """Create or import your key (passphrase-protected by default)."""
-    from cclink import console, keystore
+    from cclink.cli import console
+    from cclink.flows import keystore
 
     outcome = keystore.init(import_from, no_passphrase, yes)
     verb = "Imported" if outcome.imported else "Created"
@@ -220,7 +226,8 @@ def init_command(
 @app.command("whoami")
 def whoami_command(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Show your public key, its fingerprint and the key file."""
-    from cclink import console, keystore
+    from cclink.cli import console
+    from cclink.flows import keystore
 
     public_key, path = keystore.whoami()
     if as_json:
@@ -236,7 +243,8 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print as JS
     """Show your active handoff on the DHT."""
     import time
 
-    from cclink import console, handoff
+    from cclink.cli import console
+    from cclink.flows import handoff
 
     outcome = handoff.list_active(_rendezvous())
     now = time.time()
@@ -244,12 +252,10 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print as JS
     if as_json:
         _print_json(_list_json(outcome, now))
         return
-    status = "expired" if record.is_expired(now) else f"{console.format_duration(record.expires_at - now)} left"
+    status = "expired" if record.is_expired(now) else f"{text.format_duration(record.expires_at - now)} left"
     console.out(f"Handoff by {outcome.publisher.display}")
-    console.out(
-        f"  Published: {console.format_duration(max(0, now - record.created_at))} ago ({_utc(record.created_at)})"
-    )
-    console.out(f"  TTL:       {console.format_duration(record.ttl)}, {status}")
+    console.out(f"  Published: {text.format_duration(max(0, now - record.created_at))} ago ({_utc(record.created_at)})")
+    console.out(f"  TTL:       {text.format_duration(record.ttl)}, {status}")
     console.out(f"  Burn:      {'yes' if record.burn else 'no'}")
     console.out(f"  For:       {_audience(record)}")
     if outcome.payload is not None:
@@ -262,7 +268,8 @@ def revoke_command(yes: bool = typer.Option(False, "-y", "--yes", help="Do not a
     """Revoke your active handoff."""
     import time
 
-    from cclink import console, handoff
+    from cclink.cli import console
+    from cclink.flows import handoff
 
     handoff.revoke(_rendezvous(), time.time(), assume_yes=yes)
     console.out("Revoked.")
@@ -276,8 +283,8 @@ def testnet_command(
     """Run a local DHT on 127.0.0.1 until interrupted."""
     import threading
 
-    from cclink import console
-    from cclink.testnet import Testnet
+    from cclink.cli import console
+    from cclink.dev.testnet import Testnet
 
     stop = threading.Event()
     # Both signals only set the event: a KeyboardInterrupt could land anywhere,
@@ -298,7 +305,7 @@ def testnet_command(
 @app.command("demo")
 def demo_command() -> None:
     """Show a whole handoff on a local DHT, in throwaway homes."""
-    from cclink import demo
+    from cclink.dev import demo
 
     demo.run()
 
@@ -309,7 +316,7 @@ def help_command(
     command: str | None = typer.Argument(None, help="The command to explain (default: list them all)."),
 ) -> None:
     """Show this help, or one command's (`cclink help pickup`)."""
-    from cclink import console
+    from cclink.cli import console
     from cclink.errors import UsageError
 
     group_ctx = ctx.parent
@@ -328,14 +335,14 @@ def help_command(
 
 
 def _rendezvous():
-    from cclink import dht
-    from cclink.rendezvous import Rendezvous
+    from cclink.net import endpoints
+    from cclink.net.record_store import RecordStore
 
-    return Rendezvous(dht.bootstrap_from_environment())
+    return RecordStore(endpoints.bootstrap_from_environment())
 
 
 def _print_json(data: dict) -> None:
-    from cclink import console
+    from cclink.cli import console
 
     console.out(console.safe_json(data))
 
@@ -563,10 +570,10 @@ def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
 
 def _fail(message: str, code: int) -> NoReturn:
     """One error line on stderr (best effort: the terminal may be gone), then exit with code."""
-    from cclink import console
+    from cclink.cli import console
 
     # One line whatever the message holds: a line break from a hostile name could fake a second message.
-    console.say(f"cclink: error: {console.printable(_sentence(message))}")
+    console.say(f"cclink: error: {text.printable(_sentence(message))}")
     _flush(sys.stdout)
     _flush(sys.stderr)
     sys.exit(code)

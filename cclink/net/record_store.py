@@ -11,19 +11,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from cclink import dht, dhtitems, krpc, packet
 from cclink.errors import NetworkError, NotFound, Rollback, WireError
-from cclink.keys import Identity, PublicKey
-from cclink.record import Record
-from cclink.seen import SeqMemory
+from cclink.net import dht_client, endpoints, krpc
+from cclink.net.seq_memory import SeqMemory
+from cclink.wire import packet
+from cclink.wire.keys import Identity, PublicKey
+from cclink.wire.record import Record
 
 PUT_TIMEOUT = 60.0
 GET_TIMEOUT = 20.0
 RETRY_FOR = 30.0
-
-
-# What a publish or revoke reports: the seq it signed and how many nodes stored it.
-Published = dhtitems.Stored
 
 
 @dataclass(frozen=True)
@@ -41,28 +38,28 @@ class Revocation:
     item: krpc.Item  # verified; anyone may put it again, unchanged, to keep it alive
 
 
-class Rendezvous:
+class RecordStore:
     """The DHT as a place to leave and find handoff records."""
 
-    def __init__(self, bootstrap: Sequence[dht.Endpoint], seen: SeqMemory | None = None) -> None:
+    def __init__(self, bootstrap: Sequence[endpoints.Endpoint], seen: SeqMemory | None = None) -> None:
         self.bootstrap = list(bootstrap)
         # The highest seq seen per publisher: the user's own unless a test or the demo brings one.
         self.seen = seen if seen is not None else SeqMemory.in_state_dir()
 
-    def publish(self, identity: Identity, record: Record) -> Published:
+    def publish(self, identity: Identity, record: Record) -> dht_client.Stored:
         message = packet.record_message(identity.public_key, record.to_json())
         return self.put_message(identity, message)
 
-    def revoke(self, identity: Identity) -> Published:
+    def revoke(self, identity: Identity) -> dht_client.Stored:
         """Supersede whatever is published with an empty packet."""
         return self.put_message(identity, packet.revocation_message())
 
-    def refresh(self, publisher: PublicKey, revocation: Revocation) -> Published:
+    def refresh(self, publisher: PublicKey, revocation: Revocation) -> dht_client.Stored:
         """Put a revocation again, unchanged, so that nodes keep it (and nodes that dropped it hold it again).
 
         It needs no key and supersedes nothing: a node holding a newer item refuses it.
         """
-        return dhtitems.put_again(
+        return dht_client.put_again(
             self.bootstrap, publisher.raw, revocation.item, _verifier(publisher), timeout=PUT_TIMEOUT
         )
 
@@ -111,7 +108,7 @@ class Rendezvous:
         self.seen.remember(publisher.raw, item.seq)
         return found
 
-    def put_message(self, identity: Identity, message: bytes) -> Published:
+    def put_message(self, identity: Identity, message: bytes) -> dht_client.Stored:
         """Put a DNS message as identity's signed packet, superseding whatever was there."""
         public_key = identity.public_key
 
@@ -120,7 +117,7 @@ class Rendezvous:
 
         # Above anything seen, even an item the DHT has dropped: else an older one could be put back over ours.
         min_seq = self.seen.floor(public_key.raw) + 1
-        published = dhtitems.put(
+        published = dht_client.put(
             self.bootstrap, public_key.raw, message, sign, _verifier(public_key), timeout=PUT_TIMEOUT, min_seq=min_seq
         )
         self.seen.remember(public_key.raw, published.seq)
@@ -131,7 +128,7 @@ class Rendezvous:
 
         Raises Rollback when it is older than the newest this machine has seen under publisher.
         """
-        item = dhtitems.get(self.bootstrap, publisher.raw, _verifier(publisher), timeout=GET_TIMEOUT)
+        item = dht_client.get(self.bootstrap, publisher.raw, _verifier(publisher), timeout=GET_TIMEOUT)
         if item is not None and item.seq < self.seen.floor(publisher.raw):
             raise Rollback(
                 f"the DHT returned an older handoff from {publisher.display} than this machine has already seen "
@@ -165,4 +162,4 @@ def _verified(publisher: PublicKey, item: krpc.Item) -> Resolved | Revocation:
 
 def _verified_record(publisher: PublicKey, item: krpc.Item) -> Resolved:
     """The record an item holds, verified; NotFound for a revocation."""
-    return Rendezvous.active(publisher, _verified(publisher, item))
+    return RecordStore.active(publisher, _verified(publisher, item))

@@ -1,74 +1,25 @@
-"""The Mainline DHT as libtorrent sessions see it: bootstrap nodes, settings, joining, the routing-table cache.
+"""libtorrent sessions on the Mainline DHT: their settings, joining, and the routing-table cache.
 
-Transport, at the bottom of cclink. libtorrent's DHT finds the peers of a
-`--carry` transfer (torrent.py); handoff records, BEP 44 items, are got and
-put by cclink's own KRPC client (dhtitems.py), which shares the bootstrap
-and command-address rules defined here.
+libtorrent's DHT finds the peers of a `--carry` transfer (bittorrent.py);
+handoff records, BEP 44 items, are got and put by cclink's own KRPC client
+(dht_client.py). Both start from the bootstrap rules of endpoints.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
 import libtorrent as lt
 
-from cclink import files
-from cclink.errors import UsageError
+from cclink.local import files
+from cclink.net.endpoints import COMMAND_ADDRESS, Endpoint, is_loopback, is_private_swarm
 
-Endpoint = tuple[str, int]
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# The routers pkarr's own DHT client starts from.
-DEFAULT_BOOTSTRAP: tuple[Endpoint, ...] = (
-    ("router.bittorrent.com", 6881),
-    ("dht.transmissionbt.com", 6881),
-    ("dht.libtorrent.org", 25401),
-    ("relay.pkarr.org", 6881),
-)
-BOOTSTRAP_ENV = "CCLINK_BOOTSTRAP"
 REBOOTSTRAP_EVERY = 0.5
-
-
-def parse_bootstrap(text: str) -> list[Endpoint]:
-    """Read `host:port[,host:port...]`; UsageError on anything else."""
-    endpoints = []
-    for part in text.split(","):
-        host, sep, port = part.strip().rpartition(":")
-        host = host.strip("[]")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise UsageError(f"{BOOTSTRAP_ENV} must be host:port[,host:port...], not '{text}'")
-        endpoints.append((host, int(port)))
-    return endpoints
-
-
-def bootstrap_from_environment() -> list[Endpoint]:
-    """CCLINK_BOOTSTRAP when set, else the public routers."""
-    text = os.environ.get(BOOTSTRAP_ENV, "").strip()
-    return parse_bootstrap(text) if text else list(DEFAULT_BOOTSTRAP)
-
-
-def _all_addresses(endpoints: Sequence[Endpoint], test: Callable[[IPAddress], bool]) -> bool:
-    try:
-        return all(test(ipaddress.ip_address(host)) for host, _ in endpoints)
-    except ValueError:
-        return False  # a host name: the public DHT's routers
-
-
-def is_loopback(endpoints: Sequence[Endpoint]) -> bool:
-    """True when every endpoint is a loopback address: a swarm on this machine."""
-    return _all_addresses(endpoints, lambda address: address.is_loopback)
-
-
-def is_private_swarm(endpoints: Sequence[Endpoint]) -> bool:
-    """True when every endpoint is a loopback or private address: a test swarm, on this machine or a lab network."""
-    return _all_addresses(endpoints, lambda address: address.is_loopback or address.is_private)
 
 
 def session_settings(listen: str, bootstrap: Sequence[Endpoint], local_swarm: bool) -> lt.settings_pack:
@@ -106,16 +57,6 @@ def _local_swarm_settings() -> lt.settings_pack:
         "dht_block_timeout": 0,
         "dht_upload_rate_limit": 100_000_000,
     }
-
-
-# In a local swarm every command runs its own short-lived DHT client.
-# libtorrent files a node that stored an item or announced a peer in its
-# routing table even when that node is read-only, so finished commands linger
-# there as dead entries, and a lookup that meets one waits for it (libtorrent:
-# 15 s). Commands therefore bind their own loopback address, distinct from
-# the swarm's 127.0.0.1, and filter that address out of their lookups (the
-# ip_filter below; dhtitems does the same): no command ever waits on another.
-COMMAND_ADDRESS = "127.0.0.2"
 
 
 def _ignore_other_commands() -> lt.ip_filter:

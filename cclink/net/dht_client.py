@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from cclink import krpc
-from cclink.dht import COMMAND_ADDRESS, Endpoint, is_loopback, is_private_swarm
 from cclink.errors import NetworkError
+from cclink.net import krpc
+from cclink.net.endpoints import COMMAND_ADDRESS, Endpoint, is_loopback, is_private_swarm
 
 K = 8  # BEP 5's bucket size: how many of the closest nodes a lookup hears and a put goes to
 PARALLEL = 8  # lookup queries in flight at once

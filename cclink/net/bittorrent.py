@@ -17,14 +17,14 @@ from pathlib import Path
 
 import libtorrent as lt
 
-from cclink import dht
 from cclink.errors import NetworkError, TransferError
+from cclink.net import endpoints, lt_session
+from cclink.net.endpoints import Endpoint
 
 PIECE_SIZE = 1 << 20  # 1 MiB: few pieces even for 200 MB, small enough to resume finely
 FILE_NAME = "carry.age"
 SEED_ANNOUNCE_EVERY = 300.0
 FETCH_ANNOUNCE_EVERY = 10.0  # while no peer is connected
-Endpoint = dht.Endpoint
 
 
 def parse_endpoint(text: str) -> Endpoint | None:
@@ -58,22 +58,22 @@ def in_scope(endpoints: Sequence[Endpoint], bootstrap: Sequence[Endpoint], *, la
     return [endpoint for endpoint in endpoints if allowed(ipaddress.ip_address(endpoint[0]))]
 
 
-def _address_scope(bootstrap: Sequence[Endpoint], lan: bool = False) -> Callable[[dht.IPAddress], bool]:
-    if dht.is_loopback(bootstrap):
+def _address_scope(bootstrap: Sequence[Endpoint], lan: bool = False) -> Callable[[endpoints.IPAddress], bool]:
+    if endpoints.is_loopback(bootstrap):
         return lambda address: address.is_loopback
-    if dht.is_private_swarm(bootstrap) or lan:
+    if endpoints.is_private_swarm(bootstrap) or lan:
         private = _is_private_use
-        if lan and not dht.is_private_swarm(bootstrap):
+        if lan and not endpoints.is_private_swarm(bootstrap):
             return lambda address: private(address) or _is_public(address)
         return private
     return _is_public
 
 
-def _is_public(address: dht.IPAddress) -> bool:
+def _is_public(address: endpoints.IPAddress) -> bool:
     return address.is_global and not address.is_multicast  # Python counts 224.0.0.0/4 as global
 
 
-def _is_private_use(address: dht.IPAddress) -> bool:
+def _is_private_use(address: endpoints.IPAddress) -> bool:
     return any(address in network for network in _PRIVATE_USE)
 
 
@@ -141,12 +141,12 @@ class _TorrentSession:
         self.bootstrap = list(bootstrap)
         self.lan = lan
         # The routing table is kept between commands, so the next transfer joins the DHT faster.
-        self.state_file = dht.state_file_for(self.bootstrap)
-        self.on_this_machine = dht.is_loopback(self.bootstrap)
+        self.state_file = lt_session.state_file_for(self.bootstrap)
+        self.on_this_machine = endpoints.is_loopback(self.bootstrap)
         self._session: lt.session | None = lt.session(
-            dht.command_session_params(self.bootstrap, self.state_file, peer_wire=True, map_port=map_port)
+            lt_session.command_session_params(self.bootstrap, self.state_file, peer_wire=True, map_port=map_port)
         )
-        self.public = not dht.is_private_swarm(self.bootstrap)
+        self.public = not endpoints.is_private_swarm(self.bootstrap)
         if self.public:
             self.session.set_ip_filter(_public_peers_only(lan))
         self._handle: lt.torrent_handle | None = None
@@ -168,7 +168,7 @@ class _TorrentSession:
     def close(self) -> None:
         if self._session is None:
             return
-        dht.save_state(self._session, self.state_file)
+        lt_session.save_state(self._session, self.state_file)
         self._handle = None
         self._session = None  # dropping the last reference shuts libtorrent down
 
@@ -196,10 +196,10 @@ class _TorrentSession:
         alerts = self.session.pop_alerts()
         for alert in alerts:
             _raise_if_failed(alert)
-            if isinstance(alert, lt.dht_stats_alert) and dht.nodes_in(alert) > 0:
+            if isinstance(alert, lt.dht_stats_alert) and lt_session.nodes_in(alert) > 0:
                 self._joined = True
-        if not self._joined and time.monotonic() - self._knocked_at > dht.REBOOTSTRAP_EVERY:
-            dht.knock(self.session, self.bootstrap)  # a test swarm's nodes are not libtorrent bootstrap nodes
+        if not self._joined and time.monotonic() - self._knocked_at > lt_session.REBOOTSTRAP_EVERY:
+            lt_session.knock(self.session, self.bootstrap)  # a test swarm's nodes are not libtorrent bootstrap nodes
             self._knocked_at = time.monotonic()
         # libtorrent announces a new torrent at once, before the DHT has any
         # node to announce to, and then not again for many minutes.
@@ -244,7 +244,7 @@ class Seeder(_TorrentSession):
         """
         port = self.session.listen_port()
         if self.on_this_machine:
-            return [(dht.COMMAND_ADDRESS, port)]
+            return [(endpoints.COMMAND_ADDRESS, port)]
         return in_scope([(address, port) for address in _local_addresses(self.bootstrap)], self.bootstrap, lan=True)
 
     def poll(self, wait: float = 0.5) -> SeedStatus:

@@ -27,7 +27,7 @@ from typing import IO, BinaryIO
 
 import pyrage
 
-from cclink import agecrypt, archive, claude, console, dht, dhtitems, files, krpc, streams, torrent
+from cclink import text
 from cclink.errors import (
     CannotDecrypt,
     CclinkError,
@@ -39,8 +39,11 @@ from cclink.errors import (
     TransferError,
     WireError,
 )
-from cclink.keys import Identity, PublicKey
-from cclink.payload import CarryInfo
+from cclink.local import claude, files, streams
+from cclink.net import bittorrent, dht_client, endpoints, krpc
+from cclink.wire import agecrypt, archive
+from cclink.wire.keys import Identity, PublicKey
+from cclink.wire.payload import CarryInfo
 
 # Claude Code's largest transcripts run to hundreds of MB. A carried session
 # that unpacks to more is refused, even from a publisher whose key checks out,
@@ -77,7 +80,7 @@ class Outgoing:
     """A session packed, encrypted and being seeded. Use as a context manager; closing deletes the files."""
 
     def __init__(
-        self, session_file: Path, recipient: agecrypt.Recipient, bootstrap: Sequence[torrent.Endpoint]
+        self, session_file: Path, recipient: agecrypt.Recipient, bootstrap: Sequence[endpoints.Endpoint]
     ) -> None:
         self.workdir = _private_temp_dir(outgoing_dir())
         self.bootstrap = list(bootstrap)
@@ -96,10 +99,10 @@ class Outgoing:
             raise
 
     def info(self, with_hints: bool = True) -> CarryInfo:
-        hints = tuple(torrent.format_endpoint(e) for e in self.seeder.listen_endpoints()) if with_hints else ()
+        hints = tuple(bittorrent.format_endpoint(e) for e in self.seeder.listen_endpoints()) if with_hints else ()
         return CarryInfo(self.seeder.info_hash, self.seeder.size, self.sha256, hints[: CarryInfo.MAX_HINTS])
 
-    def poll(self, wait: float) -> torrent.SeedStatus:
+    def poll(self, wait: float) -> bittorrent.SeedStatus:
         """Serve peers for up to `wait` seconds.
 
         A peer that looks finished makes the acknowledgement be looked for soon.
@@ -131,21 +134,21 @@ class Outgoing:
 
 
 class _SeederStarting:
-    """A torrent.Seeder starting in a thread while the caller packs the file it will seed."""
+    """A bittorrent.Seeder starting in a thread while the caller packs the file it will seed."""
 
-    def __init__(self, bootstrap: Sequence[torrent.Endpoint]) -> None:
-        self._seeder: torrent.Seeder | None = None
+    def __init__(self, bootstrap: Sequence[endpoints.Endpoint]) -> None:
+        self._seeder: bittorrent.Seeder | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._start, args=(bootstrap,), name="cclink-seeder", daemon=True)
         self._thread.start()
 
-    def _start(self, bootstrap: Sequence[torrent.Endpoint]) -> None:
+    def _start(self, bootstrap: Sequence[endpoints.Endpoint]) -> None:
         try:
-            self._seeder = torrent.Seeder(bootstrap)
+            self._seeder = bittorrent.Seeder(bootstrap)
         except BaseException as error:  # noqa: BLE001 - not swallowed: result() raises it in the caller's thread
             self._error = error
 
-    def result(self) -> torrent.Seeder:
+    def result(self) -> bittorrent.Seeder:
         self._thread.join()
         if self._seeder is None:
             raise self._error or NetworkError("the torrent session did not start")
@@ -163,7 +166,7 @@ def _pack_and_encrypt(session_file: Path, recipient: agecrypt.Recipient, workdir
     Packing and encryption overlap; the plaintext archive exists only in the pipe between them.
     """
     try:
-        ciphertext = workdir / torrent.FILE_NAME
+        ciphertext = workdir / bittorrent.FILE_NAME
         return ciphertext, *_write_encrypted_archive(session_file, recipient, ciphertext)
     except OSError as error:
         if error.errno == errno.ENOSPC:
@@ -225,7 +228,7 @@ def _ack_signable(seq: int, value: bytes) -> bytes:
     return b"3:seqi%de1:v%d:" % (seq, len(value)) + value
 
 
-def _ack_verifier(carry: CarryInfo, public_key: PublicKey) -> dhtitems.Verify:
+def _ack_verifier(carry: CarryInfo, public_key: PublicKey) -> dht_client.Verify:
     """An item under the ack key counts when its signature holds and it names this carry's info-hash."""
 
     def verifies(item: krpc.Item) -> bool:
@@ -240,13 +243,13 @@ def _ack_verifier(carry: CarryInfo, public_key: PublicKey) -> dhtitems.Verify:
     return verifies
 
 
-def acknowledge(carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[torrent.Endpoint]) -> None:
+def acknowledge(carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[endpoints.Endpoint]) -> None:
     """Tell the publisher that the whole session arrived and decrypted: put the acknowledgement item.
 
     NetworkError when no node stored it.
     """
     identity = _ack_identity(archive_sha256)
-    dhtitems.put(
+    dht_client.put(
         bootstrap,
         identity.public_key.raw,
         carry.info_hash,
@@ -256,25 +259,25 @@ def acknowledge(carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[tor
     )
 
 
-def is_acknowledged(carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[torrent.Endpoint]) -> bool:
+def is_acknowledged(carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[endpoints.Endpoint]) -> bool:
     """Whether the DHT holds the recipient's acknowledgement; NetworkError when no node answered."""
     public_key = _ack_identity(archive_sha256).public_key
     return (
-        dhtitems.get(bootstrap, public_key.raw, _ack_verifier(carry, public_key), timeout=ACK_GET_TIMEOUT) is not None
+        dht_client.get(bootstrap, public_key.raw, _ack_verifier(carry, public_key), timeout=ACK_GET_TIMEOUT) is not None
     )
 
 
 class Acknowledging:
     """acknowledge() in a thread, so that the session is placed meanwhile; wait() before leaving the process."""
 
-    def __init__(self, carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[torrent.Endpoint]) -> None:
+    def __init__(self, carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[endpoints.Endpoint]) -> None:
         self._done = False
         self._thread = threading.Thread(
             target=self._put, args=(carry, archive_sha256, list(bootstrap)), name="cclink-ack", daemon=True
         )
         self._thread.start()
 
-    def _put(self, carry: CarryInfo, archive_sha256: bytes, bootstrap: list[torrent.Endpoint]) -> None:
+    def _put(self, carry: CarryInfo, archive_sha256: bytes, bootstrap: list[endpoints.Endpoint]) -> None:
         try:
             acknowledge(carry, archive_sha256, bootstrap)
             self._done = True
@@ -293,7 +296,7 @@ class AckWatch:
     In a thread, so that seeding never waits for the DHT.
     """
 
-    def __init__(self, carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[torrent.Endpoint]) -> None:
+    def __init__(self, carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[endpoints.Endpoint]) -> None:
         self.seen = False
         self._carry = carry
         self._archive_sha256 = archive_sha256
@@ -356,7 +359,7 @@ class Progress:
 @contextmanager
 def fetched(
     carry: CarryInfo,
-    bootstrap: Sequence[torrent.Endpoint],
+    bootstrap: Sequence[endpoints.Endpoint],
     *,
     stall_timeout: float,
     on_progress: Callable[[Progress], None] = lambda _: None,
@@ -367,16 +370,16 @@ def fetched(
     With lan, also from the publisher's private address. TransferError when
     no data came for stall_timeout seconds. The connections stay up for the
     block, so that the publisher learns of the finished download (see
-    torrent.Fetcher.part_ways) while the caller already checks and places
+    bittorrent.Fetcher.part_ways) while the caller already checks and places
     the session.
     """
     check_room_to_fetch(carry)
     directory = incoming_dir(carry.info_hash)
     files.make_private_dirs(directory)
     hints = [
-        e for e in (torrent.parse_endpoint(h) for h in carry.hints) if e is not None
-    ]  # torrent.Fetcher keeps those in scope
-    with torrent.Fetcher(carry.info_hash, carry.size, directory, bootstrap, hints, lan=lan) as fetcher:
+        e for e in (bittorrent.parse_endpoint(h) for h in carry.hints) if e is not None
+    ]  # bittorrent.Fetcher keeps those in scope
+    with bittorrent.Fetcher(carry.info_hash, carry.size, directory, bootstrap, hints, lan=lan) as fetcher:
         last_done, last_change = -1, time.monotonic()
         while True:
             status = fetcher.poll(0.2)
@@ -387,7 +390,9 @@ def fetched(
                 last_done, last_change = status.done, time.monotonic()
             elif time.monotonic() - last_change > stall_timeout:
                 raise TransferError(
-                    _stalled_message(status, stall_timeout, suggest_lan=not lan and not dht.is_private_swarm(bootstrap))
+                    _stalled_message(
+                        status, stall_timeout, suggest_lan=not lan and not endpoints.is_private_swarm(bootstrap)
+                    )
                 )
         fetcher.flush()
         yield fetcher.path
@@ -396,19 +401,19 @@ def fetched(
 
 def check_room_to_fetch(carry: CarryInfo) -> None:
     """NoSpace, before anything is downloaded or created, when the declared size is past the cap or the free space."""
-    size = console.format_bytes(carry.size)
+    size = text.format_bytes(carry.size)
     if carry.size > MAX_UNPACKED:
         # The ciphertext is a little larger than the archive it holds, which unpacks to more still.
         raise NoSpace(
             f"the carried session is {size} encrypted, "
-            f"more than the {console.format_bytes(MAX_UNPACKED)} cclink accepts; nothing was downloaded"
+            f"more than the {text.format_bytes(MAX_UNPACKED)} cclink accepts; nothing was downloaded"
         )
     directory = incoming_dir(carry.info_hash)
-    needed = carry.size - _allocated(directory / torrent.FILE_NAME) + KEEP_FREE
+    needed = carry.size - _allocated(directory / bittorrent.FILE_NAME) + KEEP_FREE
     if shutil.disk_usage(_nearest_existing(directory)).free < needed:
         raise NoSpace(
             f"there is not enough disk space under {files.cache_dir()} to download the carried session ({size}; "
-            f"cclink leaves {console.format_bytes(KEEP_FREE)} free); nothing was downloaded"
+            f"cclink leaves {text.format_bytes(KEEP_FREE)} free); nothing was downloaded"
         )
 
 
@@ -426,7 +431,7 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def _stalled_message(status: torrent.FetchStatus, stall_timeout: float, *, suggest_lan: bool) -> str:
+def _stalled_message(status: bittorrent.FetchStatus, stall_timeout: float, *, suggest_lan: bool) -> str:
     waited = f"{stall_timeout:.0f} seconds"
     if not status.has_metadata and status.peers == 0:
         lan = "; if both machines are on one network, run pickup again with --lan" if suggest_lan else ""
@@ -563,11 +568,11 @@ def _room_to_unpack(directory: Path, archive_size: int) -> tuple[int, str]:
     if free < MAX_UNPACKED:
         return max(0, free), (
             f"there is not enough disk space for the carried session under {claude.projects_dir()} "
-            f"(cclink leaves {console.format_bytes(KEEP_FREE)} free)"
+            f"(cclink leaves {text.format_bytes(KEEP_FREE)} free)"
         )
     return (
         MAX_UNPACKED,
-        f"the carried session unpacks to more than {console.format_bytes(MAX_UNPACKED)}, the most cclink accepts",
+        f"the carried session unpacks to more than {text.format_bytes(MAX_UNPACKED)}, the most cclink accepts",
     )
 
 

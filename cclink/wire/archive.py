@@ -24,8 +24,8 @@ from typing import IO, BinaryIO, cast
 
 import zstandard
 
-from cclink import files, streams
 from cclink.errors import MalformedArchive, NoSpace
+from cclink.local import files, streams
 
 # Big enough that per-chunk Python work is lost in the noise, small enough
 # that the allocator recycles the buffers: with 1 MiB chunks, glibc handed

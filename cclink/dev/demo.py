@@ -13,12 +13,13 @@ import textwrap
 import uuid
 from pathlib import Path
 
-from cclink import claude, packet
-from cclink.keys import PublicKey
-from cclink.record import Record
-from cclink.rendezvous import Rendezvous
-from cclink.seen import SeqMemory
-from cclink.testnet import Testnet
+from cclink.dev.testnet import Testnet
+from cclink.local import claude
+from cclink.net.record_store import RecordStore
+from cclink.net.seq_memory import SeqMemory
+from cclink.wire import packet
+from cclink.wire.keys import PublicKey
+from cclink.wire.record import Record
 
 CARRY_READY = "Offering the session"
 STAND_IN = """#!/bin/sh
@@ -178,7 +179,7 @@ def _public_view(machine: _Machine, net: Testnet) -> str:
     """The record as any DHT node sees it, fetched the way pickup does."""
     whoami = json.loads(machine.cclink("whoami", "--json", quiet=True))
     publisher = PublicKey.parse(whoami["public_key"])
-    item = Rendezvous(net.endpoints, seen=SeqMemory.in_memory()).find_item(publisher)
+    item = RecordStore(net.endpoints, seen=SeqMemory.in_memory()).find_item(publisher)
     if item is None:
         return "(nothing found)"
     record = Record.from_json(packet.record_from_message(item.value, publisher) or b"{}")

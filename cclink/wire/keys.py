@@ -9,8 +9,8 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
-from cclink import agecrypt, z32
 from cclink.errors import BadSignature, InvalidPublicKey, WireError
+from cclink.wire import agecrypt, z32
 
 SEED_SIZE = 32
 PUBLIC_KEY_SIZE = 32

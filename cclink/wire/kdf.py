@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from cclink import agecrypt
 from cclink.errors import WeakSecret
+from cclink.wire import agecrypt
 
 ARGON2_MEMORY_KIB = 65536
 ARGON2_TIME = 3

@@ -1,0 +1,5 @@
+"""For trying cclink without the internet: a local DHT and a scripted demonstration.
+
+- testnet.py: a DHT of libtorrent nodes on 127.0.0.1, for tests, the demo and offline use
+- demo.py: `cclink demo`, a whole handoff between two throwaway homes
+"""
