@@ -47,9 +47,11 @@ def test_install_then_run_works_where_local_bin_is_not_on_path(home: Path) -> No
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == f"cclink {cclink.__version__}"
     assert "is not on your PATH" in result.stdout
-    assert (
-        home / ".local" / "bin" / "cclink"
-    ).resolve() == home / ".local" / "share" / "cclink" / "venv" / "bin" / "cclink"
+    venv = home / ".local" / "share" / "cclink" / "venv"
+    assert (home / ".local" / "bin" / "cclink").resolve() == venv / "bin" / "cclink"
+    # Every subpackage made it into the install, not only what --version loads.
+    every_layer = "import cclink.cli.app, cclink.flows.handoff, cclink.flows.carry, cclink.dev.demo"
+    assert subprocess.run([venv / "bin" / "python", "-c", every_layer], cwd=home, timeout=60).returncode == 0
 
 
 def test_an_unknown_argument_is_refused_before_installing(home: Path) -> None:
