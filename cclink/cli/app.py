@@ -6,16 +6,15 @@ Modules are imported inside commands so `cclink --help` starts fast.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 import typer.main
 
 from cclink import text
+from cclink.cli import exits, render
 
 app = typer.Typer(
     add_completion=False,
@@ -28,8 +27,6 @@ app = typer.Typer(
 )
 
 PUBLISH = "publish"
-INTERNAL_ERROR_EXIT = 70
-INTERRUPTED_EXIT = 130
 
 
 # --- commands ---------------------------------------------------------------------
@@ -113,18 +110,19 @@ def _show_published(outcome, qr: bool, as_json: bool) -> None:
     from cclink.cli import console
 
     if as_json:
-        _print_json(_publish_json(outcome))
+        render.print_json(render.publish_json(outcome))
         return
     for note in outcome.notes:
         console.say(f"Note: {note}")
     record = outcome.record
-    console.out(f"Session: {outcome.session_id} in {_home_relative(outcome.project)}")
+    console.out(f"Session: {outcome.session_id} in {render.home_relative(outcome.project)}")
     console.out(
         f"Published! Stored on {outcome.published.nodes} DHT node{'s' if outcome.published.nodes != 1 else ''}."
     )
     console.out("  Run on another machine:")
     console.out(f"  {outcome.pickup_command}")
-    console.out(f"Expires in {text.format_duration(record.ttl)} ({_utc(record.expires_at)}).{_mode_line(outcome)}")
+    expires = f"Expires in {text.format_duration(record.ttl)} ({render.utc(record.expires_at)})."
+    console.out(expires + render.mode_line(outcome))
     if qr:
         console.out(console.qr_text(outcome.pickup_command))
 
@@ -193,7 +191,7 @@ def pickup_command(
     for note in outcome.notes:
         console.say(f"Note: {note}")
     if as_json:
-        _print_json(_pickup_json(outcome))
+        render.print_json(render.pickup_json(outcome))
     elif qr:
         console.out(console.qr_text(outcome.payload.session_id))
         console.out(f"Session: {outcome.payload.session_id}")
@@ -231,7 +229,9 @@ def whoami_command(as_json: bool = typer.Option(False, "--json", help="Print as 
 
     public_key, path = keystore.whoami()
     if as_json:
-        _print_json({"public_key": public_key.display, "fingerprint": public_key.fingerprint, "key_file": str(path)})
+        render.print_json(
+            {"public_key": public_key.display, "fingerprint": public_key.fingerprint, "key_file": str(path)}
+        )
         return
     console.out(f"Public Key:  {public_key.display}")
     console.out(f"Fingerprint: {public_key.fingerprint}")
@@ -250,17 +250,18 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print as JS
     now = time.time()
     record = outcome.record
     if as_json:
-        _print_json(_list_json(outcome, now))
+        render.print_json(render.list_json(outcome, now))
         return
     status = "expired" if record.is_expired(now) else f"{text.format_duration(record.expires_at - now)} left"
     console.out(f"Handoff by {outcome.publisher.display}")
-    console.out(f"  Published: {text.format_duration(max(0, now - record.created_at))} ago ({_utc(record.created_at)})")
+    age = text.format_duration(max(0, now - record.created_at))
+    console.out(f"  Published: {age} ago ({render.utc(record.created_at)})")
     console.out(f"  TTL:       {text.format_duration(record.ttl)}, {status}")
     console.out(f"  Burn:      {'yes' if record.burn else 'no'}")
-    console.out(f"  For:       {_audience(record)}")
+    console.out(f"  For:       {render.audience(record)}")
     if outcome.payload is not None:
         console.out(f"  Session:   {outcome.payload.session_id}")
-        console.out(f"  Project:   {_home_relative(outcome.payload.project)}")
+        console.out(f"  Project:   {render.home_relative(outcome.payload.project)}")
 
 
 @app.command("revoke")
@@ -331,115 +332,6 @@ def help_command(
         console.out(chosen.get_help(command_ctx))
 
 
-# --- presentation helpers -------------------------------------------------------------
-
-
-def _rendezvous():
-    from cclink.net import endpoints
-    from cclink.net.record_store import RecordStore
-
-    return RecordStore(endpoints.bootstrap_from_environment())
-
-
-def _print_json(data: dict) -> None:
-    from cclink.cli import console
-
-    console.out(console.safe_json(data))
-
-
-def _utc(timestamp: float) -> str:
-    import datetime
-
-    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _home_relative(path: str) -> str:
-    home = os.path.expanduser("~")
-    if path == home or path.startswith(home + os.sep):
-        return "~" + path[len(home) :]
-    return path
-
-
-def _audience(record) -> str:
-    if record.pin_salt is not None:
-        return "anyone with the PIN"
-    if record.recipient is not None:
-        return record.recipient_key().display
-    return "your own key"
-
-
-def _mode_line(outcome) -> str:
-    parts = []
-    if outcome.mode == "pin":
-        parts.append("PIN-protected")
-    elif outcome.mode == "share":
-        parts.append(f"Shared with {outcome.record.recipient_key().display}")
-    if outcome.record.burn:
-        parts.append("burn after read")
-    if not parts:
-        return ""
-    text = ", ".join(parts)
-    return f" {text[:1].upper()}{text[1:]}."
-
-
-def _record_json(record) -> dict:
-    recipient = record.recipient_key()
-    return {
-        "created_at": record.created_at,
-        "expires_at": record.expires_at,
-        "ttl": record.ttl,
-        "burn": record.burn,
-        "pin": record.pin_salt is not None,
-        "recipient": recipient.display if recipient else None,
-    }
-
-
-def _publish_json(outcome) -> dict:
-    return {
-        "session_id": outcome.session_id,
-        "project": outcome.project,
-        "publisher": outcome.publisher.display,
-        "mode": outcome.mode,
-        **_record_json(outcome.record),
-        "seq": outcome.published.seq,
-        "nodes": outcome.published.nodes,
-        "pickup_command": outcome.pickup_command,
-        "carry": _carry_json(outcome.outgoing.info()) if outcome.outgoing else None,
-    }
-
-
-def _carry_json(info) -> dict:
-    return {
-        "size": info.size,
-        "sha256": info.sha256.hex(),
-        "info_hash": info.info_hash.hex(),
-        "hints": list(info.hints),
-    }
-
-
-def _pickup_json(outcome) -> dict:
-    return {
-        "session_id": outcome.payload.session_id,
-        "project": outcome.payload.project,
-        "hostname": outcome.payload.hostname,
-        "publisher": outcome.publisher.display,
-        **_record_json(outcome.record),
-        "revoked": outcome.revoked,
-        "session_on_this_machine": outcome.session is not None,
-        "resume_directory": str(outcome.project_dir) if outcome.project_dir else None,
-        "carry": _carry_json(outcome.payload.carry) if outcome.payload.carry else None,
-    }
-
-
-def _list_json(outcome, now: float) -> dict:
-    data = {"publisher": outcome.publisher.display, **_record_json(outcome.record), "seq": outcome.seq}
-    data["expired"] = outcome.record.is_expired(now)
-    if outcome.payload is not None:
-        data["session_id"] = outcome.payload.session_id
-        data["project"] = outcome.payload.project
-    return data
-
-
 # --- entry point ----------------------------------------------------------------------
 
 
@@ -454,132 +346,16 @@ def _with_default_command(args: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure becomes one sentence on stderr and an exit code."""
     args = _with_default_command(list(sys.argv[1:] if argv is None else argv))
-    _unwind_on_termination_signals()
+    exits.unwind_on_termination_signals()
     try:
         # Typer reports its own usage errors (exit 2) and exits; ours land here.
         typer.main.get_command(app).main(args, prog_name="cclink", standalone_mode=True)
-    except BaseException as error:  # noqa: BLE001 - every way out is decided in _leave
-        _leave(error)
+    except BaseException as error:  # noqa: BLE001 - every way out is decided in exits.leave
+        exits.leave(error)
 
 
-def _leave(error: BaseException) -> NoReturn:
-    """Exit as the way the command ended calls for: a failure is one sentence on stderr, never a traceback."""
-    from cclink.errors import CclinkError
+def _rendezvous():
+    from cclink.net import endpoints
+    from cclink.net.record_store import RecordStore
 
-    stopped_by = _stopped_by[:1]
-    _ignore_termination_signals()
-    if stopped_by:
-        # Whatever the signal became while unwinding (Typer's exit 130, or an
-        # error of a library that caught it), the signal is why cclink stops.
-        _fail(f"stopped by {signal.Signals(stopped_by[0]).name}", 128 + stopped_by[0])
-    if isinstance(error, SystemExit):
-        # Typer turns Ctrl-C inside a command into a silent exit 130.
-        if _caused_by(error, KeyboardInterrupt):
-            _fail("interrupted", INTERRUPTED_EXIT)
-        written = _flush(sys.stdout)
-        _flush(sys.stderr)
-        if not written and error.code in (0, None):
-            sys.exit(1)  # the result did not get out
-        raise error
-    if isinstance(error, CclinkError):
-        _fail(str(error), error.exit_code)
-    if isinstance(error, KeyboardInterrupt):
-        _fail("interrupted", INTERRUPTED_EXIT)
-    if isinstance(error, Exception) and not os.environ.get("CCLINK_DEBUG"):
-        # The last line of defence against tracebacks.
-        _fail(f"internal error ({type(error).__name__}); rerun with CCLINK_DEBUG=1 and report it", INTERNAL_ERROR_EXIT)
-    raise error
-
-
-# --- SIGTERM and SIGHUP -------------------------------------------------------------------
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised in the main thread so that every cleanup written for Ctrl-C runs."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-_TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-# The first termination signal received: set before Terminated is raised, so
-# the exit code stays right even where a library turns that exception into another.
-_stopped_by: list[int] = []
-
-
-def _unwind_on_termination_signals() -> None:
-    """Make SIGTERM and SIGHUP (a closed terminal) unwind like Ctrl-C instead of killing cclink mid-way."""
-    for signum in _TERMINATION_SIGNALS:
-        # An ignored SIGHUP (nohup) stays ignored: whoever started cclink wants it to outlive the terminal.
-        if signal.getsignal(signum) != signal.SIG_IGN:
-            signal.signal(signum, _on_termination_signal)
-
-
-def _on_termination_signal(signum: int, frame: object) -> None:
-    if _stopped_by:
-        return  # already unwinding: a second signal must not cut the cleanup short
-    _stopped_by.append(signum)
-    raise Terminated(signum)
-
-
-def _ignore_termination_signals() -> None:
-    """While cclink writes its last words and exits, a late signal must not raise in the middle of them."""
-    for signum in _TERMINATION_SIGNALS:
-        if signal.getsignal(signum) is _on_termination_signal:
-            signal.signal(signum, signal.SIG_IGN)
-
-
-# --- the way out ----------------------------------------------------------------------------
-
-
-def _flush(stream) -> bool:
-    """Write out what stream holds.
-
-    False when it cannot be (its reader or terminal is gone), and the rest is dropped.
-    """
-    try:
-        stream.flush()
-        return True
-    except (AttributeError, OSError, ValueError):
-        _discard(stream)
-        return False
-
-
-def _discard(stream) -> None:
-    # Python flushes both streams once more at exit, and would report the same failure there (exit 120).
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, stream.fileno())
-        os.close(devnull)
-    except (AttributeError, OSError, ValueError):
-        pass
-
-
-def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
-    """Whether kind is among the exceptions that led to error (its causes and contexts)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    """One error line on stderr (best effort: the terminal may be gone), then exit with code."""
-    from cclink.cli import console
-
-    # One line whatever the message holds: a line break from a hostile name could fake a second message.
-    console.say(f"cclink: error: {text.printable(_sentence(message))}")
-    _flush(sys.stdout)
-    _flush(sys.stderr)
-    sys.exit(code)
-
-
-def _sentence(message: str) -> str:
-    message = message.strip()
-    message = message[:1].upper() + message[1:]
-    return message if message.endswith((".", "!", "?")) else message + "."
+    return RecordStore(endpoints.bootstrap_from_environment())
