@@ -1,4 +1,4 @@
-"""The key file (docs/wire.md §1) and private file writing."""
+"""The key file (docs/wire.md §1; vectors in tests/vectors/keyfile.json) and private file writing."""
 
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from vector_files import case, cases, data
 
 from cclink.errors import KeyFileError, WeakSecret, WrongPassphrase
 from cclink.local import files
 from cclink.wire import envelope, keyfile
 from cclink.wire.keys import Identity
 
-SEED = bytes([42]) * 32
-Z32 = "df9sse9bp1nuftim3yhxiuk6w6r5hddsskjygpydux7esxjstioo"
+SEED_42 = case("keys", "identities", "seed 42")
+SEED = bytes.fromhex(SEED_42["seed_hex"])
+Z32 = SEED_42["z32"]
+PLAIN_KEY = data(case("keyfile", "written", "seed 42, no passphrase"), "data")  # the seed in hex, a newline
 PASSPHRASE = "correct horse"
 FAST = {"memory_kib": 8, "time_cost": 1, "parallelism": 1}
 
@@ -129,53 +132,42 @@ def test_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 # --- plaintext key files ----------------------------------------------------------------
 
 
-def test_save_plaintext(tmp_path: Path) -> None:
+@pytest.mark.parametrize("vector", cases("keyfile", "written"))
+def test_save_plaintext(tmp_path: Path, vector: dict) -> None:
     path = tmp_path / ".pubky" / "secret_key"
-    keyfile.save_identity(path, Identity(SEED), None)
-    assert path.read_bytes() == b"2a" * 32 + b"\n"
+    identity = Identity(bytes.fromhex(vector["seed_hex"]))
+    keyfile.save_identity(path, identity, None)
+    assert path.read_bytes() == data(vector, "data")
     assert mode_of(path) == 0o600
     assert mode_of(path.parent) == 0o700
     assert not keyfile.is_encrypted(path)
-    assert keyfile.load_identity(path, never_asked).public_key.z32 == Z32
+    assert keyfile.load_identity(path, never_asked).public_key == identity.public_key
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "2a" * 32,
-        "2A" * 32,
-        "  \t\n" + "2a" * 32 + "\r\n\n  ",
-        "\u00a0" + "2a" * 32 + "\u2003",  # Unicode whitespace too, as Rust's str::trim
-    ],
-)
-def test_plaintext_forms(tmp_path: Path, text: str) -> None:
-    path = write(tmp_path / "secret_key", text.encode())
-    assert keyfile.load_identity(path, never_asked).seed == SEED
-    assert keyfile.identity_from_bytes(text.encode(), never_asked, "standard input").seed == SEED
+@pytest.mark.parametrize("vector", cases("keyfile", "plaintext"))
+def test_plaintext_forms(tmp_path: Path, vector: dict) -> None:
+    path = write(tmp_path / "secret_key", data(vector, "data"))
+    assert keyfile.load_identity(path, never_asked).seed.hex() == vector["seed_hex"]
+    assert (
+        keyfile.identity_from_bytes(data(vector, "data"), never_asked, "standard input").seed.hex()
+        == vector["seed_hex"]
+    )
 
 
-@pytest.mark.parametrize(
-    "data,reason",
-    [
-        (b"", "empty"),
-        (b" \n\t ", "empty"),
-        (b"2a" * 31 + b"2", "64 hexadecimal"),
-        (b"2a" * 32 + b"2", "64 hexadecimal"),
-        (b"2a" * 33, "64 hexadecimal"),
-        (b"2a" * 16 + b" " + b"2a" * 16, "64 hexadecimal"),  # bytes.fromhex would take this
-        (b"2g" * 32, "64 hexadecimal"),
-        (b"+a" + b"2a" * 31, "64 hexadecimal"),
-        (b"0x" + b"2a" * 31, "64 hexadecimal"),
-        (("\u0663" * 64).encode(), "64 hexadecimal"),  # Arabic-Indic digits are not hex
-        (b"\xff\xfe" + b"2a" * 31, "neither"),
-        (bytes(range(224, 256)), "neither"),  # raw binary, as a seed written by mistake
-        (b"CCLINKE", "64 hexadecimal"),  # not the whole magic: not an envelope
-    ],
-)
-def test_bad_plaintext(data: bytes, reason: str) -> None:
-    with pytest.raises(KeyFileError, match=reason) as caught:
-        keyfile.identity_from_bytes(data, never_asked, "standard input")
+@pytest.mark.parametrize("vector", cases("keyfile", "refused"))
+def test_bad_plaintext(vector: dict) -> None:
+    with pytest.raises(KeyFileError, match=vector["reason"]) as caught:
+        keyfile.identity_from_bytes(data(vector, "data"), never_asked, "standard input")
     assert "standard input" in str(caught.value)
+
+
+@pytest.mark.parametrize("vector", cases("envelope", "opened"))
+def test_envelope_vectors_as_key_files(tmp_path: Path, vector: dict) -> None:
+    path = write(tmp_path / "secret_key", bytes.fromhex(vector["envelope_hex"]))
+    assert keyfile.is_encrypted(path)
+    asker = Asker(vector["passphrase"])
+    assert keyfile.load_identity(path, asker).seed.hex() == vector["seed_hex"]
+    assert asker.calls == 1
 
 
 def test_bad_plaintext_file_names_path(tmp_path: Path) -> None:
@@ -248,7 +240,7 @@ def test_missing_key(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o400, 0o700, 0o666, 0o000, 0o4600])
 def test_loose_or_odd_modes_are_refused(tmp_path: Path, mode: int) -> None:
-    path = write(tmp_path / "secret_key", b"2a" * 32)
+    path = write(tmp_path / "secret_key", PLAIN_KEY)
     path.chmod(mode)
     with pytest.raises(KeyFileError) as caught:
         keyfile.load_identity(path, never_asked)
@@ -276,14 +268,14 @@ def test_a_fifo_does_not_hang(tmp_path: Path) -> None:
 
 
 def test_symlink_to_private_file_is_followed(tmp_path: Path) -> None:
-    target = write(tmp_path / "real", b"2a" * 32)
+    target = write(tmp_path / "real", PLAIN_KEY)
     link = tmp_path / "secret_key"
     link.symlink_to(target)
     assert keyfile.load_identity(link, never_asked).seed == SEED
 
 
 def test_oversized_file_is_refused(tmp_path: Path) -> None:
-    path = write(tmp_path / "secret_key", b" " * 100_000 + b"2a" * 32)
+    path = write(tmp_path / "secret_key", b" " * 100_000 + PLAIN_KEY)
     with pytest.raises(KeyFileError, match="too large"):
         keyfile.load_identity(path, never_asked)
 
@@ -292,7 +284,7 @@ def test_oversized_file_is_refused(tmp_path: Path) -> None:
 def test_unreadable_directory(tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
-    write(locked / "secret_key", b"2a" * 32)
+    write(locked / "secret_key", PLAIN_KEY)
     locked.chmod(0o000)
     try:
         with pytest.raises(KeyFileError, match="cannot"):
@@ -310,7 +302,7 @@ def test_save_into_unwritable_place(tmp_path: Path) -> None:
 def test_overwrite_plaintext_with_encrypted(tmp_path: Path) -> None:
     path = tmp_path / "secret_key"
     keyfile.save_identity(path, Identity(SEED), None)
-    other = Identity(bytes([99]) * 32)
+    other = Identity(bytes.fromhex(case("keys", "identities", "seed 99")["seed_hex"]))
     keyfile.save_identity(path, other, PASSPHRASE)
     assert keyfile.is_encrypted(path)
     assert keyfile.load_identity(path, Asker(PASSPHRASE)).seed == other.seed

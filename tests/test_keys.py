@@ -1,8 +1,7 @@
-"""Identities, public keys, z-base-32 and age (docs/wire.md §1, §2 and §12)."""
+"""Identities, public keys, z-base-32 and age (docs/wire.md §1, §2; vectors in tests/vectors/keys.json, z32.json)."""
 
 from __future__ import annotations
 
-import base64
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,25 +11,19 @@ import nacl.bindings
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from vector_files import VECTORS, case, cases, data, load
 
 from cclink.errors import BadSignature, CannotDecrypt, InvalidPublicKey, WireError
 from cclink.wire import agecrypt, z32
 from cclink.wire.keys import Identity, PublicKey
 
-SEED_42 = bytes([42]) * 32
-PUBLIC_HEX = "197f6b23e16c8532c6abc838facd5ea789be0c76b2920334039bfa8b3d368d61"
-Z32_42 = "df9sse9bp1nuftim3yhxiuk6w6r5hddsskjygpydux7esxjstioo"
-X25519_PUBLIC_HEX = "55c0506c70233f01c32633ba683b9099c4d4adb209a046c3470b78788ec3c13f"
-AGE_RECIPIENT = "age12hq9qmrsyvlsrsexxwaxswusn8zdftdjpxsyds68pdu83rkrcyls8ue8fk"
-AGE_IDENTITY = "AGE-SECRET-KEY-17G9ZVYAAHN8FJRG2ZFXKL39LJUCE6RXV70M85TPLU46MTWVCVNFQVSTCDW"
-Z32_99 = "w95p9mhx8nhjzkgqc1pi1uhthueb9znz98rw1xxw8pxfbkcaqpuo"
-
-# Section 5 vector, here only as a check of Identity.sign / PublicKey.verify.
-SIGNABLE = (
-    b'{"blob":"dGVzdGJsb2I=","burn":false,"created_at":1700000000,"hostname":"","pin_salt":null,'
-    b'"project":"","pubkey":"df9sse9bp1nuftim3yhxiuk6w6r5hddsskjygpydux7esxjstioo","recipient":null,"ttl":3600}'
-)
-SIGNATURE_B64 = "rFZyqzmJ2jkDsRGlX9fHq8USCgaGCFqsclifIHg7nM8Q83aJqC+fhdhm0yNq7BDkEzATTbsiwevygTLjOgGUDA=="
+KEYS = load("keys")
+SEED_42_CASE = case("keys", "identities", "seed 42")
+SEED_42 = bytes.fromhex(SEED_42_CASE["seed_hex"])
+SEED_99 = bytes.fromhex(case("keys", "identities", "seed 99")["seed_hex"])
+Z32_42 = SEED_42_CASE["z32"]
+AGE_RECIPIENT = SEED_42_CASE["age_recipient"]
+AGE_IDENTITY = SEED_42_CASE["age_identity"]
 
 AGE = shutil.which("age")
 needs_age = pytest.mark.skipif(AGE is None, reason="the Debian `age` CLI is not installed (apt-get install age)")
@@ -45,27 +38,51 @@ def bech32_payload(text: str, hrp: str) -> bytes:
     return bytes(bech32.convertbits(data, 5, 8, False))
 
 
-# --- section 1 / 2 vectors ---------------------------------------------------------------
+# --- tests/vectors/keys.json and z32.json ------------------------------------------------------
 
 
-def test_seed_42_public_key() -> None:
-    identity = Identity(SEED_42)
-    assert identity.public_key.raw.hex() == PUBLIC_HEX
-    assert identity.public_key.z32 == Z32_42
-    assert identity.public_key.display == "pk:" + Z32_42
-    assert str(identity.public_key) == "pk:" + Z32_42
-    assert identity.public_key.fingerprint == Z32_42[:8] == "df9sse9b"
-    assert len(identity.public_key.z32) == 52
+def test_vector_files_share_one_shape() -> None:
+    """Every file says what it is and which section it illustrates, and its bytes are lowercase hex."""
+    names = sorted(path.stem for path in VECTORS.glob("*.json"))
+    assert names == ["envelope", "kdf", "keyfile", "keys", "packet", "payload", "record", "z32"]
+    for name in names:
+        document = load(name)
+        assert {"description", "wire", "encoding", "reasons"} <= set(document), name
+        assert document["wire"].startswith("docs/wire.md §"), name
+        groups = [
+            value for value in document.values() if isinstance(value, list) and value and isinstance(value[0], dict)
+        ]
+        assert groups, name
+        for group in groups:
+            for vector in group:
+                for field, value in vector.items():
+                    if field.endswith("_hex") and value is not None:
+                        assert value == value.lower() and bytes.fromhex(value).hex() == value, (name, field)
 
 
-def test_seed_42_x25519_and_age() -> None:
-    identity = Identity(SEED_42)
-    recipient = str(identity.public_key.age_recipient())
-    assert recipient == AGE_RECIPIENT
-    assert bech32_payload(recipient, "age").hex() == X25519_PUBLIC_HEX
-    assert nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(identity.public_key.raw).hex() == X25519_PUBLIC_HEX
-    assert str(identity.age_identity()) == AGE_IDENTITY
-    assert str(identity.age_identity().to_public()) == AGE_RECIPIENT
+@pytest.mark.parametrize("vector", cases("keys", "identities"))
+def test_identity_vectors(vector: dict) -> None:
+    identity = Identity(bytes.fromhex(vector["seed_hex"]))
+    public_key = identity.public_key
+    assert public_key.raw.hex() == vector["public_key_hex"]
+    assert public_key.z32 == vector["z32"] and len(public_key.z32) == 52
+    assert public_key.display == str(public_key) == vector["display"] == "pk:" + vector["z32"]
+    assert public_key.fingerprint == vector["fingerprint"] == vector["z32"][:8]
+    if "x25519_public_hex" in vector:
+        assert nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(public_key.raw).hex() == vector["x25519_public_hex"]
+        assert (
+            str(agecrypt.recipient_from_public(bytes.fromhex(vector["x25519_public_hex"]))) == vector["age_recipient"]
+        )
+    if "x25519_secret_hex" in vector:
+        assert identity.x25519_secret().hex() == vector["x25519_secret_hex"]
+        assert str(agecrypt.identity_from_secret(identity.x25519_secret())) == vector["age_identity"]
+    if "age_recipient" in vector:
+        recipient = str(public_key.age_recipient())
+        assert recipient == vector["age_recipient"]
+        assert bech32_payload(recipient, "age").hex() == vector["x25519_public_hex"]
+        assert str(identity.age_identity()) == vector["age_identity"]
+        assert str(identity.age_identity().to_public()) == vector["age_recipient"]
+        assert bech32_payload(vector["age_identity"], "age-secret-key-").hex() == vector["x25519_secret_hex"]
 
 
 def test_x25519_secret_is_sha512_half_and_matches_libsodium_after_clamping() -> None:
@@ -79,26 +96,21 @@ def test_x25519_secret_is_sha512_half_and_matches_libsodium_after_clamping() -> 
     assert libsodium == bytes(clamped)
 
 
-def test_seed_99() -> None:
-    assert Identity(bytes([99]) * 32).public_key.z32 == Z32_99
+@pytest.mark.parametrize("vector", cases("keys", "signatures"))
+def test_signature_vectors(vector: dict) -> None:
+    identity = Identity(bytes.fromhex(vector["seed_hex"]))
+    message = data(vector, "message")
+    signature = identity.sign(message)
+    assert signature.hex() == vector["signature_hex"]
+    identity.public_key.verify(message, signature)
 
 
-def test_z32_hello() -> None:
-    assert z32.encode(b"hello") == "pb1sa5dx"
-    assert z32.decode("pb1sa5dx") == b"hello"
-
-
-def test_signature_vector() -> None:
-    identity = Identity(SEED_42)
-    signature = identity.sign(SIGNABLE)
-    assert base64.b64encode(signature).decode() == SIGNATURE_B64
-    identity.public_key.verify(SIGNABLE, signature)
+@pytest.mark.parametrize("vector", cases("keys", "signatures_refused"))
+def test_signatures_refused(vector: dict) -> None:
     with pytest.raises(BadSignature):
-        identity.public_key.verify(SIGNABLE + b" ", signature)
-    with pytest.raises(BadSignature):
-        Identity(bytes([99]) * 32).public_key.verify(SIGNABLE, signature)
-    with pytest.raises(BadSignature):
-        identity.public_key.verify(SIGNABLE, signature[:63])
+        PublicKey(bytes.fromhex(vector["public_key_hex"])).verify(
+            data(vector, "message"), bytes.fromhex(vector["signature_hex"])
+        )
 
 
 def test_identity_repr_hides_the_seed() -> None:
@@ -120,50 +132,27 @@ def test_generate_is_random() -> None:
 # --- parsing public keys ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "text",
-    [Z32_42, "pk:" + Z32_42, "  pk:" + Z32_42 + "\n", Z32_42.upper(), "pk:" + Z32_42.upper(), "\t" + Z32_42],
-)
-def test_parse_accepts_both_forms(text: str) -> None:
-    assert PublicKey.parse(text).raw.hex() == PUBLIC_HEX
+@pytest.mark.parametrize("vector", cases("keys", "public_keys_parsed"))
+def test_parse_accepts_both_forms(vector: dict) -> None:
+    assert PublicKey.parse(vector["text"]).raw.hex() == vector["public_key_hex"]
 
 
-def _z32_with_bad_padding() -> str:
+@pytest.mark.parametrize("vector", cases("keys", "public_keys_refused"))
+def test_parse_refuses_bad_keys(vector: dict) -> None:
+    with pytest.raises(InvalidPublicKey):
+        PublicKey.parse(vector["text"])
+
+
+def test_bad_padding_vector_differs_only_in_padding() -> None:
     # 52 symbols carry 260 bits: the last symbol's 4 low bits must be zero.
-    last = z32.ALPHABET[z32.ALPHABET.index(Z32_42[-1]) | 1]
-    return Z32_42[:-1] + last
+    (text,) = [vector["text"] for vector in KEYS["public_keys_refused"] if vector["name"] == "non-zero padding"]
+    assert text[:-1] == Z32_42[:-1] and z32.ALPHABET.index(text[-1]) == z32.ALPHABET.index(Z32_42[-1]) | 1
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "",
-        "pk:",
-        "pk:pk:" + Z32_42,
-        "PK:" + Z32_42,  # the prefix is lower case
-        Z32_42[:-1],
-        Z32_42 + "y",
-        Z32_42[:-1] + "0",  # 0, l, v, 2 are not z-base-32
-        Z32_42[:-1] + "l",
-        "pk:" + Z32_42[:20] + " " + Z32_42[21:],
-        "age1" + Z32_42[4:],
-        PUBLIC_HEX,
-        _z32_with_bad_padding(),
-        z32.encode(bytes([2]) + bytes(31)),  # y = 2 is not on the curve
-        z32.encode(bytes([1]) + bytes(31)),  # the neutral element: small order
-        z32.encode(bytes(32)),  # small order
-        "pk:" + "é" * 52,
-    ],
-)
-def test_parse_refuses_bad_keys(text: str) -> None:
+@pytest.mark.parametrize("vector", cases("keys", "public_key_bytes_refused"))
+def test_public_key_refuses_bad_bytes(vector: dict) -> None:
     with pytest.raises(InvalidPublicKey):
-        PublicKey.parse(text)
-
-
-@pytest.mark.parametrize("raw", [b"", b"\x19" * 31, bytes.fromhex(PUBLIC_HEX) + b"\0", bytes([2]) + bytes(31)])
-def test_public_key_refuses_bad_bytes(raw: bytes) -> None:
-    with pytest.raises(InvalidPublicKey):
-        PublicKey(raw)
+        PublicKey(bytes.fromhex(vector["public_key_hex"]))
 
 
 def test_invalid_public_key_is_a_usage_error() -> None:
@@ -189,15 +178,20 @@ def test_z32_keys_are_52_characters(data: bytes) -> None:
     assert len(z32.encode(data)) == 52
 
 
-@pytest.mark.parametrize("text", ["0", "pb1sa5dX", "yn", "pb1sa5dxy", "y"])  # yn: nonzero padding bits
-def test_z32_decode_refuses(text: str) -> None:
+@pytest.mark.parametrize("vector", cases("z32", "encode"))
+def test_z32_vectors(vector: dict) -> None:
+    assert z32.encode(bytes.fromhex(vector["data_hex"])) == vector["z32"]
+    assert z32.decode(vector["z32"]).hex() == vector["data_hex"]
+
+
+@pytest.mark.parametrize("vector", cases("z32", "decode_refused"))
+def test_z32_decode_refuses(vector: dict) -> None:
     with pytest.raises(WireError):
-        z32.decode(text)
+        z32.decode(vector["z32"])
 
 
 def test_z32_alphabet() -> None:
-    assert z32.ALPHABET == "ybndrfg8ejkmcpqxot1uwisza345h769"
-    assert z32.encode(bytes(32)) == "y" * 52
+    assert z32.ALPHABET == load("z32")["alphabet"] == "ybndrfg8ejkmcpqxot1uwisza345h769"
 
 
 # --- age ---------------------------------------------------------------------------------------
@@ -211,16 +205,10 @@ def test_age_round_trip() -> None:
     assert agecrypt.decrypt(ciphertext, identity.age_identity()) == b"session id"
 
 
-def test_age_raw_key_helpers_match_identity() -> None:
-    identity = Identity(SEED_42)
-    assert str(agecrypt.recipient_from_public(bytes.fromhex(X25519_PUBLIC_HEX))) == AGE_RECIPIENT
-    assert str(agecrypt.identity_from_secret(identity.x25519_secret())) == AGE_IDENTITY
-
-
 def test_age_wrong_key_or_damage() -> None:
     ciphertext = agecrypt.encrypt(b"session id", Identity(SEED_42).public_key.age_recipient())
     with pytest.raises(CannotDecrypt):
-        agecrypt.decrypt(ciphertext, Identity(bytes([99]) * 32).age_identity())
+        agecrypt.decrypt(ciphertext, Identity(SEED_99).age_identity())
     with pytest.raises(CannotDecrypt):
         agecrypt.decrypt(ciphertext[:-1], Identity(SEED_42).age_identity())
     with pytest.raises(CannotDecrypt):

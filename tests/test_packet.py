@@ -1,72 +1,120 @@
-from __future__ import annotations
+"""DNS messages and pkarr SignedPackets (docs/wire.md §6, §7; vectors in tests/vectors/packet.json)."""
 
-import dataclasses
-import struct
+from __future__ import annotations
 
 import dns.message
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from vector_files import case, cases, data, load
 
 from cclink.errors import BadSignature, CclinkError, MalformedPacket, RecordTooLarge
-from cclink.wire.keys import Identity
+from cclink.wire.keys import Identity, PublicKey
 from cclink.wire.packet import MAX_MESSAGE_SIZE, SignedPacket, record_from_message, record_message, revocation_message
 
-SEED_42 = Identity(bytes([42]) * 32)
-SEED_99 = Identity(bytes([99]) * 32)
-Z32_42 = "df9sse9bp1nuftim3yhxiuk6w6r5hddsskjygpydux7esxjstioo"
+PACKETS = load("packet")
+SEED_42 = Identity(bytes.fromhex(case("keys", "identities", "seed 42")["seed_hex"]))
 
-VECTOR_JSON = (
-    b'{"blob":"dGVzdGJsb2I=","created_at":1700000000,'
-    b'"pubkey":"df9sse9bp1nuftim3yhxiuk6w6r5hddsskjygpydux7esxjstioo",'
-    b'"signature":"rFZyqzmJ2jkDsRGlX9fHq8USCgaGCFqsclifIHg7nM8Q83aJqC+fhdhm0yNq7BDkEzATTbsiwevygTLjOgGUDA==",'
-    b'"ttl":3600}'
-)
-VECTOR_MESSAGE = (
-    bytes.fromhex(
-        "000080000000000100000000075f63636c696e6b34646639737365396270316e756674696d3379687869756b"
-        "367736723568646473736b6a79677079647578376573786a7374696f6f00001000010001518000e2e1"
-    )
-    + VECTOR_JSON
-)
-VECTOR_SEQ = 1700000000000000
-VECTOR_RELAY_HEAD = bytes.fromhex(
-    "a33aae2ae8f4b0eee6455ee4348f697206df9329c138965c2816b55bb88be0b8"
-    "5965a517c9bd3d8b2b02f4f9adb0d51db664c80b54693346e254b7ed22f3d803"
-    "00060a24181e4000"
-)
-HEADER = bytes.fromhex("000080000000")  # id 0, flags 0x8000, no questions
+VECTOR = case("packet", "signed_packets", "record vector, seq 1700000000000000 (docs/wire.md §12)")
+VECTOR_MESSAGE = bytes.fromhex(VECTOR["message_hex"])
 
 
-# --- vectors ----------------------------------------------------------------------
+# --- tests/vectors/packet.json ----------------------------------------------------------
 
 
-def test_vector_message() -> None:
-    assert len(VECTOR_JSON) == 225
-    assert record_message(SEED_42.public_key, VECTOR_JSON) == VECTOR_MESSAGE
+def test_vector_record_is_record_json() -> None:
+    (vector,) = [each for each in PACKETS["messages"] if each["name"] == "record vector of record.json"]
+    assert data(vector, "record") == data(case("record", "signed", "seed 42 vector (docs/wire.md §12)"), "record_json")
+    assert bytes.fromhex(vector["message_hex"]) == VECTOR_MESSAGE
 
 
-def test_vector_message_yields_the_record() -> None:
-    assert record_from_message(VECTOR_MESSAGE, SEED_42.public_key) == VECTOR_JSON
+@pytest.mark.parametrize("vector", cases("packet", "messages"))
+def test_message_vectors(vector: dict) -> None:
+    public_key = PublicKey.parse(vector["pubkey"])
+    record_json, message = data(vector, "record"), bytes.fromhex(vector["message_hex"])
+    assert record_message(public_key, record_json) == message
+    assert record_from_message(message, public_key) == record_json
+    assert [len(s) for s in _strings(message)] == vector["string_lengths"]
+    # The rdata on the wire is exactly length-prefixed chunks, in order.
+    assert message.endswith(b"".join(bytes([len(c)]) + c for c in _strings(message)))
 
 
-def test_vector_relay_payload() -> None:
-    packet = SignedPacket.create(SEED_42, VECTOR_SEQ, VECTOR_MESSAGE)
-    assert packet.relay_payload() == VECTOR_RELAY_HEAD + VECTOR_MESSAGE
-    assert packet.to_bytes() == SEED_42.public_key.raw + VECTOR_RELAY_HEAD + VECTOR_MESSAGE
+def test_largest_record_fits_exactly() -> None:
+    # Nodes hold v to 1000 bytes as bencoded: "996:" and the message.
+    assert PACKETS["max_message_size"] == MAX_MESSAGE_SIZE == 1000
+    largest = max(PACKETS["messages"], key=lambda vector: len(vector["message_hex"]))
+    assert len(data(largest, "record")) == 908
+    assert len(bytes.fromhex(largest["message_hex"])) == MAX_MESSAGE_SIZE - len(b"996:")
+
+
+@pytest.mark.parametrize("vector", cases("packet", "too_large"))
+def test_oversize_record_is_a_clear_error(vector: dict) -> None:
+    size = len(data(vector, "record"))
+    with pytest.raises(RecordTooLarge, match=f"{size} bytes.*1000"):
+        record_message(SEED_42.public_key, data(vector, "record"))
+
+
+def test_revocation_message() -> None:
+    assert revocation_message().hex() == PACKETS["revocation_message_hex"]
+    assert record_from_message(revocation_message(), SEED_42.public_key) is None
+
+
+@pytest.mark.parametrize("vector", cases("packet", "read"))
+def test_read_vectors(vector: dict) -> None:
+    record = record_from_message(bytes.fromhex(vector["message_hex"]), PublicKey.parse(vector["pubkey"]))
+    assert record == (None if vector["record_text"] is None else vector["record_text"].encode())
+
+
+@pytest.mark.parametrize("vector", cases("packet", "read_refused"))
+def test_read_refused_vectors(vector: dict) -> None:
+    with pytest.raises(MalformedPacket):
+        record_from_message(bytes.fromhex(vector["message_hex"]), PublicKey.parse(vector["pubkey"]))
+
+
+@pytest.mark.parametrize("vector", cases("packet", "signed_packets"))
+def test_signed_packet_vectors(vector: dict) -> None:
+    identity = Identity(bytes.fromhex(vector["seed_hex"]))
+    message = bytes.fromhex(vector["message_hex"])
+    packet = SignedPacket.create(identity, vector["seq"], message)
+    assert packet.signable().hex() == vector["signable_hex"]
+    assert packet.signable() == b"3:seqi%de1:v%d:" % (vector["seq"], len(message)) + message  # BEP 44
+    assert packet.signature.hex() == vector["signature_hex"]
+    assert packet.relay_payload().hex() == vector["relay_payload_hex"]
+    assert packet.to_bytes().hex() == vector["packet_hex"]
     packet.verify()
+    for parsed in (
+        SignedPacket.from_bytes(bytes.fromhex(vector["packet_hex"])),
+        SignedPacket.from_relay_payload(identity.public_key, bytes.fromhex(vector["relay_payload_hex"])),
+    ):
+        assert parsed == packet and parsed.seq == vector["seq"] and parsed.message == message
+        parsed.verify()
 
 
-def test_vector_signable_is_bep44() -> None:
-    packet = SignedPacket.create(SEED_42, VECTOR_SEQ, VECTOR_MESSAGE)
-    assert packet.signable() == b"3:seqi1700000000000000e1:v%d:" % len(VECTOR_MESSAGE) + VECTOR_MESSAGE
+@pytest.mark.parametrize("vector", cases("packet", "minimal_packets"))
+def test_minimal_packet_parses(vector: dict) -> None:
+    packet = SignedPacket.from_bytes(bytes.fromhex(vector["packet_hex"]))
+    assert packet.seq == vector["seq"] and packet.message.hex() == vector["message_hex"]
+    with pytest.raises(BadSignature):
+        packet.verify()
 
 
-def test_vector_relay_payload_parses_and_verifies() -> None:
-    packet = SignedPacket.from_relay_payload(SEED_42.public_key, VECTOR_RELAY_HEAD + VECTOR_MESSAGE)
-    assert packet.seq == VECTOR_SEQ
-    assert packet.message == VECTOR_MESSAGE
-    packet.verify()
+@pytest.mark.parametrize("vector", cases("packet", "packets_refused"))
+def test_malformed_packet_bytes(vector: dict) -> None:
+    with pytest.raises(MalformedPacket):
+        SignedPacket.from_bytes(bytes.fromhex(vector["packet_hex"]))
+
+
+@pytest.mark.parametrize("vector", cases("packet", "relay_payloads_refused"))
+def test_malformed_relay_payloads(vector: dict) -> None:
+    with pytest.raises(MalformedPacket):
+        SignedPacket.from_relay_payload(PublicKey.parse(vector["pubkey"]), bytes.fromhex(vector["relay_payload_hex"]))
+
+
+@pytest.mark.parametrize("vector", cases("packet", "verify_refused"))
+def test_verify_refused_vectors(vector: dict) -> None:
+    packet = SignedPacket.from_bytes(bytes.fromhex(vector["packet_hex"]))
+    with pytest.raises(BadSignature):
+        packet.verify()
 
 
 # --- character-strings ------------------------------------------------------------
@@ -77,107 +125,6 @@ def _strings(message: bytes) -> list[bytes]:
     (rrset,) = parsed.answer
     (rdata,) = rrset
     return list(rdata.strings)
-
-
-@pytest.mark.parametrize(
-    "size, lengths",
-    [
-        (1, [1]),
-        (253, [253]),
-        (254, [254]),
-        (255, [254, 1]),
-        (508, [254, 254]),
-        (509, [254, 254, 1]),
-        (908, [254, 254, 254, 146]),
-    ],
-)
-def test_record_is_cut_into_254_byte_strings(size: int, lengths: list[int]) -> None:
-    record_json = bytes(range(256)) * 4
-    record_json = record_json[:size]
-    message = record_message(SEED_42.public_key, record_json)
-    assert [len(s) for s in _strings(message)] == lengths
-    assert record_from_message(message, SEED_42.public_key) == record_json
-    # The rdata on the wire is exactly length-prefixed chunks, in order.
-    assert message.endswith(b"".join(bytes([len(c)]) + c for c in _strings(message)))
-
-
-def test_largest_record_fits_exactly() -> None:
-    # Nodes hold v to 1000 bytes as bencoded: "996:" and the message.
-    assert len(record_message(SEED_42.public_key, b"x" * 908)) == MAX_MESSAGE_SIZE - len(b"996:")
-
-
-@pytest.mark.parametrize("size", [909, 912, 2000])
-def test_oversize_record_is_a_clear_error(size: int) -> None:
-    with pytest.raises(RecordTooLarge, match=f"{size} bytes.*1000"):
-        record_message(SEED_42.public_key, b"x" * size)
-
-
-# --- revocation -------------------------------------------------------------------
-
-
-def test_revocation_message() -> None:
-    assert revocation_message() == bytes.fromhex("000080000000000000000000")
-    assert record_from_message(revocation_message(), SEED_42.public_key) is None
-
-
-# --- reading other writers' messages ---------------------------------------------------
-
-
-def _rr(name: bytes, rtype: int, rdata: bytes, rclass: int = 1) -> bytes:
-    return name + struct.pack(">HHIH", rtype, rclass, 86400, len(rdata)) + rdata
-
-
-def _label_name(*labels: bytes) -> bytes:
-    return b"".join(bytes([len(label)]) + label for label in labels) + b"\x00"
-
-
-def test_compressed_name_and_unrelated_answers() -> None:
-    key_name_offset = 12  # the first answer's name starts right after the header
-    answers = [
-        _rr(_label_name(Z32_42.upper().encode()), 1, bytes([1, 2, 3, 4])),  # A at the key itself
-        _rr(b"\x07_cclink" + struct.pack(">H", 0xC000 | key_name_offset), 1, bytes(4)),  # _cclink but A
-        _rr(_label_name(b"_cclink", SEED_99.public_key.z32.encode()), 16, b"\x05other"),  # someone else
-        _rr(b"\x07_CCLink" + struct.pack(">H", 0xC000 | key_name_offset), 16, b"\x03abc\x02de"),
-        _rr(_label_name(b"_cclink", Z32_42.encode()), 16, b"\x06second"),  # not the first: ignored
-    ]
-    message = HEADER + struct.pack(">HHH", len(answers), 0, 0) + b"".join(answers)
-    assert record_from_message(message, SEED_42.public_key) == b"abcde"
-    assert record_from_message(message, SEED_99.public_key) == b"other"
-
-
-def test_message_with_a_question_is_read() -> None:
-    question = _label_name(b"_cclink", Z32_42.encode()) + struct.pack(">HH", 16, 1)
-    answer = _rr(b"\xc0\x0c", 16, b"\x02ok")
-    message = bytes.fromhex("000084000001000100000000") + question + answer
-    assert record_from_message(message, SEED_42.public_key) == b"ok"
-
-
-def test_other_class_is_ignored() -> None:
-    message = (
-        HEADER + struct.pack(">HHH", 1, 0, 0) + _rr(_label_name(b"_cclink", Z32_42.encode()), 16, b"\x02ok", rclass=3)
-    )
-    assert record_from_message(message, SEED_42.public_key) is None
-
-
-def test_record_for_another_key_is_none() -> None:
-    assert record_from_message(VECTOR_MESSAGE, SEED_99.public_key) is None
-
-
-@pytest.mark.parametrize(
-    "message",
-    [
-        b"",
-        b"\x00" * 11,
-        VECTOR_MESSAGE[:-1],  # truncated
-        VECTOR_MESSAGE + b"\x00",  # trailing garbage
-        VECTOR_MESSAGE[:12] + b"\xc0\x0c" + VECTOR_MESSAGE[74:],  # pointer to itself
-        b"not a dns message at all, not at all",
-        revocation_message() + b"\x00" * 990,  # over the size limit
-    ],
-)
-def test_malformed_messages(message: bytes) -> None:
-    with pytest.raises(MalformedPacket):
-        record_from_message(message, SEED_42.public_key)
 
 
 # --- SignedPacket ---------------------------------------------------------------------
@@ -195,50 +142,6 @@ def test_revocation_packet_round_trip() -> None:
     parsed.verify()
     assert parsed.seq == 2**64 - 1
     assert record_from_message(parsed.message, SEED_42.public_key) is None
-
-
-@pytest.mark.parametrize(
-    "change",
-    [{"seq": VECTOR_SEQ + 1}, {"message": revocation_message()}, {"public_key": SEED_99.public_key}],
-)
-def test_tampered_packet_fails(change: dict[str, object]) -> None:
-    packet = SignedPacket.create(SEED_42, VECTOR_SEQ, VECTOR_MESSAGE)
-    with pytest.raises(BadSignature):
-        dataclasses.replace(packet, **change).verify()
-
-
-def test_flipped_signature_bit_fails() -> None:
-    data = bytearray(SignedPacket.create(SEED_42, 1, VECTOR_MESSAGE).to_bytes())
-    data[40] ^= 1
-    with pytest.raises(BadSignature):
-        SignedPacket.from_bytes(bytes(data)).verify()
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"",
-        bytes(31),
-        SEED_42.public_key.raw + bytes(71),  # one byte short of signature + seq
-        SEED_42.public_key.raw + bytes(72 + MAX_MESSAGE_SIZE + 1),
-        bytes(32) + bytes(72),  # the all-zero point is not a usable key
-        b"\x01" + bytes(31) + bytes(72),  # the identity point neither
-    ],
-)
-def test_malformed_packet_bytes(data: bytes) -> None:
-    with pytest.raises(MalformedPacket):
-        SignedPacket.from_bytes(data)
-
-
-def test_minimal_packet_parses() -> None:
-    packet = SignedPacket.from_bytes(SEED_42.public_key.raw + bytes(72))
-    assert packet.seq == 0 and packet.message == b""
-
-
-@pytest.mark.parametrize("data", [b"", bytes(71), bytes(72 + MAX_MESSAGE_SIZE + 1)])
-def test_malformed_relay_payloads(data: bytes) -> None:
-    with pytest.raises(MalformedPacket):
-        SignedPacket.from_relay_payload(SEED_42.public_key, data)
 
 
 # --- properties -------------------------------------------------------------------------
