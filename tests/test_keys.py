@@ -44,7 +44,7 @@ def bech32_payload(text: str, hrp: str) -> bytes:
 def test_vector_files_share_one_shape() -> None:
     """Every file says what it is and which section it illustrates, and its bytes are lowercase hex."""
     names = sorted(path.stem for path in VECTORS.glob("*.json"))
-    assert names == ["envelope", "kdf", "keyfile", "keys", "packet", "payload", "record", "z32"]
+    assert names == ["carry", "envelope", "kdf", "keyfile", "keys", "packet", "payload", "record", "z32"]
     for name in names:
         document = load(name)
         assert {"description", "wire", "encoding", "reasons"} <= set(document), name

@@ -215,7 +215,7 @@ def _run_age(run: Callable, source: BinaryIO, out: streams.Writer, keys: list) -
 # --- the recipient's acknowledgement ---------------------------------------------------------
 
 
-def _ack_identity(archive_sha256: bytes) -> Identity:
+def ack_identity(archive_sha256: bytes) -> Identity:
     """The acknowledgement key.
 
     Its Ed25519 seed is SHA-256 of a label and the decrypted archive's SHA-256 (payload.CarryInfo).
@@ -248,7 +248,7 @@ def acknowledge(carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[end
 
     NetworkError when no node stored it.
     """
-    identity = _ack_identity(archive_sha256)
+    identity = ack_identity(archive_sha256)
     dht_client.put(
         bootstrap,
         identity.public_key.raw,
@@ -261,7 +261,7 @@ def acknowledge(carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[end
 
 def is_acknowledged(carry: CarryInfo, archive_sha256: bytes, bootstrap: Sequence[endpoints.Endpoint]) -> bool:
     """Whether the DHT holds the recipient's acknowledgement; NetworkError when no node answered."""
-    public_key = _ack_identity(archive_sha256).public_key
+    public_key = ack_identity(archive_sha256).public_key
     return (
         dht_client.get(bootstrap, public_key.raw, _ack_verifier(carry, public_key), timeout=ACK_GET_TIMEOUT) is not None
     )
