@@ -44,35 +44,22 @@ import pyrage  # noqa: E402
 import zstandard  # noqa: E402
 from transcript import write_transcript  # noqa: E402 - scripts/, beside this file
 
+from cclink.dev.machine import Machine  # noqa: E402
 from cclink.dev.testnet import Testnet  # noqa: E402
-from cclink.local.claude import project_dir_name  # noqa: E402
 from cclink.wire import archive  # noqa: E402
 
 READY = "Offering the session"
 
 
-def cclink() -> list[str]:
-    script = Path(sys.executable).parent / "cclink"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cclink"]
+def new_machine(root: Path, name: str, bootstrap: str) -> Machine:
+    """A HOME of its own whose claude only exits 0 (cclink.dev.machine)."""
+    return Machine(root, name, bootstrap, log_claude=False)
 
 
-class Machine:
-    def __init__(self, root: Path, name: str, bootstrap: str) -> None:
-        self.home = root / name
-        self.home.mkdir()
-        fake = root / f"{name}-bin" / "claude"
-        fake.parent.mkdir()
-        fake.write_text("#!/bin/sh\nexit 0\n")
-        fake.chmod(0o755)
-        self.env = {
-            **os.environ,
-            "HOME": str(self.home),
-            "CCLINK_BOOTSTRAP": bootstrap,
-            "PATH": f"{fake.parent}:{os.environ['PATH']}",
-        }
-
-    def run(self, *args: str, cwd: Path | None = None) -> None:
-        subprocess.run([*cclink(), *args], cwd=cwd or self.home, env=self.env, check=True, capture_output=True)
+def cclink_ok(machine: Machine, *args: str) -> None:
+    result = machine.run(*args, timeout=None)
+    if result.returncode != 0:
+        raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
 
 
 @dataclass
@@ -92,30 +79,17 @@ def measure_carry(
     publisher_peak, picker_peak = scratch / "publisher.rss", scratch / "picker.rss"
     target = desktop.home / "work"
     target.mkdir(exist_ok=True)
-    placed = incoming / "projects" / project_dir_name(str(target)) / f"{session_id}.jsonl"
+    placed = desktop.sessions_folder(target) / f"{session_id}.jsonl"
     start = time.perf_counter()
-    publisher = subprocess.Popen(
-        [*with_peak(publisher_peak), *cclink(), "--carry", session_id],
-        cwd=project,
-        env=laptop.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    publisher = laptop.spawn(
+        "--carry", session_id, cwd=project, wrap=with_peak(publisher_peak), stdout=subprocess.DEVNULL
     )
     for line in publisher.stderr:
         if READY in line:
             break
     else:
         raise RuntimeError(f"the publisher stopped: exit {publisher.wait()}")
-    picker = subprocess.run(
-        [*with_peak(picker_peak), *cclink(), "pickup", "-y", "--project-dir", str(target)],
-        cwd=desktop.home,
-        env=desktop.env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-    )
+    picker = desktop.run("pickup", "-y", "--project-dir", str(target), wrap=with_peak(picker_peak), timeout=None)
     done = time.perf_counter() - start
     if picker.returncode != 0:
         publisher.kill()
@@ -226,9 +200,7 @@ def new_session(laptop: Machine, root: Path, name: str, size_mb: int) -> tuple[P
     project = root / name
     project.mkdir()
     session_id = str(uuid.uuid4())
-    folder = laptop.home / ".claude" / "projects" / project_dir_name(str(project))
-    folder.mkdir(parents=True, exist_ok=True)
-    session_file = folder / f"{session_id}.jsonl"
+    session_file = laptop.session_file(project, session_id)
     write_transcript(session_file, str(project), session_id, size_mb * 1024 * 1024)
     return project, session_id, session_file
 
@@ -244,9 +216,9 @@ def run(sizes_mb: list[int], runs: int) -> list[str]:
     lines, floor_lines = [], []
     with tempfile.TemporaryDirectory(prefix="cclink-carrybench-", dir="/tmp") as scratch, Testnet(8) as net:
         root = Path(scratch)
-        laptop, desktop = Machine(root, "laptop", net.bootstrap), Machine(root, "desktop", net.bootstrap)
-        laptop.run("init", "--no-passphrase")
-        desktop.run("init", "--no-passphrase", "--import", str(laptop.home / ".pubky" / "secret_key"))
+        laptop, desktop = new_machine(root, "laptop", net.bootstrap), new_machine(root, "desktop", net.bootstrap)
+        cclink_ok(laptop, "init", "--no-passphrase")
+        cclink_ok(desktop, "init", "--no-passphrase", "--import", str(laptop.key_file))
         lines.append(
             f"carry vs TCP copy on 127.0.0.1, {runs} runs per size, local DHT of {net.size} nodes; median (min-max)"
         )

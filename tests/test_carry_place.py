@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pyrage
 import pytest
-from conftest import require
-from test_archive import HOSTILE, SESSION, SESSION_FILE, pax, raw_archive, raw_header, raw_member
+from support.archives import HOSTILE, SESSION, SESSION_FILE, pax, raw_archive, raw_header, raw_member
+from support.carry import with_junk_stanzas
+from support.machines import require
 
 from cclink.errors import MalformedArchive, NoSpace, WireError
 from cclink.flows import carry
@@ -98,12 +99,6 @@ def test_the_header_of_a_genuine_age_file_is_measured_exactly(identity):
         data = pyrage.encrypt(b"payload", [identity.to_public()])
         mac_line = data.index(b"\n--- ") + 1
         assert agecrypt.header_size(data) == data.index(b"\n", mac_line) + 1 < 1024
-
-
-def with_junk_stanzas(data: bytes, size: int) -> bytes:
-    """An age file whose header is padded with empty stanzas to about size bytes (its MAC then fails)."""
-    mac_line = data.index(b"\n--- ") + 1
-    return data[:mac_line] + b"-> junk\n\n" * (size // 9) + data[mac_line:]
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SWARM_NODES, Machine, cclink_command
+from support.machines import SWARM_NODES, Machine
 
 from cclink.dev.testnet import Testnet
 from cclink.wire import keyfile
@@ -69,15 +69,7 @@ def run_side_by_side(jobs: list[tuple[Machine, list[str], Path]]) -> list[subpro
     started = [
         (
             args,
-            subprocess.Popen(
-                [*cclink_command(), *args],
-                cwd=cwd,
-                env=machine.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            ),
+            machine.spawn(*args, cwd=cwd),
         )
         for machine, args, cwd in jobs
     ]

@@ -11,7 +11,7 @@ import time
 
 import pytest
 import qrcode
-import terminal
+from support import terminal
 
 from cclink import text
 from cclink.cli import console

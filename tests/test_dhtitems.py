@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from hostile_node import HostileNode
+from support.hostile_node import HostileNode
 
 from cclink.dev.testnet import HOST, Testnet
 from cclink.errors import NetworkError, WireError

@@ -1,6 +1,6 @@
 """End-to-end: malformed input ends in one clear error line, a specific exit code, and no side effects.
 
-Every case runs the real `cclink` command (see conftest.py) and checks four
+Every case runs the real `cclink` command (see tests/support/machines.py) and checks four
 things: exactly one `cclink: error: <Sentence>.` line on stderr and no
 traceback, the exact exit code of cclink/errors.py, nothing written under the
 machine's HOME (the key file and ~/.claude unchanged, no stray temp files), and
@@ -37,7 +37,7 @@ import dns.rdtypes.ANY.TXT
 import dns.rdtypes.IN.A
 import dns.rrset
 import pytest
-from conftest import Machine, cclink_command, require
+from support.machines import Machine, require
 
 from cclink.dev.testnet import HOST
 from cclink.errors import BadSignature, MalformedPacket
@@ -390,21 +390,8 @@ def test_import_reads_a_key_file_whatever_its_mode_and_stores_it_0600(laptop: Ma
 def test_import_of_endless_source_is_refused_as_too_large(laptop: Machine) -> None:
     # prlimit caps the address space so that an unbounded read cannot take the test machine's memory
     # with it (not preexec_fn: Python code in a child forked from this threaded process can hang).
-    result = subprocess.run(
-        [
-            require("prlimit"),
-            f"--as={512 * 1024 * 1024}",
-            *cclink_command(),
-            "init",
-            "--import",
-            "/dev/zero",
-            "--no-passphrase",
-        ],
-        cwd=laptop.home,
-        env=laptop.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = laptop.run(
+        "init", "--import", "/dev/zero", "--no-passphrase", wrap=[require("prlimit"), f"--as={512 * 1024 * 1024}"]
     )
 
     assert_clean_failure(result, KEY_FILE, "/dev/zero", "too large")

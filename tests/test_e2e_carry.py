@@ -7,19 +7,17 @@ import io
 import json
 import os
 import random
-import selectors
-import shutil
 import signal
 import socket
 import struct
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.carry import READY, WAIT, files_under, finish, short_project, wait_for_line
 
 from cclink.errors import NotFound, TransferError
 from cclink.flows import carry, handoff
@@ -30,9 +28,6 @@ from cclink.wire.keys import Identity, PublicKey
 from cclink.wire.payload import CarryInfo, Payload
 
 pytestmark = pytest.mark.e2e
-
-READY = "Offering the session"
-WAIT = 120  # seconds: a guard against hangs, never a measurement
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -94,54 +89,6 @@ def replace_question(session_id: str, local_copy: Path) -> str:
     return f"A copy of session {session_id} is already at {local_copy}. Replace it"
 
 
-def wait_for_line(process: subprocess.Popen, text: str, timeout: float = WAIT) -> str:
-    """Read the process's stderr until a line containing text; fail if it exits or the guard runs out."""
-    selector = selectors.DefaultSelector()
-    selector.register(process.stderr, selectors.EVENT_READ)
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if selector.select(timeout=1):
-            line = process.stderr.readline()
-            if not line:
-                break
-            seen.append(line)
-            if text in line:
-                return line
-    process.kill()
-    out, err = process.communicate()
-    raise AssertionError(f"never saw {text!r}; exit {process.returncode}\nstdout: {out}\nstderr: {''.join(seen)}{err}")
-
-
-def finish(process: subprocess.Popen, timeout: float = WAIT) -> tuple[int, str, str]:
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, err = process.communicate()
-    return process.returncode, out, err
-
-
-@pytest.fixture
-def short_dir():
-    """Projects to carry live here, not under pytest's long temporary paths.
-
-    A handoff must fit in one 1000-byte DHT item, and a carried one spends
-    about a hundred of those bytes on where to fetch the session; a project
-    path of pytest's length (80 characters and more) leaves too little for
-    --share. Real project paths are shorter.
-    """
-    path = Path(tempfile.mkdtemp(prefix="cc", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def short_project(base: Path, name: str = "app") -> Path:
-    path = base / name
-    path.mkdir(exist_ok=True)
-    return path
-
-
 def session_to_carry(
     machine, base: Path, size: int, *, name: str = "app", with_directory: bool = True
 ) -> tuple[Path, str, Path]:
@@ -153,10 +100,6 @@ def session_to_carry(
     session_id = str(uuid.uuid4())
     content = realistic_transcript(project, session_id, size)
     return project, session_id, write_session(machine, project, content, session_id, with_directory)
-
-
-def files_under(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """End-to-end: the real `cclink` command between separate HOMEs on the local DHT swarm.
 
-Only `claude` is fake (see conftest.py); keys, age, Argon2, the DHT and the
+Only `claude` is fake (see tests/support/machines.py); keys, age, Argon2, the DHT and the
 files under each HOME are real. Failing paths are checked for the one
 `cclink: error:` line, the exit code, the absence of a traceback, and that
 nothing was launched.
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Machine, cclink_command
+from support.machines import Machine
 
 import cclink
 from cclink.dev.testnet import HOST
@@ -560,14 +560,7 @@ def read_line(stream, deadline: float) -> str:
 
 def start_testnet(machine: Machine, nodes: int) -> tuple[subprocess.Popen, str]:
     """`cclink testnet` running in the background, and the bootstrap it announced."""
-    process = subprocess.Popen(
-        [*cclink_command(), "testnet", "--nodes", str(nodes)],
-        cwd=machine.home,
-        env=machine.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    process = machine.spawn("testnet", "--nodes", str(nodes), text=False)
     try:
         line = read_line(process.stdout, time.monotonic() + 60)
         match = re.fullmatch(r"CCLINK_BOOTSTRAP=(127\.0\.0\.1:\d+)", line)

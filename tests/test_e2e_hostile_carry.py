@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pyrage
 import pytest
-from test_archive import HOSTILE, SESSION, SESSION_FILE, raw_archive
-from test_carry_place import with_junk_stanzas
-from test_e2e_carry import files_under, finish, short_dir, short_project  # noqa: F401 - short_dir is a fixture
+from support.archives import HOSTILE, SESSION, SESSION_FILE, raw_archive
+from support.carry import files_under, finish, short_project, with_junk_stanzas
 
 from cclink.net import bittorrent, record_store
 from cclink.wire import payload, record
@@ -69,7 +68,7 @@ CRAFTED = {
 
 
 @pytest.mark.parametrize("craft", CRAFTED.values(), ids=CRAFTED.keys())
-def test_a_crafted_carried_file_ends_in_one_sentence_and_leaves_nothing(paired, swarm, short_dir, craft):  # noqa: F811
+def test_a_crafted_carried_file_ends_in_one_sentence_and_leaves_nothing(paired, swarm, short_dir, craft):
     laptop, desktop = paired
     project = short_project(short_dir, "app")
     ciphertext = short_dir / "seed" / bittorrent.FILE_NAME

@@ -1,7 +1,7 @@
 """End-to-end: what reaches the terminal, how cclink stops on SIGTERM and SIGHUP, and what a typo'd command does.
 
 The real `cclink` command runs in temporary HOMEs against the local DHT swarm
-(see conftest.py); a publisher's hostile words are put on the DHT as a crafted
+(see tests/support/machines.py); a publisher's hostile words are put on the DHT as a crafted
 record signed with the test machine's own key.
 """
 
@@ -12,14 +12,13 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-import terminal
-from conftest import Machine, cclink_command
-from test_e2e_carry import wait_for_line
+from support import terminal
+from support.carry import READY, WAIT, finish, wait_for_line
+from support.machines import Machine
 
 from cclink.dev.testnet import HOST
 from cclink.net.record_store import RecordStore
@@ -38,8 +37,6 @@ HOSTILE_SHOWN = "\\x1b]0;pwned\\x07\\x1b[2K"
 # Raw in JSON unless cclink escapes them: DEL, a C1 CSI and a right-to-left override.
 NOT_ESCAPED_BY_JSON = "\x7f\x9b2K\u202e"
 SPINNER_REDRAW = "\r\x1b[K"  # the spinner's own line clearing: the one sequence cclink itself sends
-READY = "Offering the session"
-WAIT = 120  # seconds: a guard against hangs, never a measurement
 SESSION_ERROR = 4
 
 
@@ -64,24 +61,6 @@ def publish_crafted(machine: Machine, swarm, body: Payload) -> None:
     identity = Identity(seed_of(machine))
     record = new_record(identity, payload.seal(body, identity.public_key.age_recipient()), ttl=3600, now=time.time())
     RecordStore([(HOST, swarm.port)]).publish(identity, record)
-
-
-@pytest.fixture
-def short_dir():
-    """A project to carry lives here: a carried handoff must fit in one DHT item, and pytest's paths are long."""
-    path = Path(tempfile.mkdtemp(prefix="cc", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def finish(process: subprocess.Popen) -> tuple[int, str]:
-    """(exit code, the rest of stderr), killing the process if it does not end within the guard."""
-    try:
-        _, err = process.communicate(timeout=WAIT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        _, err = process.communicate()
-    return process.returncode, err
 
 
 def outgoing_cache(machine: Machine) -> Path:
@@ -143,7 +122,7 @@ def test_a_signal_to_a_seeding_publisher_removes_the_encrypted_session(laptop, s
     assert list(outgoing_cache(laptop).iterdir()), "the publisher offers no encrypted session"
 
     publisher.send_signal(signum)
-    code, err = finish(publisher)
+    code, _, err = finish(publisher)
 
     assert code == 128 + signum, err
     assert "Traceback" not in err, err
@@ -156,7 +135,7 @@ def test_closing_the_publishers_terminal_removes_the_encrypted_session(laptop, s
     project = short_dir / "app"
     project.mkdir()
     laptop.add_session(project)
-    publisher, master = terminal.start_on_terminal([*cclink_command(), "--carry"], env=laptop.env, cwd=project)
+    publisher, master = terminal.start_on_terminal(laptop.command("--carry"), env=laptop.env, cwd=project)
     try:
         terminal.wait_for(master, READY)
         assert list(outgoing_cache(laptop).iterdir()), "the publisher offers no encrypted session"
@@ -181,20 +160,12 @@ def test_a_publisher_started_with_nohup_outlives_sighup(paired, short_dir) -> No
     project = short_dir / "app"
     project.mkdir()
     session_id = laptop.add_session(project)
-    publisher = subprocess.Popen(
-        [nohup, *cclink_command(), "--carry"],
-        cwd=project,
-        env=laptop.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    publisher = laptop.spawn("--carry", cwd=project, wrap=[nohup])
     try:
         wait_for_line(publisher, READY)
         publisher.send_signal(signal.SIGHUP)  # ignored, as nohup asked
         desktop.ok("pickup", "-y", "--project-dir", str(desktop.project("app")))
-        code, err = finish(publisher)
+        code, _, err = finish(publisher)
     finally:
         if publisher.poll() is None:
             publisher.kill()
@@ -301,7 +272,7 @@ def test_sigterm_while_the_picker_places_a_carried_session_leaves_no_staging_fol
             assert time.monotonic() < deadline, "the picker never started placing"
             time.sleep(0.01)  # polling interval, not synchronisation
         picker.send_signal(signal.SIGTERM)
-        code, err = finish(picker)
+        code, _, err = finish(picker)
     finally:
         publisher.kill()
         publisher.communicate()

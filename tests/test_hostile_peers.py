@@ -19,8 +19,8 @@ from pathlib import Path
 
 import libtorrent as lt
 import pytest
-from conftest import Machine
-from hostile_node import HostileNode, Item, Misbehaviour, bencoded_string
+from support.hostile_node import HostileNode, Item, Misbehaviour, bencoded_string
+from support.machines import Machine
 
 from cclink.dev.testnet import Testnet
 from cclink.net.record_store import GET_TIMEOUT, RETRY_FOR

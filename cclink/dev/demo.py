@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import textwrap
-import uuid
 from pathlib import Path
 
+from cclink.dev.machine import Machine
 from cclink.dev.testnet import Testnet
-from cclink.local import claude
 from cclink.net.record_store import RecordStore
 from cclink.net.seq_memory import SeqMemory
 from cclink.wire import packet
@@ -22,9 +19,8 @@ from cclink.wire.keys import PublicKey
 from cclink.wire.record import Record
 
 CARRY_READY = "Offering the session"
-STAND_IN = """#!/bin/sh
-echo "  [stand-in for claude] would now run: claude $* (in $(pwd))"
-"""
+STAND_IN_SAYS = "  [stand-in for claude] would now run: claude {args} (in {cwd})"
+SAMPLE_MESSAGES = (("user", "Add a README"), ("assistant", "Done."))
 
 
 def run() -> None:
@@ -36,14 +32,14 @@ def run() -> None:
         _step("The laptop creates its key (unencrypted here; `cclink init` asks for a passphrase by default).")
         laptop.cclink("init", "--no-passphrase")
         _step("The desktop imports the same key: that is what lets a plain `cclink pickup` find and open the handoff.")
-        desktop.cclink("init", "--import", str(laptop.home / ".pubky" / "secret_key"), "--no-passphrase")
+        desktop.cclink("init", "--import", str(laptop.machine.key_file), "--no-passphrase")
 
-        project = laptop.home / "work" / "my-app"
-        session_id = _write_sample_session(laptop.home, project)
+        project = laptop.machine.project("my-app")
+        session_id = laptop.add_session(project)
         _step(f"Claude Code on the laptop has a session {session_id} for {project}.")
         # This version hands over the session id only; the session file must
         # already be on the desktop (as with a synced ~/.claude).
-        _write_sample_session(desktop.home, desktop.home / "work" / "my-app", session_id)
+        desktop.add_session(desktop.machine.project("my-app"), session_id)
 
         _step("On the laptop, in the project directory: `cclink`")
         laptop.cclink(cwd=project)
@@ -70,25 +66,22 @@ def run() -> None:
         _step("Done. The scratch homes and the local DHT are removed now.")
 
 
-class _Machine:
-    """A throwaway HOME that runs the real cclink command."""
+class _Shown:
+    """A machine (cclink.dev.machine) whose cclink commands are shown as typed, with their output."""
 
-    def __init__(self, home: Path, env: dict[str, str]) -> None:
-        self.home = home
-        self.env = env
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.home = machine.home
+
+    def add_session(self, project: Path, session_id: str | None = None) -> str:
+        """Claude Code's session of project, as the demo shows it: one question, one answer."""
+        return self.machine.add_session(project, session_id, summary=None, messages=SAMPLE_MESSAGES)
 
     def cclink(self, *args: str, cwd: Path | None = None, quiet: bool = False) -> str:
         if not quiet:
             print(f"  $ cclink {shlex.join(args)}".rstrip())
-        result = subprocess.run(
-            [sys.executable, "-m", "cclink", *args],
-            cwd=cwd or self.home,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,  # keep the order a terminal would show
-            text=True,
-        )
+        # stderr into stdout: keep the order a terminal would show
+        result = self.machine.run(*args, cwd=cwd, stderr=subprocess.STDOUT, timeout=None)
         output = result.stdout.rstrip()
         if output and not quiet:
             print(textwrap.indent(output, "    "))
@@ -99,16 +92,7 @@ class _Machine:
     def start(self, *args: str, cwd: Path) -> _Running:
         """Start cclink in the background, as in a second terminal."""
         print(f"  $ cclink {shlex.join(args)}")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cclink", *args],
-            cwd=cwd,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        return _Running(process, args)
+        return _Running(self.machine.spawn(*args, cwd=cwd, stderr=subprocess.STDOUT), args)
 
 
 class _Running:
@@ -138,44 +122,11 @@ class _Running:
         raise SystemExit(f"demo stopped: cclink {' '.join(self.args)} exited with {code}")
 
 
-def _machine(root: Path, name: str, net: Testnet) -> _Machine:
-    home = root / name
-    bin_dir = home / "bin"
-    bin_dir.mkdir(parents=True)
-    stand_in = bin_dir / "claude"
-    stand_in.write_text(STAND_IN)
-    stand_in.chmod(0o755)
-    env = dict(os.environ)
-    for variable in ("CCLINK_PASSPHRASE", "CCLINK_PIN", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
-        env.pop(variable, None)
-    env.update(HOME=str(home), CCLINK_BOOTSTRAP=net.bootstrap, PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}")
-    return _Machine(home, env)
+def _machine(root: Path, name: str, net: Testnet) -> _Shown:
+    return _Shown(Machine(root, name, net.bootstrap, log_claude=False, claude_says=STAND_IN_SAYS))
 
 
-def _write_sample_session(home: Path, project: Path, session_id: str | None = None) -> str:
-    session_id = session_id or str(uuid.uuid4())
-    project.mkdir(parents=True, exist_ok=True)
-    folder = home / ".claude" / "projects" / claude.project_dir_name(str(project))
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = [
-        {
-            "type": "user",
-            "cwd": str(project),
-            "sessionId": session_id,
-            "message": {"role": "user", "content": "Add a README"},
-        },
-        {
-            "type": "assistant",
-            "cwd": str(project),
-            "sessionId": session_id,
-            "message": {"role": "assistant", "content": "Done."},
-        },
-    ]
-    (folder / f"{session_id}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return session_id
-
-
-def _public_view(machine: _Machine, net: Testnet) -> str:
+def _public_view(machine: _Shown, net: Testnet) -> str:
     """The record as any DHT node sees it, fetched the way pickup does."""
     whoami = json.loads(machine.cclink("whoami", "--json", quiet=True))
     publisher = PublicKey.parse(whoami["public_key"])
