@@ -61,7 +61,7 @@ def run() -> None:
             "downloads, checks, decrypts and places it."
         )
         desktop.cclink("pickup", "-y", "--project-dir", str(desktop_project), cwd=desktop.home)
-        _step("Back on the laptop, cclink saw the download complete and stopped seeding:")
+        _step("Back on the laptop, cclink saw the recipient's acknowledgement and stopped seeding:")
         publisher.show_rest()
         _step("Done. The scratch homes and the local DHT are removed now.")
 
