@@ -215,7 +215,7 @@ def init_command(
     from cclink.cli import console
     from cclink.flows import keystore
 
-    outcome = keystore.init(import_from, no_passphrase, yes)
+    outcome = keystore.init(console, import_from, no_passphrase, yes)
     verb = "Imported" if outcome.imported else "Created"
     console.out(f"{verb} key {outcome.public_key.display}")
     console.out(f"Saved to {outcome.path} ({'passphrase-protected' if outcome.encrypted else 'unencrypted'}).")
@@ -227,7 +227,7 @@ def whoami_command(as_json: bool = typer.Option(False, "--json", help="Print as 
     from cclink.cli import console
     from cclink.flows import keystore
 
-    public_key, path = keystore.whoami()
+    public_key, path = keystore.whoami(console)
     if as_json:
         render.print_json(
             {"public_key": public_key.display, "fingerprint": public_key.fingerprint, "key_file": str(path)}

@@ -115,7 +115,7 @@ def check_publish_request(request: PublishRequest) -> list[str]:
 
 def publish(request: PublishRequest, rendezvous: RecordStore, now: float) -> PublishOutcome:
     notes = check_publish_request(request)
-    identity = load_identity()
+    identity = load_identity(console)
     session_id, project, session_file = _session_to_publish(
         request.session_id, now, need_file=request.carry, allow_missing=request.allow_missing
     )
@@ -372,10 +372,10 @@ def pickup(
     """
     identity: Identity | None
     if publisher is None:
-        identity = load_identity()
+        identity = load_identity(console)
         publisher = identity.public_key
     else:
-        identity = load_identity() if has_identity() else None
+        identity = load_identity(console) if has_identity() else None
     with console.spinner(f"Looking up {publisher.fingerprint} on the DHT") as spin:
         resolved = rendezvous.resolve(
             publisher, on_retry=lambda d: spin.update(f"DHT unreachable; retrying in {d:.0f}s")
@@ -612,7 +612,7 @@ def list_active(rendezvous: RecordStore) -> ListOutcome:
     """The active handoff under one's own key; a revocation found instead is put again, so DHT nodes keep it."""
     from cclink.net.record_store import Revocation  # imported above for type checking only
 
-    identity = load_identity()
+    identity = load_identity(console)
     with console.spinner("Looking up your handoff on the DHT"):
         found = rendezvous.newest(identity.public_key)
     if isinstance(found, Revocation):
@@ -645,7 +645,7 @@ def revoke(rendezvous: RecordStore, now: float, *, assume_yes: bool) -> Record |
     """
     from cclink.net.record_store import Revocation  # imported above for type checking only
 
-    identity = load_identity()
+    identity = load_identity(console)
     try:
         with console.spinner("Looking up your handoff on the DHT"):
             found = rendezvous.newest(identity.public_key)
