@@ -51,6 +51,10 @@ from cclink.wire import archive  # noqa: E402
 READY = "Offering the session"
 
 
+# What `cclink --carry` and `cclink pickup` import before they work.
+CARRY_MODULES = "cclink.cli.app, cclink.flows.publish, cclink.flows.pickup, cclink.flows.carry"
+
+
 def new_machine(root: Path, name: str, bootstrap: str) -> Machine:
     """A HOME of its own whose claude only exits 0 (cclink.dev.machine)."""
     return Machine(root, name, bootstrap, log_claude=False)
@@ -159,7 +163,7 @@ def measure_floor(session_file: Path) -> tuple[float, float, float]:
     for _ in range(2):
         # os._exit: pickup replaces itself with claude, so no interpreter shutdown is on a carry's path
         subprocess.run(
-            [sys.executable, "-c", "import cclink.cli.app, cclink.flows.handoff, cclink.flows.carry, os; os._exit(0)"],
+            [sys.executable, "-c", f"import {CARRY_MODULES}, os; os._exit(0)"],
             check=True,
         )
     startups = time.perf_counter() - start

@@ -20,7 +20,7 @@ import pytest
 from support.carry import READY, WAIT, files_under, finish, short_project, wait_for_line
 
 from cclink.errors import NotFound, TransferError
-from cclink.flows import carry, handoff
+from cclink.flows import carry, publish
 from cclink.net import bittorrent, record_store
 from cclink.net.endpoints import parse_bootstrap
 from cclink.wire import archive, payload, record
@@ -406,14 +406,14 @@ def test_nobody_fetching_within_the_carry_timeout_is_one_sentence_and_the_handof
 
 def carry_published_in_process(
     laptop, swarm, short_dir, monkeypatch
-) -> tuple[record_store.RecordStore, handoff.PublishOutcome]:
+) -> tuple[record_store.RecordStore, publish.PublishOutcome]:
     """The publish flow of `cclink --carry`, run in this process as the laptop; the caller serves and closes it."""
     project, session_id, _ = session_to_carry(laptop, short_dir, 50_000)
     monkeypatch.setenv("HOME", str(laptop.home))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.chdir(project)
     dht = record_store.RecordStore(parse_bootstrap(swarm.bootstrap))
-    return dht, handoff.publish(handoff.PublishRequest(session_id=session_id, carry=True), dht, time.time())
+    return dht, publish.publish(publish.PublishRequest(session_id=session_id, carry=True), dht, time.time())
 
 
 def test_a_seeding_publisher_puts_its_record_again_so_that_dht_nodes_keep_it(paired, swarm, short_dir, monkeypatch):
@@ -423,7 +423,7 @@ def test_a_seeding_publisher_puts_its_record_again_so_that_dht_nodes_keep_it(pai
 
     try:
         with pytest.raises(TransferError):  # nobody fetches it: seeding ends at the timeout
-            handoff.serve_carry(outcome, dht, timeout=3, on_status=lambda status: None, renew_every=0.5)
+            publish.serve_carry(outcome, dht, timeout=3, on_status=lambda status: None, renew_every=0.5)
     finally:
         outcome.outgoing.close()
 
@@ -625,7 +625,7 @@ def test_renewal_stops_instead_of_undoing_a_revoke_or_a_newer_handoff(paired, sw
 
     try:
         with pytest.raises(NotFound) as stopped:
-            handoff.serve_carry(outcome, dht, timeout=WAIT, on_status=lambda status: None, renew_every=0.5)
+            publish.serve_carry(outcome, dht, timeout=WAIT, on_status=lambda status: None, renew_every=0.5)
     finally:
         outcome.outgoing.close()
 

@@ -50,7 +50,9 @@ def test_install_then_run_works_where_local_bin_is_not_on_path(home: Path) -> No
     venv = home / ".local" / "share" / "cclink" / "venv"
     assert (home / ".local" / "bin" / "cclink").resolve() == venv / "bin" / "cclink"
     # Every subpackage made it into the install, not only what --version loads.
-    every_layer = "import cclink.cli.app, cclink.flows.handoff, cclink.flows.carry, cclink.dev.demo"
+    every_layer = (
+        "import cclink.cli.app, cclink.flows.publish, cclink.flows.pickup, cclink.flows.manage, cclink.dev.demo"
+    )
     assert subprocess.run([venv / "bin" / "python", "-c", every_layer], cwd=home, timeout=60).returncode == 0
 
 

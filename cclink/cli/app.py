@@ -61,12 +61,12 @@ def publish_command(
 
     from cclink.cli import console
     from cclink.errors import UnknownSession, UsageError
-    from cclink.flows import handoff
+    from cclink.flows import publish
     from cclink.wire.keys import PublicKey
 
     if carry_timeout is not None and (not carry or carry_timeout <= 0):
         raise UsageError("--carry-timeout takes a positive number of seconds, and only with --carry")
-    request = handoff.PublishRequest(
+    request = publish.PublishRequest(
         session_id=session_id,
         ttl=ttl,
         burn=burn,
@@ -77,7 +77,7 @@ def publish_command(
     )
     rendezvous = _rendezvous()
     try:
-        outcome = handoff.publish(request, rendezvous, time.time())
+        outcome = publish.publish(request, rendezvous, time.time())
     except UnknownSession as error:
         raise UnknownSession(_unknown_session_advice(error), error.session_id) from None
     try:
@@ -129,7 +129,7 @@ def _show_published(outcome, qr: bool, as_json: bool) -> None:
 
 def _serve_carry(outcome, rendezvous, timeout: int) -> None:
     from cclink.cli import console
-    from cclink.flows import handoff
+    from cclink.flows import publish
 
     size = text.format_bytes(outcome.outgoing.seeder.size)
     console.say(f"Offering the session ({size} encrypted) until it is fetched; keep this running. Ctrl-C stops.")
@@ -139,7 +139,7 @@ def _serve_carry(outcome, rendezvous, timeout: int) -> None:
         spin.update(text.seeding_status(status.peers, status.uploaded, status.upload_rate))
 
     with console.spinner("Seeding: waiting for the other machine") as spin:
-        result = handoff.serve_carry(outcome, rendezvous, timeout, show)
+        result = publish.serve_carry(outcome, rendezvous, timeout, show)
     console.say(f"The session was fetched ({text.format_bytes(result.uploaded)} sent).")
     if result.revoked:
         console.say("Burn-after-read: the handoff was revoked.")
@@ -169,7 +169,7 @@ def pickup_command(
 
     from cclink.cli import console
     from cclink.errors import UsageError
-    from cclink.flows import handoff
+    from cclink.flows import pickup
     from cclink.wire.keys import PublicKey
 
     if fetch_timeout <= 0:
@@ -179,7 +179,7 @@ def pickup_command(
     publisher = PublicKey.parse(pubkey) if pubkey is not None else None
     launching = not (qr or as_json)
     rendezvous = _rendezvous()
-    outcome = handoff.pickup(
+    outcome = pickup.pickup(
         publisher,
         rendezvous,
         time.time(),
@@ -198,7 +198,7 @@ def pickup_command(
     else:
         if outcome.revoked:
             console.say("Burn-after-read: the handoff was revoked.")
-        handoff.resume(
+        pickup.resume(
             outcome, rendezvous, project_dir=project_dir, assume_yes=yes, fetch_timeout=fetch_timeout, lan=lan
         )
 
@@ -244,9 +244,9 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print as JS
     import time
 
     from cclink.cli import console
-    from cclink.flows import handoff
+    from cclink.flows import manage
 
-    outcome = handoff.list_active(_rendezvous())
+    outcome = manage.list_active(_rendezvous())
     now = time.time()
     record = outcome.record
     if as_json:
@@ -270,9 +270,9 @@ def revoke_command(yes: bool = typer.Option(False, "-y", "--yes", help="Do not a
     import time
 
     from cclink.cli import console
-    from cclink.flows import handoff
+    from cclink.flows import manage
 
-    handoff.revoke(_rendezvous(), time.time(), assume_yes=yes)
+    manage.revoke(_rendezvous(), time.time(), assume_yes=yes)
     console.out("Revoked.")
 
 

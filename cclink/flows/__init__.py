@@ -1,10 +1,13 @@
 """What the commands do, between the command line and the formats and networks they use.
 
 - ui.py: the UI a flow is given (say, secret, confirm) instead of a terminal
-- handoff.py: publish, pickup, list and revoke
-- carry.py: --carry: pack, encrypt and seed a session; fetch, check, decrypt, place and acknowledge it
+- publish.py: pick the session, seal and publish the record; with --carry, seed until acknowledged
+- pickup.py: find, verify, decrypt, confirm, revoke a burn, resume (fetching a carried session first)
+- manage.py: list and revoke your handoff
+- carry.py: --carry's mechanics: pack, encrypt, seed; fetch, check, decrypt, place; the acknowledgement
 - keystore.py: your own key: init (create or import), load, whoami; asks only through its UI
 
-handoff.py still asks and tells through cli.console; giving it a UI and an
-environment as arguments, as keystore.py has, is the next step of the layout work.
+publish, pickup and manage still ask and tell through cli.console; giving
+them a UI and an environment as arguments, as keystore.py has, is the next
+step of the layout work.
 """

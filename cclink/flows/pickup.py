@@ -1,0 +1,307 @@
+"""Picking up a handoff: find, verify, check, decrypt, confirm, revoke a burn, then resume (fetching a carry first).
+
+Everything that can fail on this machine is checked before the question is
+asked, and so before a burn record is revoked.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from cclink import text
+from cclink.cli import console
+from cclink.errors import (
+    Aborted,
+    CannotDecrypt,
+    Expired,
+    KeyFileError,
+    SessionError,
+    UsageError,
+    WireError,
+    WrongPin,
+)
+from cclink.flows.keystore import has_identity, load_identity
+from cclink.flows.publish import PIN_ENV
+from cclink.local import claude
+from cclink.wire import agecrypt, kdf, payload
+from cclink.wire.keys import Identity, PublicKey
+from cclink.wire.payload import Payload
+from cclink.wire.record import Record
+
+if TYPE_CHECKING:
+    from cclink.net.record_store import RecordStore
+
+DEFAULT_FETCH_TIMEOUT = 60.0
+
+
+# --- pickup -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PickupOutcome:
+    publisher: PublicKey
+    record: Record
+    payload: Payload
+    session: claude.Session | None
+    revoked: bool
+    notes: list[str] = field(default_factory=list)
+    fetch: bool = False  # the session data is to be fetched from the publisher (--carry)
+    decryptor: agecrypt.Identity | None = field(default=None, repr=False)
+
+    @property
+    def project_dir(self) -> Path | None:
+        """Where to resume: the local session file's own directory, else the publisher's path if it exists here.
+
+        `claude --resume` finds a session through the directory it runs in, so
+        the path recorded in the local copy of the session comes first.
+        """
+        for candidate in (self.session.project if self.session else None, self.payload.project):
+            if candidate and Path(candidate).is_dir():
+                return Path(candidate)
+        return None
+
+
+def pickup(
+    publisher: PublicKey | None,
+    rendezvous: RecordStore,
+    now: float,
+    *,
+    assume_yes: bool,
+    confirm: bool,
+    force_fetch: bool = False,
+    project_dir: Path | None = None,
+) -> PickupOutcome:
+    """Resolve, verify, check expiry, decrypt, and for one's own burn record, revoke.
+
+    With confirm (the session is to be resumed), everything that can fail
+    here is checked before asking, and so before a burn record is revoked.
+    """
+    identity: Identity | None
+    if publisher is None:
+        identity = load_identity(console)
+        publisher = identity.public_key
+    else:
+        identity = load_identity(console) if has_identity() else None
+    with console.spinner(f"Looking up {publisher.fingerprint} on the DHT") as spin:
+        resolved = rendezvous.resolve(
+            publisher, on_retry=lambda d: spin.update(f"DHT unreachable; retrying in {d:.0f}s")
+        )
+    record = resolved.record
+    _refuse_expired(record, now)
+    body, decryptor = _decrypt(record, publisher, identity, now)
+    session = claude.find_session(body.session_id)
+    if force_fetch and body.carry is None:
+        raise UsageError("this handoff does not carry the session data, so there is nothing to fetch (--fetch)")
+    fetch = body.carry is not None and (force_fetch or session is None)
+    if confirm:
+        _check_can_resume(body, session, fetch, project_dir)
+        if not console.confirm(_resume_question(body, record, now), assume_yes=assume_yes, when_not_interactive=True):
+            raise Aborted("pickup cancelled; the handoff is still published")
+    notes: list[str] = []
+    revoked = False
+    if record.burn and fetch:
+        notes.append("This is a burn-after-read handoff: its publisher revokes it once the session is fetched.")
+    elif record.burn:
+        if identity is not None and identity.public_key == publisher:
+            with console.spinner("Revoking the burn-after-read record"):
+                rendezvous.revoke(identity)
+            revoked = True
+        else:
+            notes.append(
+                "This is a burn-after-read handoff, but only its publisher's key can revoke it; "
+                "it stays until it expires."
+            )
+    return PickupOutcome(publisher, record, body, session, revoked, notes, fetch, decryptor)
+
+
+def _check_can_resume(body: Payload, session: claude.Session | None, fetch: bool, project_dir: Path | None) -> None:
+    """Raise what resume() would raise about this machine, before anything is asked, fetched or revoked."""
+    if project_dir is not None:
+        _checked_project_dir(project_dir)
+    if session is None and not fetch:
+        raise _not_on_this_machine(body.session_id)
+    claude.check_can_resume(body.session_id, None)
+
+
+def _not_on_this_machine(session_id: str) -> SessionError:
+    return SessionError(
+        f"session {session_id} is not on this machine: Claude Code keeps sessions in "
+        f"~/.claude/projects, so copy or sync that directory here, then run `claude --resume {session_id}` "
+        "(or ask the publisher to use `cclink --carry`, which sends the session itself)"
+    )
+
+
+def _refuse_expired(record: Record, now: float) -> None:
+    if record.is_expired(now):
+        ago = text.format_duration(now - record.expires_at)
+        raise Expired(f"the handoff from {record.publisher().fingerprint} expired {ago} ago")
+
+
+def _decrypt(
+    record: Record, publisher: PublicKey, identity: Identity | None, now: float
+) -> tuple[Payload, agecrypt.Identity]:
+    """The payload, and the age identity that opened it (it opens a carried session too)."""
+    age = text.format_duration(max(0.0, now - record.created_at))
+    origin = f"the handoff from {publisher.display} ({age} old)"
+    if record.pin_salt is not None:
+        pin = console.secret("PIN: ", PIN_ENV)
+        pin_identity = kdf.pin_identity(pin, record.pin_salt)
+        try:
+            return payload.open_payload(record.blob, pin_identity), pin_identity
+        except CannotDecrypt:
+            raise WrongPin(f"incorrect PIN for {origin}") from None
+    if identity is None:
+        raise KeyFileError(f"{origin} is encrypted to a key, and there is no key here; run `cclink init` first")
+    me = identity.public_key
+    intended = record.recipient_key() or publisher
+    if intended != me:
+        if record.recipient is not None:
+            raise CannotDecrypt(f"{origin} was shared with {intended.display}, not with your key {me.display}")
+        raise CannotDecrypt(
+            f"{origin} is encrypted to its publisher's own key; use that key here, "
+            f"or ask the publisher to run `cclink --share {me.z32}` or `cclink --pin`"
+        )
+    try:
+        return payload.open_payload(record.blob, identity.age_identity()), identity.age_identity()
+    except CannotDecrypt:
+        raise CannotDecrypt(f"{origin} names your key but does not decrypt with it; it may be damaged") from None
+
+
+def _resume_question(body: Payload, record: Record, now: float) -> str:
+    # The publisher chose these words: shown escaped, they cannot steer the terminal.
+    where = text.printable(body.project) if body.project else "an unknown directory"
+    host = f" on {text.printable(body.hostname)}" if body.hostname else ""
+    age = text.format_duration(max(0.0, now - record.created_at))
+    return f"Resume session {body.session_id} ({where}{host}, published {age} ago)?"
+
+
+def resume(
+    outcome: PickupOutcome,
+    rendezvous: RecordStore,
+    *,
+    project_dir: Path | None = None,
+    assume_yes: bool = False,
+    fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
+    lan: bool = False,
+) -> NoReturn:
+    """Start `claude --resume` for a picked-up session (fetching it first for --carry), or explain why it cannot."""
+    session, where = outcome.session, outcome.project_dir
+    if outcome.fetch:
+        session, where = fetch_session(
+            outcome, rendezvous, project_dir=project_dir, assume_yes=assume_yes, fetch_timeout=fetch_timeout, lan=lan
+        )
+    elif project_dir is not None:
+        where = _checked_project_dir(project_dir)
+    if session is None:
+        raise _not_on_this_machine(outcome.payload.session_id)
+    console.say(f"Resuming session {outcome.payload.session_id}...")
+    claude.resume(outcome.payload.session_id, where)
+
+
+def fetch_session(
+    outcome: PickupOutcome,
+    rendezvous: RecordStore,
+    *,
+    project_dir: Path | None,
+    assume_yes: bool,
+    fetch_timeout: float,
+    lan: bool = False,
+) -> tuple[claude.Session, Path]:
+    """Download, check, decrypt and place a carried session; return it and the directory to resume in."""
+    from cclink.flows import carry  # libtorrent's peer side and tarfile: only for --carry
+
+    info, body = outcome.payload.carry, outcome.payload
+    assert info is not None and outcome.decryptor is not None
+    local = _local_project(body.project, project_dir, assume_yes)
+
+    _agree_to_replace(carry.local_copy(body.session_id, local), body.session_id, assume_yes)
+    try:
+        with ExitStack() as transfer:
+            with console.spinner(f"Fetching the session ({text.format_bytes(info.size)})") as spin:
+                path = transfer.enter_context(
+                    carry.fetched(
+                        info,
+                        rendezvous.bootstrap,
+                        stall_timeout=fetch_timeout,
+                        lan=lan,
+                        on_progress=lambda p: spin.update(
+                            text.transfer_status("Fetching the session", p.done, p.total, p.rate)
+                        ),
+                    )
+                )
+            carry.check_integrity(path, info)
+            # The publisher stops seeding (and revokes a burn record) once it sees the
+            # acknowledgement, which needs the decrypted archive; it goes out while the session is unpacked.
+            acknowledging: list[carry.Acknowledging] = []
+            placed = carry.place(
+                path,
+                outcome.decryptor,
+                body.session_id,
+                publisher_project=body.project,
+                local_project=local,
+                on_decrypted=lambda archive_sha256: acknowledging.append(
+                    carry.Acknowledging(info, archive_sha256, rendezvous.bootstrap)
+                ),
+            )
+    except (WireError, CannotDecrypt):
+        # The signed bytes themselves are bad: fetching them again would end the same way.
+        carry.forget_download(info)
+        raise
+    carry.forget_download(info)
+    if acknowledging and not acknowledging[0].wait():
+        console.say(
+            "Note: the publisher could not be told that the session arrived; "
+            "it offers it until its time runs out or it is stopped."
+        )
+    for backup in placed.backups:
+        console.say(f"Note: the previous local copy was kept as {backup}")
+    console.say(f"Placed the session at {placed.session_file}")
+    return claude.Session(body.session_id, placed.session_file, str(local), time.time()), local
+
+
+def _agree_to_replace(existing: Path | None, session_id: str, assume_yes: bool) -> None:
+    """Ask before fetching over a local copy: asking after the download would waste it, and revoke a burn record."""
+    if existing is None:
+        return
+    question = (
+        f"A copy of session {session_id} is already at {existing}. "
+        "Replace it with the carried one where they differ (the old one is kept as a backup)?"
+    )
+    if not console.confirm(question, assume_yes=assume_yes, when_not_interactive=False):
+        raise Aborted(
+            f"kept the local copy of session {session_id} at {existing} and downloaded nothing "
+            "(-y replaces it, keeping a backup)"
+        )
+
+
+def _local_project(publisher_project: str, project_dir: Path | None, assume_yes: bool) -> Path:
+    """Where the session belongs here.
+
+    --project-dir, else the publisher's path if it exists, else (asked) the current directory.
+    """
+    if project_dir is not None:
+        return _checked_project_dir(project_dir)
+    if publisher_project and Path(publisher_project).is_dir():
+        return Path(publisher_project)
+    cwd = Path.cwd()
+    missing = (
+        f"The publisher's directory {text.printable(publisher_project)}"
+        if publisher_project
+        else "The publisher's directory"
+    )
+    if not console.confirm(
+        f"{missing} does not exist here. Put the session in {cwd}?", assume_yes=assume_yes, when_not_interactive=True
+    ):
+        raise Aborted("pickup cancelled; choose the directory with --project-dir DIR")
+    return cwd
+
+
+def _checked_project_dir(project_dir: Path) -> Path:
+    path = Path(project_dir).expanduser()
+    if not path.is_dir():
+        raise UsageError(f"--project-dir {project_dir} is not a directory")
+    return path.resolve()

@@ -1,0 +1,320 @@
+"""Publishing a handoff: pick the session, seal the record, put it on the DHT; with --carry, seed until acknowledged.
+
+The flow asks through `console` (the next step gives it a UI instead), gets
+the user's key from `keystore`, and reaches the DHT through a `RecordStore`.
+It returns plain results; the CLI decides how they look.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cclink import text
+from cclink.cli import console
+from cclink.errors import (
+    MalformedPayload,
+    NetworkError,
+    NotFound,
+    RecordTooLarge,
+    Rollback,
+    SessionError,
+    TransferError,
+    UnknownSession,
+    UsageError,
+)
+from cclink.flows.keystore import load_identity
+from cclink.local import claude
+from cclink.wire import agecrypt, kdf, packet, payload
+from cclink.wire.keys import Identity, PublicKey
+from cclink.wire.payload import Payload
+from cclink.wire.record import Record, new_record
+
+if TYPE_CHECKING:
+    from cclink.flows.carry import Outgoing
+    from cclink.net import krpc
+    from cclink.net.bittorrent import SeedStatus
+    from cclink.net.dht_client import Stored
+    from cclink.net.record_store import RecordStore
+
+PIN_ENV = "CCLINK_PIN"
+DEFAULT_TTL = 86400
+MAX_TTL = 365 * 86400
+# DHT nodes drop items after about two hours; a seeding publisher renews well before.
+RENEW_EVERY = 3600.0
+RENEW_AGAIN_AFTER_FAILURE = 300.0
+
+
+# --- publish ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    session_id: str | None = None
+    ttl: int = DEFAULT_TTL
+    burn: bool = False
+    pin: bool = False
+    share: PublicKey | None = None
+    carry: bool = False
+    # Publish a session_id that is not in ~/.claude/projects here (another machine has it).
+    allow_missing: bool = False
+
+
+@dataclass(frozen=True)
+class PublishOutcome:
+    publisher: PublicKey
+    session_id: str
+    project: str
+    record: Record
+    published: Stored
+    mode: str  # "self", "share" or "pin"
+    pickup_command: str
+    notes: list[str] = field(default_factory=list)
+    # With --carry: the session being seeded, and the key that renews or revokes the record meanwhile.
+    outgoing: Outgoing | None = field(default=None, repr=False)
+    identity: Identity | None = field(default=None, repr=False)
+
+
+def check_publish_request(request: PublishRequest) -> list[str]:
+    """Refuse impossible flag combinations; return notes the user should read."""
+    if request.pin and request.share:
+        raise UsageError("--pin and --share exclude each other: a handoff is encrypted to one recipient")
+    if request.burn and request.share and not request.carry:
+        raise UsageError(
+            "--burn cannot be combined with --share: only the key that signed a record can revoke it, "
+            "and the recipient's pickup does not hold that key (with --carry it can: the record is revoked "
+            "as soon as the recipient has the session)"
+        )
+    if not 1 <= request.ttl <= MAX_TTL:
+        raise UsageError(f"--ttl must be between 1 and {MAX_TTL} seconds")
+    if request.session_id is not None:
+        try:
+            payload.check_session_id(request.session_id)
+        except MalformedPayload:
+            raise UsageError(f"'{request.session_id}' is not a Claude Code session id") from None
+    if request.burn and request.pin and not request.carry:
+        return [
+            "Only a pickup made with your own key can revoke this handoff; a pickup with the PIN "
+            "from another key leaves it in place until it expires."
+        ]
+    return []
+
+
+def publish(request: PublishRequest, rendezvous: RecordStore, now: float) -> PublishOutcome:
+    notes = check_publish_request(request)
+    identity = load_identity(console)
+    session_id, project, session_file = _session_to_publish(
+        request.session_id, now, need_file=request.carry, allow_missing=request.allow_missing
+    )
+    body = Payload(session_id=session_id, hostname=socket.gethostname(), project=project)
+    pin_salt = None
+    if request.pin:
+        pin = console.secret(_pin_prompt(request.carry), PIN_ENV, confirm=True)
+        kdf.check_pin(pin, carry=request.carry)
+        pin_salt = secrets.token_bytes(kdf.SALT_SIZE)
+        recipient = kdf.pin_recipient(pin, pin_salt)
+        mode = "pin"
+    elif request.share:
+        recipient, mode = request.share.age_recipient(), "share"
+    else:
+        recipient, mode = identity.public_key.age_recipient(), "self"
+    outgoing = _start_carry(session_file, recipient, rendezvous) if request.carry else None
+    try:
+
+        def seal(body: Payload) -> Record:
+            return new_record(
+                identity,
+                payload.seal(body, recipient),
+                ttl=request.ttl,
+                now=now,
+                burn=request.burn,
+                pin_salt=pin_salt,
+                recipient=request.share,
+            )
+
+        record = _fitting_record(identity.public_key, body, seal, outgoing, notes)
+        with console.spinner("Publishing to the DHT"):
+            published = rendezvous.publish(identity, record)
+    except BaseException:
+        if outgoing is not None:
+            outgoing.close()
+        raise
+    command = "cclink pickup" if mode == "self" else f"cclink pickup {identity.public_key.z32}"
+    return PublishOutcome(
+        identity.public_key,
+        session_id,
+        project,
+        record,
+        published,
+        mode,
+        command,
+        notes,
+        outgoing,
+        identity if outgoing is not None else None,
+    )
+
+
+def _pin_prompt(carry: bool) -> str:
+    length = kdf.MIN_CARRY_PIN_LENGTH if carry else kdf.MIN_SECRET_LENGTH
+    return f"PIN for this handoff (at least {length} characters): "
+
+
+def _start_carry(session_file: Path | None, recipient: agecrypt.Recipient, rendezvous: RecordStore) -> Outgoing:
+    from cclink.flows import carry  # libtorrent's peer side and tarfile: only for --carry
+
+    assert session_file is not None  # _session_to_publish insists for --carry
+    with console.spinner("Packing and encrypting the session"):
+        return carry.Outgoing(session_file, recipient, rendezvous.bootstrap)
+
+
+def _fitting_record(
+    publisher: PublicKey, body: Payload, seal: Callable[[Payload], Record], outgoing: Outgoing | None, notes: list[str]
+) -> Record:
+    """The sealed record; for --carry, leaving out what it can spare to fit in one DHT item.
+
+    A DHT item holds 1000 bytes, and the carry details take about a hundred
+    of them: the address hints go first (the DHT finds the publisher
+    anyway), then the hostname (only shown in the pickup question).
+    """
+    attempts = [body]
+    if outgoing is not None:
+        attempts = [body.with_carry(outgoing.info()), body.with_carry(outgoing.info(with_hints=False))]
+        attempts.append(Payload(body.session_id, "", body.project, attempts[-1].extra))
+    for attempt in attempts:
+        record = seal(attempt)
+        try:
+            packet.record_message(publisher, record.to_json())
+        except RecordTooLarge:
+            continue
+        if attempt.hostname != body.hostname:
+            notes.append("The hostname was left out of the handoff to make room for the carried session's details.")
+        return record
+    raise RecordTooLarge("the handoff does not fit in one DHT item (1000 bytes); the project path is too long")
+
+
+def _session_to_publish(
+    session_id: str | None, now: float, *, need_file: bool, allow_missing: bool
+) -> tuple[str, str, Path | None]:
+    """The (session id, project path, session file) to hand off; a named session must be here unless allow_missing."""
+    cwd = Path.cwd()
+    if session_id is not None:
+        found = claude.find_session(session_id)
+        if need_file and found is None:
+            raise SessionError(
+                f"session {session_id} is not in ~/.claude/projects on this machine, so there is nothing to carry"
+            )
+        if found is None and not allow_missing:
+            raise UnknownSession(f"there is no session {session_id} in ~/.claude/projects on this machine", session_id)
+        return session_id, str(cwd), found.file if found else None
+    sessions = claude.recent_sessions(cwd, now)
+    if not sessions:
+        raise SessionError(
+            f"no Claude Code session from the last 24 hours was found for {cwd} or below; "
+            "run cclink in the project's directory, or pass the session id"
+        )
+    chosen = sessions[0]
+    if len(sessions) > 1 and console.is_interactive():
+        labels = [_session_label(s, now) for s in sessions]
+        chosen = sessions[console.choose("Several sessions match; which one?", labels)]
+    return chosen.session_id, chosen.project or str(cwd), chosen.file
+
+
+def _session_label(session: claude.Session, now: float) -> str:
+    age = text.format_duration(max(0.0, now - session.modified))
+    return f"{session.session_id}  {session.project or '?'}  ({age} ago)"
+
+
+# --- seeding a carried session -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CarryResult:
+    uploaded: int
+    revoked: bool
+
+
+def serve_carry(
+    outcome: PublishOutcome,
+    rendezvous: RecordStore,
+    timeout: float,
+    on_status: Callable[[SeedStatus], None],
+    renew_every: float = RENEW_EVERY,
+) -> CarryResult:
+    """Seed until the recipient acknowledges that it has the whole session.
+
+    Renews the record meanwhile, and revokes a burn record then. Only the
+    recipient's acknowledgement ends it (see payload.CarryInfo): a peer that
+    merely says it is finished, or downloads the ciphertext, does not.
+    TransferError when nobody fetched it within timeout seconds;
+    NotFound when the record was revoked or replaced elsewhere (renewing
+    would undo that); Ctrl-C (KeyboardInterrupt) stops seeding and leaves
+    the record published.
+    """
+    outgoing, identity = outcome.outgoing, outcome.identity
+    assert outgoing is not None and identity is not None
+    deadline = time.monotonic() + timeout
+    renew_at = time.monotonic() + renew_every
+    last_seq = outcome.published.seq
+    while True:
+        status = outgoing.poll(0.5)
+        on_status(status)
+        if outgoing.acknowledged:
+            break
+        if time.monotonic() >= deadline:
+            raise TransferError(
+                f"nobody fetched session {outcome.session_id} within {text.format_duration(timeout)}; "
+                "its data is no longer offered (the record stays until it expires)"
+            )
+        if time.monotonic() >= renew_at:
+            renewed = _renewed(rendezvous, identity, outcome.record, last_seq)
+            if renewed is not None:
+                last_seq = renewed.seq
+            renew_at = time.monotonic() + (renew_every if renewed else min(renew_every, RENEW_AGAIN_AFTER_FAILURE))
+    revoked = False
+    if outcome.record.burn:
+        with console.spinner("Revoking the burn-after-read record"):
+            rendezvous.revoke(identity)
+        revoked = True
+    return CarryResult(status.uploaded, revoked)
+
+
+def _renewed(rendezvous: RecordStore, identity: Identity, record: Record, last_seq: int) -> Stored | None:
+    """Put the same record again so DHT nodes keep it; None when the DHT failed (try again sooner).
+
+    NotFound when what the DHT holds is newer than the last put (a revocation
+    or another handoff, from another machine or a burn pickup): putting the
+    record again would undo that.
+    """
+    message = packet.record_message(identity.public_key, record.to_json())
+    try:
+        if _superseded(_newest_item(rendezvous, identity.public_key), last_seq, message):
+            raise NotFound("the handoff was revoked or replaced elsewhere; stopped offering the session")
+        return rendezvous.put_message(identity, message)
+    except NetworkError:
+        return None
+
+
+def _newest_item(rendezvous: RecordStore, publisher: PublicKey) -> krpc.Item | None:
+    """The newest item under publisher.
+
+    None when the DHT holds only items older than ours (lost ours, or a replay).
+    """
+    try:
+        return rendezvous.find_item(publisher)
+    except Rollback:
+        return None
+
+
+def _superseded(newest: krpc.Item | None, last_seq: int, message: bytes) -> bool:
+    """Whether the newest verified item under our key is someone else's word.
+
+    That is: above our last put, or different at its seq.
+    """
+    if newest is None or newest.seq < last_seq:
+        return False  # the nodes lost ours (or kept an older one): renewing puts it back
+    return newest.seq > last_seq or newest.value != message
