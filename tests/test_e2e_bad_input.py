@@ -915,35 +915,35 @@ def test_wrong_pin_is_refused_and_launches_nothing(machines) -> None:
     assert_nothing_launched(stranger, publisher)
 
 
-def test_weak_pin_at_publish_is_refused_and_publishes_nothing(laptop: Machine, swarm) -> None:
+def refused_publish(laptop: Machine, swarm, *args: str, env: dict[str, str] | None = None):
+    """Run a publish that must be refused on a machine with a key and a session; check it wrote and put nothing."""
     identity = Identity.generate()
     give_key(laptop, identity)
     project, _ = publishable(laptop)
     before = home_state(laptop.home)
 
-    result = laptop.run("--pin", cwd=project, env={"CCLINK_PIN": "12345678"})
+    result = laptop.run(*args, cwd=project, env=env)
 
-    assert_clean_failure(result, USAGE, "a PIN must not be a run of consecutive characters")
     assert home_state(laptop.home) == before
     assert dht_item(swarm, identity.public_key.raw) is None
+    return result
+
+
+def test_weak_pin_at_publish_is_refused_and_publishes_nothing(laptop: Machine, swarm) -> None:
+    result = refused_publish(laptop, swarm, "--pin", env={"CCLINK_PIN": "12345678"})
+
+    assert_clean_failure(result, USAGE, "a PIN must not be a run of consecutive characters")
 
 
 def test_weak_pin_for_a_carry_is_refused_before_packing(laptop: Machine, swarm) -> None:
     """With --carry a PIN guards the whole conversation: one that passes the plain rules is still too weak."""
-    identity = Identity.generate()
-    give_key(laptop, identity)
-    project, _ = publishable(laptop)
-    before = home_state(laptop.home)
-
-    result = laptop.run("--carry", "--pin", cwd=project, env={"CCLINK_PIN": PIN[:10]})
+    result = refused_publish(laptop, swarm, "--carry", "--pin", env={"CCLINK_PIN": PIN[:10]})
 
     assert_clean_failure(
         result,
         USAGE,
         f"with --carry a PIN guards the whole conversation: it must be at least {kdf.MIN_CARRY_PIN_LENGTH}",
     )
-    assert home_state(laptop.home) == before
-    assert dht_item(swarm, identity.public_key.raw) is None
 
 
 # --- a session id that is no session here --------------------------------------------------------
@@ -951,16 +951,9 @@ def test_weak_pin_for_a_carry_is_refused_before_packing(laptop: Machine, swarm) 
 
 def test_publishing_an_id_that_is_no_session_here_is_refused(laptop: Machine, swarm) -> None:
     """`cclink <id>` for an id with no file here would hand off nothing the other side can resume."""
-    identity = Identity.generate()
-    give_key(laptop, identity)
-    project, _ = publishable(laptop)
-    before = home_state(laptop.home)
-
-    result = laptop.run("0b6a3c1e-4d3f-4a2b-9c1d-5e6f7a8b9c0d", cwd=project)
+    result = refused_publish(laptop, swarm, "0b6a3c1e-4d3f-4a2b-9c1d-5e6f7a8b9c0d")
 
     assert_clean_failure(result, 4, "there is no session 0b6a3c1e-4d3f-4a2b-9c1d-5e6f7a8b9c0d in ~/.claude/projects")
-    assert home_state(laptop.home) == before
-    assert dht_item(swarm, identity.public_key.raw) is None
 
 
 # --- a burn-after-read pickup checks everything before it revokes -----------------------------

@@ -365,14 +365,17 @@ def test_revoke_puts_a_new_revocation_over_a_record_put_back(
     assert lt.bdecode(newest.value) == packet.revocation_message()
 
 
+def revoked(pair: Pair, hostile: HostileNode) -> tuple[Item, int]:
+    """Publish and revoke under the pair's key; the revocation the hostile node holds, and how many puts it had."""
+    publish_session(pair)
+    pair.laptop.ok("revoke", "-y")
+    return hostile.captured(pair.public_key)[-1], hostile.puts_received(pair.public_key)
+
+
 def test_revoke_of_a_revoked_handoff_puts_the_revocation_again(pair: Pair, hostile_swarm: HostileSwarm) -> None:
     """The publisher online keeps its revocation alive: the same item, not a new one, so it supersedes nothing newer."""
-    laptop, public_key = pair.laptop, pair.public_key
-    publish_session(pair)
-    laptop.ok("revoke", "-y")
-    hostile = hostile_swarm.hostile
-    revocation = hostile.captured(public_key)[-1]
-    puts = hostile.puts_received(public_key)
+    laptop, public_key, hostile = pair.laptop, pair.public_key, hostile_swarm.hostile
+    revocation, puts = revoked(pair, hostile)
 
     result = laptop.run("revoke", "-y")
 
@@ -383,12 +386,8 @@ def test_revoke_of_a_revoked_handoff_puts_the_revocation_again(pair: Pair, hosti
 
 
 def test_list_finding_a_revocation_puts_it_again(pair: Pair, hostile_swarm: HostileSwarm) -> None:
-    laptop, public_key = pair.laptop, pair.public_key
-    publish_session(pair)
-    laptop.ok("revoke", "-y")
-    hostile = hostile_swarm.hostile
-    revocation = hostile.captured(public_key)[-1]
-    puts = hostile.puts_received(public_key)
+    laptop, public_key, hostile = pair.laptop, pair.public_key, hostile_swarm.hostile
+    revocation, puts = revoked(pair, hostile)
 
     result = laptop.run("list")
 
