@@ -42,22 +42,26 @@ sys.path.insert(0, str(REPO))
 
 import pyrage  # noqa: E402
 import zstandard  # noqa: E402
-from transcript import write_transcript  # noqa: E402 - scripts/, beside this file
 
 from cclink.dev.machine import Machine  # noqa: E402
 from cclink.dev.testnet import Testnet  # noqa: E402
+from cclink.dev.transcript import write_transcript  # noqa: E402
+from cclink.net.endpoints import Network  # noqa: E402
 from cclink.wire import archive  # noqa: E402
 
 READY = "Offering the session"
 
 
 # What `cclink --carry` and `cclink pickup` import before they work.
-CARRY_MODULES = "cclink.cli.app, cclink.flows.publish, cclink.flows.pickup, cclink.flows.carry"
+CARRY_MODULES = (
+    "cclink.cli.app, cclink.flows.publish, cclink.flows.pickup, "
+    "cclink.flows.carry, cclink.flows.acknowledgement, cclink.flows.placing"
+)
 
 
-def new_machine(root: Path, name: str, bootstrap: str) -> Machine:
+def new_machine(root: Path, name: str, network: Network) -> Machine:
     """A HOME of its own whose claude only exits 0 (cclink.dev.machine)."""
-    return Machine(root, name, bootstrap, log_claude=False)
+    return Machine(root, name, network, log_claude=False)
 
 
 def cclink_ok(machine: Machine, *args: str) -> None:
@@ -220,7 +224,7 @@ def run(sizes_mb: list[int], runs: int) -> list[str]:
     lines, floor_lines = [], []
     with tempfile.TemporaryDirectory(prefix="cclink-carrybench-", dir="/tmp") as scratch, Testnet(8) as net:
         root = Path(scratch)
-        laptop, desktop = new_machine(root, "laptop", net.bootstrap), new_machine(root, "desktop", net.bootstrap)
+        laptop, desktop = new_machine(root, "laptop", net.network), new_machine(root, "desktop", net.network)
         cclink_ok(laptop, "init", "--no-passphrase")
         cclink_ok(desktop, "init", "--no-passphrase", "--import", str(laptop.key_file))
         lines.append(

@@ -1,9 +1,9 @@
-"""scripts/netlab, shortened: publish and pickup across a lab network of namespaces, with and without loss.
+"""netlab (cclink.dev.netlab), shortened: publish and pickup across a lab network of namespaces, with and without loss.
 
-The lab-building logic lives only in scripts/netlab; these tests run it as a
-subprocess with small options and read its JSON. They need root, `ip` and
-`iptables` (scripts/test installs it); where namespaces cannot be made the
-script says exactly why (exit 77) and the tests skip with that reason.
+The lab-building logic lives only in cclink.dev.netlab; these tests run it as
+`python -m cclink.dev.netlab` with small options and read its JSON. They need
+root, `ip` and `iptables` (scripts/test installs it); where namespaces cannot
+be made netlab says exactly why (exit 77) and the tests skip with that reason.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netlab]
 
-NETLAB = Path(__file__).resolve().parent.parent / "scripts" / "netlab"
+NETLAB = [sys.executable, "-m", "cclink.dev.netlab"]
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 CANNOT_RUN = 77
 INTERRUPTED = 130
 # A trial at 30 % loss takes seconds, or about 20 s when a pickup's first lookups all miss; this is a hang guard.
@@ -31,15 +32,13 @@ READY_TIMEOUT = 120
 
 
 def netlab(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    """Run scripts/netlab with this interpreter (the .venv one), no terminal."""
-    return subprocess.run(
-        [sys.executable, str(NETLAB), *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
+    """Run netlab with this interpreter (the .venv one), no terminal."""
+    return subprocess.run([*NETLAB, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")
 def lab_possible() -> None:
-    """Skip, with the script's own reason, where this machine cannot build the lab."""
+    """Skip, with netlab's own reason, where this machine cannot build the lab."""
     result = netlab("--check", timeout=60)
     if result.returncode == CANNOT_RUN:
         pytest.skip(result.stderr.strip())
@@ -125,7 +124,7 @@ def test_a_carried_session_crosses_a_limited_link_and_is_compared_with_a_tcp_cop
 
 
 class Progress:
-    """The script's stderr, read line by line on a thread, and whether its swarm is up yet."""
+    """netlab's stderr, read line by line on a thread, and whether its swarm is up yet."""
 
     def __init__(self, process: subprocess.Popen) -> None:
         self.lines: list[str] = []
@@ -152,7 +151,7 @@ class Progress:
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupted_lab_removes_its_namespaces_and_processes(lab_possible, stop: signal.Signals) -> None:
     process = subprocess.Popen(
-        [sys.executable, str(NETLAB), "--trials", "100", "--loss", "0"],
+        [*NETLAB, "--trials", "100", "--loss", "0"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -190,7 +189,7 @@ def test_refuses_clearly_when_not_root() -> None:
             pytest.skip("unshare (util-linux) is not installed, and this test runs as root")
         prefix = [unshare, "--user"]
     result = subprocess.run(
-        [*prefix, sys.executable, str(NETLAB), "--check"],
+        [*prefix, *NETLAB, "--check"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -200,11 +199,9 @@ def test_refuses_clearly_when_not_root() -> None:
     assert "cannot build the lab here: not root" in result.stderr
 
 
-@pytest.mark.parametrize("script", ["netlab", "bench"])
-def test_the_scripts_run_as_commands_from_anywhere(script: str, tmp_path: Path) -> None:
-    """Run by their own first lines (netlab's is shell and Python at once; a formatter once broke it)."""
-    result = subprocess.run(
-        [str(NETLAB.parent / script), "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path
-    )
+@pytest.mark.parametrize("command", [NETLAB, [str(SCRIPTS / "bench")]], ids=["netlab", "bench"])
+def test_netlab_and_the_bench_run_from_anywhere(command: list[str], tmp_path: Path) -> None:
+    """netlab as a module of the installed package, the bench by its own first line, from a folder of neither."""
+    result = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "usage" in result.stdout.lower()

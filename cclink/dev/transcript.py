@@ -1,4 +1,4 @@
-"""A synthetic Claude Code transcript for the benchmarks (scripts/carrybench.py, scripts/netlab --carry).
+"""A synthetic Claude Code transcript for the benchmarks (scripts/carrybench.py, cclink.dev.netlab --carry).
 
 JSONL shaped like Claude Code's: assistant text and large tool results, a
 uuid chain, a cwd and the session id on every line. It compresses about
