@@ -1,4 +1,5 @@
-// One npm `pkarr` DHT operation per process, for scripts/bench.
+// One npm `pkarr` DHT operation per process, for tests/test_pkarr_interop.py (through
+// tests/support/pkarr_js.py) and scripts/bench. scripts/test installs pkarr here with `npm ci`.
 //
 //   node pkarr-op.mjs publish --bootstrap HOST:PORT --seed HEX --txt-file PATH [options]
 //   node pkarr-op.mjs resolve --bootstrap HOST:PORT --key Z32 [--full] [options]
