@@ -44,7 +44,7 @@ def own_swarm():
 @pytest.fixture
 def machines(tmp_path, own_swarm):
     """Machines on this module's own swarm (shadows the shared fixture of conftest)."""
-    return lambda name: Machine(tmp_path, name, own_swarm.bootstrap)
+    return lambda name: Machine(tmp_path, name, own_swarm.network)
 
 
 @dataclass(frozen=True)

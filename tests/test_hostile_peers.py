@@ -23,6 +23,7 @@ from support.hostile_node import HostileNode, Item, Misbehaviour, bencoded_strin
 from support.machines import Machine
 
 from cclink.dev.testnet import Testnet
+from cclink.net.endpoints import Network
 from cclink.net.record_store import GET_TIMEOUT, RETRY_FOR
 from cclink.wire import keyfile, packet
 from cclink.wire.keys import PublicKey
@@ -30,7 +31,7 @@ from cclink.wire.keys import PublicKey
 pytestmark = pytest.mark.e2e
 
 HONEST_NODES = 4  # with the hostile node, under K = 8: every lookup visits every node
-COMMAND_IP = "127.0.0.2"  # where cclink commands query from (cclink.dht.COMMAND_ADDRESS)
+COMMAND_IP = "127.0.0.2"  # where cclink commands on a test swarm query from (endpoints.COMMAND_ADDRESS)
 # resolve() stops retrying after RETRY_FOR, but an attempt under way may take
 # GET_TIMEOUT more; anything past that (and process start-up) is a hang.
 PICKUP_DEADLINE = RETRY_FOR + GET_TIMEOUT + 15
@@ -56,9 +57,9 @@ class HostileSwarm:
     hostile: HostileNode
 
     @property
-    def bootstrap(self) -> str:
+    def network(self) -> Network:
         """The hostile node first, then an honest one."""
-        return f"{self.hostile.bootstrap},{self.honest.bootstrap}"
+        return Network((self.hostile.address, *self.honest.network.bootstrap), test=True)
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +98,8 @@ class Pair:
 
 @pytest.fixture
 def pair(tmp_path: Path, hostile_swarm: HostileSwarm) -> Pair:
-    laptop = Machine(tmp_path, "laptop", hostile_swarm.bootstrap)
-    desktop = Machine(tmp_path, "desktop", hostile_swarm.bootstrap)
+    laptop = Machine(tmp_path, "laptop", hostile_swarm.network)
+    desktop = Machine(tmp_path, "desktop", hostile_swarm.network)
     public_key = PublicKey.parse(laptop.init()).raw
     desktop.ok("init", "--no-passphrase", "--import", str(laptop.key_file))
     return Pair(laptop, desktop, public_key)
@@ -115,9 +116,9 @@ def publish_session(pair: Pair) -> str:
     return session_id
 
 
-def pickup(machine: Machine, bootstrap: str | None = None) -> subprocess.CompletedProcess:
+def pickup(machine: Machine, network: Network | None = None) -> subprocess.CompletedProcess:
     """`cclink pickup -y`, failing the test if it runs past its deadline."""
-    env = {"CCLINK_BOOTSTRAP": bootstrap} if bootstrap else None
+    env = network.environment() if network else None
     try:
         return machine.run("pickup", "-y", env=env, timeout=PICKUP_DEADLINE)
     except subprocess.TimeoutExpired:
@@ -182,7 +183,7 @@ def test_pickup_with_only_lying_nodes_fails_cleanly(
         eclipse.remember(item)  # the genuine item, for the liars to tamper with
     eclipse.arm(public_key, misbehaviour)
 
-    result = pickup(desktop, bootstrap=eclipse.bootstrap)
+    result = pickup(desktop, eclipse.network)
 
     assert_one_sentence_error(result)
     assert desktop.launches() == []
@@ -199,7 +200,7 @@ def test_pickup_with_a_lone_garbling_bootstrap_node_fails_cleanly(pair: Pair) ->
     with HostileNode() as lone:
         lone.arm(public_key, Misbehaviour.GARBAGE)
 
-        result = pickup(desktop, bootstrap=lone.bootstrap)
+        result = pickup(desktop, lone.network)
 
         assert_one_sentence_error(result)
         assert desktop.launches() == []
@@ -220,7 +221,7 @@ def test_a_replayed_older_record_loses_to_a_newer_publish(
     # The replay is a genuine, valid record: a pickup that meets nothing else takes it.
     eclipse.remember(captured[0])
     eclipse.arm(public_key, Misbehaviour.STALE)
-    assert pickup(desktop, bootstrap=eclipse.bootstrap).returncode == 0
+    assert pickup(desktop, eclipse.network).returncode == 0
     assert launched_sessions(desktop) == [older]
 
     result = pickup(desktop)
@@ -311,7 +312,7 @@ NOT_FOUND_EXIT = 7
 
 def fresh_machine(tmp_path: Path, pair: Pair, name: str, session_id: str) -> Machine:
     """A machine with the pair's key and a copy of session_id, which has never looked the key up."""
-    machine = Machine(tmp_path, name, pair.laptop.env["CCLINK_BOOTSTRAP"])
+    machine = Machine(tmp_path, name, pair.laptop.network)
     machine.ok("init", "--no-passphrase", "--import", str(pair.laptop.key_file))
     machine.add_session(machine.project(), session_id)
     return machine
@@ -330,8 +331,8 @@ def test_a_record_put_back_after_its_revocation_is_gone_is_refused_where_the_rev
     eclipse.arm(public_key, Misbehaviour.STALE)
     sentence = ROLLBACK_SENTENCE.format(z32=laptop.public_key_z32())
 
-    refused = pickup(desktop, bootstrap=eclipse.bootstrap)
-    listed = laptop.run("list", env={"CCLINK_BOOTSTRAP": eclipse.bootstrap}, timeout=PICKUP_DEADLINE)
+    refused = pickup(desktop, eclipse.network)
+    listed = laptop.run("list", env=eclipse.network.environment(), timeout=PICKUP_DEADLINE)
 
     for result in (refused, listed):  # the desktop saw the revocation; the laptop signed it
         assert result.returncode == NOT_FOUND_EXIT, result.stderr
@@ -341,7 +342,7 @@ def test_a_record_put_back_after_its_revocation_is_gone_is_refused_where_the_rev
     assert_hostile_asked(eclipse, public_key)
     # The limit: a machine that never saw the key has nothing to compare with, and takes the replay.
     fresh = fresh_machine(tmp_path, pair, "fresh", replayed)
-    assert pickup(fresh, bootstrap=eclipse.bootstrap).returncode == 0
+    assert pickup(fresh, eclipse.network).returncode == 0
     assert launched_sessions(fresh) == [replayed]
 
 
@@ -355,9 +356,9 @@ def test_revoke_puts_a_new_revocation_over_a_record_put_back(
     record, revocation = hostile_swarm.hostile.captured(public_key)
     eclipse.remember(record)
     eclipse.arm(public_key, Misbehaviour.STALE)
-    assert laptop.run("pickup", "-y", env={"CCLINK_BOOTSTRAP": eclipse.bootstrap}).returncode == NOT_FOUND_EXIT
+    assert laptop.run("pickup", "-y", env=eclipse.network.environment()).returncode == NOT_FOUND_EXIT
 
-    result = laptop.run("revoke", "-y", env={"CCLINK_BOOTSTRAP": eclipse.bootstrap})
+    result = laptop.run("revoke", "-y", env=eclipse.network.environment())
 
     assert result.returncode == 0, result.stderr
     newest = max(eclipse.captured(public_key), key=lambda item: item.seq)

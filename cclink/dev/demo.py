@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cclink.dev.machine import Machine
 from cclink.dev.testnet import Testnet
+from cclink.net.endpoints import format_bootstrap
 from cclink.net.record_store import RecordStore
 from cclink.net.seq_memory import SeqMemory
 from cclink.wire import packet
@@ -27,7 +28,7 @@ def run() -> None:
     with tempfile.TemporaryDirectory(prefix="cclink-demo-") as scratch, Testnet(8) as net:
         root = Path(scratch)
         laptop, desktop = _machine(root, "laptop", net), _machine(root, "desktop", net)
-        _step(f"A local DHT of {net.size} libtorrent nodes is running on {net.bootstrap}.")
+        _step(f"A local DHT of {net.size} libtorrent nodes is running on {format_bootstrap(net.network.bootstrap)}.")
 
         _step("The laptop creates its key (unencrypted here; `cclink init` asks for a passphrase by default).")
         laptop.cclink("init", "--no-passphrase")
@@ -123,14 +124,14 @@ class _Running:
 
 
 def _machine(root: Path, name: str, net: Testnet) -> _Shown:
-    return _Shown(Machine(root, name, net.bootstrap, log_claude=False, claude_says=STAND_IN_SAYS))
+    return _Shown(Machine(root, name, net.network, log_claude=False, claude_says=STAND_IN_SAYS))
 
 
 def _public_view(machine: _Shown, net: Testnet) -> str:
     """The record as any DHT node sees it, fetched the way pickup does."""
     whoami = json.loads(machine.cclink("whoami", "--json", quiet=True))
     publisher = PublicKey.parse(whoami["public_key"])
-    item = RecordStore(net.endpoints, seen=SeqMemory.in_memory()).find_item(publisher)
+    item = RecordStore.on_dht(net.network, seen=SeqMemory.in_memory()).find_item(publisher)
     if item is None:
         return "(nothing found)"
     record = Record.from_json(packet.record_from_message(item.value, publisher) or b"{}")

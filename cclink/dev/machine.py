@@ -2,10 +2,11 @@
 
 A `Machine` is a HOME directory of its own (key, ~/.claude, cache) with a
 stand-in `claude` first on PATH, and the environment to run cclink in: HOME,
-PATH, CCLINK_BOOTSTRAP and LANG, nothing else inherited that could steer
-cclink. The stand-in can record how cclink started it (argv and cwd, one JSON
-line each time: `launches()`) and say a line of its own; without either it
-only exits 0, which costs no interpreter start-up (what the bench times).
+PATH, the network (CCLINK_NETWORK, CCLINK_BOOTSTRAP) and LANG, nothing else
+inherited that could steer cclink. The stand-in can record how cclink started
+it (argv and cwd, one JSON line each time: `launches()`) and say a line of its
+own; without either it only exits 0, which costs no interpreter start-up (what
+the bench times).
 
 Where cclink must run under something else, inside a network namespace or
 under a timer, that is a `prefix` of the machine (every command) or a `wrap`
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cclink.local import claude
+from cclink.net.endpoints import PUBLIC, Network
 
 COMMAND_TIMEOUT = 120.0  # seconds: a guard against hangs, never a measurement
 
@@ -65,7 +67,7 @@ def session_line(project: Path, session_id: str, role: str, content: str) -> dic
 
 
 class Machine:
-    """A separate HOME under root that runs the real cclink command against one DHT (bootstrap).
+    """A separate HOME under root that runs the real cclink command on one DHT (network; a Testnet's, say).
 
     Its files: root/name (HOME), root/name-bin/claude (the stand-in),
     root/name-claude.log (the stand-in's record, with `log_claude`).
@@ -79,7 +81,7 @@ class Machine:
         self,
         root: Path,
         name: str,
-        bootstrap: str = "",
+        network: Network = PUBLIC,
         *,
         log_claude: bool = True,
         claude_says: str | None = None,
@@ -94,7 +96,7 @@ class Machine:
         self.bin_dir = root / f"{name}-bin"
         self.bin_dir.mkdir()
         self.claude_log = root / f"{name}-claude.log"
-        self.bootstrap = bootstrap
+        self.network = network
         self.folder_name = folder_name
         self.extra_env = dict(extra_env or {})
         self.prefix = list(prefix)
@@ -112,7 +114,7 @@ class Machine:
         return {
             "HOME": str(self.home),
             "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "CCLINK_BOOTSTRAP": self.bootstrap,
+            **self.network.environment(),
             "LANG": "C.UTF-8",
             **self.extra_env,
         }

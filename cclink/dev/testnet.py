@@ -1,25 +1,30 @@
-"""A local DHT: a few libtorrent nodes on 127.0.0.1 that know each other.
+"""A local DHT: a few libtorrent nodes on 127.0.0.1 that know each other, a test network.
 
 It is how a newcomer tries cclink without internet, and how the tests run.
+Commands join it as a test network (endpoints.Network with test=True:
+CCLINK_NETWORK=test and CCLINK_BOOTSTRAP, as export_line() prints them).
 A Testnet can also bind another address of this machine (say, one in a
-network namespace) and join other Testnets, which is how scripts/netlab
+network namespace) and join other Testnets, which is how netlab (python -m cclink.dev.netlab)
 spreads a swarm over several hosts of a lab network.
 """
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Sequence
 
 import libtorrent as lt
 
 from cclink.errors import NetworkError, UsageError
-from cclink.net.endpoints import Endpoint
+from cclink.net.endpoints import Endpoint, Network, format_bootstrap
 from cclink.net.lt_session import knock, routing_table_size, session_settings
 
 HOST = "127.0.0.1"
 # A node keeps at most 8 nodes per routing-table bucket; wanting more would never end.
 MET_ENOUGH = 8
+# A testnet's own nodes are on a test network that they enter by being introduced (join), not from bootstrap nodes.
+_NODES_NETWORK = Network((), test=True)
 
 
 class Testnet:
@@ -48,8 +53,21 @@ class Testnet:
 
     @property
     def bootstrap(self) -> str:
-        """The value for CCLINK_BOOTSTRAP."""
-        return f"{self.host}:{self.port}"
+        """Its CCLINK_BOOTSTRAP value, `host:port`: for tools that take the bootstrap node alone."""
+        return format_bootstrap(self.network.bootstrap)
+
+    @property
+    def network(self) -> Network:
+        """The test network commands join: its first node as the bootstrap node."""
+        return Network(((self.host, self.port),), test=True)
+
+    def export_line(self) -> str:
+        """The shell line that makes cclink in another shell use this testnet.
+
+        `export CCLINK_NETWORK=test CCLINK_BOOTSTRAP=127.0.0.1:PORT`
+        """
+        assignments = (f"{name}={shlex.quote(value)}" for name, value in self.network.environment().items())
+        return f"export {' '.join(assignments)}"
 
     @property
     def ports(self) -> list[int]:
@@ -85,7 +103,7 @@ class Testnet:
         self._sessions.clear()  # dropping a session shuts its node down
 
     def _start_node(self, port: int) -> lt.session:
-        settings = session_settings(f"{self.host}:{port}", [], local_swarm=True)
+        settings = session_settings(f"{self.host}:{port}", _NODES_NETWORK)
         settings["alert_mask"] = lt.alert.category_t.dht_notification
         # A test node must keep whatever it is asked to store.
         settings["dht_max_dht_items"] = 100_000
@@ -100,4 +118,4 @@ class Testnet:
             pending = [s for s in pending if routing_table_size(s) < wanted]
 
     def __repr__(self) -> str:
-        return f"Testnet(nodes={self.size}, bootstrap={self.bootstrap if self._sessions else None})"
+        return f"Testnet(nodes={self.size}, network={self.network if self._sessions else None})"

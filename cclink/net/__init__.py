@@ -1,9 +1,9 @@
 """The networks: the Mainline DHT for handoff records, BitTorrent for carried sessions.
 
-- endpoints.py: DHT endpoints, the bootstrap nodes (CCLINK_BOOTSTRAP or public routers), their network
+- endpoints.py: the Network a command joins: bootstrap nodes, test network or not (CCLINK_NETWORK), address scope
 - krpc.py: KRPC messages (BEP 5, BEP 44) as bytes
 - dht_client.py: cclink's own DHT client: getting and putting mutable items over one UDP socket
-- record_store.py: publish, revoke and resolve handoff records, verified, with rollback protection
+- record_store.py: publish, revoke and resolve handoff records, verified, with rollback protection (DHT or memory)
 - seq_memory.py: per publisher key, the highest seq this machine has seen (the rollback guard)
 - lt_session.py: libtorrent sessions: settings, joining the DHT, the routing-table cache
 - bittorrent.py: seeding and fetching one file with libtorrent, peers kept to the DHT's scope

@@ -19,7 +19,7 @@ import libtorrent as lt
 
 from cclink.errors import NetworkError, TransferError
 from cclink.net import endpoints, lt_session
-from cclink.net.endpoints import Endpoint
+from cclink.net.endpoints import Endpoint, Network, Scope
 
 PIECE_SIZE = 1 << 20  # 1 MiB: few pieces even for 200 MB, small enough to resume finely
 FILE_NAME = "carry.age"
@@ -40,45 +40,23 @@ def parse_endpoint(text: str) -> Endpoint | None:
     return host, int(port)
 
 
-def format_endpoint(endpoint: Endpoint) -> str:
-    host, port = endpoint
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def in_scope(endpoints: Sequence[Endpoint], bootstrap: Sequence[Endpoint], *, lan: bool = False) -> list[Endpoint]:
-    """The endpoints of the DHT's own kind of network: only those are worth connecting to.
+def in_scope(candidates: Sequence[Endpoint], network: Network, *, lan: bool = False) -> list[Endpoint]:
+    """The endpoints within the network's scope (endpoints.Scope): only those are worth connecting to.
 
     Address hints come from a publisher's payload: connecting to whatever
     they name would let it make the picker knock on its own machine or its
     local network. On the public DHT only global addresses, and private ones
     too when the user says the publisher is on the same network (lan); on a
-    swarm on this machine only loopback ones; on a lab network only private ones.
+    swarm on this machine only loopback ones; on a private network only private ones.
     """
-    allowed = _address_scope(bootstrap, lan)
-    return [endpoint for endpoint in endpoints if allowed(ipaddress.ip_address(endpoint[0]))]
+    allowed = _allowed(network.scope, lan)
+    return [endpoint for endpoint in candidates if allowed(ipaddress.ip_address(endpoint[0]))]
 
 
-def _address_scope(bootstrap: Sequence[Endpoint], lan: bool = False) -> Callable[[endpoints.IPAddress], bool]:
-    if endpoints.is_loopback(bootstrap):
-        return lambda address: address.is_loopback
-    if endpoints.is_private_swarm(bootstrap) or lan:
-        private = _is_private_use
-        if lan and not endpoints.is_private_swarm(bootstrap):
-            return lambda address: private(address) or _is_public(address)
-        return private
-    return _is_public
-
-
-def _is_public(address: endpoints.IPAddress) -> bool:
-    return address.is_global and not address.is_multicast  # Python counts 224.0.0.0/4 as global
-
-
-def _is_private_use(address: endpoints.IPAddress) -> bool:
-    return any(address in network for network in _PRIVATE_USE)
-
-
-# The networks a lab's hosts have addresses in (RFC 1918 and IPv6 unique local).
-_PRIVATE_USE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
+def _allowed(scope: Scope, lan: bool) -> Callable[[endpoints.IPAddress], bool]:
+    if lan and scope is Scope.PUBLIC:
+        return lambda address: endpoints.is_private_use(address) or endpoints.is_public(address)
+    return scope.allows
 
 
 # Where no peer of the public DHT is: this machine, private and shared (CGNAT)
@@ -108,7 +86,7 @@ def _public_peers_only(lan: bool = False) -> lt.ip_filter:
     """
     ip_filter = lt.ip_filter()
     for first, last in _NOT_GLOBAL:
-        if not (lan and _is_private_use(ipaddress.ip_address(first))):
+        if not (lan and endpoints.is_private_use(ipaddress.ip_address(first))):
             ip_filter.add_rule(first, last, 1)  # 1 = blocked
     return ip_filter
 
@@ -120,7 +98,7 @@ class SeedStatus:
     upload_rate: int
     # Peers that look finished: libtorrent counts them as seeds, or they closed
     # the connection as one. Any peer can claim that, so it only says when to
-    # look for the recipient's acknowledgement (see carry.AckWatch).
+    # look for the recipient's acknowledgement (see flows/acknowledgement.py).
     seemingly_finished: int
 
 
@@ -137,16 +115,15 @@ class FetchStatus:
 class _TorrentSession:
     """A libtorrent session for one command, with the DHT and the peer wire."""
 
-    def __init__(self, bootstrap: Sequence[Endpoint], *, map_port: bool = False, lan: bool = False) -> None:
-        self.bootstrap = list(bootstrap)
+    def __init__(self, network: Network, *, map_port: bool = False, lan: bool = False) -> None:
+        self.network = network
         self.lan = lan
         # The routing table is kept between commands, so the next transfer joins the DHT faster.
-        self.state_file = lt_session.state_file_for(self.bootstrap)
-        self.on_this_machine = endpoints.is_loopback(self.bootstrap)
+        self.state_file = lt_session.state_file_for(network)
         self._session: lt.session | None = lt.session(
-            lt_session.command_session_params(self.bootstrap, self.state_file, peer_wire=True, map_port=map_port)
+            lt_session.command_session_params(network, self.state_file, peer_wire=True, map_port=map_port)
         )
-        self.public = not endpoints.is_private_swarm(self.bootstrap)
+        self.public = network.scope is Scope.PUBLIC
         if self.public:
             self.session.set_ip_filter(_public_peers_only(lan))
         self._handle: lt.torrent_handle | None = None
@@ -173,9 +150,9 @@ class _TorrentSession:
         self._session = None  # dropping the last reference shuts libtorrent down
 
     def _add(self, params: lt.add_torrent_params) -> lt.torrent_handle:
-        # On one machine every command shares COMMAND_ADDRESS, which the DHT
-        # side filters out; the peer wire must still reach it. On the public
-        # DHT the filter keeps peers to public addresses.
+        # On a test swarm on this machine every command shares COMMAND_ADDRESS,
+        # which the DHT side filters out; the peer wire must still reach it. On
+        # the public DHT the filter keeps peers to public addresses.
         if not self.public:
             params.flags &= ~lt.torrent_flags.apply_ip_filter
         params.flags &= ~lt.torrent_flags.auto_managed
@@ -199,7 +176,8 @@ class _TorrentSession:
             if isinstance(alert, lt.dht_stats_alert) and lt_session.nodes_in(alert) > 0:
                 self._joined = True
         if not self._joined and time.monotonic() - self._knocked_at > lt_session.REBOOTSTRAP_EVERY:
-            lt_session.knock(self.session, self.bootstrap)  # a test swarm's nodes are not libtorrent bootstrap nodes
+            # Bootstrap nodes that are not routers (a test swarm's, a private network's) are not libtorrent's to ask.
+            lt_session.knock(self.session, self.network.bootstrap)
             self._knocked_at = time.monotonic()
         # libtorrent announces a new torrent at once, before the DHT has any
         # node to announce to, and then not again for many minutes.
@@ -216,8 +194,8 @@ class Seeder(_TorrentSession):
     takes libtorrent about 30 ms, which can pass while the file is made.
     """
 
-    def __init__(self, bootstrap: Sequence[Endpoint]) -> None:
-        super().__init__(bootstrap, map_port=True)  # pickers must be able to connect to us
+    def __init__(self, network: Network) -> None:
+        super().__init__(network, map_port=True)  # pickers must be able to connect to us
         self._seemingly_finished: set[str] = set()
 
     def seed(self, path: Path) -> None:
@@ -243,9 +221,9 @@ class Seeder(_TorrentSession):
         only when its user says both are on one network (Fetcher's lan).
         """
         port = self.session.listen_port()
-        if self.on_this_machine:
+        if self.network.binds_command_address:
             return [(endpoints.COMMAND_ADDRESS, port)]
-        return in_scope([(address, port) for address in _local_addresses(self.bootstrap)], self.bootstrap, lan=True)
+        return in_scope([(address, port) for address in _local_addresses(self.network)], self.network, lan=True)
 
     def poll(self, wait: float = 0.5) -> SeedStatus:
         """Wait up to `wait` seconds for news; return the current state."""
@@ -272,12 +250,12 @@ class Fetcher(_TorrentSession):
         info_hash: bytes,
         size: int,
         directory: Path,
-        bootstrap: Sequence[Endpoint],
+        network: Network,
         hints: Sequence[Endpoint] = (),
         *,
         lan: bool = False,
     ) -> None:
-        super().__init__(bootstrap, lan=lan)
+        super().__init__(network, lan=lan)
         # Once finished, libtorrent would close its connections to seeds itself,
         # and the seeder would see only the socket close. Left open, the
         # seeder closes them with "upload to upload", which tells it that
@@ -289,7 +267,7 @@ class Fetcher(_TorrentSession):
         params.info_hashes = lt.info_hash_t(lt.sha1_hash(info_hash))
         params.save_path = str(directory)
         self._add(params)
-        self._hints = in_scope(hints, self.bootstrap, lan=lan)
+        self._hints = in_scope(hints, network, lan=lan)
         self._renamed = False
         for endpoint in self._hints:
             self.handle.connect_peer(endpoint)
@@ -391,10 +369,10 @@ def _finished_download(alert: lt.peer_disconnected_alert) -> bool:
     return alert.error.category().name() == "libtorrent" and alert.error.value() in _BOTH_HAVE_IT
 
 
-def _local_addresses(bootstrap: Sequence[Endpoint]) -> list[str]:
+def _local_addresses(network: Network) -> list[str]:
     """This machine's address on the route towards the DHT (no packet is sent)."""
     addresses = []
-    for host, port in bootstrap[:1]:
+    for host, port in network.bootstrap[:1]:
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
                 probe.connect((host, port))

@@ -4,61 +4,91 @@ libtorrent's Python binding offers a get and a put that end only once every
 node their lookup asked has answered or, after 15 s, timed out, and a put
 that chooses seq itself (the highest it saw + 1, so a lookup that missed the
 newest item signs too low). A handoff needs neither wait. This walks the DHT
-towards the key over one UDP socket, sends a lost query again after
-RESEND_AFTER instead of waiting it out, and stops once the K closest nodes
-that answer have answered. A get takes the newest item whose signature
-verifies; a put signs seq = max(now in microseconds, that item's seq + 1), as
-pkarr does, puts to those nodes and returns once ENOUGH_STORED acknowledged.
+towards the key over one UDP socket, starting from the contacts that
+answered the last command (warm start) and the bootstrap nodes at once. Its
+timeouts follow the round trips it measures (RFC 6298's estimator, with a
+floor and a ceiling): a node late by that measure no longer holds up the
+walk, and is given up after SENDS timeouts. A lookup ends once the closest
+nodes that answer have answered and every node closer than them has
+answered or been given up (docs/design.md, "When a lookup ends"). A get
+takes the newest item whose signature verifies; a put signs
+seq = max(now in microseconds, that item's seq + 1), as pkarr does, puts to
+the STORE_ON closest nodes and returns once ENOUGH_STORED acknowledged and
+the rest have answered or are late; those go on in a background thread for
+as long as the process lives.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
+import math
 import os
 import select
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cclink.errors import NetworkError
+from cclink.local import files
 from cclink.net import krpc
-from cclink.net.endpoints import COMMAND_ADDRESS, Endpoint, is_loopback, is_private_swarm
+from cclink.net.endpoints import COMMAND_ADDRESS, Endpoint, Network
 
-K = 8  # BEP 5's bucket size: how many of the closest nodes a lookup hears and a put goes to
-PARALLEL = 8  # lookup queries in flight at once
-RESEND_AFTER = 0.5
-SENDS = 3  # a node that answered none of 3 sends (1.5 s) is taken for gone
+K = 8  # BEP 5's bucket size: how many of the closest nodes that answer a get hears before it ends
+# A put's lookup hears this many and stores on them: pkarr's churn measurements kept every
+# record stored on 20 nodes for a day, and far fewer stored on one.
+STORE_ON = 20
+# A put returns once this many stored it and every other put has answered or is late; the
+# late ones go on in the background. Half of STORE_ON: any more and a publish waits out
+# stragglers whose puts are most likely lost, any fewer and a publish that exits at once
+# leaves a record a few departures from gone.
+ENOUGH_STORED = 10
+PARALLEL = 8  # lookup queries in flight at once, not counting the late ones
+SENDS = 3  # a node that answered none of 3 sends, each a timeout apart, is given up
 MAX_QUERIES = 256  # per lookup: a liar listing endless fake contacts costs at most this
-ENOUGH_STORED = 3
 ROUNDS = 3  # puts signed again when a node turned out to hold a newer item
+# Timeouts: RFC 6298's RTO (smoothed round trip + 4 x its variation) over the replies the command has seen.
+INITIAL_TIMEOUT = 1.0  # before any reply: RFC 6298's initial RTO, long enough for any node worth asking
+MIN_TIMEOUT = 0.05  # below this, the machine's own scheduling, not the node, decides who looks late
+MAX_TIMEOUT = 1.0  # a node slower than this is of no use to a command that should end within seconds
+MAX_BACKGROUND_PUTS = 4  # threads finishing puts after a put returned; beyond that, late puts are dropped
 RECEIVE_SIZE = 65536
 # Datagrams read per wake-up: anyone can flood the socket, and the deadline is only checked between wake-ups.
 MAX_DATAGRAMS_PER_WAKE = 64
 TEST_SWARM_NODE_ID = b"cclink command node."  # 20 bytes; see _node_id
+# The contacts file (warm starts): the most recent contacts that answered, one file per network.
+SAVED_CONTACTS = 64
+CONTACTS_FILE_LIMIT = 16_384  # bytes; SAVED_CONTACTS entries take about a third of it
+CONTACTS_VERSION = 1
 
 Verify = Callable[[krpc.Item], bool]  # whether an item's signature holds under the key looked up
 Sign = Callable[[int], bytes]  # the signature of the value being put, at a seq
+
+_background_puts = threading.BoundedSemaphore(MAX_BACKGROUND_PUTS)
 
 
 @dataclass(frozen=True)
 class Stored:
     seq: int
-    nodes: int
+    nodes: int  # how many nodes acknowledged the put by the time it returned
 
 
-def get(bootstrap: Sequence[Endpoint], public_key: bytes, verify: Verify, *, timeout: float) -> krpc.Item | None:
+def get(network: Network, public_key: bytes, verify: Verify, *, timeout: float) -> krpc.Item | None:
     """The highest-seq item under public_key that verifies, or None when the closest nodes hold none.
 
     NetworkError when no node answered at all: "none" would then be a guess.
     """
-    with _Wire(_local_address(bootstrap), _node_id(bootstrap), public_key) as wire:
-        lookup = _walk(wire, bootstrap, public_key, verify, time.monotonic() + timeout)
+    with _Wire(_local_address(network), _node_id(network), public_key) as wire:
+        lookup = _walk(wire, network, public_key, verify, time.monotonic() + timeout, K)
     return lookup.newest
 
 
 def put(
-    bootstrap: Sequence[Endpoint],
+    network: Network,
     public_key: bytes,
     value: bytes,
     sign: Sign,
@@ -78,38 +108,43 @@ def put(
             f"a DHT item holds at most {krpc.MAX_VALUE_SIZE} bytes as bencoded, not {krpc.stored_size(value)}"
         )
     deadline = time.monotonic() + timeout
-    with _Wire(_local_address(bootstrap), _node_id(bootstrap), public_key) as wire:
-        lookup = _walk(wire, bootstrap, public_key, verify, deadline)
+    with _Wire(_local_address(network), _node_id(network), public_key) as wire:
+        lookup = _walk(wire, network, public_key, verify, deadline, STORE_ON)
         closest = lookup.closest_with_tokens()
-        stored = Stored(seq=0, nodes=0)
+        stored, puts = Stored(seq=0, nodes=0), []
         for _ in range(ROUNDS):
             seq = max(time.time_ns() // 1000, lookup.newest_seq + 1, min_seq)
             item = krpc.Item(seq, sign(seq), value)
-            stored = Stored(seq, _put_round(wire, lookup, closest, public_key, item, deadline))
+            puts = _put_round(wire, lookup, closest, public_key, item, deadline)
+            stored = Stored(seq, _acknowledged(puts))
             if lookup.newest_seq < seq or time.monotonic() >= deadline:
                 break
+        _settle_in_background(wire, puts, deadline)
     if stored.nodes == 0:
         raise NetworkError("no DHT node stored the record; check the network and try again")
     return stored
 
 
-def put_again(
-    bootstrap: Sequence[Endpoint], public_key: bytes, item: krpc.Item, verify: Verify, *, timeout: float
-) -> Stored:
+def put_again(network: Network, public_key: bytes, item: krpc.Item, verify: Verify, *, timeout: float) -> Stored:
     """Put an item already signed, unchanged, to the nodes closest to public_key; Stored.nodes may be 0.
 
     Nodes that dropped it store it again, and a node holding a newer item
     refuses it: unlike put, this never supersedes anything.
     """
     deadline = time.monotonic() + timeout
-    with _Wire(_local_address(bootstrap), _node_id(bootstrap), public_key) as wire:
-        lookup = _walk(wire, bootstrap, public_key, verify, deadline)
-        return Stored(item.seq, _put_round(wire, lookup, lookup.closest_with_tokens(), public_key, item, deadline))
+    with _Wire(_local_address(network), _node_id(network), public_key) as wire:
+        lookup = _walk(wire, network, public_key, verify, deadline, STORE_ON)
+        puts = _put_round(wire, lookup, lookup.closest_with_tokens(), public_key, item, deadline)
+        _settle_in_background(wire, puts, deadline)
+        return Stored(item.seq, _acknowledged(puts))
 
 
-def _walk(wire: _Wire, bootstrap: Sequence[Endpoint], public_key: bytes, verify: Verify, deadline: float) -> _Lookup:
-    lookup = _Lookup(wire, krpc.target_of(public_key), verify, _contact_filter(bootstrap))
-    lookup.run(_resolve(bootstrap), deadline)
+def _walk(wire: _Wire, network: Network, public_key: bytes, verify: Verify, deadline: float, k: int) -> _Lookup:
+    accept = _contact_filter(network)
+    lookup = _Lookup(wire, krpc.target_of(public_key), verify, accept, k)
+    contacts_file = contacts_file_for(network)
+    lookup.run(_resolve(network.bootstrap), load_contacts(contacts_file, accept, wire.node_id), deadline)
+    save_contacts(contacts_file, lookup.answered_contacts(), accept, wire.node_id)
     if not lookup.closest_with_tokens():
         raise NetworkError("no DHT node answered; check the network (or CCLINK_BOOTSTRAP) and try again")
     return lookup
@@ -118,24 +153,46 @@ def _walk(wire: _Wire, bootstrap: Sequence[Endpoint], public_key: bytes, verify:
 # --- the socket ------------------------------------------------------------------------
 
 
+class _RoundTrips:
+    """RFC 6298's smoothed round-trip time and its variation, over every reply one socket has received."""
+
+    def __init__(self) -> None:
+        self._smoothed: float | None = None
+        self._variation = 0.0
+
+    def add(self, sample: float) -> None:
+        if self._smoothed is None:
+            self._smoothed, self._variation = sample, sample / 2
+            return
+        self._variation = 0.75 * self._variation + 0.25 * abs(self._smoothed - sample)
+        self._smoothed = 0.875 * self._smoothed + 0.125 * sample
+
+    @property
+    def timeout(self) -> float:
+        """How long a query waits for its reply before it is sent again, or, after SENDS sends, given up."""
+        if self._smoothed is None:
+            return INITIAL_TIMEOUT
+        return min(MAX_TIMEOUT, max(MIN_TIMEOUT, self._smoothed + 4 * self._variation))
+
+
 @dataclass(eq=False)
 class _Query:
-    """One question to one node, sent again until answered or SENDS run out."""
+    """One question to one node, sent again each timeout until answered or SENDS run out."""
 
     address: Endpoint
     build: Callable[[bytes], bytes]
-    sends: int = 0
-    due_at: float = 0.0
+    sent_at: list[float] = field(default_factory=list)  # when each send went out
     reply: krpc.Reply | None = None
-    transactions: list[bytes] = field(default_factory=list)
-
-    @property
-    def failed(self) -> bool:
-        return self.reply is None and self.sends >= SENDS and time.monotonic() >= self.due_at
+    round_trip: float | None = None  # from the send its reply answered to the reply
+    given_up: bool = False
 
     @property
     def settled(self) -> bool:
-        return self.reply is not None or self.failed
+        return self.reply is not None or self.given_up
+
+    def late(self, now: float, timeout: float) -> bool:
+        """Unanswered a timeout after its first send: it no longer holds up anything, but may still answer."""
+        return self.reply is None and (self.given_up or now >= self.sent_at[0] + timeout)
 
 
 class _Wire:
@@ -143,18 +200,33 @@ class _Wire:
 
     def __init__(self, local_address: str, node_id: bytes, public_key: bytes) -> None:
         self.node_id = node_id
+        self.round_trips = _RoundTrips()
         self._public_key = public_key
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._socket.bind((local_address, 0))
         self._socket.setblocking(False)
         self._next_transaction = int.from_bytes(os.urandom(2), "big")
-        self._waiting: dict[bytes, _Query] = {}
+        # Every send's transaction, until its query is answered: a late reply to a query given up still counts.
+        self._waiting: dict[bytes, tuple[_Query, float]] = {}
+        self._handed_over = False
 
     def __enter__(self) -> _Wire:
         return self
 
     def __exit__(self, *_: object) -> None:
+        if not self._handed_over:
+            self.close()
+
+    def close(self) -> None:
         self._socket.close()
+
+    def hand_over(self) -> None:
+        """Leave closing the socket to whoever goes on using it (a background thread), not to `with`."""
+        self._handed_over = True
+
+    @property
+    def timeout(self) -> float:
+        return self.round_trips.timeout
 
     def ask(self, address: Endpoint, build: Callable[[bytes], bytes]) -> _Query:
         """Send a query now; build makes its datagram for a transaction id."""
@@ -163,24 +235,32 @@ class _Wire:
         return query
 
     def exchange(self, until: float) -> list[_Query]:
-        """Resend what is due, then wait until `until` or a reply; return the queries answered."""
-        now = time.monotonic()
-        for query in set(self._waiting.values()):
-            if query.sends < SENDS and now >= query.due_at:
-                self._send(query)
-            elif query.failed:
-                self._forget(query)
-        wake = min([until, *(query.due_at for query in self._waiting.values())])
+        """Resend or give up what is due, then wait until `until`, a reply or the next thing due.
+
+        Returns the queries answered.
+        """
+        now, timeout = time.monotonic(), self.timeout
+        due: list[float] = []
+        for query in {query for query, _ in self._waiting.values()}:
+            if query.settled:
+                continue
+            if now >= query.sent_at[-1] + timeout:
+                if len(query.sent_at) < SENDS:
+                    self._send(query)
+                else:
+                    query.given_up = True
+                    continue
+            due.append(query.sent_at[-1] + timeout)
+        wake = min([until, *due])
         readable, _, _ = select.select([self._socket], [], [], max(0.0, wake - time.monotonic()))
         return self._receive() if readable else []
 
     def _send(self, query: _Query) -> None:
         transaction = self._next_transaction.to_bytes(2, "big")
         self._next_transaction = (self._next_transaction + 1) % 65536
-        query.transactions.append(transaction)
-        self._waiting[transaction] = query
-        query.sends += 1
-        query.due_at = time.monotonic() + RESEND_AFTER
+        now = time.monotonic()
+        self._waiting[transaction] = (query, now)
+        query.sent_at.append(now)
         try:
             self._socket.sendto(query.build(transaction), query.address)
         except OSError:
@@ -196,18 +276,20 @@ class _Wire:
             except OSError:
                 continue  # an ICMP error surfacing from an earlier send
             reply = krpc.parse_reply(datagram, self._public_key)
-            query = self._waiting.get(reply.transaction) if reply else None
+            waiting = self._waiting.get(reply.transaction) if reply else None
             # A reply must come from where its query went: anyone can guess a transaction id.
-            if query is None or query.reply is not None or sender[:2] != query.address:
+            if reply is None or waiting is None or sender[:2] != waiting[0].address:
                 continue
-            query.reply = reply
+            query, sent_at = waiting
+            query.reply, query.round_trip = reply, time.monotonic() - sent_at
+            self.round_trips.add(query.round_trip)
             self._forget(query)
             answered.append(query)
         return answered
 
     def _forget(self, query: _Query) -> None:
-        for transaction in query.transactions:
-            self._waiting.pop(transaction, None)
+        for transaction in [t for t, (waiting, _) in self._waiting.items() if waiting is query]:
+            del self._waiting[transaction]
 
 
 # --- finding the closest nodes ------------------------------------------------------------
@@ -216,6 +298,7 @@ class _Wire:
 @dataclass(eq=False)
 class _Node:
     address: Endpoint
+    node_id: bytes | None = None  # None until a node names it or it answers
     distance: int | None = None  # None until its id is known
     query: _Query | None = None
     token: bytes | None = None
@@ -233,11 +316,14 @@ class _Node:
 class _Lookup:
     """A walk through the DHT towards target, collecting the closest nodes' tokens and the newest verified item."""
 
-    def __init__(self, wire: _Wire, target: bytes, verify: Verify, accept: Callable[[Endpoint], bool]) -> None:
+    def __init__(
+        self, wire: _Wire, target: bytes, verify: Verify, accept: Callable[[Endpoint], bool], k: int = K
+    ) -> None:
         self._wire = wire
         self._target = target
         self._verify = verify
         self._accept = accept
+        self._k = k
         self._nodes: dict[Endpoint, _Node] = {}
         self._seeds: list[_Query] = []
         self._asked = 0
@@ -247,9 +333,12 @@ class _Lookup:
     def newest_seq(self) -> int:
         return self.newest.seq if self.newest is not None else -1
 
-    def run(self, seeds: Iterable[Endpoint], deadline: float) -> None:
+    def run(self, seeds: Iterable[Endpoint], known: Iterable[krpc.Contact], deadline: float) -> None:
+        """Walk from seeds (ids unknown: the bootstrap nodes) and known contacts (a warm start) until done."""
         for address in seeds:
             self._ask_seed(address)
+        for contact in known:
+            self._meet(contact)
         while not self._done() and time.monotonic() < deadline:
             self._ask_closest()
             for query in self._wire.exchange(deadline):
@@ -267,19 +356,31 @@ class _Lookup:
             return
         if node is None:
             node = self._nodes[query.address] = _Node(query.address)
-        node.distance = self._distance(reply.node_id)
+        node.node_id, node.distance = reply.node_id, self._distance(reply.node_id)
         node.query = node.query or query
         node.token = reply.token or node.token
         for contact in reply.nodes:
-            if contact.node_id == self._wire.node_id:
-                continue  # ourselves, or on a test swarm another command, most likely ended (see _node_id)
-            if contact.address not in self._nodes and self._accept(contact.address):
-                self._nodes[contact.address] = _Node(contact.address, self._distance(contact.node_id))
+            self._meet(contact)
         if reply.item is not None and reply.item.seq > self.newest_seq and self._verify(reply.item):
             self.newest = reply.item
 
     def closest_with_tokens(self) -> list[_Node]:
-        return [node for node in self._by_distance() if node.answered and node.token][:K]
+        return [node for node in self._by_distance() if node.answered and node.token][: self._k]
+
+    def answered_contacts(self) -> list[tuple[krpc.Contact, float]]:
+        """The nodes that answered, with their ids and round trips, fastest first."""
+        answered = [
+            (krpc.Contact(node.node_id, node.address), node.query.round_trip)
+            for node in self._nodes.values()
+            if node.answered and node.node_id is not None and node.query and node.query.round_trip is not None
+        ]
+        return sorted(answered, key=lambda pair: pair[1])
+
+    def _meet(self, contact: krpc.Contact) -> None:
+        if contact.node_id == self._wire.node_id:
+            return  # ourselves, or on a test swarm another command, most likely ended (see _node_id)
+        if contact.address not in self._nodes and self._accept(contact.address):
+            self._nodes[contact.address] = _Node(contact.address, contact.node_id, self._distance(contact.node_id))
 
     def _ask_seed(self, address: Endpoint) -> None:
         # A seed's id is unknown until it answers. A bootstrap router may not
@@ -291,7 +392,13 @@ class _Lookup:
         self._seeds.append(self._wire.ask(address, lambda t: krpc.find_node_query(t, node_id, self._target)))
 
     def _ask_closest(self) -> None:
-        in_flight = sum(1 for node in self._nodes.values() if node.query is not None and not node.query.settled)
+        now, timeout = time.monotonic(), self._wire.timeout
+        # A late query gives its place to the next candidate; its reply still counts if it comes.
+        in_flight = sum(
+            1
+            for node in self._nodes.values()
+            if node.query is not None and not node.query.settled and not node.query.late(now, timeout)
+        )
         for node in self._by_distance():
             if in_flight >= PARALLEL or self._asked >= MAX_QUERIES:
                 return
@@ -301,17 +408,17 @@ class _Lookup:
                 in_flight += 1
 
     def _done(self) -> bool:
-        """Every node closer than the K-th closest that answered has answered or is gone."""
+        """The k closest nodes that answered have answered, and every node closer than them answered or was given up."""
         self._seeds = [seed for seed in self._seeds if not seed.settled]
         answered = 0
         for node in self._by_distance():
             if node.answered:
                 answered += 1
-                if answered == K:
+                if answered == self._k:
                     return True
             elif node.unsettled and (node.query is not None or self._asked < MAX_QUERIES):
                 return False
-        # Fewer than K nodes answered: done when nothing is left to ask or hear.
+        # Fewer than k nodes answered: done when nothing is left to ask or hear.
         return not self._seeds and not any(node.query is not None and node.unsettled for node in self._nodes.values())
 
     def _by_distance(self) -> list[_Node]:
@@ -327,27 +434,29 @@ class _Lookup:
 
 def _put_round(
     wire: _Wire, lookup: _Lookup, closest: list[_Node], public_key: bytes, item: krpc.Item, deadline: float
-) -> int:
-    """Put item to the closest nodes; return how many stored it.
+) -> list[_Query]:
+    """Put item to the closest nodes; return the puts, answered or not.
 
     Returns once every put has been answered or given up, or once
-    ENOUGH_STORED nodes stored it and the rest have had one resend. A node
-    that refuses the put because it holds a newer item is asked for that item,
-    so that the caller can sign above it.
+    ENOUGH_STORED nodes stored it and every other put is answered or late. A
+    node that refuses the put because it holds a newer item is asked for that
+    item, so that the caller can sign above it.
     """
-    started = time.monotonic()
     puts = [wire.ask(node.address, _put_builder(wire.node_id, node.token, public_key, item)) for node in closest]
     checks: list[_Query] = []
     while time.monotonic() < deadline:
+        now, timeout = time.monotonic(), wire.timeout
         unsettled = [query for query in puts + checks if not query.settled]
-        if not unsettled or (_acknowledged(puts) >= ENOUGH_STORED and time.monotonic() >= started + RESEND_AFTER):
+        if not unsettled:
+            break
+        if _acknowledged(puts) >= ENOUGH_STORED and all(query.late(now, timeout) for query in unsettled):
             break
         for query in wire.exchange(deadline):
             if query in checks:
                 lookup.learn(query)
             elif query.reply is not None and query.reply.error in (krpc.ERROR_SEQ_TOO_OLD, krpc.ERROR_CAS_MISMATCH):
                 checks.append(lookup.ask_get(query.address))
-    return _acknowledged(puts)
+    return puts
 
 
 def _acknowledged(puts: list[_Query]) -> int:
@@ -356,6 +465,29 @@ def _acknowledged(puts: list[_Query]) -> int:
 
 def _put_builder(node_id: bytes, token: bytes | None, public_key: bytes, item: krpc.Item) -> Callable[[bytes], bytes]:
     return lambda transaction: krpc.put_query(transaction, node_id, token or b"", public_key, item)
+
+
+def _settle_in_background(wire: _Wire, puts: list[_Query], deadline: float) -> None:
+    """Let the puts still unanswered go on (resent, then given up) in a daemon thread, which closes the wire.
+
+    A daemon thread never delays the process's exit: a publish that exits
+    at once leaves them, one that goes on seeding lets them finish.
+    """
+    if all(query.settled for query in puts) or not _background_puts.acquire(blocking=False):
+        return
+    wire.hand_over()
+    threading.Thread(target=_settle, args=(wire, puts, deadline), name="cclink-dht-puts", daemon=True).start()
+
+
+def _settle(wire: _Wire, puts: list[_Query], deadline: float) -> None:
+    try:
+        while time.monotonic() < deadline and not all(query.settled for query in puts):
+            wire.exchange(deadline)
+    except OSError:
+        pass  # nothing to report to: the put returned long ago
+    finally:
+        wire.close()
+        _background_puts.release()
 
 
 # --- where to start and whom to believe ------------------------------------------------------
@@ -380,33 +512,103 @@ def _resolve(bootstrap: Sequence[Endpoint]) -> list[Endpoint]:
     return seeds
 
 
-def _local_address(bootstrap: Sequence[Endpoint]) -> str:
-    # On a swarm on this machine, commands talk from their own address (see dht.COMMAND_ADDRESS).
-    return COMMAND_ADDRESS if is_loopback(bootstrap) else "0.0.0.0"
+def _local_address(network: Network) -> str:
+    # On a test swarm on this machine, commands talk from their own address (see endpoints.COMMAND_ADDRESS).
+    return COMMAND_ADDRESS if network.binds_command_address else "0.0.0.0"
 
 
-def _node_id(bootstrap: Sequence[Endpoint]) -> bytes:
-    """A random id, except on a test swarm, where every command uses the same one.
+def _node_id(network: Network) -> bytes:
+    """A random id, except on a test network, where every command uses the same one.
 
     A libtorrent node files whoever put an item with a valid token in its
     routing table, read-only or not. On a test swarm every publish would then
     leave a dead entry behind, and after a few hundred of them the nodes'
     contact lists name hardly anyone alive. libtorrent keeps the first
     address it saw for an id, so with one id they hold at most one such entry,
-    and lookups pass over contacts with that id.
+    and lookups pass over contacts with that id. On a real DHT every command
+    needs an id of its own: nodes keep one address per id, and a shared id
+    would mark every query as cclink's.
     """
-    return TEST_SWARM_NODE_ID if is_private_swarm(bootstrap) else os.urandom(krpc.ID_SIZE)
+    return TEST_SWARM_NODE_ID if network.commands_share_node_id else os.urandom(krpc.ID_SIZE)
 
 
-def _contact_filter(bootstrap: Sequence[Endpoint]) -> Callable[[Endpoint], bool]:
-    """Which contacts a node names are worth asking.
+def _contact_filter(network: Network) -> Callable[[Endpoint], bool]:
+    """Which contacts a node names are worth asking: those within the network's scope.
 
     On the public DHT only public addresses (a liar's list must not point us
-    at a private network); on a test swarm its own addresses, but never
-    another command's.
+    at a private network or this machine), on a private network private
+    ones, on a swarm on this machine loopback ones, but on a test swarm here
+    never another command's.
     """
-    if is_loopback(bootstrap):
-        return lambda address: address[0] != COMMAND_ADDRESS
-    if is_private_swarm(bootstrap):
-        return lambda address: True
-    return lambda address: ipaddress.IPv4Address(address[0]).is_global
+    if network.binds_command_address:
+        return lambda address: address[0] != COMMAND_ADDRESS and network.allows(address[0])
+    return lambda address: network.allows(address[0])
+
+
+# --- warm starts: the contacts that answered last time -----------------------------------------
+
+
+def contacts_file_for(network: Network) -> Path:
+    """Where a network's contacts are kept: one file per bootstrap set and test flag, so none leaks into another."""
+    key = repr((network.test, sorted(network.bootstrap)))
+    return files.cache_dir() / f"dht-contacts-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+
+
+def load_contacts(path: Path, accept: Callable[[Endpoint], bool], own_id: bytes) -> list[krpc.Contact]:
+    """The contacts saved in path that pass the checks a contact from the network passes; [] for anything unreadable.
+
+    Anyone who can write the cache can write this file, so every entry is
+    taken as a node's claim: within the network's scope, never ourselves.
+    """
+    try:
+        with open(path, "rb") as file:
+            data = file.read(CONTACTS_FILE_LIMIT + 1)
+        document = json.loads(data) if len(data) <= CONTACTS_FILE_LIMIT else None
+    except (OSError, ValueError, RecursionError):
+        return []
+    entries = document.get("contacts") if isinstance(document, dict) else None
+    if document.get("version") != CONTACTS_VERSION or not isinstance(entries, list):  # type: ignore[union-attr]
+        return []
+    contacts: dict[Endpoint, krpc.Contact] = {}
+    for entry in entries[:SAVED_CONTACTS]:
+        contact = _contact_from_entry(entry)
+        if contact and contact.node_id != own_id and contact.address not in contacts and accept(contact.address):
+            contacts[contact.address] = contact
+    return list(contacts.values())
+
+
+def save_contacts(
+    path: Path, answered: list[tuple[krpc.Contact, float]], accept: Callable[[Endpoint], bool], own_id: bytes
+) -> None:
+    """Keep the contacts that answered, fastest first, then those saved before, up to SAVED_CONTACTS."""
+    if not answered:
+        return  # a lookup nobody answered says nothing about the contacts saved
+    kept = {contact.address: (contact, rtt) for contact, rtt in answered}
+    for contact in load_contacts(path, accept, own_id):
+        kept.setdefault(contact.address, (contact, math.nan))
+    entries = [
+        [contact.node_id.hex(), contact.address[0], contact.address[1], None if math.isnan(rtt) else round(rtt, 4)]
+        for contact, rtt in list(kept.values())[:SAVED_CONTACTS]
+    ]
+    document = {"version": CONTACTS_VERSION, "contacts": entries}
+    try:
+        files.write_private(path, json.dumps(document, separators=(",", ":")).encode() + b"\n", durable=False)
+    except OSError:
+        pass  # the file only saves time
+
+
+def _contact_from_entry(entry: object) -> krpc.Contact | None:
+    """`["<40 hex id>", "<IPv4 address>", port, round trip in seconds or null]` as a contact, or None."""
+    if not isinstance(entry, list) or len(entry) != 4:
+        return None
+    node_id, host, port = entry[0], entry[1], entry[2]
+    if not isinstance(node_id, str) or len(node_id) != 2 * krpc.ID_SIZE or not isinstance(host, str):
+        return None
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        return None
+    try:
+        raw_id = bytes.fromhex(node_id)
+        address = str(ipaddress.IPv4Address(host))
+    except ValueError:
+        return None
+    return krpc.Contact(raw_id, (address, port))

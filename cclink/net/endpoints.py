@@ -1,4 +1,13 @@
-"""Where the DHT is: endpoints, the bootstrap nodes (CCLINK_BOOTSTRAP or public routers), and their network.
+"""Where the DHT is: endpoints, and the `Network` a command joins (CCLINK_BOOTSTRAP, CCLINK_NETWORK).
+
+A Network is the bootstrap nodes plus two things derived or declared:
+- its address scope (`Scope`), which follows from the bootstrap addresses:
+  which addresses its nodes and peers may have;
+- whether it is a test network, which is declared (CCLINK_NETWORK=test), never
+  guessed: a swarm that cclink's tests, demo, bench or lab built, whose nodes
+  share one address or a few. Only then do commands behave as such a swarm
+  needs (a shared node id, COMMAND_ADDRESS, libtorrent's crowding limits
+  lifted). docs/design.md, "Test networks and address scope", says why.
 
 Shared by cclink's own KRPC client (dht_client.py), the libtorrent sessions
 (lt_session.py) and BitTorrent transfers (bittorrent.py).
@@ -6,9 +15,12 @@ Shared by cclink's own KRPC client (dht_client.py), the libtorrent sessions
 
 from __future__ import annotations
 
+import enum
+import functools
 import ipaddress
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from cclink.errors import UsageError
 
@@ -23,10 +35,22 @@ DEFAULT_BOOTSTRAP: tuple[Endpoint, ...] = (
     ("relay.pkarr.org", 6881),
 )
 BOOTSTRAP_ENV = "CCLINK_BOOTSTRAP"
+NETWORK_ENV = "CCLINK_NETWORK"
+PUBLIC_VALUE, TEST_VALUE = "public", "test"
+
+# In a test swarm on this machine every command runs its own short-lived DHT
+# client. libtorrent files a node that stored an item or announced a peer in
+# its routing table even when that node is read-only, so finished commands
+# linger there as dead entries, and a lookup that meets one waits for it
+# (libtorrent: 15 s). Commands therefore bind their own loopback address,
+# distinct from the swarm's 127.0.0.1, and filter that address out of their
+# lookups (lt_session's ip_filter; dht_client does the same): no command ever
+# waits on another.
+COMMAND_ADDRESS = "127.0.0.2"
 
 
-def parse_bootstrap(text: str) -> list[Endpoint]:
-    """Read `host:port[,host:port...]`; UsageError on anything else."""
+def parse_bootstrap(text: str) -> tuple[Endpoint, ...]:
+    """Read `host:port[,host:port...]` (an IPv6 host in brackets); UsageError on anything else."""
     endpoints = []
     for part in text.split(","):
         host, sep, port = part.strip().rpartition(":")
@@ -34,37 +58,150 @@ def parse_bootstrap(text: str) -> list[Endpoint]:
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise UsageError(f"{BOOTSTRAP_ENV} must be host:port[,host:port...], not '{text}'")
         endpoints.append((host, int(port)))
-    return endpoints
+    return tuple(endpoints)
 
 
-def bootstrap_from_environment() -> list[Endpoint]:
-    """CCLINK_BOOTSTRAP when set, else the public routers."""
-    text = os.environ.get(BOOTSTRAP_ENV, "").strip()
-    return parse_bootstrap(text) if text else list(DEFAULT_BOOTSTRAP)
+def format_endpoint(endpoint: Endpoint) -> str:
+    """`1.2.3.4:5`, `[::1]:5` or `host.name:5`."""
+    host, port = endpoint
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _all_addresses(endpoints: Sequence[Endpoint], test: Callable[[IPAddress], bool]) -> bool:
+def format_bootstrap(endpoints: tuple[Endpoint, ...]) -> str:
+    """The CCLINK_BOOTSTRAP text that parse_bootstrap reads back as endpoints."""
+    return ",".join(format_endpoint(endpoint) for endpoint in endpoints)
+
+
+# --- address scope ----------------------------------------------------------------------
+
+
+def is_public(address: IPAddress) -> bool:
+    """An address a node or peer of the public internet can have."""
+    return address.is_global and not address.is_multicast  # Python counts 224.0.0.0/4 as global
+
+
+def is_private_use(address: IPAddress) -> bool:
+    """An address of a private network: RFC 1918, or IPv6 unique local."""
+    return any(address in network for network in _PRIVATE_USE)
+
+
+_PRIVATE_USE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
+
+
+class Scope(enum.Enum):
+    """Which addresses the nodes and peers of a DHT may have: where its bootstrap nodes are."""
+
+    THIS_MACHINE = "this machine"  # every bootstrap address loopback
+    PRIVATE = "a private network"  # every one loopback or private-use, and not all loopback
+    PUBLIC = "the internet"  # anything else, host names included
+
+    def allows(self, address: IPAddress) -> bool:
+        return _ALLOWED[self](address)
+
+
+_ALLOWED: dict[Scope, Callable[[IPAddress], bool]] = {
+    Scope.THIS_MACHINE: lambda address: address.is_loopback,
+    Scope.PRIVATE: is_private_use,
+    Scope.PUBLIC: is_public,
+}
+
+
+def _ip(host: str) -> IPAddress | None:
     try:
-        return all(test(ipaddress.ip_address(host)) for host, _ in endpoints)
+        return ipaddress.ip_address(host)
     except ValueError:
-        return False  # a host name: the public DHT's routers
+        return None  # a host name: the public DHT's routers, or someone's own node
 
 
-def is_loopback(endpoints: Sequence[Endpoint]) -> bool:
-    """True when every endpoint is a loopback address: a swarm on this machine."""
-    return _all_addresses(endpoints, lambda address: address.is_loopback)
+def _scope_of(endpoints: tuple[Endpoint, ...]) -> Scope:
+    addresses = [_ip(host) for host, _ in endpoints]
+    if not addresses or None in addresses:
+        return Scope.PUBLIC
+    if all(address.is_loopback for address in addresses if address is not None):
+        return Scope.THIS_MACHINE
+    if all(address.is_loopback or is_private_use(address) for address in addresses if address is not None):
+        return Scope.PRIVATE
+    return Scope.PUBLIC
 
 
-def is_private_swarm(endpoints: Sequence[Endpoint]) -> bool:
-    """True when every endpoint is a loopback or private address: a test swarm, on this machine or a lab network."""
-    return _all_addresses(endpoints, lambda address: address.is_loopback or address.is_private)
+# --- the network -----------------------------------------------------------------------
 
 
-# In a local swarm every command runs its own short-lived DHT client.
-# libtorrent files a node that stored an item or announced a peer in its
-# routing table even when that node is read-only, so finished commands linger
-# there as dead entries, and a lookup that meets one waits for it (libtorrent:
-# 15 s). Commands therefore bind their own loopback address, distinct from
-# the swarm's 127.0.0.1, and filter that address out of their lookups (the
-# ip_filter below; dhtitems does the same): no command ever waits on another.
-COMMAND_ADDRESS = "127.0.0.2"
+@dataclass(frozen=True)
+class Network:
+    """The DHT a command joins: where to start (bootstrap), and whether cclink built it to test on (test)."""
+
+    bootstrap: tuple[Endpoint, ...]
+    test: bool = False
+
+    @classmethod
+    def from_environment(cls, environment: Mapping[str, str] | None = None) -> Network:
+        """CCLINK_BOOTSTRAP (else the public routers) and CCLINK_NETWORK (`public`, the default, or `test`).
+
+        UsageError for any other CCLINK_NETWORK, and for `test` without
+        CCLINK_BOOTSTRAP: a test network is never the public routers.
+        """
+        environment = os.environ if environment is None else environment
+        bootstrap_text = environment.get(BOOTSTRAP_ENV, "").strip()
+        kind = environment.get(NETWORK_ENV, "").strip() or PUBLIC_VALUE
+        if kind not in (PUBLIC_VALUE, TEST_VALUE):
+            raise UsageError(f"{NETWORK_ENV} must be '{PUBLIC_VALUE}' or '{TEST_VALUE}', not '{kind}'")
+        if kind == TEST_VALUE and not bootstrap_text:
+            raise UsageError(
+                f"{NETWORK_ENV}={TEST_VALUE} needs {BOOTSTRAP_ENV} (the nodes of the test network, "
+                "as `cclink testnet` prints them): a test network is never the public DHT"
+            )
+        bootstrap = parse_bootstrap(bootstrap_text) if bootstrap_text else DEFAULT_BOOTSTRAP
+        return cls(bootstrap, test=kind == TEST_VALUE)
+
+    def environment(self) -> dict[str, str]:
+        """CCLINK_NETWORK and CCLINK_BOOTSTRAP for a command to join this network (what from_environment reads)."""
+        return {
+            NETWORK_ENV: TEST_VALUE if self.test else PUBLIC_VALUE,
+            BOOTSTRAP_ENV: format_bootstrap(self.bootstrap),
+        }
+
+    # --- where it is: follows from the bootstrap addresses ---
+
+    @functools.cached_property
+    def scope(self) -> Scope:
+        return _scope_of(self.bootstrap)
+
+    def allows(self, host: str) -> bool:
+        """Whether a node or a peer at host (an IP address) is within the network's scope."""
+        address = _ip(host)
+        return address is not None and self.scope.allows(address)
+
+    @property
+    def bootstrap_nodes_are_routers(self) -> bool:
+        """Whether libtorrent is given the bootstrap nodes as routers (which it never files in its routing table).
+
+        The public routers are just that; a test swarm's nodes, and a private
+        network's, are ordinary nodes, which commands ping instead (lt_session.knock).
+        """
+        return self.scope is Scope.PUBLIC and not self.test
+
+    @property
+    def maps_ports(self) -> bool:
+        """Whether a seeder may ask the home router (UPnP, NAT-PMP) to forward its port: only for the internet."""
+        return self.scope is Scope.PUBLIC and not self.test
+
+    # --- test behaviour: only when declared ---
+
+    @property
+    def commands_share_node_id(self) -> bool:
+        """Whether every command uses one fixed node id (dht_client.TEST_SWARM_NODE_ID) instead of a random one."""
+        return self.test
+
+    @property
+    def binds_command_address(self) -> bool:
+        """Whether commands bind COMMAND_ADDRESS and ignore it in lookups: a test swarm wholly on this machine."""
+        return self.test and self.scope is Scope.THIS_MACHINE
+
+    @property
+    def lifts_crowding_limits(self) -> bool:
+        """Whether libtorrent's limits on many nodes at one address are lifted (its nodes share one or a few)."""
+        return self.test
+
+
+PUBLIC = Network(DEFAULT_BOOTSTRAP)

@@ -2,7 +2,7 @@
 
 libtorrent's DHT finds the peers of a `--carry` transfer (bittorrent.py);
 handoff records, BEP 44 items, are got and put by cclink's own KRPC client
-(dht_client.py). Both start from the bootstrap rules of endpoints.py.
+(dht_client.py). Both join the network of endpoints.py.
 """
 
 from __future__ import annotations
@@ -17,17 +17,20 @@ from typing import cast
 import libtorrent as lt
 
 from cclink.local import files
-from cclink.net.endpoints import COMMAND_ADDRESS, Endpoint, is_loopback, is_private_swarm
+from cclink.net.endpoints import COMMAND_ADDRESS, Endpoint, Network
 
 REBOOTSTRAP_EVERY = 0.5
 
 
-def session_settings(listen: str, bootstrap: Sequence[Endpoint], local_swarm: bool) -> lt.settings_pack:
-    """libtorrent settings for a DHT-only session (no peers, no LSD/UPnP/NAT-PMP)."""
+def session_settings(listen: str, network: Network) -> lt.settings_pack:
+    """libtorrent settings for a DHT-only session on network (no peers, no LSD/UPnP/NAT-PMP)."""
+    # libtorrent treats its bootstrap nodes as routers, which it never files in
+    # the routing table; other nodes are pinged instead (knock).
+    routers = network.bootstrap if network.bootstrap_nodes_are_routers else ()
     settings: lt.settings_pack = {
         "listen_interfaces": listen,
         "enable_dht": True,
-        "dht_bootstrap_nodes": ",".join(f"{h}:{p}" for h, p in bootstrap),
+        "dht_bootstrap_nodes": ",".join(f"{h}:{p}" for h, p in routers),
         "enable_lsd": False,
         "enable_upnp": False,
         "enable_natpmp": False,
@@ -38,15 +41,15 @@ def session_settings(listen: str, bootstrap: Sequence[Endpoint], local_swarm: bo
         "alert_mask": lt.alert.category_t.dht_notification | lt.alert.category_t.error_notification,
         "alert_queue_size": 10000,
     }
-    if local_swarm:
-        settings.update(_local_swarm_settings())
+    if network.lifts_crowding_limits:
+        settings.update(_crowded_swarm_settings())
     return settings
 
 
-def _local_swarm_settings() -> lt.settings_pack:
-    # The nodes of a test swarm share one IP address (or one small subnet):
-    # lift the checks that exist to stop one host from filling a routing
-    # table, or nodes ignore each other after a burst of traffic.
+def _crowded_swarm_settings() -> lt.settings_pack:
+    # The nodes of a test swarm share one IP address (or a few): lift the
+    # checks that exist to stop one host from filling a routing table, or
+    # nodes ignore each other after a burst of traffic. A real DHT keeps them.
     return {
         "dht_restrict_routing_ips": False,
         "dht_restrict_search_ips": False,
@@ -65,38 +68,34 @@ def _ignore_other_commands() -> lt.ip_filter:
     return ip_filter
 
 
-def state_file_for(bootstrap: Sequence[Endpoint]) -> Path:
+def state_file_for(network: Network) -> Path:
     """Where the routing table is cached: one file per bootstrap set, so a test swarm never leaks into the real one."""
-    digest = hashlib.sha256(repr(sorted(bootstrap)).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(repr(sorted(network.bootstrap)).encode()).hexdigest()[:12]
     return files.cache_dir() / f"dht-{digest}.state"
 
 
 def command_session_params(
-    bootstrap: Sequence[Endpoint], state_file: Path | None, *, peer_wire: bool = False, map_port: bool = False
+    network: Network, state_file: Path | None, *, peer_wire: bool = False, map_port: bool = False
 ) -> lt.session_params:
     """Parameters for one command's libtorrent session: a read-only DHT node, and BitTorrent peers only when asked.
 
     With map_port (for a seeder), the session asks the local router, by UPnP
     and NAT-PMP, to forward its listening port, so that pickers on other
-    networks can connect to a publisher behind a home router. Never on a test
-    swarm.
+    networks can connect to a publisher behind a home router. Only on the
+    internet (Network.maps_ports).
     """
     params = _load_state(state_file)
-    on_this_machine = is_loopback(bootstrap)
-    listen = f"{COMMAND_ADDRESS}:0" if on_this_machine else f"0.0.0.0:{_free_port()}"
-    if on_this_machine:
+    shares_command_address = network.binds_command_address
+    listen = f"{COMMAND_ADDRESS}:0" if shares_command_address else f"0.0.0.0:{_free_port()}"
+    if shares_command_address:
         params.ip_filter = _ignore_other_commands()
-    private = is_private_swarm(bootstrap)
-    # libtorrent treats its bootstrap nodes as routers, which it never files in
-    # the routing table. The public routers are just that; the nodes of a test
-    # swarm are ordinary nodes and are added as such instead (knock pings them).
-    settings = session_settings(listen, [] if private else bootstrap, private)
+    settings = session_settings(listen, network)
     # A command lives for seconds: as a read-only node (BEP 43) it never
     # enters other nodes' routing tables, where it would soon be a dead entry.
     settings["dht_read_only"] = True
     if peer_wire:
-        settings.update(_peer_wire_settings(on_this_machine))
-    if map_port and not private:
+        settings.update(_peer_wire_settings(shares_command_address))
+    if map_port and network.maps_ports:
         settings.update({"enable_upnp": True, "enable_natpmp": True})
     params.settings = settings
     return params
@@ -134,7 +133,7 @@ _FAST_TRANSFER = (
 )
 
 
-def _peer_wire_settings(on_this_machine: bool) -> lt.settings_pack:
+def _peer_wire_settings(shares_command_address: bool) -> lt.settings_pack:
     settings: lt.settings_pack = {
         "enable_incoming_tcp": True,
         "enable_outgoing_tcp": True,
@@ -156,7 +155,7 @@ def _peer_wire_settings(on_this_machine: bool) -> lt.settings_pack:
         # held a loopback transfer of 38 MB to about 0.2 s, and these to 0.05 s.
         **_fast_transfer_settings(),
     }
-    if on_this_machine:
+    if shares_command_address:
         # Both ends of a local transfer sit on COMMAND_ADDRESS; libtorrent
         # otherwise takes a second connection from one IP for a duplicate.
         settings["allow_multiple_connections_per_ip"] = True

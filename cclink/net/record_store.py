@@ -1,15 +1,18 @@
 """Handoff records on the DHT: publish, revoke and resolve signed packets (docs/wire.md §6, §7).
 
+A RecordStore keeps records as BEP 44 items in `Items`: the DHT of a network
+(`RecordStore.on_dht`, through dht_client), or a test's stand-in in memory.
 Every item a publisher signed verifies forever, so a verified item is not
 enough: one older than the newest this machine has seen under the key (see
-seen.py) was replaced or revoked, and is refused as a possible replay.
+seq_memory.py) was replaced or revoked, and is refused as a possible replay.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from cclink.errors import NetworkError, NotFound, Rollback, WireError
 from cclink.net import dht_client, endpoints, krpc
@@ -38,13 +41,66 @@ class Revocation:
     item: krpc.Item  # verified; anyone may put it again, unchanged, to keep it alive
 
 
-class RecordStore:
-    """The DHT as a place to leave and find handoff records."""
+class Items(Protocol):
+    """Where BEP 44 mutable items are got and put, as dht_client's get, put and put_again do on a network."""
 
-    def __init__(self, bootstrap: Sequence[endpoints.Endpoint], seen: SeqMemory | None = None) -> None:
-        self.bootstrap = list(bootstrap)
+    def get(self, public_key: bytes, verify: dht_client.Verify, *, timeout: float) -> krpc.Item | None: ...
+
+    def put(
+        self,
+        public_key: bytes,
+        value: bytes,
+        sign: dht_client.Sign,
+        verify: dht_client.Verify,
+        *,
+        timeout: float,
+        min_seq: int = 0,
+    ) -> dht_client.Stored: ...
+
+    def put_again(
+        self, public_key: bytes, item: krpc.Item, verify: dht_client.Verify, *, timeout: float
+    ) -> dht_client.Stored: ...
+
+
+@dataclass(frozen=True)
+class DhtItems:
+    """The items of a network's DHT, through cclink's own client."""
+
+    network: endpoints.Network
+
+    def get(self, public_key: bytes, verify: dht_client.Verify, *, timeout: float) -> krpc.Item | None:
+        return dht_client.get(self.network, public_key, verify, timeout=timeout)
+
+    def put(
+        self,
+        public_key: bytes,
+        value: bytes,
+        sign: dht_client.Sign,
+        verify: dht_client.Verify,
+        *,
+        timeout: float,
+        min_seq: int = 0,
+    ) -> dht_client.Stored:
+        return dht_client.put(self.network, public_key, value, sign, verify, timeout=timeout, min_seq=min_seq)
+
+    def put_again(
+        self, public_key: bytes, item: krpc.Item, verify: dht_client.Verify, *, timeout: float
+    ) -> dht_client.Stored:
+        return dht_client.put_again(self.network, public_key, item, verify, timeout=timeout)
+
+
+class RecordStore:
+    """A place to leave and find handoff records: the DHT (on_dht), or items a test keeps."""
+
+    def __init__(self, items: Items, seen: SeqMemory | None = None) -> None:
+        self.items = items
         # The highest seq seen per publisher: the user's own unless a test or the demo brings one.
         self.seen = seen if seen is not None else SeqMemory.in_state_dir()
+
+    @classmethod
+    def on_dht(cls, network: endpoints.Network, seen: SeqMemory | None = None) -> RecordStore:
+        """Records on the DHT of network."""
+        return cls(DhtItems(network), seen)
 
     def publish(self, identity: Identity, record: Record) -> dht_client.Stored:
         message = packet.record_message(identity.public_key, record.to_json())
@@ -59,9 +115,7 @@ class RecordStore:
 
         It needs no key and supersedes nothing: a node holding a newer item refuses it.
         """
-        return dht_client.put_again(
-            self.bootstrap, publisher.raw, revocation.item, _verifier(publisher), timeout=PUT_TIMEOUT
-        )
+        return self.items.put_again(publisher.raw, revocation.item, _verifier(publisher), timeout=PUT_TIMEOUT)
 
     def resolve(self, publisher: PublicKey, on_retry: Callable[[float], None] | None = None) -> Resolved:
         """The active record under publisher.
@@ -117,8 +171,8 @@ class RecordStore:
 
         # Above anything seen, even an item the DHT has dropped: else an older one could be put back over ours.
         min_seq = self.seen.floor(public_key.raw) + 1
-        published = dht_client.put(
-            self.bootstrap, public_key.raw, message, sign, _verifier(public_key), timeout=PUT_TIMEOUT, min_seq=min_seq
+        published = self.items.put(
+            public_key.raw, message, sign, _verifier(public_key), timeout=PUT_TIMEOUT, min_seq=min_seq
         )
         self.seen.remember(public_key.raw, published.seq)
         return published
@@ -128,7 +182,7 @@ class RecordStore:
 
         Raises Rollback when it is older than the newest this machine has seen under publisher.
         """
-        item = dht_client.get(self.bootstrap, publisher.raw, _verifier(publisher), timeout=GET_TIMEOUT)
+        item = self.items.get(publisher.raw, _verifier(publisher), timeout=GET_TIMEOUT)
         if item is not None and item.seq < self.seen.floor(publisher.raw):
             raise Rollback(
                 f"the DHT returned an older handoff from {publisher.display} than this machine has already seen "

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import libtorrent as lt
 import nacl.signing
 
+from cclink.net.endpoints import Network
+
 HOST = "127.0.0.1"
 ID_SIZE = 20
 MAX_NODES = 8  # K in BEP 5: how many contacts a reply lists
@@ -122,9 +124,9 @@ class HostileNode:
         return (HOST, self.port)
 
     @property
-    def bootstrap(self) -> str:
-        """This node as a CCLINK_BOOTSTRAP entry."""
-        return f"{HOST}:{self.port}"
+    def network(self) -> Network:
+        """The test network that starts from this node alone."""
+        return Network((self.address,), test=True)
 
     # --- joining a swarm -------------------------------------------------------------
 

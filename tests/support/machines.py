@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cclink.dev import machine
+from cclink.net.endpoints import Network
 from support import terminal
 
 SWARM_NODES = 8
@@ -23,8 +24,8 @@ def sessions_folder_name(project: str) -> str:
 class Machine(machine.Machine):
     """A separate HOME that runs the real cclink command against a test swarm; its claude records each launch."""
 
-    def __init__(self, root: Path, name: str, bootstrap: str) -> None:
-        super().__init__(root, name, bootstrap, folder_name=sessions_folder_name)
+    def __init__(self, root: Path, name: str, network: Network) -> None:
+        super().__init__(root, name, network, folder_name=sessions_folder_name)
 
     def on_terminal(self, *args: str, exchanges: list[tuple[str, bytes]], cwd: Path | None = None) -> tuple[int, str]:
         """Run `cclink args...` on a pseudo-terminal, typing each reply once its prompt shows; (exit status, output)."""

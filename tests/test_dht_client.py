@@ -11,12 +11,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import libtorrent as lt
 import pytest
 from support.hostile_node import HostileNode
 
 from cclink.dev.testnet import HOST, Testnet
 from cclink.errors import NetworkError, WireError
 from cclink.net import dht_client, krpc
+from cclink.net.endpoints import COMMAND_ADDRESS, Network
 from cclink.net.record_store import RecordStore
 from cclink.net.seq_memory import SeqMemory
 from cclink.wire import packet
@@ -41,8 +43,8 @@ class Swarm:
     entry: HostileNode
 
     @property
-    def bootstrap(self) -> list[tuple[str, int]]:
-        return [self.entry.address]
+    def network(self) -> Network:
+        return self.entry.network
 
 
 @pytest.fixture(scope="module")
@@ -72,21 +74,21 @@ def finished_command(swarm: Swarm) -> Iterator[tuple[socket.socket, SilentNode]]
     yield from listed_silent_node(swarm, dht_client.TEST_SWARM_NODE_ID)
 
 
-def rendezvous(bootstrap: list[tuple[str, int]], seen: SeqMemory | None = None) -> RecordStore:
+def rendezvous(network: Network, seen: SeqMemory | None = None) -> RecordStore:
     """A RecordStore with a memory of its own: tests must not write to the user's state directory."""
-    return RecordStore(bootstrap, seen or SeqMemory.in_memory())
+    return RecordStore.on_dht(network, seen or SeqMemory.in_memory())
 
 
-def publish(bootstrap: list[tuple[str, int]], identity: Identity, message: bytes) -> int:
+def publish(network: Network, identity: Identity, message: bytes) -> int:
     """Put message as identity's packet; return its seq."""
-    published = rendezvous(bootstrap).put_message(identity, message)
+    published = rendezvous(network).put_message(identity, message)
     assert published.nodes > 0
     return published.seq
 
 
 def read_back(swarm: Swarm, identity: Identity) -> tuple[int, bytes]:
     """The item as a lookup through the honest nodes alone finds it."""
-    item = rendezvous([(HOST, port) for port in swarm.honest.ports]).find_item(identity.public_key)
+    item = rendezvous(Network(tuple(swarm.honest.endpoints), test=True)).find_item(identity.public_key)
     assert item is not None, "nothing found under the key"
     return item.seq, item.value
 
@@ -109,7 +111,7 @@ def test_a_put_is_stored_on_every_node_of_a_small_swarm_and_read_back(swarm: Swa
     identity = Identity.generate()
     message = a_message(identity, "first")
 
-    published = rendezvous(swarm.bootstrap).put_message(identity, message)
+    published = rendezvous(swarm.network).put_message(identity, message)
 
     assert published.nodes == HONEST_NODES + 1
     assert read_back(swarm, identity) == (published.seq, message)
@@ -119,7 +121,7 @@ def test_seq_is_the_clock_in_microseconds_as_pkarr_signs_it(swarm: Swarm) -> Non
     identity = Identity.generate()
     before = time.time_ns() // 1000
 
-    seq = publish(swarm.bootstrap, identity, a_message(identity, "timed"))
+    seq = publish(swarm.network, identity, a_message(identity, "timed"))
 
     assert before <= seq <= time.time_ns() // 1000
 
@@ -128,7 +130,7 @@ def test_each_put_supersedes_the_one_before(swarm: Swarm) -> None:
     identity = Identity.generate()
     messages = [a_message(identity, f"version {n}") for n in range(4)]
 
-    seqs = [publish(swarm.bootstrap, identity, message) for message in messages]
+    seqs = [publish(swarm.network, identity, message) for message in messages]
 
     assert seqs == sorted(set(seqs))
     assert read_back(swarm, identity) == (seqs[-1], messages[-1])
@@ -141,7 +143,7 @@ def test_a_listed_node_that_never_answers_is_asked_three_times_then_left(
     identity = Identity.generate()
     message = a_message(identity, "despite a dead contact")
 
-    seq = publish(swarm.bootstrap, identity, message)
+    seq = publish(swarm.network, identity, message)
 
     # The swarm's libtorrent nodes may ping it too; count the publisher's queries.
     queries = [query for query in datagrams_waiting(sock) if dht_client.TEST_SWARM_NODE_ID in query]
@@ -156,7 +158,7 @@ def test_a_finished_command_listed_as_a_contact_is_not_asked(
     sock, _ = finished_command
     identity = Identity.generate()
 
-    publish(swarm.bootstrap, identity, a_message(identity, "past a finished command"))
+    publish(swarm.network, identity, a_message(identity, "past a finished command"))
 
     assert [query for query in datagrams_waiting(sock) if dht_client.TEST_SWARM_NODE_ID in query] == []
 
@@ -166,18 +168,18 @@ def test_a_put_where_no_node_answers_fails_cleanly(silent: tuple[socket.socket, 
     identity = Identity.generate()
 
     with pytest.raises(NetworkError, match="no DHT node answered"):
-        rendezvous([node.address]).put_message(identity, a_message(identity, "nobody home"))
+        rendezvous(Network((node.address,), test=True)).put_message(identity, a_message(identity, "nobody home"))
 
 
 def test_a_get_for_a_key_nobody_published_finds_nothing(swarm: Swarm) -> None:
-    assert rendezvous(swarm.bootstrap).find_item(Identity.generate().public_key) is None
+    assert rendezvous(swarm.network).find_item(Identity.generate().public_key) is None
 
 
 def test_a_get_where_no_node_answers_fails_cleanly(silent: tuple[socket.socket, SilentNode]) -> None:
     _, node = silent
 
     with pytest.raises(NetworkError, match="no DHT node answered"):
-        rendezvous([node.address]).find_item(Identity.generate().public_key)
+        rendezvous(Network((node.address,), test=True)).find_item(Identity.generate().public_key)
 
 
 # --- what a node or anyone else sends is bounded ----------------------------------------------
@@ -209,7 +211,7 @@ def test_a_put_signs_above_a_seq_remembered_even_when_the_dht_no_longer_holds_it
     ahead = time.time_ns() // 1000 + 86_400 * 10**6  # seen from a publisher whose clock ran a day ahead
     seen.remember(identity.public_key.raw, ahead)
 
-    seq = rendezvous(swarm.bootstrap, seen).put_message(identity, a_message(identity, "after a dropped item")).seq
+    seq = rendezvous(swarm.network, seen).put_message(identity, a_message(identity, "after a dropped item")).seq
 
     assert seq > ahead
     assert seen.floor(identity.public_key.raw) == seq
@@ -219,7 +221,7 @@ def test_a_put_signs_above_a_seq_remembered_even_when_the_dht_no_longer_holds_it
 def test_putting_an_item_again_keeps_it_and_never_supersedes_a_newer_one(swarm: Swarm) -> None:
     identity = Identity.generate()
     older = a_message(identity, "older")
-    older_seq = publish(swarm.bootstrap, identity, older)
+    older_seq = publish(swarm.network, identity, older)
     signed = packet.SignedPacket.create(identity, older_seq, older)
     older_item = krpc.Item(older_seq, signed.signature, older)
 
@@ -230,12 +232,12 @@ def test_putting_an_item_again_keeps_it_and_never_supersedes_a_newer_one(swarm: 
             return False
         return True
 
-    again = dht_client.put_again(swarm.bootstrap, identity.public_key.raw, older_item, verify, timeout=20)
+    again = dht_client.put_again(swarm.network, identity.public_key.raw, older_item, verify, timeout=20)
     assert (again.seq, again.nodes) == (older_seq, HONEST_NODES + 1)
 
     newer = a_message(identity, "newer")
-    newer_seq = publish(swarm.bootstrap, identity, newer)
-    refused = dht_client.put_again(swarm.bootstrap, identity.public_key.raw, older_item, verify, timeout=20)
+    newer_seq = publish(swarm.network, identity, newer)
+    refused = dht_client.put_again(swarm.network, identity.public_key.raw, older_item, verify, timeout=20)
 
     assert refused.nodes == 1  # the test node, which acknowledges every put; the honest ones hold the newer item
     assert read_back(swarm, identity) == (newer_seq, newer)
@@ -248,7 +250,62 @@ def test_a_value_nodes_would_refuse_is_refused_before_any_lookup(silent: tuple[s
 
     with pytest.raises(NetworkError, match="at most 1000 bytes as bencoded, not 1001"):
         dht_client.put(
-            [node.address], identity.public_key.raw, b"x" * 997, lambda seq: bytes(64), lambda item: True, timeout=20
+            Network((node.address,), test=True),
+            identity.public_key.raw,
+            b"x" * 997,
+            lambda seq: bytes(64),
+            lambda item: True,
+            timeout=20,
         )
 
     assert datagrams_waiting(sock) == []
+
+
+# --- test behaviour is declared, never guessed from the addresses ----------------------------
+
+
+@dataclass(frozen=True)
+class Query:
+    sender: tuple[str, int]
+    node_id: bytes
+
+
+def queries_from_one_lookup(*, test: bool) -> list[Query]:
+    """The queries a get sends to a lone loopback node that never answers, on a network with the test flag or not."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as node:
+        node.bind((HOST, 0))
+        with pytest.raises(NetworkError, match="no DHT node answered"):
+            dht_client.get(
+                Network((node.getsockname(),), test=test),
+                Identity.generate().public_key.raw,
+                lambda item: True,
+                timeout=10,
+            )
+        node.setblocking(False)
+        queries = []
+        while True:
+            try:
+                datagram, sender = node.recvfrom(65536)
+            except BlockingIOError:
+                return queries
+            queries.append(Query(sender, lt.bdecode(datagram)[b"a"][b"id"]))
+
+
+def test_on_a_test_network_on_this_machine_commands_share_one_node_id_and_their_own_address() -> None:
+    first, second = queries_from_one_lookup(test=True), queries_from_one_lookup(test=True)
+
+    assert first and second
+    assert {query.node_id for query in first + second} == {dht_client.TEST_SWARM_NODE_ID}
+    assert {query.sender[0] for query in first + second} == {COMMAND_ADDRESS}
+
+
+def test_a_dht_on_loopback_without_the_test_flag_gets_no_test_behaviour() -> None:
+    """A loopback bootstrap address alone is no test network: a random node id, the ordinary local address."""
+    first, second = queries_from_one_lookup(test=False), queries_from_one_lookup(test=False)
+
+    assert first and second
+    first_ids, second_ids = {query.node_id for query in first}, {query.node_id for query in second}
+    assert len(first_ids) == len(second_ids) == 1, "one id for the whole of a lookup"
+    assert first_ids != second_ids
+    assert dht_client.TEST_SWARM_NODE_ID not in first_ids | second_ids
+    assert COMMAND_ADDRESS not in {query.sender[0] for query in first + second}

@@ -1,0 +1,161 @@
+"""The network a command joins (cclink.net.endpoints.Network): from the environment, its scope, its test behaviour."""
+
+from __future__ import annotations
+
+import pytest
+
+from cclink.errors import UsageError
+from cclink.net import endpoints
+from cclink.net.endpoints import Network, Scope
+
+LOOPBACK = (("127.0.0.1", 6881),)
+PRIVATE = (("10.1.2.3", 6881), ("192.168.1.2", 6881))
+PUBLIC_ADDRESS = (("198.51.100.7", 6881),)  # a documentation address: only parsed, never sent to
+
+
+# --- CCLINK_NETWORK and CCLINK_BOOTSTRAP -------------------------------------------------------
+
+
+def test_with_neither_variable_set_it_is_the_public_dht_from_its_routers() -> None:
+    network = Network.from_environment({})
+
+    assert network == endpoints.PUBLIC
+    assert network.bootstrap == endpoints.DEFAULT_BOOTSTRAP and not network.test
+
+
+@pytest.mark.parametrize("value", ["public", " public ", ""])
+def test_public_or_empty_is_the_ordinary_behaviour(value: str) -> None:
+    network = Network.from_environment({"CCLINK_NETWORK": value, "CCLINK_BOOTSTRAP": "127.0.0.1:7000"})
+
+    assert network == Network((("127.0.0.1", 7000),), test=False)
+
+
+def test_test_with_bootstrap_nodes_is_a_test_network() -> None:
+    network = Network.from_environment({"CCLINK_NETWORK": "test", "CCLINK_BOOTSTRAP": "127.0.0.1:7000,[::1]:7001"})
+
+    assert network == Network((("127.0.0.1", 7000), ("::1", 7001)), test=True)
+
+
+@pytest.mark.parametrize("value", ["lab", "TEST", "testing", "1", "true", "public,test"])
+def test_any_other_value_is_refused_in_one_sentence(value: str) -> None:
+    with pytest.raises(UsageError) as refused:
+        Network.from_environment({"CCLINK_NETWORK": value, "CCLINK_BOOTSTRAP": "127.0.0.1:7000"})
+
+    assert str(refused.value) == f"CCLINK_NETWORK must be 'public' or 'test', not '{value}'"
+
+
+@pytest.mark.parametrize("bootstrap", [None, "", "  "])
+def test_a_test_network_without_bootstrap_nodes_is_refused(bootstrap: str | None) -> None:
+    """A test network is one cclink built: never the public routers."""
+    environment = {"CCLINK_NETWORK": "test"} | ({"CCLINK_BOOTSTRAP": bootstrap} if bootstrap is not None else {})
+
+    with pytest.raises(
+        UsageError, match=r"^CCLINK_NETWORK=test needs CCLINK_BOOTSTRAP \(.*\): .*never the public DHT$"
+    ):
+        Network.from_environment(environment)
+
+
+def test_a_bad_bootstrap_list_is_refused_on_either_network() -> None:
+    for kind in ("public", "test"):
+        with pytest.raises(UsageError, match="CCLINK_BOOTSTRAP must be host:port"):
+            Network.from_environment({"CCLINK_NETWORK": kind, "CCLINK_BOOTSTRAP": "127.0.0.1"})
+
+
+@pytest.mark.parametrize(
+    "network",
+    [endpoints.PUBLIC, Network(LOOPBACK, test=True), Network((("::1", 7001), ("10.0.0.1", 7002)), test=True)],
+    ids=["public", "test", "ipv6"],
+)
+def test_a_networks_environment_reads_back_as_the_same_network(network: Network) -> None:
+    assert Network.from_environment(network.environment()) == network
+
+
+def test_the_environment_is_read_from_the_process_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CCLINK_NETWORK", "test")
+    monkeypatch.setenv("CCLINK_BOOTSTRAP", "127.0.0.1:7000")
+
+    assert Network.from_environment() == Network((("127.0.0.1", 7000),), test=True)
+
+
+# --- scope: where the DHT is, whether or not it is a test network ------------------------------
+
+
+@pytest.mark.parametrize(
+    "bootstrap, scope",
+    [
+        (LOOPBACK, Scope.THIS_MACHINE),
+        ((("::1", 6881),), Scope.THIS_MACHINE),
+        (PRIVATE, Scope.PRIVATE),
+        ((("fd00::1", 6881),), Scope.PRIVATE),
+        (LOOPBACK + PRIVATE, Scope.PRIVATE),
+        (PUBLIC_ADDRESS, Scope.PUBLIC),
+        (PRIVATE + PUBLIC_ADDRESS, Scope.PUBLIC),
+        (endpoints.DEFAULT_BOOTSTRAP, Scope.PUBLIC),
+        ((("my-dht-node.lan", 6881),), Scope.PUBLIC),  # a name could stand for anything; the public rules stand
+    ],
+)
+@pytest.mark.parametrize("test", [False, True], ids=["real", "test"])
+def test_the_scope_follows_the_bootstrap_addresses(bootstrap, scope, test) -> None:
+    assert Network(bootstrap, test=test).scope is scope
+
+
+@pytest.mark.parametrize(
+    "bootstrap, allowed, refused",
+    [
+        (LOOPBACK, ["127.0.0.1", "127.0.0.2", "::1"], ["10.0.0.1", "8.8.8.8", "name.example"]),
+        (PRIVATE, ["10.9.9.9", "172.16.0.1", "192.168.0.1", "fd00::1"], ["127.0.0.1", "8.8.8.8", "169.254.1.1"]),
+        (
+            endpoints.DEFAULT_BOOTSTRAP,
+            ["8.8.8.8", "2606:4700::1111"],
+            ["127.0.0.1", "10.0.0.1", "100.64.0.1", "169.254.1.1", "224.0.0.1", "::1", "fd00::1"],
+        ),
+    ],
+    ids=["this-machine", "private", "public"],
+)
+def test_nodes_and_peers_are_allowed_only_within_the_scope(bootstrap, allowed, refused) -> None:
+    network = Network(bootstrap)
+
+    assert [host for host in allowed if network.allows(host)] == allowed
+    assert [host for host in refused if network.allows(host)] == []
+
+
+# --- test behaviour: declared, never guessed ------------------------------------------------------
+
+
+@pytest.mark.parametrize("bootstrap", [LOOPBACK, PRIVATE], ids=["loopback", "private"])
+def test_loopback_or_private_bootstrap_nodes_alone_make_no_test_network(bootstrap) -> None:
+    """A real DHT on a LAN (or on this machine) behaves as any real DHT does."""
+    network = Network(bootstrap)
+
+    assert not network.commands_share_node_id
+    assert not network.binds_command_address
+    assert not network.lifts_crowding_limits
+
+
+def test_a_test_network_on_this_machine_has_all_of_the_test_behaviour() -> None:
+    network = Network(LOOPBACK, test=True)
+
+    assert network.commands_share_node_id and network.lifts_crowding_limits
+    assert network.binds_command_address
+
+
+def test_a_test_network_spread_over_a_lab_shares_the_node_id_but_binds_no_loopback_address() -> None:
+    network = Network(PRIVATE, test=True)
+
+    assert network.commands_share_node_id and network.lifts_crowding_limits
+    assert not network.binds_command_address
+
+
+@pytest.mark.parametrize(
+    "network, internet",
+    [
+        (endpoints.PUBLIC, True),
+        (Network(PUBLIC_ADDRESS), True),
+        (Network(PUBLIC_ADDRESS, test=True), False),
+        (Network(PRIVATE), False),
+        (Network(LOOPBACK), False),
+    ],
+)
+def test_only_a_real_dht_on_the_internet_has_routers_and_mapped_ports(network: Network, internet: bool) -> None:
+    assert network.bootstrap_nodes_are_routers is internet
+    assert network.maps_ports is internet

@@ -1,0 +1,105 @@
+"""The libtorrent settings a command's session gets (cclink.net.lt_session.command_session_params); nothing is sent."""
+
+from __future__ import annotations
+
+import libtorrent as lt
+import pytest
+
+from cclink.net import endpoints, lt_session
+from cclink.net.endpoints import Network
+
+ON_THIS_MACHINE = (("127.0.0.1", 6881),)
+ON_A_LAN = (("10.1.2.3", 6881),)
+# What a test swarm, whose nodes share an address, needs lifted.
+CROWDING_LIMITS = (
+    "dht_restrict_routing_ips",
+    "dht_restrict_search_ips",
+    "dht_enforce_node_id",
+    "dht_prefer_verified_node_ids",
+    "dht_block_ratelimit",
+    "dht_block_timeout",
+)
+
+
+def settings(network: Network, **flags) -> lt.settings_pack:
+    return lt_session.command_session_params(network, None, **flags).settings
+
+
+def params(network: Network, **flags) -> lt.session_params:
+    return lt_session.command_session_params(network, None, **flags)
+
+
+def test_a_seeder_on_the_public_dht_asks_the_router_to_forward_its_port():
+    chosen = settings(endpoints.PUBLIC, peer_wire=True, map_port=True)
+    assert chosen["enable_upnp"] and chosen["enable_natpmp"]
+
+
+@pytest.mark.parametrize("bootstrap", [ON_THIS_MACHINE, ON_A_LAN])
+@pytest.mark.parametrize("test", [True, False])
+def test_no_port_mapping_on_a_test_network_or_off_the_internet(bootstrap, test):
+    chosen = settings(Network(bootstrap, test=test), peer_wire=True, map_port=True)
+    assert not chosen["enable_upnp"] and not chosen["enable_natpmp"]
+
+
+def test_a_picker_maps_no_port():
+    chosen = settings(endpoints.PUBLIC, peer_wire=True)
+    assert not chosen["enable_upnp"] and not chosen["enable_natpmp"]
+
+
+def test_every_command_is_a_read_only_dht_node():
+    assert settings(endpoints.PUBLIC)["dht_read_only"]
+    assert settings(Network(ON_THIS_MACHINE, test=True), peer_wire=True)["dht_read_only"]
+
+
+# --- test behaviour only on a test network -------------------------------------------------
+
+
+@pytest.mark.parametrize("bootstrap", [ON_THIS_MACHINE, ON_A_LAN], ids=["loopback", "private"])
+def test_a_dht_at_loopback_or_private_addresses_without_the_test_flag_keeps_libtorrents_limits(bootstrap):
+    """A real DHT on a LAN is no test swarm: libtorrent's defaults stand, and commands bind no address of their own."""
+    chosen = params(Network(bootstrap), peer_wire=True)
+    defaults = lt.default_settings()
+
+    for name in CROWDING_LIMITS:
+        assert chosen.settings.get(name, defaults[name]) == defaults[name], name
+    assert not chosen.settings["listen_interfaces"].startswith(endpoints.COMMAND_ADDRESS)
+    assert not chosen.settings.get("allow_multiple_connections_per_ip", False)
+    assert chosen.ip_filter.access(endpoints.COMMAND_ADDRESS) == 0
+
+
+@pytest.mark.parametrize("bootstrap", [ON_THIS_MACHINE, ON_A_LAN], ids=["loopback", "private"])
+def test_a_test_network_lifts_libtorrents_limits_on_nodes_sharing_an_address(bootstrap):
+    chosen = settings(Network(bootstrap, test=True), peer_wire=True)
+
+    assert not any(chosen[name] for name in CROWDING_LIMITS if name != "dht_block_ratelimit")
+    assert chosen["dht_block_ratelimit"] > lt.default_settings()["dht_block_ratelimit"]
+
+
+def test_a_test_network_on_this_machine_puts_commands_on_their_own_address_and_out_of_each_others_way():
+    chosen = params(Network(ON_THIS_MACHINE, test=True), peer_wire=True)
+
+    assert chosen.settings["listen_interfaces"] == f"{endpoints.COMMAND_ADDRESS}:0"
+    assert chosen.ip_filter.access(endpoints.COMMAND_ADDRESS) == 1
+    assert chosen.settings["allow_multiple_connections_per_ip"]
+
+
+def test_a_test_network_elsewhere_binds_no_loopback_address():
+    """A lab's test network spans hosts: commands there listen on every interface."""
+    chosen = params(Network(ON_A_LAN, test=True))
+
+    assert chosen.settings["listen_interfaces"].startswith("0.0.0.0:")
+    assert chosen.ip_filter.access(endpoints.COMMAND_ADDRESS) == 0
+
+
+@pytest.mark.parametrize(
+    "network, routers",
+    [
+        (endpoints.PUBLIC, ",".join(f"{host}:{port}" for host, port in endpoints.DEFAULT_BOOTSTRAP)),
+        (Network(ON_A_LAN), ""),
+        (Network(ON_THIS_MACHINE, test=True), ""),
+    ],
+    ids=["public", "private", "test"],
+)
+def test_only_the_internets_bootstrap_nodes_are_given_to_libtorrent_as_routers(network, routers):
+    """libtorrent never files a router in its routing table; other bootstrap nodes are pinged as ordinary nodes."""
+    assert settings(network)["dht_bootstrap_nodes"] == routers
