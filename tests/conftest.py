@@ -1,4 +1,5 @@
-"""Fixtures: a local DHT swarm, machines that run the real `cclink` command on it, and short project paths.
+"""Fixtures: a local DHT swarm, machines that run the real `cclink` command on it, desks that run flows in
+process over an in-memory DHT, and short project paths.
 
 The helpers behind them are in the support package (tests/support/): a
 `Machine` is cclink.dev.machine's, a HOME of its own with a fake `claude` first
@@ -11,10 +12,13 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
+from support.desks import Clock, Desk
 from support.machines import SWARM_NODES, Machine
+from support.records import MemoryItems
 
 from cclink.dev.testnet import Testnet
 
@@ -42,7 +46,7 @@ def machines(tmp_path, swarm):
     """A factory of Machines on the shared swarm: machines("laptop"), machines("desktop")."""
 
     def make(name: str) -> Machine:
-        return Machine(tmp_path, name, swarm.bootstrap)
+        return Machine(tmp_path, name, swarm.network)
 
     return make
 
@@ -77,3 +81,14 @@ def short_dir():
     path = Path(tempfile.mkdtemp(prefix="cc", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def desks(tmp_path, monkeypatch):
+    """A factory of Desks (flows run in process) sharing one in-memory DHT and one clock: desks("laptop")."""
+    items, clock = MemoryItems(), Clock(time.time())
+
+    def make(name: str) -> Desk:
+        return Desk(tmp_path, name, items, clock, monkeypatch)
+
+    return make

@@ -1,4 +1,4 @@
-"""carry.place() on hostile carried files: real age (pyrage), real archives, a temp HOME.
+"""placing.place() on hostile carried files: real age (pyrage), real archives, a temp HOME.
 
 A publisher who can encrypt to the picker chooses every byte of the carried
 file. Whatever it holds, place() must end in one of cclink's own errors with
@@ -21,7 +21,7 @@ from support.carry import with_junk_stanzas
 from support.machines import require
 
 from cclink.errors import MalformedArchive, NoSpace, WireError
-from cclink.flows import carry
+from cclink.flows import carry, placing
 from cclink.local import claude
 from cclink.wire import agecrypt
 
@@ -48,8 +48,8 @@ def encrypted(path: Path, plaintext: bytes, identity: pyrage.x25519.Identity) ->
     return path
 
 
-def place(ciphertext: Path, identity: pyrage.x25519.Identity, home: Path) -> carry.Placed:
-    return carry.place(ciphertext, identity, SESSION, publisher_project=PUBLISHER_PROJECT, local_project=home / "app")
+def place(ciphertext: Path, identity: pyrage.x25519.Identity, home: Path) -> placing.Placed:
+    return placing.place(ciphertext, identity, SESSION, publisher_project=PUBLISHER_PROJECT, local_project=home / "app")
 
 
 def left_behind(home: Path) -> list[Path]:
@@ -86,7 +86,7 @@ def test_what_the_cwd_rewrite_adds_is_written_within_the_limit(tmp_path, home, i
     local = home / ("a-much-longer-local-project-directory" * 3)
 
     with pytest.raises(NoSpace):
-        carry.place(ciphertext, identity, SESSION, publisher_project=PUBLISHER_PROJECT, local_project=local)
+        placing.place(ciphertext, identity, SESSION, publisher_project=PUBLISHER_PROJECT, local_project=local)
 
     assert left_behind(home) == []
 
@@ -125,12 +125,12 @@ CHILD = """
 import resource, sys
 import pyrage
 from pathlib import Path
-from cclink.flows import carry
+from cclink.flows import placing
 from cclink.errors import CclinkError
 
 identity = pyrage.x25519.Identity.from_str(Path(sys.argv[2]).read_text())
 try:
-    carry.place(
+    placing.place(
         Path(sys.argv[1]), identity, sys.argv[3], publisher_project="/home/a/app", local_project=Path.home() / "app"
     )
     outcome = "placed"

@@ -15,7 +15,7 @@ from support import terminal
 
 from cclink import text
 from cclink.cli import console
-from cclink.errors import Aborted, NoInput, UsageError
+from cclink.errors import NoInput, UsageError
 
 VAR = "CCLINK_TEST_SECRET"
 
@@ -169,11 +169,11 @@ def test_prompts_menus_and_spinner_escape_what_they_show() -> None:
     body = f"""
     import time
     TITLE, ERASE = {TITLE!r}, {ERASE!r}
-    with console.spinner("Looking up " + TITLE) as spin:
+    with console.progress("Looking up " + TITLE) as spin:
         time.sleep(0.25)
         spin.update("Fetching " + ERASE)
         time.sleep(0.25)
-    console.choose("Pick " + ERASE, ["first " + TITLE])
+    console.choose("Pick " + ERASE, ["first " + TITLE], when_not_interactive=0)
     report(console.confirm("Resume " + TITLE + "?", assume_yes=False, when_not_interactive=True))
     """
     _, output = interactive(body, [("Number (1-1): ", b"1\n"), ("? [y/N] ", b"n\n")])
@@ -308,7 +308,8 @@ def test_confirm_asks_on_the_terminal(typed: bytes, expected: bool) -> None:
 
 def test_choose_reasks_until_a_valid_number() -> None:
     result, output = interactive(
-        "run(lambda: console.choose('Several sessions match; which one?', ['first', 'second', 'third']))",
+        "run(lambda: console.choose('Several sessions match; which one?', ['first', 'second', 'third'],"
+        " when_not_interactive=0))",
         [
             ("Number (1-3): ", b"abc\n"),
             ("Number (1-3): ", b"0\n"),
@@ -322,17 +323,18 @@ def test_choose_reasks_until_a_valid_number() -> None:
 
 
 def test_choose_end_of_input_aborts() -> None:
-    result, _ = interactive("run(lambda: console.choose('Pick', ['a', 'b']))", [("Number (1-2): ", b"\x04")])
+    result, _ = interactive(
+        "run(lambda: console.choose('Pick', ['a', 'b'], when_not_interactive=0))", [("Number (1-2): ", b"\x04")]
+    )
     assert result == "'Aborted: nothing was chosen'"
 
 
-def test_choose_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(sys, "stdin", io.StringIO("x\n3\n"))
-    assert console.choose("Pick", ["a", "b", "c"]) == 2
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    with pytest.raises(Aborted):
-        console.choose("Pick", ["a"])
-    assert capsys.readouterr().out == ""
+def test_choose_without_a_terminal_takes_the_given_option_and_shows_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("1\n"))
+    assert console.choose("Pick", ["a", "b", "c"], when_not_interactive=2) == 2
+    assert capsys.readouterr() == ("", "")
 
 
 # --- spinner ---------------------------------------------------------------------------------------
@@ -340,7 +342,7 @@ def test_choose_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
 
 def test_spinner_silent_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
     threads = threading.active_count()
-    with console.spinner("Publishing") as spin:
+    with console.progress("Publishing") as spin:
         assert threading.active_count() == threads
         spin.update("Retrying")
         time.sleep(0.25)
@@ -349,14 +351,14 @@ def test_spinner_silent_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixt
 
 def test_spinner_lets_exceptions_through() -> None:
     with pytest.raises(UsageError):
-        with console.spinner("Publishing"):
+        with console.progress("Publishing"):
             raise UsageError("boom")
 
 
 def test_spinner_on_a_terminal() -> None:
     body = """
     import time
-    with console.spinner("Publishing to the DHT") as spin:
+    with console.progress("Publishing to the DHT") as spin:
         time.sleep(0.35)
         spin.update("Retrying in 2s")
         time.sleep(0.35)
@@ -376,7 +378,7 @@ def test_spinner_on_a_terminal() -> None:
 def test_spinner_never_wraps_a_narrow_terminal() -> None:
     body = """
     import time
-    with console.spinner("x" * 100):
+    with console.progress("x" * 100):
         time.sleep(0.2)
     report(0)
     """
@@ -389,7 +391,7 @@ def test_spinner_falls_back_to_ascii() -> None:
     _, output = interactive(
         """
     import time
-    with console.spinner("Working"):
+    with console.progress("Working"):
         time.sleep(0.25)
     report(0)
     """,

@@ -39,7 +39,6 @@ import dns.rrset
 import pytest
 from support.machines import Machine, require
 
-from cclink.dev.testnet import HOST
 from cclink.errors import BadSignature, MalformedPacket
 from cclink.net import record_store
 from cclink.net.dht_client import get as dht_get
@@ -432,7 +431,7 @@ BAD_PUBKEYS = {
 
 def dht_item(swarm, public_key: bytes) -> MutableItem | None:
     """Whatever item the DHT holds under public_key, signed properly or not."""
-    return dht_get([(HOST, swarm.port)], public_key, lambda item: True, timeout=GET_TIMEOUT)
+    return dht_get(swarm.network, public_key, lambda item: True, timeout=GET_TIMEOUT)
 
 
 @pytest.mark.parametrize(
@@ -698,7 +697,7 @@ BAD_RECORDS: dict[str, tuple[Builder, int, str]] = {
 
 def put_value(swarm, identity: Identity, value: bytes) -> None:
     """Store value as identity's BEP 44 item: a valid outer signature over whatever bytes we crafted."""
-    published = RecordStore([(HOST, swarm.port)]).put_message(identity, value)
+    published = RecordStore.on_dht(swarm.network).put_message(identity, value)
     assert published.nodes > 0
 
 

@@ -18,11 +18,14 @@ from pathlib import Path
 
 import pytest
 from support.carry import READY, WAIT, files_under, finish, short_project, wait_for_line
+from support.ui import ScriptedUI
 
 from cclink.errors import NotFound, TransferError
-from cclink.flows import carry, publish
+from cclink.flows import acknowledgement, carry, publish
+from cclink.flows.environment import Environment
+from cclink.flows.keystore import KeyStore
 from cclink.net import bittorrent, record_store
-from cclink.net.endpoints import parse_bootstrap
+from cclink.net.endpoints import Network
 from cclink.wire import archive, payload, record
 from cclink.wire.keys import Identity, PublicKey
 from cclink.wire.payload import CarryInfo, Payload
@@ -294,7 +297,7 @@ def test_a_local_copy_is_never_replaced_without_consent_and_nothing_is_downloade
 
 def publish_carry_record(
     machine,
-    bootstrap: str,
+    network: Network,
     session_file: Path,
     project: Path,
     *,
@@ -307,9 +310,7 @@ def publish_carry_record(
     another key (data_for) than the record.
     """
     identity = Identity(bytes.fromhex(machine.key_file.read_text().strip()))
-    host, port = bootstrap.rsplit(":", 1)
-    endpoints = [(host, int(port))]
-    outgoing = carry.Outgoing(session_file, (data_for or identity).public_key.age_recipient(), endpoints)
+    outgoing = carry.Outgoing(session_file, (data_for or identity).public_key.age_recipient(), network)
     info = outgoing.info()
     if sha256 is not None:
         info = CarryInfo(info.info_hash, info.size, sha256, info.hints)
@@ -317,7 +318,7 @@ def publish_carry_record(
     signed = record.new_record(
         identity, payload.seal(body, identity.public_key.age_recipient()), ttl=600, now=time.time()
     )
-    record_store.RecordStore(endpoints).publish(identity, signed)
+    record_store.RecordStore.on_dht(network).publish(identity, signed)
     return outgoing
 
 
@@ -330,7 +331,7 @@ def keep_seeding(outgoing: carry.Outgoing, process: subprocess.Popen) -> None:
 def test_data_that_does_not_match_the_signed_sha256_is_refused_and_nothing_is_written(paired, swarm, short_dir):
     laptop, desktop = paired
     project, _, file = session_to_carry(laptop, short_dir, 200_000)
-    with publish_carry_record(laptop, swarm.bootstrap, file, project, sha256=bytes(32)) as outgoing:
+    with publish_carry_record(laptop, swarm.network, file, project, sha256=bytes(32)) as outgoing:
         picker = desktop.spawn("pickup", "-y", "--project-dir", str(desktop.project("app")))
         keep_seeding(outgoing, picker)
         code, _, err = finish(picker)
@@ -345,7 +346,7 @@ def test_data_encrypted_to_another_key_than_the_record_is_refused_and_nothing_is
     laptop, desktop = paired
     project, _, file = session_to_carry(laptop, short_dir, 200_000)
     stranger = Identity(os.urandom(32))
-    with publish_carry_record(laptop, swarm.bootstrap, file, project, data_for=stranger) as outgoing:
+    with publish_carry_record(laptop, swarm.network, file, project, data_for=stranger) as outgoing:
         picker = desktop.spawn("pickup", "-y", "--project-dir", str(desktop.project("app")))
         keep_seeding(outgoing, picker)
         code, _, err = finish(picker)
@@ -406,26 +407,24 @@ def test_nobody_fetching_within_the_carry_timeout_is_one_sentence_and_the_handof
 
 def carry_published_in_process(
     laptop, swarm, short_dir, monkeypatch
-) -> tuple[record_store.RecordStore, publish.PublishOutcome]:
+) -> tuple[record_store.RecordStore, publish.Publication]:
     """The publish flow of `cclink --carry`, run in this process as the laptop; the caller serves and closes it."""
     project, session_id, _ = session_to_carry(laptop, short_dir, 50_000)
     monkeypatch.setenv("HOME", str(laptop.home))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    monkeypatch.chdir(project)
-    dht = record_store.RecordStore(parse_bootstrap(swarm.bootstrap))
-    return dht, publish.publish(publish.PublishRequest(session_id=session_id, carry=True), dht, time.time())
+    dht = record_store.RecordStore.on_dht(swarm.network)
+    env = Environment(project, "laptop", time.time, KeyStore(laptop.key_file), dht, swarm.network)
+    return dht, publish.publish(publish.PublishRequest(session_id=session_id, carry=True), ScriptedUI(), env)
 
 
 def test_a_seeding_publisher_puts_its_record_again_so_that_dht_nodes_keep_it(paired, swarm, short_dir, monkeypatch):
     laptop, _ = paired
-    dht, outcome = carry_published_in_process(laptop, swarm, short_dir, monkeypatch)
+    dht, publication = carry_published_in_process(laptop, swarm, short_dir, monkeypatch)
+    outcome = publication.outcome
     first = dht.resolve(outcome.publisher)
 
-    try:
-        with pytest.raises(TransferError):  # nobody fetches it: seeding ends at the timeout
-            publish.serve_carry(outcome, dht, timeout=3, on_status=lambda status: None, renew_every=0.5)
-    finally:
-        outcome.outgoing.close()
+    with publication, pytest.raises(TransferError):  # nobody fetches it: seeding ends at the timeout
+        publication.serve_carry(ScriptedUI(), timeout=3, renew_every=0.5)
 
     renewed = dht.resolve(outcome.publisher)
     assert renewed.seq > first.seq
@@ -435,7 +434,7 @@ def test_a_seeding_publisher_puts_its_record_again_so_that_dht_nodes_keep_it(pai
 def test_a_publisher_that_is_gone_gives_a_clear_error_after_the_fetch_timeout(paired, swarm, short_dir):
     laptop, desktop = paired
     project, _, file = session_to_carry(laptop, short_dir, 50_000)
-    publish_carry_record(laptop, swarm.bootstrap, file, project).close()  # record published, seeder gone
+    publish_carry_record(laptop, swarm.network, file, project).close()  # record published, seeder gone
 
     result = desktop.run("pickup", "-y", "--fetch-timeout", "3", "--project-dir", str(desktop.project("app")))
 
@@ -451,7 +450,7 @@ def test_an_interrupted_download_resumes_where_it_stopped(paired, swarm, short_d
     session_id = str(uuid.uuid4())
     transcript = realistic_transcript(project, session_id, 10_000) + noise_line(project, 3_000_000)
     file = write_session(laptop, project, transcript, session_id)
-    with publish_carry_record(laptop, swarm.bootstrap, file, project) as outgoing:
+    with publish_carry_record(laptop, swarm.network, file, project) as outgoing:
         info = outgoing.info()
         # What an interrupted pickup leaves behind: the first half of the download, in the cache.
         partial = desktop.home / ".cache" / "cclink" / "incoming" / info.info_hash.hex() / "carry.age"
@@ -564,9 +563,9 @@ def claim_the_whole_file(endpoint: tuple[str, int], info_hash: bytes, size: int)
             pass
 
 
-def download_like_a_stranger(info_hash: bytes, size: int, hint: tuple[str, int], bootstrap: str, into: Path) -> bytes:
+def download_like_a_stranger(info_hash: bytes, size: int, hint: tuple[str, int], network: Network, into: Path) -> bytes:
     """The whole encrypted file, fetched by a libtorrent session that knows only what a peer on the DHT can see."""
-    with bittorrent.Fetcher(info_hash, size, into, parse_bootstrap(bootstrap), [hint]) as fetcher:
+    with bittorrent.Fetcher(info_hash, size, into, network, [hint]) as fetcher:
         deadline = time.monotonic() + WAIT
         while not fetcher.poll(0.2).finished:
             assert time.monotonic() < deadline, "the stranger never got the file"
@@ -591,11 +590,11 @@ def test_strangers_that_claim_or_download_the_file_neither_end_the_carry_nor_fir
         monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
 
         claim_the_whole_file(hint, info_hash, size)
-        stolen = download_like_a_stranger(info_hash, size, hint, swarm.bootstrap, tmp_path / "stolen")
+        stolen = download_like_a_stranger(info_hash, size, hint, swarm.network, tmp_path / "stolen")
 
         assert len(stolen) == size
         publisher_key = PublicKey.parse(laptop.public_key_z32())
-        still = record_store.RecordStore(parse_bootstrap(swarm.bootstrap)).resolve(publisher_key)
+        still = record_store.RecordStore.on_dht(swarm.network).resolve(publisher_key)
         assert still.record.burn and publisher.poll() is None
 
         desktop.ok("pickup", "-y", "--fetch-timeout", "30", "--project-dir", str(desktop.project("app")))
@@ -615,7 +614,8 @@ def test_strangers_that_claim_or_download_the_file_neither_end_the_carry_nor_fir
 @pytest.mark.parametrize("elsewhere", ["revoked", "replaced"])
 def test_renewal_stops_instead_of_undoing_a_revoke_or_a_newer_handoff(paired, swarm, short_dir, monkeypatch, elsewhere):
     laptop, desktop = paired
-    dht, outcome = carry_published_in_process(laptop, swarm, short_dir, monkeypatch)
+    dht, publication = carry_published_in_process(laptop, swarm, short_dir, monkeypatch)
+    outcome = publication.outcome
     if elsewhere == "revoked":
         desktop.ok("revoke", "-y")
     else:
@@ -623,11 +623,8 @@ def test_renewal_stops_instead_of_undoing_a_revoke_or_a_newer_handoff(paired, sw
         newer = desktop.add_session(other)
         desktop.ok(cwd=other)
 
-    try:
-        with pytest.raises(NotFound) as stopped:
-            publish.serve_carry(outcome, dht, timeout=WAIT, on_status=lambda status: None, renew_every=0.5)
-    finally:
-        outcome.outgoing.close()
+    with publication, pytest.raises(NotFound) as stopped:
+        publication.serve_carry(ScriptedUI(), timeout=WAIT, renew_every=0.5)
 
     assert str(stopped.value) == "the handoff was revoked or replaced elsewhere; stopped offering the session"
     if elsewhere == "revoked":
@@ -637,21 +634,20 @@ def test_renewal_stops_instead_of_undoing_a_revoke_or_a_newer_handoff(paired, sw
         assert json.loads(desktop.ok("pickup", "--json").stdout)["session_id"] == newer
 
 
-def publish_declared_carry(machine, bootstrap: str, size: int) -> None:
+def publish_declared_carry(machine, network: Network, size: int) -> None:
     """A record promising carried data of `size` bytes that nobody seeds."""
     identity = Identity(bytes.fromhex(machine.key_file.read_text().strip()))
-    endpoints = parse_bootstrap(bootstrap)
     info = CarryInfo(os.urandom(20), size, os.urandom(32))
     body = Payload(str(uuid.uuid4()), "laptop", "/tmp/nowhere").with_carry(info)
     signed = record.new_record(
         identity, payload.seal(body, identity.public_key.age_recipient()), ttl=600, now=time.time()
     )
-    record_store.RecordStore(endpoints).publish(identity, signed)
+    record_store.RecordStore.on_dht(network).publish(identity, signed)
 
 
 def test_a_declared_size_beyond_what_cclink_accepts_is_refused_before_downloading(paired, swarm):
     laptop, desktop = paired
-    publish_declared_carry(laptop, swarm.bootstrap, carry.MAX_UNPACKED + 1)
+    publish_declared_carry(laptop, swarm.network, carry.MAX_UNPACKED + 1)
 
     result = desktop.run("pickup", "-y", "--fetch-timeout", "5", "--project-dir", str(desktop.project("app")))
 
@@ -664,7 +660,7 @@ def test_a_declared_size_beyond_what_cclink_accepts_is_refused_before_downloadin
 
 def test_a_declared_size_beyond_the_free_space_is_refused_before_downloading(paired, swarm):
     laptop, desktop = paired
-    publish_declared_carry(laptop, swarm.bootstrap, 3 << 29)  # 1.5 GiB, within the cap
+    publish_declared_carry(laptop, swarm.network, 3 << 29)  # 1.5 GiB, within the cap
     with small_disk(desktop.home / ".cache", 2 << 30):  # 2 GiB: less than that plus the 1 GiB kept free
         result = desktop.run("pickup", "-y", "--fetch-timeout", "5", "--project-dir", str(desktop.project("app")))
 
@@ -675,20 +671,22 @@ def test_a_declared_size_beyond_the_free_space_is_refused_before_downloading(pai
         assert desktop.launches() == []
 
 
-PUBLIC = [("router.bittorrent.com", 6881)]
-ON_THIS_MACHINE = [("127.0.0.1", 6881)]
-LAB = [("10.77.0.1", 6881)]
+PUBLIC = Network((("router.bittorrent.com", 6881),))
+ON_THIS_MACHINE = Network((("127.0.0.1", 6881),))
+LAB = Network((("10.77.0.1", 6881),))
 
 
 @pytest.mark.parametrize(
-    "bootstrap, kept",
+    "network, kept",
     [
         (PUBLIC, [("8.8.8.8", 1), ("2606:4700::1111", 4)]),
         (ON_THIS_MACHINE, [("127.0.0.2", 2), ("::1", 6)]),
         (LAB, [("192.168.1.10", 3), ("10.0.0.5", 5), ("fd00::1", 7)]),
     ],
 )
-def test_only_address_hints_of_the_dhts_own_scope_are_kept(bootstrap, kept):
+@pytest.mark.parametrize("test", [False, True], ids=["real", "test"])
+def test_only_address_hints_of_the_dhts_own_scope_are_kept(network, kept, test):
+    """Scope follows where the DHT is, whether or not it is a test network."""
     hints = [
         ("8.8.8.8", 1),
         ("127.0.0.2", 2),
@@ -701,7 +699,7 @@ def test_only_address_hints_of_the_dhts_own_scope_are_kept(bootstrap, kept):
         ("0.0.0.0", 9),
         ("224.0.0.1", 10),
     ]
-    assert bittorrent.in_scope(hints, bootstrap) == kept
+    assert bittorrent.in_scope(hints, Network(network.bootstrap, test=test)) == kept
 
 
 def test_on_the_public_dht_the_peer_wire_refuses_addresses_no_public_peer_has():
@@ -749,14 +747,14 @@ def test_only_whoever_decrypted_the_archive_can_acknowledge_it(swarm):
 
     Its item must also name the carry's info-hash.
     """
-    bootstrap = parse_bootstrap(swarm.bootstrap)
+    network = swarm.network
     info = CarryInfo(os.urandom(20), 1000, os.urandom(32))
     archive_sha256, guessed = os.urandom(32), os.urandom(32)
-    assert not carry.is_acknowledged(info, archive_sha256, bootstrap)
+    assert not acknowledgement.is_acknowledged(info, archive_sha256, network)
 
-    carry.acknowledge(info, archive_sha256, bootstrap)
+    acknowledgement.acknowledge(info, archive_sha256, network)
 
-    assert carry.is_acknowledged(info, archive_sha256, bootstrap)
-    assert not carry.is_acknowledged(info, guessed, bootstrap)
+    assert acknowledgement.is_acknowledged(info, archive_sha256, network)
+    assert not acknowledgement.is_acknowledged(info, guessed, network)
     another_carry = CarryInfo(os.urandom(20), 1000, info.sha256)
-    assert not carry.is_acknowledged(another_carry, archive_sha256, bootstrap)
+    assert not acknowledgement.is_acknowledged(another_carry, archive_sha256, network)

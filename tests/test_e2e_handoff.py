@@ -23,7 +23,6 @@ import pytest
 from support.machines import Machine
 
 import cclink
-from cclink.dev.testnet import HOST
 from cclink.net.record_store import RecordStore
 from cclink.wire import payload
 from cclink.wire.keys import Identity
@@ -481,7 +480,7 @@ def test_expired_record_is_refused_with_how_long_ago(laptop: Machine, swarm) -> 
     blob = payload.seal(Payload(session_id, "laptop", str(project)), identity.public_key.age_recipient())
     # Published 2h 1m ago for one minute: it expired two hours (and the seconds this test takes) ago.
     record = new_record(identity, blob, ttl=60, now=time.time() - 7260)
-    RecordStore([(HOST, swarm.port)]).publish(identity, record)
+    RecordStore.on_dht(swarm.network).publish(identity, record)
 
     result = laptop.run("pickup", "-y")
     error = assert_fails(result, 7, f"the handoff from {identity.public_key.fingerprint} expired", machines=(laptop,))
@@ -558,12 +557,12 @@ def read_line(stream, deadline: float) -> str:
     return buffer.decode().rstrip("\n")
 
 
-def start_testnet(machine: Machine, nodes: int) -> tuple[subprocess.Popen, str]:
-    """`cclink testnet` running in the background, and the bootstrap it announced."""
+def start_testnet(machine: Machine, nodes: int) -> tuple[subprocess.Popen, dict[str, str]]:
+    """`cclink testnet` running in the background, and the environment its line exports."""
     process = machine.spawn("testnet", "--nodes", str(nodes), text=False)
     try:
         line = read_line(process.stdout, time.monotonic() + 60)
-        match = re.fullmatch(r"CCLINK_BOOTSTRAP=(127\.0\.0\.1:\d+)", line)
+        match = re.fullmatch(r"export CCLINK_NETWORK=test CCLINK_BOOTSTRAP=(127\.0\.0\.1:\d+)", line)
         assert match, line
         # The note on stderr comes last before the command waits for a signal.
         assert "DHT nodes on 127.0.0.1" in read_line(process.stderr, time.monotonic() + 30)
@@ -571,7 +570,7 @@ def start_testnet(machine: Machine, nodes: int) -> tuple[subprocess.Popen, str]:
         process.kill()
         process.wait()
         raise
-    return process, match.group(1)
+    return process, {"CCLINK_NETWORK": "test", "CCLINK_BOOTSTRAP": match.group(1)}
 
 
 def wait_until_main_thread_sleeps(process: subprocess.Popen, deadline: float) -> None:
@@ -608,9 +607,8 @@ def stop(process: subprocess.Popen, signum: int) -> tuple[int, str]:
 
 def test_testnet_command_carries_a_handoff_and_stops_on_sigterm(same_key: SameKey) -> None:
     laptop, desktop, _ = same_key
-    process, bootstrap = start_testnet(laptop, 3)
+    process, own_dht = start_testnet(laptop, 3)
     try:
-        own_dht = {"CCLINK_BOOTSTRAP": bootstrap}
         project = laptop.project("app")
         session_id = laptop.add_session(project)
         desktop_project = desktop.project("app")

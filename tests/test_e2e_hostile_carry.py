@@ -21,6 +21,7 @@ from support.archives import HOSTILE, SESSION, SESSION_FILE, raw_archive
 from support.carry import files_under, finish, short_project, with_junk_stanzas
 
 from cclink.net import bittorrent, record_store
+from cclink.net.endpoints import Network, format_endpoint
 from cclink.wire import payload, record
 from cclink.wire.keys import Identity
 from cclink.wire.payload import CarryInfo, Payload
@@ -31,14 +32,12 @@ WIRE = 5
 
 
 @contextlib.contextmanager
-def hostile_publisher(machine, bootstrap: str, ciphertext: Path, project: Path) -> Iterator[bittorrent.Seeder]:
+def hostile_publisher(machine, network: Network, ciphertext: Path, project: Path) -> Iterator[bittorrent.Seeder]:
     """Seed ciphertext as it is and publish a genuine record about it, under the machine's own key."""
     identity = Identity(bytes.fromhex(machine.key_file.read_text().strip()))
-    host, port = bootstrap.rsplit(":", 1)
-    endpoints = [(host, int(port))]
-    with bittorrent.Seeder(endpoints) as seeder:
+    with bittorrent.Seeder(network) as seeder:
         seeder.seed(ciphertext)
-        hints = tuple(bittorrent.format_endpoint(e) for e in seeder.listen_endpoints())
+        hints = tuple(format_endpoint(e) for e in seeder.listen_endpoints())
         info = CarryInfo(
             seeder.info_hash,
             seeder.size,
@@ -49,7 +48,7 @@ def hostile_publisher(machine, bootstrap: str, ciphertext: Path, project: Path) 
         signed = record.new_record(
             identity, payload.seal(body, identity.public_key.age_recipient()), ttl=600, now=time.time()
         )
-        record_store.RecordStore(endpoints).publish(identity, signed)
+        record_store.RecordStore.on_dht(network).publish(identity, signed)
         yield seeder
 
 
@@ -75,7 +74,7 @@ def test_a_crafted_carried_file_ends_in_one_sentence_and_leaves_nothing(paired, 
     ciphertext.parent.mkdir()
     ciphertext.write_bytes(craft(laptop))
 
-    with hostile_publisher(laptop, swarm.bootstrap, ciphertext, project) as seeder:
+    with hostile_publisher(laptop, swarm.network, ciphertext, project) as seeder:
         picker = desktop.spawn("pickup", "-y", "--project-dir", str(desktop.project("app")))
         while picker.poll() is None:
             seeder.poll(0.2)

@@ -20,7 +20,6 @@ from support import terminal
 from support.carry import READY, WAIT, finish, wait_for_line
 from support.machines import Machine
 
-from cclink.dev.testnet import HOST
 from cclink.net.record_store import RecordStore
 from cclink.wire import payload
 from cclink.wire.keys import Identity
@@ -60,7 +59,7 @@ def publish_crafted(machine: Machine, swarm, body: Payload) -> None:
     """
     identity = Identity(seed_of(machine))
     record = new_record(identity, payload.seal(body, identity.public_key.age_recipient()), ttl=3600, now=time.time())
-    RecordStore([(HOST, swarm.port)]).publish(identity, record)
+    RecordStore.on_dht(swarm.network).publish(identity, record)
 
 
 def outgoing_cache(machine: Machine) -> Path:

@@ -26,50 +26,56 @@ def key_file(home: Path) -> Path:
     return home / ".pubky" / "secret_key"
 
 
+def keys(home: Path) -> keystore.KeyStore:
+    return keystore.KeyStore(key_file(home))
+
+
 def test_init_asks_for_a_passphrase_and_the_key_opens_with_it(home: Path) -> None:
-    created = keystore.init(ScriptedUI.answering(secrets=[PASSPHRASE]), None, no_passphrase=False, assume_yes=False)
+    created = keystore.init(
+        ScriptedUI.answering(secrets=[PASSPHRASE]), keys(home), None, no_passphrase=False, assume_yes=False
+    )
 
     assert created.encrypted and not created.imported and created.path == key_file(home)
-    assert keystore.load_identity(ScriptedUI.answering(secrets=[PASSPHRASE])).public_key == created.public_key
+    assert keys(home).load(ScriptedUI.answering(secrets=[PASSPHRASE])).public_key == created.public_key
     with pytest.raises(WrongPassphrase):
-        keystore.load_identity(ScriptedUI.answering(secrets=["incorrect horse battery"]))
+        keys(home).load(ScriptedUI.answering(secrets=["incorrect horse battery"]))
 
 
 def test_init_without_a_passphrase_asks_nothing(home: Path) -> None:
     ui = ScriptedUI.answering()
-    created = keystore.init(ui, None, no_passphrase=True, assume_yes=False)
+    created = keystore.init(ui, keys(home), None, no_passphrase=True, assume_yes=False)
 
     assert not created.encrypted and ui.asked == []
-    assert keystore.load_identity(ScriptedUI.answering()).public_key == created.public_key
+    assert keys(home).load(ScriptedUI.answering()).public_key == created.public_key
 
 
 def test_a_weak_passphrase_writes_nothing(home: Path) -> None:
     with pytest.raises(WeakSecret):
-        keystore.init(ScriptedUI.answering(secrets=["short"]), None, no_passphrase=False, assume_yes=False)
+        keystore.init(ScriptedUI.answering(secrets=["short"]), keys(home), None, no_passphrase=False, assume_yes=False)
     assert not key_file(home).exists()
 
 
 @pytest.mark.parametrize(("answer", "interactive"), [(False, True), (None, False)], ids=["declined", "no-terminal"])
 def test_an_existing_key_is_kept_unless_the_person_agrees(home: Path, answer: bool | None, interactive: bool) -> None:
-    first = keystore.init(ScriptedUI.answering(), None, no_passphrase=True, assume_yes=False)
+    first = keystore.init(ScriptedUI.answering(), keys(home), None, no_passphrase=True, assume_yes=False)
     before = key_file(home).read_bytes()
     ui = ScriptedUI.answering(answers=[] if answer is None else [answer], interactive=interactive)
 
     with pytest.raises(Aborted):
-        keystore.init(ui, None, no_passphrase=True, assume_yes=False)
+        keystore.init(ui, keys(home), None, no_passphrase=True, assume_yes=False)
 
     assert key_file(home).read_bytes() == before
-    assert keystore.whoami(ScriptedUI.answering())[0] == first.public_key
+    assert keystore.whoami(ScriptedUI.answering(), keys(home))[0] == first.public_key
 
 
 @pytest.mark.parametrize("ui", [ScriptedUI.answering(answers=[True]), ScriptedUI.answering(interactive=False)])
 def test_an_existing_key_is_replaced_when_agreed_or_with_yes(home: Path, ui: ScriptedUI) -> None:
-    first = keystore.init(ScriptedUI.answering(), None, no_passphrase=True, assume_yes=False)
+    first = keystore.init(ScriptedUI.answering(), keys(home), None, no_passphrase=True, assume_yes=False)
 
-    second = keystore.init(ui, None, no_passphrase=True, assume_yes=not ui.interactive)
+    second = keystore.init(ui, keys(home), None, no_passphrase=True, assume_yes=not ui.interactive)
 
     assert second.public_key != first.public_key
-    assert keystore.whoami(ScriptedUI.answering())[0] == second.public_key
+    assert keystore.whoami(ScriptedUI.answering(), keys(home))[0] == second.public_key
 
 
 def test_importing_an_encrypted_key_asks_its_passphrase_then_a_new_one(home: Path, tmp_path: Path) -> None:
@@ -78,11 +84,11 @@ def test_importing_an_encrypted_key_asks_its_passphrase_then_a_new_one(home: Pat
     keyfile.save_identity(source, identity, "old passphrase 123")
     ui = ScriptedUI.answering(secrets=["old passphrase 123", PASSPHRASE])
 
-    imported = keystore.init(ui, str(source), no_passphrase=False, assume_yes=False)
+    imported = keystore.init(ui, keys(home), str(source), no_passphrase=False, assume_yes=False)
 
     assert imported.imported and imported.public_key == identity.public_key
     assert ui.asked == [
         "Passphrase of the key being imported: ",
         "New passphrase for the key (at least 8 characters): ",
     ]
-    assert keystore.load_identity(ScriptedUI.answering(secrets=[PASSPHRASE])).public_key == identity.public_key
+    assert keys(home).load(ScriptedUI.answering(secrets=[PASSPHRASE])).public_key == identity.public_key

@@ -9,12 +9,18 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 import typer.main
 
 from cclink import text
 from cclink.cli import exits, render
+
+if TYPE_CHECKING:
+    from cclink.errors import UnknownSession
+    from cclink.flows.environment import Environment
+    from cclink.flows.publish import PublishOutcome
 
 app = typer.Typer(
     add_completion=False,
@@ -57,8 +63,6 @@ def publish_command(
     ),
 ) -> None:
     """Publish this directory's session (the default command)."""
-    import time
-
     from cclink.cli import console
     from cclink.errors import UnknownSession, UsageError
     from cclink.flows import publish
@@ -75,26 +79,20 @@ def publish_command(
         carry=carry,
         allow_missing=missing_ok,
     )
-    rendezvous = _rendezvous()
     try:
-        outcome = publish.publish(request, rendezvous, time.time())
+        publication = publish.publish(request, console, _environment())
     except UnknownSession as error:
         raise UnknownSession(_unknown_session_advice(error), error.session_id) from None
-    try:
-        _show_published(outcome, qr, as_json)
-        if outcome.outgoing is not None:
-            _serve_carry(outcome, rendezvous, carry_timeout or ttl)
-    except KeyboardInterrupt:
-        # From here on the record is out, whenever the Ctrl-C comes.
-        if outcome.outgoing is not None:
-            console.say("Stopped offering the session; the handoff stays published until it expires.")
-        raise
-    finally:
-        if outcome.outgoing is not None:
-            outcome.outgoing.close()
+    with publication:
+        _show_published(publication.outcome, qr, as_json)
+        if publication.carrying:
+            sys.stdout.flush()
+            result = publication.serve_carry(console, carry_timeout or ttl)
+            if result.revoked:
+                console.say("Burn-after-read: the handoff was revoked.")
 
 
-def _unknown_session_advice(error) -> str:
+def _unknown_session_advice(error: UnknownSession) -> str:
     """The error's sentence, ending with the command a typo was probably meant to be, or with --missing-ok."""
     import difflib
 
@@ -106,7 +104,7 @@ def _unknown_session_advice(error) -> str:
     return f"{error.message}; to publish the id of a session on another machine (a synced ~/.claude), add --missing-ok"
 
 
-def _show_published(outcome, qr: bool, as_json: bool) -> None:
+def _show_published(outcome: PublishOutcome, qr: bool, as_json: bool) -> None:
     from cclink.cli import console
 
     if as_json:
@@ -125,24 +123,6 @@ def _show_published(outcome, qr: bool, as_json: bool) -> None:
     console.out(expires + render.mode_line(outcome))
     if qr:
         console.out(console.qr_text(outcome.pickup_command))
-
-
-def _serve_carry(outcome, rendezvous, timeout: int) -> None:
-    from cclink.cli import console
-    from cclink.flows import publish
-
-    size = text.format_bytes(outcome.outgoing.seeder.size)
-    console.say(f"Offering the session ({size} encrypted) until it is fetched; keep this running. Ctrl-C stops.")
-    sys.stdout.flush()
-
-    def show(status) -> None:
-        spin.update(text.seeding_status(status.peers, status.uploaded, status.upload_rate))
-
-    with console.spinner("Seeding: waiting for the other machine") as spin:
-        result = publish.serve_carry(outcome, rendezvous, timeout, show)
-    console.say(f"The session was fetched ({text.format_bytes(result.uploaded)} sent).")
-    if result.revoked:
-        console.say("Burn-after-read: the handoff was revoked.")
 
 
 @app.command("pickup")
@@ -165,11 +145,10 @@ def pickup_command(
     ),
 ) -> None:
     """Find, verify and decrypt a handoff, then resume it."""
-    import time
-
     from cclink.cli import console
     from cclink.errors import UsageError
     from cclink.flows import pickup
+    from cclink.local import claude
     from cclink.wire.keys import PublicKey
 
     if fetch_timeout <= 0:
@@ -178,11 +157,11 @@ def pickup_command(
         raise UsageError("--fetch resumes the session; it cannot be combined with --qr or --json")
     publisher = PublicKey.parse(pubkey) if pubkey is not None else None
     launching = not (qr or as_json)
-    rendezvous = _rendezvous()
+    env = _environment()
     outcome = pickup.pickup(
         publisher,
-        rendezvous,
-        time.time(),
+        console,
+        env,
         assume_yes=yes,
         confirm=launching,
         force_fetch=fetch,
@@ -198,9 +177,10 @@ def pickup_command(
     else:
         if outcome.revoked:
             console.say("Burn-after-read: the handoff was revoked.")
-        pickup.resume(
-            outcome, rendezvous, project_dir=project_dir, assume_yes=yes, fetch_timeout=fetch_timeout, lan=lan
+        resumption = pickup.resume(
+            outcome, console, env, project_dir=project_dir, assume_yes=yes, fetch_timeout=fetch_timeout, lan=lan
         )
+        claude.resume(resumption.session_id, resumption.directory)
 
 
 @app.command("init")
@@ -215,7 +195,7 @@ def init_command(
     from cclink.cli import console
     from cclink.flows import keystore
 
-    outcome = keystore.init(console, import_from, no_passphrase, yes)
+    outcome = keystore.init(console, keystore.KeyStore.default(), import_from, no_passphrase, yes)
     verb = "Imported" if outcome.imported else "Created"
     console.out(f"{verb} key {outcome.public_key.display}")
     console.out(f"Saved to {outcome.path} ({'passphrase-protected' if outcome.encrypted else 'unencrypted'}).")
@@ -227,7 +207,7 @@ def whoami_command(as_json: bool = typer.Option(False, "--json", help="Print as 
     from cclink.cli import console
     from cclink.flows import keystore
 
-    public_key, path = keystore.whoami(console)
+    public_key, path = keystore.whoami(console, keystore.KeyStore.default())
     if as_json:
         render.print_json(
             {"public_key": public_key.display, "fingerprint": public_key.fingerprint, "key_file": str(path)}
@@ -246,7 +226,7 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print as JS
     from cclink.cli import console
     from cclink.flows import manage
 
-    outcome = manage.list_active(_rendezvous())
+    outcome = manage.list_active(console, _environment())
     now = time.time()
     record = outcome.record
     if as_json:
@@ -267,12 +247,10 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print as JS
 @app.command("revoke")
 def revoke_command(yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask first.")) -> None:
     """Revoke your active handoff."""
-    import time
-
     from cclink.cli import console
     from cclink.flows import manage
 
-    manage.revoke(_rendezvous(), time.time(), assume_yes=yes)
+    manage.revoke(console, _environment(), assume_yes=yes)
     console.out("Revoked.")
 
 
@@ -293,10 +271,10 @@ def testnet_command(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with Testnet(nodes, port) as net:
-        console.out(f"CCLINK_BOOTSTRAP={net.bootstrap}", flush=True)
+        console.out(net.export_line(), flush=True)
         console.say(
-            f"{nodes} DHT node{'s' if nodes != 1 else ''} on 127.0.0.1; "
-            "export the line above in other shells. Ctrl-C stops."
+            f"{nodes} DHT node{'s' if nodes != 1 else ''} on 127.0.0.1, a test network; "
+            "run the line above in other shells. Ctrl-C stops."
         )
         # Short waits: a signal handler runs only when the main thread wakes.
         while not stop.wait(0.5):
@@ -354,8 +332,8 @@ def main(argv: list[str] | None = None) -> None:
         exits.leave(error)
 
 
-def _rendezvous():
-    from cclink.net import endpoints
-    from cclink.net.record_store import RecordStore
+def _environment() -> Environment:
+    from cclink.flows.environment import Environment
+    from cclink.net.endpoints import Network
 
-    return RecordStore(endpoints.bootstrap_from_environment())
+    return Environment.of_this_process(Network.from_environment())

@@ -113,10 +113,15 @@ def confirm(question: str, *, assume_yes: bool, when_not_interactive: bool) -> b
     return answer is not None and answer.strip().lower() in ("y", "yes")
 
 
-def choose(title: str, options: list[str]) -> int:
-    """The 0-based index of an option picked from a numbered menu; asks again until it gets one."""
+def choose(title: str, options: list[str], *, when_not_interactive: int) -> int:
+    """The 0-based index of an option picked from a numbered menu; asks again until it gets one.
+
+    Without a person to ask (see is_interactive), when_not_interactive.
+    """
     if not options:
         raise ValueError("choose() needs at least one option")
+    if not is_interactive():
+        return when_not_interactive
     lines = [title] + [f"  {n}) {option}" for n, option in enumerate(options, 1)]
     sys.stderr.write("\n".join(printable(line) for line in lines) + "\n")
     while True:
@@ -190,8 +195,8 @@ class Spinner:
             pass
 
 
-def spinner(message: str) -> Spinner:
-    """`with spinner("Publishing") as spin: ...`; spin.update(text) changes the message."""
+def progress(message: str) -> Spinner:
+    """`with progress("Publishing") as spin: ...`; spin.update(text) changes the message."""
     return Spinner(message)
 
 

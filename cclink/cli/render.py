@@ -7,17 +7,25 @@ from __future__ import annotations
 
 import datetime
 import os
+from typing import TYPE_CHECKING, Any
 
 from cclink.cli import console
 
+if TYPE_CHECKING:
+    from cclink.flows.manage import ListOutcome
+    from cclink.flows.pickup import PickupOutcome
+    from cclink.flows.publish import PublishOutcome
+    from cclink.wire.payload import CarryInfo
+    from cclink.wire.record import Record
 
-def print_json(data: dict) -> None:
+Json = dict[str, Any]
 
+
+def print_json(data: Json) -> None:
     console.out(console.safe_json(data))
 
 
 def utc(timestamp: float) -> str:
-
     return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -28,20 +36,19 @@ def home_relative(path: str) -> str:
     return path
 
 
-def audience(record) -> str:
+def audience(record: Record) -> str:
     if record.pin_salt is not None:
         return "anyone with the PIN"
-    if record.recipient is not None:
-        return record.recipient_key().display
-    return "your own key"
+    recipient = record.recipient_key()
+    return recipient.display if recipient is not None else "your own key"
 
 
-def mode_line(outcome) -> str:
+def mode_line(outcome: PublishOutcome) -> str:
     parts = []
     if outcome.mode == "pin":
         parts.append("PIN-protected")
-    elif outcome.mode == "share":
-        parts.append(f"Shared with {outcome.record.recipient_key().display}")
+    elif outcome.mode == "share" and (recipient := outcome.record.recipient_key()) is not None:
+        parts.append(f"Shared with {recipient.display}")
     if outcome.record.burn:
         parts.append("burn after read")
     if not parts:
@@ -50,7 +57,7 @@ def mode_line(outcome) -> str:
     return f" {text[:1].upper()}{text[1:]}."
 
 
-def record_json(record) -> dict:
+def record_json(record: Record) -> Json:
     recipient = record.recipient_key()
     return {
         "created_at": record.created_at,
@@ -62,7 +69,7 @@ def record_json(record) -> dict:
     }
 
 
-def publish_json(outcome) -> dict:
+def publish_json(outcome: PublishOutcome) -> Json:
     return {
         "session_id": outcome.session_id,
         "project": outcome.project,
@@ -72,11 +79,11 @@ def publish_json(outcome) -> dict:
         "seq": outcome.published.seq,
         "nodes": outcome.published.nodes,
         "pickup_command": outcome.pickup_command,
-        "carry": carry_json(outcome.outgoing.info()) if outcome.outgoing else None,
+        "carry": carry_json(outcome.carry) if outcome.carry else None,
     }
 
 
-def carry_json(info) -> dict:
+def carry_json(info: CarryInfo) -> Json:
     return {
         "size": info.size,
         "sha256": info.sha256.hex(),
@@ -85,7 +92,7 @@ def carry_json(info) -> dict:
     }
 
 
-def pickup_json(outcome) -> dict:
+def pickup_json(outcome: PickupOutcome) -> Json:
     return {
         "session_id": outcome.payload.session_id,
         "project": outcome.payload.project,
@@ -99,7 +106,7 @@ def pickup_json(outcome) -> dict:
     }
 
 
-def list_json(outcome, now: float) -> dict:
+def list_json(outcome: ListOutcome, now: float) -> Json:
     data = {"publisher": outcome.publisher.display, **record_json(outcome.record), "seq": outcome.seq}
     data["expired"] = outcome.record.is_expired(now)
     if outcome.payload is not None:

@@ -1,4 +1,9 @@
-"""Your own key: create or import it, load it (asking for its passphrase through the UI), say where it is."""
+"""Your own key: create or import it, load it (asking for its passphrase through the UI), say where it is.
+
+The CLI hands the flows a `KeyStore` for the key file's place
+(~/.pubky/secret_key, where the Rust cclink keeps it too); tests hand one
+under a temporary directory.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +19,22 @@ from cclink.wire.keys import Identity, PublicKey
 PASSPHRASE_ENV = "CCLINK_PASSPHRASE"
 
 
-def load_identity(ui: UI) -> Identity:
-    """The user's key, asking for its passphrase only if it is encrypted."""
-    path = files.key_path()
-    return keyfile.load_identity(path, lambda: ui.secret(f"Passphrase for {path}: ", PASSPHRASE_ENV))
+@dataclass(frozen=True)
+class KeyStore:
+    """Where the user's key lives."""
 
+    path: Path
 
-def has_identity() -> bool:
-    return files.key_path().exists()
+    @classmethod
+    def default(cls) -> KeyStore:
+        return cls(files.key_path())
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def load(self, ui: UI) -> Identity:
+        """The user's key, asking for its passphrase only if it is encrypted."""
+        return keyfile.load_identity(self.path, lambda: ui.secret(f"Passphrase for {self.path}: ", PASSPHRASE_ENV))
 
 
 @dataclass(frozen=True)
@@ -32,9 +45,9 @@ class InitOutcome:
     imported: bool
 
 
-def init(ui: UI, import_from: str | None, no_passphrase: bool, assume_yes: bool) -> InitOutcome:
+def init(ui: UI, keys: KeyStore, import_from: str | None, no_passphrase: bool, assume_yes: bool) -> InitOutcome:
     """Create or import the key, encrypted with a passphrase unless told otherwise."""
-    path = files.key_path()
+    path = keys.path
     if import_from is not None:
         identity = _read_import(ui, import_from)
     else:
@@ -62,5 +75,5 @@ def _read_import(ui: UI, source: str) -> Identity:
     )
 
 
-def whoami(ui: UI) -> tuple[PublicKey, Path]:
-    return load_identity(ui).public_key, files.key_path()
+def whoami(ui: UI, keys: KeyStore) -> tuple[PublicKey, Path]:
+    return keys.load(ui).public_key, keys.path

@@ -1,19 +1,18 @@
 """Picking up a handoff: find, verify, check, decrypt, confirm, revoke a burn, then resume (fetching a carry first).
 
 Everything that can fail on this machine is checked before the question is
-asked, and so before a burn record is revoked.
+asked, and so before a burn record is revoked. Like every flow, it asks
+through a UI and knows the machine through an Environment; it never starts
+claude itself but returns a `Resumption` for the CLI to carry out.
 """
 
 from __future__ import annotations
 
-import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
 
 from cclink import text
-from cclink.cli import console
 from cclink.errors import (
     Aborted,
     CannotDecrypt,
@@ -24,16 +23,14 @@ from cclink.errors import (
     WireError,
     WrongPin,
 )
-from cclink.flows.keystore import has_identity, load_identity
+from cclink.flows.environment import Environment
 from cclink.flows.publish import PIN_ENV
+from cclink.flows.ui import UI
 from cclink.local import claude
 from cclink.wire import agecrypt, kdf, payload
 from cclink.wire.keys import Identity, PublicKey
 from cclink.wire.payload import Payload
 from cclink.wire.record import Record
-
-if TYPE_CHECKING:
-    from cclink.net.record_store import RecordStore
 
 DEFAULT_FETCH_TIMEOUT = 60.0
 
@@ -67,8 +64,8 @@ class PickupOutcome:
 
 def pickup(
     publisher: PublicKey | None,
-    rendezvous: RecordStore,
-    now: float,
+    ui: UI,
+    env: Environment,
     *,
     assume_yes: bool,
     confirm: bool,
@@ -80,26 +77,27 @@ def pickup(
     With confirm (the session is to be resumed), everything that can fail
     here is checked before asking, and so before a burn record is revoked.
     """
+    now = env.clock()
     identity: Identity | None
     if publisher is None:
-        identity = load_identity(console)
+        identity = env.keys.load(ui)
         publisher = identity.public_key
     else:
-        identity = load_identity(console) if has_identity() else None
-    with console.spinner(f"Looking up {publisher.fingerprint} on the DHT") as spin:
-        resolved = rendezvous.resolve(
-            publisher, on_retry=lambda d: spin.update(f"DHT unreachable; retrying in {d:.0f}s")
+        identity = env.keys.load(ui) if env.keys.exists() else None
+    with ui.progress(f"Looking up {publisher.fingerprint} on the DHT") as shown:
+        resolved = env.records.resolve(
+            publisher, on_retry=lambda d: shown.update(f"DHT unreachable; retrying in {d:.0f}s")
         )
     record = resolved.record
     _refuse_expired(record, now)
-    body, decryptor = _decrypt(record, publisher, identity, now)
+    body, decryptor = _decrypt(record, publisher, identity, ui, now)
     session = claude.find_session(body.session_id)
     if force_fetch and body.carry is None:
         raise UsageError("this handoff does not carry the session data, so there is nothing to fetch (--fetch)")
     fetch = body.carry is not None and (force_fetch or session is None)
     if confirm:
-        _check_can_resume(body, session, fetch, project_dir)
-        if not console.confirm(_resume_question(body, record, now), assume_yes=assume_yes, when_not_interactive=True):
+        _check_can_resume(body, session, fetch, project_dir, env.cwd)
+        if not ui.confirm(_resume_question(body, record, now), assume_yes=assume_yes, when_not_interactive=True):
             raise Aborted("pickup cancelled; the handoff is still published")
     notes: list[str] = []
     revoked = False
@@ -107,8 +105,8 @@ def pickup(
         notes.append("This is a burn-after-read handoff: its publisher revokes it once the session is fetched.")
     elif record.burn:
         if identity is not None and identity.public_key == publisher:
-            with console.spinner("Revoking the burn-after-read record"):
-                rendezvous.revoke(identity)
+            with ui.progress("Revoking the burn-after-read record"):
+                env.records.revoke(identity)
             revoked = True
         else:
             notes.append(
@@ -118,10 +116,12 @@ def pickup(
     return PickupOutcome(publisher, record, body, session, revoked, notes, fetch, decryptor)
 
 
-def _check_can_resume(body: Payload, session: claude.Session | None, fetch: bool, project_dir: Path | None) -> None:
+def _check_can_resume(
+    body: Payload, session: claude.Session | None, fetch: bool, project_dir: Path | None, cwd: Path
+) -> None:
     """Raise what resume() would raise about this machine, before anything is asked, fetched or revoked."""
     if project_dir is not None:
-        _checked_project_dir(project_dir)
+        _checked_project_dir(project_dir, cwd)
     if session is None and not fetch:
         raise _not_on_this_machine(body.session_id)
     claude.check_can_resume(body.session_id, None)
@@ -142,13 +142,13 @@ def _refuse_expired(record: Record, now: float) -> None:
 
 
 def _decrypt(
-    record: Record, publisher: PublicKey, identity: Identity | None, now: float
+    record: Record, publisher: PublicKey, identity: Identity | None, ui: UI, now: float
 ) -> tuple[Payload, agecrypt.Identity]:
     """The payload, and the age identity that opened it (it opens a carried session too)."""
     age = text.format_duration(max(0.0, now - record.created_at))
     origin = f"the handoff from {publisher.display} ({age} old)"
     if record.pin_salt is not None:
-        pin = console.secret("PIN: ", PIN_ENV)
+        pin = ui.secret("PIN: ", PIN_ENV)
         pin_identity = kdf.pin_identity(pin, record.pin_salt)
         try:
             return payload.open_payload(record.blob, pin_identity), pin_identity
@@ -179,32 +179,43 @@ def _resume_question(body: Payload, record: Record, now: float) -> str:
     return f"Resume session {body.session_id} ({where}{host}, published {age} ago)?"
 
 
+@dataclass(frozen=True)
+class Resumption:
+    """What the CLI runs: `claude --resume=<session_id>`, in directory when there is one."""
+
+    session_id: str
+    directory: Path | None
+
+
 def resume(
     outcome: PickupOutcome,
-    rendezvous: RecordStore,
+    ui: UI,
+    env: Environment,
     *,
     project_dir: Path | None = None,
     assume_yes: bool = False,
     fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
     lan: bool = False,
-) -> NoReturn:
-    """Start `claude --resume` for a picked-up session (fetching it first for --carry), or explain why it cannot."""
+) -> Resumption:
+    """Get a picked-up session ready to resume (fetching it first for --carry), or explain why it cannot be."""
     session, where = outcome.session, outcome.project_dir
     if outcome.fetch:
         session, where = fetch_session(
-            outcome, rendezvous, project_dir=project_dir, assume_yes=assume_yes, fetch_timeout=fetch_timeout, lan=lan
+            outcome, ui, env, project_dir=project_dir, assume_yes=assume_yes, fetch_timeout=fetch_timeout, lan=lan
         )
     elif project_dir is not None:
-        where = _checked_project_dir(project_dir)
+        where = _checked_project_dir(project_dir, env.cwd)
     if session is None:
         raise _not_on_this_machine(outcome.payload.session_id)
-    console.say(f"Resuming session {outcome.payload.session_id}...")
-    claude.resume(outcome.payload.session_id, where)
+    claude.check_can_resume(outcome.payload.session_id, where)
+    ui.say(f"Resuming session {outcome.payload.session_id}...")
+    return Resumption(outcome.payload.session_id, where)
 
 
 def fetch_session(
     outcome: PickupOutcome,
-    rendezvous: RecordStore,
+    ui: UI,
+    env: Environment,
     *,
     project_dir: Path | None,
     assume_yes: bool,
@@ -212,23 +223,23 @@ def fetch_session(
     lan: bool = False,
 ) -> tuple[claude.Session, Path]:
     """Download, check, decrypt and place a carried session; return it and the directory to resume in."""
-    from cclink.flows import carry  # libtorrent's peer side and tarfile: only for --carry
+    from cclink.flows import acknowledgement, carry, placing  # libtorrent's peer side and tarfile: only for --carry
 
     info, body = outcome.payload.carry, outcome.payload
     assert info is not None and outcome.decryptor is not None
-    local = _local_project(body.project, project_dir, assume_yes)
+    local = _local_project(body.project, project_dir, ui, env.cwd, assume_yes)
 
-    _agree_to_replace(carry.local_copy(body.session_id, local), body.session_id, assume_yes)
+    _agree_to_replace(placing.local_copy(body.session_id, local), body.session_id, ui, assume_yes)
     try:
         with ExitStack() as transfer:
-            with console.spinner(f"Fetching the session ({text.format_bytes(info.size)})") as spin:
+            with ui.progress(f"Fetching the session ({text.format_bytes(info.size)})") as shown:
                 path = transfer.enter_context(
                     carry.fetched(
                         info,
-                        rendezvous.bootstrap,
+                        env.network,
                         stall_timeout=fetch_timeout,
                         lan=lan,
-                        on_progress=lambda p: spin.update(
+                        on_progress=lambda p: shown.update(
                             text.transfer_status("Fetching the session", p.done, p.total, p.rate)
                         ),
                     )
@@ -236,15 +247,15 @@ def fetch_session(
             carry.check_integrity(path, info)
             # The publisher stops seeding (and revokes a burn record) once it sees the
             # acknowledgement, which needs the decrypted archive; it goes out while the session is unpacked.
-            acknowledging: list[carry.Acknowledging] = []
-            placed = carry.place(
+            acknowledging: list[acknowledgement.Acknowledging] = []
+            placed = placing.place(
                 path,
                 outcome.decryptor,
                 body.session_id,
                 publisher_project=body.project,
                 local_project=local,
                 on_decrypted=lambda archive_sha256: acknowledging.append(
-                    carry.Acknowledging(info, archive_sha256, rendezvous.bootstrap)
+                    acknowledgement.Acknowledging(info, archive_sha256, env.network)
                 ),
             )
     except (WireError, CannotDecrypt):
@@ -253,17 +264,17 @@ def fetch_session(
         raise
     carry.forget_download(info)
     if acknowledging and not acknowledging[0].wait():
-        console.say(
+        ui.say(
             "Note: the publisher could not be told that the session arrived; "
             "it offers it until its time runs out or it is stopped."
         )
     for backup in placed.backups:
-        console.say(f"Note: the previous local copy was kept as {backup}")
-    console.say(f"Placed the session at {placed.session_file}")
-    return claude.Session(body.session_id, placed.session_file, str(local), time.time()), local
+        ui.say(f"Note: the previous local copy was kept as {backup}")
+    ui.say(f"Placed the session at {placed.session_file}")
+    return claude.Session(body.session_id, placed.session_file, str(local), env.clock()), local
 
 
-def _agree_to_replace(existing: Path | None, session_id: str, assume_yes: bool) -> None:
+def _agree_to_replace(existing: Path | None, session_id: str, ui: UI, assume_yes: bool) -> None:
     """Ask before fetching over a local copy: asking after the download would waste it, and revoke a burn record."""
     if existing is None:
         return
@@ -271,37 +282,37 @@ def _agree_to_replace(existing: Path | None, session_id: str, assume_yes: bool) 
         f"A copy of session {session_id} is already at {existing}. "
         "Replace it with the carried one where they differ (the old one is kept as a backup)?"
     )
-    if not console.confirm(question, assume_yes=assume_yes, when_not_interactive=False):
+    if not ui.confirm(question, assume_yes=assume_yes, when_not_interactive=False):
         raise Aborted(
             f"kept the local copy of session {session_id} at {existing} and downloaded nothing "
             "(-y replaces it, keeping a backup)"
         )
 
 
-def _local_project(publisher_project: str, project_dir: Path | None, assume_yes: bool) -> Path:
+def _local_project(publisher_project: str, project_dir: Path | None, ui: UI, cwd: Path, assume_yes: bool) -> Path:
     """Where the session belongs here.
 
     --project-dir, else the publisher's path if it exists, else (asked) the current directory.
     """
     if project_dir is not None:
-        return _checked_project_dir(project_dir)
+        return _checked_project_dir(project_dir, cwd)
     if publisher_project and Path(publisher_project).is_dir():
         return Path(publisher_project)
-    cwd = Path.cwd()
     missing = (
         f"The publisher's directory {text.printable(publisher_project)}"
         if publisher_project
         else "The publisher's directory"
     )
-    if not console.confirm(
+    if not ui.confirm(
         f"{missing} does not exist here. Put the session in {cwd}?", assume_yes=assume_yes, when_not_interactive=True
     ):
         raise Aborted("pickup cancelled; choose the directory with --project-dir DIR")
     return cwd
 
 
-def _checked_project_dir(project_dir: Path) -> Path:
-    path = Path(project_dir).expanduser()
+def _checked_project_dir(project_dir: Path, cwd: Path) -> Path:
+    """--project-dir as an absolute directory; a relative one is taken from the current directory."""
+    path = cwd / Path(project_dir).expanduser()
     if not path.is_dir():
         raise UsageError(f"--project-dir {project_dir} is not a directory")
     return path.resolve()

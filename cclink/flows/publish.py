@@ -1,22 +1,23 @@
 """Publishing a handoff: pick the session, seal the record, put it on the DHT; with --carry, seed until acknowledged.
 
-The flow asks through `console` (the next step gives it a UI instead), gets
-the user's key from `keystore`, and reaches the DHT through a `RecordStore`.
-It returns plain results; the CLI decides how they look.
+The flow asks through a UI, knows the machine through an Environment (its
+key store, its record store, the clock), and returns a `Publication`: the
+published handoff, and for --carry the session being offered, which the
+publication owns and deletes when it is closed. The CLI decides how results
+look.
 """
 
 from __future__ import annotations
 
 import secrets
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal
 
 from cclink import text
-from cclink.cli import console
 from cclink.errors import (
     MalformedPayload,
     NetworkError,
@@ -28,17 +29,17 @@ from cclink.errors import (
     UnknownSession,
     UsageError,
 )
-from cclink.flows.keystore import load_identity
+from cclink.flows.environment import Environment
+from cclink.flows.ui import UI, Progress
 from cclink.local import claude
 from cclink.wire import agecrypt, kdf, packet, payload
 from cclink.wire.keys import Identity, PublicKey
-from cclink.wire.payload import Payload
+from cclink.wire.payload import CarryInfo, Payload
 from cclink.wire.record import Record, new_record
 
 if TYPE_CHECKING:
     from cclink.flows.carry import Outgoing
     from cclink.net import krpc
-    from cclink.net.bittorrent import SeedStatus
     from cclink.net.dht_client import Stored
     from cclink.net.record_store import RecordStore
 
@@ -48,6 +49,9 @@ MAX_TTL = 365 * 86400
 # DHT nodes drop items after about two hours; a seeding publisher renews well before.
 RENEW_EVERY = 3600.0
 RENEW_AGAIN_AFTER_FAILURE = 300.0
+
+# Who can open a handoff: the publisher's own key, a colleague's key (--share), or anyone with the PIN.
+Mode = Literal["self", "share", "pin"]
 
 
 # --- publish ----------------------------------------------------------------------
@@ -72,12 +76,10 @@ class PublishOutcome:
     project: str
     record: Record
     published: Stored
-    mode: str  # "self", "share" or "pin"
+    mode: Mode
     pickup_command: str
     notes: list[str] = field(default_factory=list)
-    # With --carry: the session being seeded, and the key that renews or revokes the record meanwhile.
-    outgoing: Outgoing | None = field(default=None, repr=False)
-    identity: Identity | None = field(default=None, repr=False)
+    carry: CarryInfo | None = None  # with --carry: what the record tells the picker about the session data
 
 
 def check_publish_request(request: PublishRequest) -> list[str]:
@@ -105,25 +107,19 @@ def check_publish_request(request: PublishRequest) -> list[str]:
     return []
 
 
-def publish(request: PublishRequest, rendezvous: RecordStore, now: float) -> PublishOutcome:
+def publish(request: PublishRequest, ui: UI, env: Environment) -> Publication:
+    """Publish a handoff; for --carry, also pack the session and start offering it.
+
+    Use the result as a context manager: closing it stops offering a
+    carried session and deletes its files (the record stays published).
+    """
     notes = check_publish_request(request)
-    identity = load_identity(console)
-    session_id, project, session_file = _session_to_publish(
-        request.session_id, now, need_file=request.carry, allow_missing=request.allow_missing
-    )
-    body = Payload(session_id=session_id, hostname=socket.gethostname(), project=project)
-    pin_salt = None
-    if request.pin:
-        pin = console.secret(_pin_prompt(request.carry), PIN_ENV, confirm=True)
-        kdf.check_pin(pin, carry=request.carry)
-        pin_salt = secrets.token_bytes(kdf.SALT_SIZE)
-        recipient = kdf.pin_recipient(pin, pin_salt)
-        mode = "pin"
-    elif request.share:
-        recipient, mode = request.share.age_recipient(), "share"
-    else:
-        recipient, mode = identity.public_key.age_recipient(), "self"
-    outgoing = _start_carry(session_file, recipient, rendezvous) if request.carry else None
+    now = env.clock()
+    identity = env.keys.load(ui)
+    chosen = _session_to_publish(request, ui, env, now)
+    body = Payload(session_id=chosen.session_id, hostname=env.hostname, project=chosen.project)
+    recipient, mode, pin_salt = _recipient(request, ui, identity)
+    outgoing = _start_carry(chosen.file, recipient, ui, env) if request.carry else None
     try:
 
         def seal(body: Payload) -> Record:
@@ -137,26 +133,30 @@ def publish(request: PublishRequest, rendezvous: RecordStore, now: float) -> Pub
                 recipient=request.share,
             )
 
-        record = _fitting_record(identity.public_key, body, seal, outgoing, notes)
-        with console.spinner("Publishing to the DHT"):
-            published = rendezvous.publish(identity, record)
+        record, sealed = _fitting_record(identity.public_key, body, seal, outgoing, notes)
+        with ui.progress("Publishing to the DHT"):
+            published = env.records.publish(identity, record)
     except BaseException:
         if outgoing is not None:
             outgoing.close()
         raise
     command = "cclink pickup" if mode == "self" else f"cclink pickup {identity.public_key.z32}"
-    return PublishOutcome(
-        identity.public_key,
-        session_id,
-        project,
-        record,
-        published,
-        mode,
-        command,
-        notes,
-        outgoing,
-        identity if outgoing is not None else None,
+    outcome = PublishOutcome(
+        identity.public_key, chosen.session_id, chosen.project, record, published, mode, command, notes, sealed.carry
     )
+    return Publication(outcome, outgoing, identity, env.records)
+
+
+def _recipient(request: PublishRequest, ui: UI, identity: Identity) -> tuple[agecrypt.Recipient, Mode, bytes | None]:
+    """Whom the handoff is encrypted to, as (age recipient, mode, PIN salt)."""
+    if request.pin:
+        pin = ui.secret(_pin_prompt(request.carry), PIN_ENV, confirm=True)
+        kdf.check_pin(pin, carry=request.carry)
+        pin_salt = secrets.token_bytes(kdf.SALT_SIZE)
+        return kdf.pin_recipient(pin, pin_salt), "pin", pin_salt
+    if request.share:
+        return request.share.age_recipient(), "share", None
+    return identity.public_key.age_recipient(), "self", None
 
 
 def _pin_prompt(carry: bool) -> str:
@@ -164,18 +164,18 @@ def _pin_prompt(carry: bool) -> str:
     return f"PIN for this handoff (at least {length} characters): "
 
 
-def _start_carry(session_file: Path | None, recipient: agecrypt.Recipient, rendezvous: RecordStore) -> Outgoing:
+def _start_carry(session_file: Path | None, recipient: agecrypt.Recipient, ui: UI, env: Environment) -> Outgoing:
     from cclink.flows import carry  # libtorrent's peer side and tarfile: only for --carry
 
     assert session_file is not None  # _session_to_publish insists for --carry
-    with console.spinner("Packing and encrypting the session"):
-        return carry.Outgoing(session_file, recipient, rendezvous.bootstrap)
+    with ui.progress("Packing and encrypting the session"):
+        return carry.Outgoing(session_file, recipient, env.network)
 
 
 def _fitting_record(
     publisher: PublicKey, body: Payload, seal: Callable[[Payload], Record], outgoing: Outgoing | None, notes: list[str]
-) -> Record:
-    """The sealed record; for --carry, leaving out what it can spare to fit in one DHT item.
+) -> tuple[Record, Payload]:
+    """The sealed record and what it holds; for --carry, leaving out what it can spare to fit in one DHT item.
 
     A DHT item holds 1000 bytes, and the carry details take about a hundred
     of them: the address hints go first (the DHT finds the publisher
@@ -193,24 +193,22 @@ def _fitting_record(
             continue
         if attempt.hostname != body.hostname:
             notes.append("The hostname was left out of the handoff to make room for the carried session's details.")
-        return record
+        return record, attempt
     raise RecordTooLarge("the handoff does not fit in one DHT item (1000 bytes); the project path is too long")
 
 
-def _session_to_publish(
-    session_id: str | None, now: float, *, need_file: bool, allow_missing: bool
-) -> tuple[str, str, Path | None]:
-    """The (session id, project path, session file) to hand off; a named session must be here unless allow_missing."""
-    cwd = Path.cwd()
-    if session_id is not None:
-        found = claude.find_session(session_id)
-        if need_file and found is None:
-            raise SessionError(
-                f"session {session_id} is not in ~/.claude/projects on this machine, so there is nothing to carry"
-            )
-        if found is None and not allow_missing:
-            raise UnknownSession(f"there is no session {session_id} in ~/.claude/projects on this machine", session_id)
-        return session_id, str(cwd), found.file if found else None
+@dataclass(frozen=True)
+class _Chosen:
+    session_id: str
+    project: str
+    file: Path | None  # None for a session that is not on this machine (--missing-ok)
+
+
+def _session_to_publish(request: PublishRequest, ui: UI, env: Environment, now: float) -> _Chosen:
+    """The session to hand off; a named session must be here unless allow_missing, and for --carry."""
+    cwd = env.cwd
+    if request.session_id is not None:
+        return _named_session(request, str(cwd))
     sessions = claude.recent_sessions(cwd, now)
     if not sessions:
         raise SessionError(
@@ -218,10 +216,23 @@ def _session_to_publish(
             "run cclink in the project's directory, or pass the session id"
         )
     chosen = sessions[0]
-    if len(sessions) > 1 and console.is_interactive():
+    if len(sessions) > 1:
         labels = [_session_label(s, now) for s in sessions]
-        chosen = sessions[console.choose("Several sessions match; which one?", labels)]
-    return chosen.session_id, chosen.project or str(cwd), chosen.file
+        chosen = sessions[ui.choose("Several sessions match; which one?", labels, when_not_interactive=0)]
+    return _Chosen(chosen.session_id, chosen.project or str(cwd), chosen.file)
+
+
+def _named_session(request: PublishRequest, cwd: str) -> _Chosen:
+    session_id = request.session_id
+    assert session_id is not None
+    found = claude.find_session(session_id)
+    if request.carry and found is None:
+        raise SessionError(
+            f"session {session_id} is not in ~/.claude/projects on this machine, so there is nothing to carry"
+        )
+    if found is None and not request.allow_missing:
+        raise UnknownSession(f"there is no session {session_id} in ~/.claude/projects on this machine", session_id)
+    return _Chosen(session_id, cwd, found.file if found else None)
 
 
 def _session_label(session: claude.Session, now: float) -> str:
@@ -238,52 +249,95 @@ class CarryResult:
     revoked: bool
 
 
-def serve_carry(
-    outcome: PublishOutcome,
-    rendezvous: RecordStore,
-    timeout: float,
-    on_status: Callable[[SeedStatus], None],
-    renew_every: float = RENEW_EVERY,
-) -> CarryResult:
-    """Seed until the recipient acknowledges that it has the whole session.
+class Publication:
+    """A published handoff and, for --carry, the session offered to the recipient until this is closed."""
 
-    Renews the record meanwhile, and revokes a burn record then. Only the
-    recipient's acknowledgement ends it (see payload.CarryInfo): a peer that
-    merely says it is finished, or downloads the ciphertext, does not.
-    TransferError when nobody fetched it within timeout seconds;
-    NotFound when the record was revoked or replaced elsewhere (renewing
-    would undo that); Ctrl-C (KeyboardInterrupt) stops seeding and leaves
-    the record published.
-    """
-    outgoing, identity = outcome.outgoing, outcome.identity
-    assert outgoing is not None and identity is not None
-    deadline = time.monotonic() + timeout
-    renew_at = time.monotonic() + renew_every
-    last_seq = outcome.published.seq
-    while True:
-        status = outgoing.poll(0.5)
-        on_status(status)
-        if outgoing.acknowledged:
-            break
-        if time.monotonic() >= deadline:
-            raise TransferError(
-                f"nobody fetched session {outcome.session_id} within {text.format_duration(timeout)}; "
-                "its data is no longer offered (the record stays until it expires)"
-            )
-        if time.monotonic() >= renew_at:
-            renewed = _renewed(rendezvous, identity, outcome.record, last_seq)
-            if renewed is not None:
-                last_seq = renewed.seq
-            renew_at = time.monotonic() + (renew_every if renewed else min(renew_every, RENEW_AGAIN_AFTER_FAILURE))
-    revoked = False
-    if outcome.record.burn:
-        with console.spinner("Revoking the burn-after-read record"):
-            rendezvous.revoke(identity)
-        revoked = True
-    return CarryResult(status.uploaded, revoked)
+    def __init__(
+        self, outcome: PublishOutcome, outgoing: Outgoing | None, identity: Identity, records: RecordStore
+    ) -> None:
+        self.outcome = outcome
+        self._outgoing = outgoing
+        self._identity = identity  # renews the record while seeding, and revokes a burn record
+        self._records = records
+
+    @property
+    def carrying(self) -> bool:
+        return self._outgoing is not None
+
+    @property
+    def carry_size(self) -> int:
+        """The encrypted session's size in bytes, for --carry."""
+        assert self._outgoing is not None
+        return self._outgoing.seeder.size
+
+    def __enter__(self) -> Publication:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop offering a carried session and delete its files; the record stays published."""
+        if self._outgoing is not None:
+            self._outgoing.close()
+
+    def serve_carry(self, ui: UI, timeout: float, renew_every: float = RENEW_EVERY) -> CarryResult:
+        """Seed until the recipient acknowledges that it has the whole session.
+
+        Renews the record meanwhile, and revokes a burn record then. Only the
+        recipient's acknowledgement ends it (see payload.CarryInfo): a peer
+        that merely says it is finished, or downloads the ciphertext, does
+        not. TransferError when nobody fetched it within timeout seconds;
+        NotFound when the record was revoked or replaced elsewhere (renewing
+        would undo that); Ctrl-C (KeyboardInterrupt) stops seeding and
+        leaves the record published.
+        """
+        outgoing, outcome = self._outgoing, self.outcome
+        assert outgoing is not None
+        ui.say(
+            f"Offering the session ({text.format_bytes(self.carry_size)} encrypted) until it is fetched; "
+            "keep this running. Ctrl-C stops."
+        )
+        try:
+            with ui.progress("Seeding: waiting for the other machine") as shown:
+                uploaded = self._seed_until_acknowledged(outgoing, shown, timeout, renew_every)
+        except KeyboardInterrupt:
+            ui.say("Stopped offering the session; the handoff stays published until it expires.")
+            raise
+        ui.say(f"The session was fetched ({text.format_bytes(uploaded)} sent).")
+        revoked = False
+        if outcome.record.burn:
+            with ui.progress("Revoking the burn-after-read record"):
+                self._records.revoke(self._identity)
+            revoked = True
+        return CarryResult(uploaded, revoked)
+
+    def _seed_until_acknowledged(self, outgoing: Outgoing, shown: Progress, timeout: float, renew_every: float) -> int:
+        """Bytes uploaded once the recipient acknowledged; renews the record meanwhile."""
+        outcome = self.outcome
+        deadline = time.monotonic() + timeout
+        renew_at = time.monotonic() + renew_every
+        last_seq = outcome.published.seq
+        while True:
+            status = outgoing.poll(0.5)
+            shown.update(text.seeding_status(status.peers, status.uploaded, status.upload_rate))
+            if outgoing.acknowledged:
+                return status.uploaded
+            if time.monotonic() >= deadline:
+                raise TransferError(
+                    f"nobody fetched session {outcome.session_id} within {text.format_duration(timeout)}; "
+                    "its data is no longer offered (the record stays until it expires)"
+                )
+            if time.monotonic() >= renew_at:
+                renewed = _renewed(self._records, self._identity, outcome.record, last_seq)
+                if renewed is not None:
+                    last_seq = renewed.seq
+                renew_at = time.monotonic() + (renew_every if renewed else min(renew_every, RENEW_AGAIN_AFTER_FAILURE))
 
 
-def _renewed(rendezvous: RecordStore, identity: Identity, record: Record, last_seq: int) -> Stored | None:
+def _renewed(records: RecordStore, identity: Identity, record: Record, last_seq: int) -> Stored | None:
     """Put the same record again so DHT nodes keep it; None when the DHT failed (try again sooner).
 
     NotFound when what the DHT holds is newer than the last put (a revocation
@@ -292,20 +346,20 @@ def _renewed(rendezvous: RecordStore, identity: Identity, record: Record, last_s
     """
     message = packet.record_message(identity.public_key, record.to_json())
     try:
-        if _superseded(_newest_item(rendezvous, identity.public_key), last_seq, message):
+        if _superseded(_newest_item(records, identity.public_key), last_seq, message):
             raise NotFound("the handoff was revoked or replaced elsewhere; stopped offering the session")
-        return rendezvous.put_message(identity, message)
+        return records.put_message(identity, message)
     except NetworkError:
         return None
 
 
-def _newest_item(rendezvous: RecordStore, publisher: PublicKey) -> krpc.Item | None:
+def _newest_item(records: RecordStore, publisher: PublicKey) -> krpc.Item | None:
     """The newest item under publisher.
 
     None when the DHT holds only items older than ours (lost ours, or a replay).
     """
     try:
-        return rendezvous.find_item(publisher)
+        return records.find_item(publisher)
     except Rollback:
         return None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -97,6 +98,12 @@ def make_private_dirs(directory: Path) -> None:
             pass  # created concurrently; fine as long as it is a directory
     if not directory.is_dir():
         raise NotADirectoryError(f"{directory} is not a directory")
+
+
+def make_private_temp_dir(parent: Path, prefix: str = "") -> Path:
+    """A new directory (0700) with a name of its own in parent; a missing parent is made as make_private_dirs does."""
+    make_private_dirs(parent)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))  # mkdtemp makes it 0700
 
 
 def _create_temp(directory: Path, name: str) -> tuple[Path, int]:

@@ -118,9 +118,10 @@ class CarryInfo:
     session know. After decrypting, the picker puts a BEP 44 mutable item
     (no salt) under that key's public key, its value `v` the 20-byte
     info-hash as a bencoded string; the publisher takes a verified item
-    there as the proof that the recipient has the session (see carry.py). A
-    peer that merely claims to have the file, or downloads the ciphertext,
-    which anyone who learns the info-hash can, cannot make it.
+    there as the proof that the recipient has the session (see
+    flows/acknowledgement.py). A peer that merely claims to have the file,
+    or downloads the ciphertext, which anyone who learns the info-hash can,
+    cannot make it.
     """
 
     info_hash: bytes

@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 
 @dataclass
 class ScriptedUI:
-    """Secrets and yes/no answers handed out in order; running out of either is the test's mistake."""
+    """Secrets, yes/no answers and menu choices handed out in order; running out of any is the test's mistake."""
 
     secrets: list[str] = field(default_factory=list)
     answers: list[bool] = field(default_factory=list)
     interactive: bool = True
+    choices: list[int] = field(default_factory=list)
     said: list[str] = field(default_factory=list)
     asked: list[str] = field(default_factory=list)
+    menus: list[list[str]] = field(default_factory=list)
+    shown: list[str] = field(default_factory=list)  # progress messages, updates included
 
     @classmethod
     def answering(
-        cls, *, secrets: Iterable[str] = (), answers: Iterable[bool] = (), interactive: bool = True
+        cls,
+        *,
+        secrets: Iterable[str] = (),
+        answers: Iterable[bool] = (),
+        choices: Iterable[int] = (),
+        interactive: bool = True,
     ) -> ScriptedUI:
-        return cls(list(secrets), list(answers), interactive)
+        return cls(list(secrets), list(answers), interactive, list(choices))
 
     def say(self, message: str) -> None:
         self.said.append(message)
@@ -38,3 +47,20 @@ class ScriptedUI:
         self.asked.append(question)
         assert self.answers, f"the flow asked a question the test did not answer: {question!r}"
         return self.answers.pop(0)
+
+    def choose(self, title: str, options: list[str], *, when_not_interactive: int) -> int:
+        if not self.interactive:
+            return when_not_interactive
+        self.asked.append(title)
+        self.menus.append(list(options))
+        assert self.choices, f"the flow offered a menu the test did not choose from: {title!r}"
+        return self.choices.pop(0)
+
+    @contextmanager
+    def progress(self, message: str) -> Iterator[ScriptedUI]:
+        self.shown.append(message)
+        yield self
+
+    def update(self, message: str) -> None:
+        """A progress message replaced while the work goes on (the Progress side of progress())."""
+        self.shown.append(message)

@@ -1,0 +1,103 @@
+"""list and revoke in process: a real key and real age under a temp HOME, a scripted UI, an in-memory DHT."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from support.desks import Desk
+from support.ui import ScriptedUI
+
+from cclink.errors import Aborted, NetworkError, NotFound
+from cclink.flows import manage, publish
+from cclink.flows.publish import PublishOutcome, PublishRequest
+from cclink.net.record_store import Revocation
+
+PIN = "correct horse battery"
+
+
+@pytest.fixture
+def laptop(desks) -> Desk:
+    desk = desks("laptop")
+    desk.make_key()
+    return desk
+
+
+def publish_from(desk: Desk, request: PublishRequest | None = None, secrets: tuple[str, ...] = ()) -> PublishOutcome:
+    request = replace(request or PublishRequest(), session_id=desk.add_session())
+    with publish.publish(request, ScriptedUI.answering(secrets=secrets), desk.env()) as done:
+        return done.outcome
+
+
+def test_list_shows_the_active_handoff_and_what_it_holds(laptop: Desk) -> None:
+    published = publish_from(laptop)
+
+    listed = manage.list_active(ScriptedUI.answering(), laptop.env())
+
+    assert (listed.record, listed.seq) == (published.record, published.published.seq)
+    assert listed.payload is not None and listed.payload.session_id == published.session_id
+
+
+def test_list_of_a_pin_handoff_shows_the_record_but_not_its_contents(laptop: Desk) -> None:
+    publish_from(laptop, PublishRequest(pin=True), secrets=(PIN,))
+
+    listed = manage.list_active(ScriptedUI.answering(), laptop.env())
+
+    assert listed.record.pin_salt is not None and listed.payload is None
+
+
+def test_revoke_asks_then_supersedes_the_record(laptop: Desk) -> None:
+    published = publish_from(laptop)
+    ui = ScriptedUI.answering(answers=[True])
+
+    revoked = manage.revoke(ui, laptop.env(), assume_yes=False)
+
+    assert revoked == published.record
+    assert ui.asked[0].startswith("Revoke the handoff published")
+    assert isinstance(laptop.records.newest(published.publisher), Revocation)
+
+
+@pytest.mark.parametrize("interactive", [True, False], ids=["declined", "no-terminal"])
+def test_revoke_without_a_yes_changes_nothing(laptop: Desk, interactive: bool) -> None:
+    published = publish_from(laptop)
+    ui = ScriptedUI.answering(answers=[False], interactive=interactive)
+
+    with pytest.raises(Aborted, match="pass -y"):
+        manage.revoke(ui, laptop.env(), assume_yes=False)
+    assert laptop.records.newest(published.publisher).record == published.record  # type: ignore[union-attr]
+
+
+def test_list_after_a_revocation_says_none_and_keeps_the_revocation_alive(laptop: Desk) -> None:
+    publish_from(laptop)
+    manage.revoke(ScriptedUI.answering(), laptop.env(), assume_yes=True)
+    puts = laptop.items.puts
+
+    with pytest.raises(NotFound, match="the last one was revoked"):
+        manage.list_active(ScriptedUI.answering(), laptop.env())
+    assert laptop.items.puts == puts + 1
+
+
+def test_revoking_again_puts_the_revocation_again(laptop: Desk) -> None:
+    publish_from(laptop)
+    manage.revoke(ScriptedUI.answering(), laptop.env(), assume_yes=True)
+    ui = ScriptedUI.answering()
+
+    assert manage.revoke(ui, laptop.env(), assume_yes=True) is None
+    assert ui.said == [
+        "The handoff was already revoked; its revocation was put on the DHT again so that nodes keep it."
+    ]
+    laptop.items.nodes = 0
+    with pytest.raises(NetworkError, match="no DHT node stored the revocation again"):
+        manage.revoke(ScriptedUI.answering(), laptop.env(), assume_yes=True)
+
+
+def test_an_older_handoff_than_seen_before_can_still_be_revoked(laptop: Desk) -> None:
+    first = publish_from(laptop)
+    replay = laptop.items.items[first.publisher.raw]
+    publish_from(laptop)
+    laptop.items.plant(first.publisher.raw, replay)
+    ui = ScriptedUI.answering(answers=[True])
+
+    assert manage.revoke(ui, laptop.env(), assume_yes=False) is None
+    assert "maybe a replay" in ui.asked[0]
+    assert isinstance(laptop.records.newest(first.publisher), Revocation)

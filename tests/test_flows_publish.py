@@ -1,0 +1,165 @@
+"""The publish flow in process: a real key, real session files and real age under a temp HOME, a scripted UI,
+and an in-memory DHT (tests/support/desks.py). Carrying the session itself needs BitTorrent: test_e2e_carry.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+from support.desks import Desk
+from support.ui import ScriptedUI
+
+from cclink.errors import (
+    NetworkError,
+    RecordTooLarge,
+    SessionError,
+    UnknownSession,
+    UsageError,
+    WeakSecret,
+)
+from cclink.flows import publish
+from cclink.flows.publish import PublishOutcome, PublishRequest
+from cclink.wire import kdf, payload
+from cclink.wire.keys import Identity
+
+PIN = "correct horse battery"
+
+
+@pytest.fixture
+def laptop(desks) -> Desk:
+    desk = desks("laptop")
+    desk.make_key()
+    return desk
+
+
+def published(desk: Desk, request: PublishRequest | None = None, ui: ScriptedUI | None = None) -> PublishOutcome:
+    """What publishing request (the default: cclink with no options) on desk returned."""
+    with publish.publish(request or PublishRequest(), ui or ScriptedUI.answering(), desk.env()) as publication:
+        assert not publication.carrying
+        return publication.outcome
+
+
+def test_the_newest_session_of_the_directory_is_published_to_ones_own_key(laptop: Desk) -> None:
+    laptop.add_session(age=60)
+    newest = laptop.add_session(age=5)
+    ui = ScriptedUI.answering(interactive=False)
+
+    outcome = published(laptop, ui=ui)
+
+    assert (outcome.session_id, outcome.mode, outcome.pickup_command) == (newest, "self", "cclink pickup")
+    assert outcome.project == str(laptop.machine.project())
+    assert outcome.published.nodes == laptop.items.nodes
+    body = payload.open_payload(outcome.record.blob, laptop.keys.load(ui).age_identity())
+    assert (body.session_id, body.hostname, body.project) == (newest, "laptop", outcome.project)
+    assert "Publishing to the DHT" in ui.shown and ui.asked == []
+
+
+def test_with_several_sessions_a_person_chooses_from_a_menu(laptop: Desk) -> None:
+    older = laptop.add_session(age=60)
+    newest = laptop.add_session(age=5)
+    ui = ScriptedUI.answering(choices=[1])
+
+    outcome = published(laptop, ui=ui)
+
+    assert outcome.session_id == older
+    [menu] = ui.menus
+    assert menu[0].startswith(newest) and menu[1].startswith(older)
+
+
+def test_with_no_recent_session_nothing_is_published(laptop: Desk) -> None:
+    laptop.add_session(age=2 * 86400)
+
+    with pytest.raises(SessionError, match="no Claude Code session from the last 24 hours"):
+        published(laptop)
+    assert laptop.items.items == {}
+
+
+def test_a_named_session_must_be_on_this_machine_unless_missing_is_allowed(laptop: Desk) -> None:
+    elsewhere = "3f2a9c3e-1d5b-4a8e-9f00-5b1b2c3d4e5f"
+
+    with pytest.raises(UnknownSession) as refused:
+        published(laptop, PublishRequest(session_id=elsewhere))
+    assert refused.value.session_id == elsewhere
+    with pytest.raises(SessionError, match="nothing to carry"):
+        published(laptop, PublishRequest(session_id=elsewhere, carry=True))
+    assert laptop.items.items == {}
+
+    outcome = published(laptop, PublishRequest(session_id=elsewhere, allow_missing=True))
+    assert (outcome.session_id, outcome.project) == (elsewhere, str(laptop.machine.project()))
+
+
+def test_a_pin_handoff_opens_with_the_pin_and_names_the_publisher_in_its_command(laptop: Desk) -> None:
+    laptop.add_session()
+    ui = ScriptedUI.answering(secrets=[PIN])
+
+    outcome = published(laptop, PublishRequest(pin=True), ui)
+
+    assert outcome.mode == "pin" and outcome.pickup_command == f"cclink pickup {outcome.publisher.z32}"
+    assert outcome.record.pin_salt is not None
+    body = payload.open_payload(outcome.record.blob, kdf.pin_identity(PIN, outcome.record.pin_salt))
+    assert body.session_id == outcome.session_id
+
+
+def test_a_weak_pin_publishes_nothing(laptop: Desk) -> None:
+    laptop.add_session()
+
+    with pytest.raises(WeakSecret):
+        published(laptop, PublishRequest(pin=True), ScriptedUI.answering(secrets=["1234"]))
+    assert laptop.items.items == {}
+
+
+def test_a_shared_handoff_opens_with_the_colleagues_key_only(laptop: Desk) -> None:
+    laptop.add_session()
+    colleague = Identity.generate()
+
+    outcome = published(laptop, PublishRequest(share=colleague.public_key))
+
+    assert outcome.mode == "share" and outcome.record.recipient_key() == colleague.public_key
+    assert payload.open_payload(outcome.record.blob, colleague.age_identity()).session_id == outcome.session_id
+
+
+@pytest.mark.parametrize(
+    ("request_", "complaint"),
+    [
+        (PublishRequest(pin=True, share=Identity.generate().public_key), "exclude each other"),
+        (PublishRequest(burn=True, share=Identity.generate().public_key), "--burn cannot be combined with --share"),
+        (PublishRequest(ttl=0), "--ttl must be between"),
+        (PublishRequest(ttl=publish.MAX_TTL + 1), "--ttl must be between"),
+        (PublishRequest(session_id="-rf"), "is not a Claude Code session id"),
+    ],
+    ids=["pin-and-share", "burn-and-share", "ttl-zero", "ttl-too-long", "flag-as-id"],
+)
+def test_impossible_requests_are_refused_before_the_key_is_opened(
+    laptop: Desk, request_: PublishRequest, complaint: str
+) -> None:
+    laptop.add_session()
+    ui = ScriptedUI.answering()
+
+    with pytest.raises(UsageError, match=complaint):
+        published(laptop, request_, ui)
+    assert ui.asked == [] and laptop.items.items == {}
+
+
+def test_burn_with_a_pin_warns_that_only_ones_own_key_revokes_it(laptop: Desk) -> None:
+    laptop.add_session()
+
+    outcome = published(laptop, PublishRequest(burn=True, pin=True), ScriptedUI.answering(secrets=[PIN]))
+
+    assert outcome.record.burn
+    assert any("Only a pickup made with your own key can revoke" in note for note in outcome.notes)
+
+
+def test_a_handoff_too_big_for_one_dht_item_is_refused(laptop: Desk) -> None:
+    deep = laptop.machine.project(*(["a-rather-long-directory-name"] * 24))
+    request = PublishRequest(session_id="3f2a9c3e-1d5b-4a8e-9f00-5b1b2c3d4e5f", allow_missing=True)
+
+    with pytest.raises(RecordTooLarge, match="the project path is too long"):
+        publish.publish(request, ScriptedUI.answering(), laptop.env(cwd=deep))
+    assert laptop.items.items == {}
+
+
+def test_an_unreachable_dht_publishes_nothing_and_says_so(laptop: Desk) -> None:
+    laptop.add_session()
+    laptop.items.reachable = False
+
+    with pytest.raises(NetworkError):
+        published(laptop)
