@@ -26,6 +26,7 @@ from cclink.flows.environment import Environment
 from cclink.flows.keystore import KeyStore
 from cclink.net import bittorrent, record_store
 from cclink.net.endpoints import Network
+from cclink.net.seq_memory import SeqMemory
 from cclink.wire import archive, payload, record
 from cclink.wire.keys import Identity, PublicKey
 from cclink.wire.payload import CarryInfo, Payload
@@ -413,7 +414,8 @@ def carry_published_in_process(
     monkeypatch.setenv("HOME", str(laptop.home))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     dht = record_store.RecordStore.on_dht(swarm.network)
-    env = Environment(project, "laptop", time.time, KeyStore(laptop.key_file), dht, swarm.network)
+    keys = KeyStore(laptop.key_file)
+    env = Environment(project, "laptop", time.time, keys, dht, swarm.network, SeqMemory.in_memory())
     return dht, publish.publish(publish.PublishRequest(session_id=session_id, carry=True), ScriptedUI(), env)
 
 

@@ -241,6 +241,42 @@ def test_publish_qr_prints_a_qr_block(laptop: Machine) -> None:
     assert len(qr_rows(result.stdout)) >= 10, result.stdout
 
 
+# --- pickup --wait --------------------------------------------------------------------------
+
+
+def test_a_waiting_pickup_takes_the_handoff_published_after_it_started(same_key: SameKey) -> None:
+    laptop, desktop, _ = same_key
+    project = laptop.project("app")
+    desktop_project = desktop.project("app")
+    first, second = laptop.add_session(project), laptop.add_session(project)
+    for session_id in (first, second):
+        desktop.add_session(desktop_project, session_id)
+    laptop.ok(first, cwd=project)
+    desktop.ok("pickup", "--json")  # the desktop has picked the first one up
+
+    waiting = desktop.spawn("pickup", "--wait", "-y")
+    try:
+        laptop.ok(second, cwd=project)
+        out, err = waiting.communicate(timeout=120)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.communicate()
+
+    assert waiting.returncode == 0, err
+    assert_resumed(desktop, second, desktop_project)
+
+
+def test_a_waiting_pickup_gives_up_at_its_time_with_one_sentence(same_key: SameKey) -> None:
+    laptop, desktop, _ = same_key
+    project = laptop.project("app")
+    laptop.ok(laptop.add_session(project), cwd=project)
+    desktop.ok("pickup", "--json")
+
+    assert_fails(desktop.run("pickup", "--wait", "1"), 7, "no new handoff from", "appeared within 1s")
+    assert_fails(desktop.run("pickup", "--wait", "0"), 2, "--wait takes a number of seconds")
+
+
 # --- --share -----------------------------------------------------------------------------
 
 

@@ -236,3 +236,53 @@ def test_a_dht_unreachable_for_a_moment_is_retried_with_word_of_it(laptop: Desk,
 
     assert outcome.payload.session_id
     assert "DHT unreachable; retrying in 1s" in ui.shown
+
+
+# --- pickup --wait ------------------------------------------------------------------------
+
+
+def test_waiting_takes_the_first_handoff_newer_than_the_last_picked_up(laptop: Desk, desktop: Desk) -> None:
+    first = publish_from(laptop)
+    desktop.add_session(session_id=first.session_id)
+    pick_up(desktop, ScriptedUI.answering(), assume_yes=True)  # the desktop has picked this one up
+    later: list[PublishOutcome] = []
+    laptop.clock.after(5, lambda: later.append(publish_from(laptop)))
+    ui = ScriptedUI.answering()
+
+    outcome = pick_up(desktop, ui, confirm=False, wait=600)
+
+    assert outcome.payload.session_id == later[0].session_id != first.session_id
+    assert ui.shown[0].startswith("Waiting for a new handoff from")
+    assert laptop.clock.slept[:2] == [pickup.WAIT_FIRST_POLL, pickup.WAIT_FIRST_POLL * pickup.WAIT_BACKOFF]
+
+
+def test_a_handoff_never_picked_up_here_is_taken_at_once(laptop: Desk, desktop: Desk) -> None:
+    published = publish_from(laptop)
+
+    outcome = pick_up(desktop, ScriptedUI.answering(), confirm=False, wait=600)
+
+    assert outcome.payload.session_id == published.session_id and laptop.clock.slept == []
+
+
+def test_waiting_polls_less_and_less_often_and_gives_up_at_its_time(laptop: Desk, desktop: Desk) -> None:
+    publish_from(laptop)
+    pick_up(desktop, ScriptedUI.answering(), confirm=False)
+
+    with pytest.raises(NotFound, match="no new handoff from .* appeared within 10m"):
+        pick_up(desktop, ScriptedUI.answering(), confirm=False, wait=600)
+    slept = desktop.clock.slept
+    assert sum(slept) == pytest.approx(600)
+    assert max(slept) == pickup.WAIT_LONGEST_POLL
+    assert slept[:-1] == sorted(slept[:-1])  # never more often than before, until the last, cut short
+
+
+def test_waiting_rides_out_an_unreachable_dht(laptop: Desk, desktop: Desk) -> None:
+    laptop.items.reachable = False
+    laptop.clock.after(3, lambda: setattr(laptop.items, "reachable", True))
+    laptop.clock.after(10, lambda: publish_from(laptop))
+    ui = ScriptedUI.answering()
+
+    outcome = pick_up(desktop, ui, confirm=False, wait=600)
+
+    assert outcome.payload.session_id
+    assert any("the DHT did not answer" in shown for shown in ui.shown)

@@ -33,6 +33,10 @@ app = typer.Typer(
 )
 
 PUBLISH = "publish"
+PICKUP = "pickup"
+# `pickup --wait` alone waits as long as a handoff published now lives by default.
+WAIT_ALONE = 86400
+MAX_WAIT = 365 * 86400.0
 
 
 # --- commands ---------------------------------------------------------------------
@@ -125,7 +129,7 @@ def _show_published(outcome: PublishOutcome, qr: bool, as_json: bool) -> None:
         console.out(console.qr_text(outcome.pickup_command))
 
 
-@app.command("pickup")
+@app.command(PICKUP)
 def pickup_command(
     pubkey: str | None = typer.Argument(None, help="Publisher's public key (default: your own)."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask before resuming."),
@@ -143,6 +147,13 @@ def pickup_command(
         "--lan",
         help="The publisher is on this network: also connect to its private address for a carried session.",
     ),
+    wait: float | None = typer.Option(
+        None,
+        "--wait",
+        metavar="[SECONDS]",
+        help="Start before the publisher: wait for a handoff newer than the last one picked up here "
+        "(up to SECONDS; alone, up to a day).",
+    ),
 ) -> None:
     """Find, verify and decrypt a handoff, then resume it."""
     from cclink.cli import console
@@ -155,6 +166,8 @@ def pickup_command(
         raise UsageError("--fetch-timeout takes a positive number of seconds")
     if fetch and (qr or as_json):
         raise UsageError("--fetch resumes the session; it cannot be combined with --qr or --json")
+    if wait is not None and not 0 < wait <= MAX_WAIT:
+        raise UsageError(f"--wait takes a number of seconds from 1 to {MAX_WAIT:.0f}")
     publisher = PublicKey.parse(pubkey) if pubkey is not None else None
     launching = not (qr or as_json)
     env = _environment()
@@ -166,6 +179,7 @@ def pickup_command(
         confirm=launching,
         force_fetch=fetch,
         project_dir=project_dir,
+        wait=wait,
     )
     for note in outcome.notes:
         console.say(f"Note: {note}")
@@ -321,9 +335,34 @@ def _with_default_command(args: list[str]) -> list[str]:
     return [PUBLISH, *args]
 
 
+def _with_wait_alone(args: list[str]) -> list[str]:
+    """`cclink pickup --wait` without a number means up to WAIT_ALONE seconds.
+
+    (click's options cannot take an optional value, so it is written in here.)
+    """
+    if not args or args[0] != PICKUP:
+        return args
+    written = list(args)
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        following = args[index + 1] if index + 1 < len(args) else ""
+        if arg == "--wait" and not _is_number(following):
+            written[index] = f"--wait={WAIT_ALONE}"
+    return written
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure becomes one sentence on stderr and an exit code."""
-    args = _with_default_command(list(sys.argv[1:] if argv is None else argv))
+    args = _with_wait_alone(_with_default_command(list(sys.argv[1:] if argv is None else argv)))
     exits.unwind_on_termination_signals()
     try:
         # Typer reports its own usage errors (exit 2) and exits; ours land here.

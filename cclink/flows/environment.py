@@ -7,8 +7,9 @@ in-memory record store.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from cclink.flows.keystore import KeyStore
 if TYPE_CHECKING:
     from cclink.net.endpoints import Network
     from cclink.net.record_store import RecordStore
+    from cclink.net.seq_memory import SeqMemory
 
 
 @dataclass(frozen=True)
@@ -27,14 +29,16 @@ class Environment:
     keys: KeyStore
     records: RecordStore  # where handoff records are published and found
     network: Network  # the DHT and BitTorrent peers a carried session travels through
+    pickups: SeqMemory  # per publisher, the seq of the last handoff picked up here (pickup --wait)
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
     @classmethod
     def of_this_process(cls, network: Network) -> Environment:
         import socket
-        import time
 
         from cclink.net.record_store import RecordStore
+        from cclink.net.seq_memory import SeqMemory
 
-        return cls(
-            Path.cwd(), socket.gethostname(), time.time, KeyStore.default(), RecordStore.on_dht(network), network
-        )
+        records = RecordStore.on_dht(network)
+        keys = KeyStore.default()
+        return cls(Path.cwd(), socket.gethostname(), time.time, keys, records, network, SeqMemory.of_pickups())

@@ -18,6 +18,9 @@ from cclink.errors import (
     CannotDecrypt,
     Expired,
     KeyFileError,
+    NetworkError,
+    NotFound,
+    Rollback,
     SessionError,
     UsageError,
     WireError,
@@ -27,12 +30,17 @@ from cclink.flows.environment import Environment
 from cclink.flows.publish import PIN_ENV
 from cclink.flows.ui import UI
 from cclink.local import claude
+from cclink.net.record_store import Resolved
 from cclink.wire import agecrypt, kdf, payload
 from cclink.wire.keys import Identity, PublicKey
 from cclink.wire.payload import Payload
 from cclink.wire.record import Record
 
 DEFAULT_FETCH_TIMEOUT = 60.0
+# pickup --wait polls the DHT gently: often at first (the publisher is usually about to publish), then less.
+WAIT_FIRST_POLL = 2.0
+WAIT_BACKOFF = 1.5
+WAIT_LONGEST_POLL = 30.0
 
 
 # --- pickup -----------------------------------------------------------------------
@@ -71,11 +79,14 @@ def pickup(
     confirm: bool,
     force_fetch: bool = False,
     project_dir: Path | None = None,
+    wait: float | None = None,
 ) -> PickupOutcome:
     """Resolve, verify, check expiry, decrypt, and for one's own burn record, revoke.
 
     With confirm (the session is to be resumed), everything that can fail
     here is checked before asking, and so before a burn record is revoked.
+    With wait, first wait up to that many seconds for a handoff newer than
+    the last one picked up here.
     """
     now = env.clock()
     identity: Identity | None
@@ -84,10 +95,13 @@ def pickup(
         publisher = identity.public_key
     else:
         identity = env.keys.load(ui) if env.keys.exists() else None
-    with ui.progress(f"Looking up {publisher.fingerprint} on the DHT") as shown:
-        resolved = env.records.resolve(
-            publisher, on_retry=lambda d: shown.update(f"DHT unreachable; retrying in {d:.0f}s")
-        )
+    if wait is not None:
+        resolved = _wait_for_new_handoff(publisher, ui, env, wait)
+    else:
+        with ui.progress(f"Looking up {publisher.fingerprint} on the DHT") as shown:
+            resolved = env.records.resolve(
+                publisher, on_retry=lambda d: shown.update(f"DHT unreachable; retrying in {d:.0f}s")
+            )
     record = resolved.record
     _refuse_expired(record, now)
     body, decryptor = _decrypt(record, publisher, identity, ui, now)
@@ -113,7 +127,37 @@ def pickup(
                 "This is a burn-after-read handoff, but only its publisher's key can revoke it; "
                 "it stays until it expires."
             )
+    env.pickups.remember(publisher.raw, resolved.seq)
     return PickupOutcome(publisher, record, body, session, revoked, notes, fetch, decryptor)
+
+
+def _wait_for_new_handoff(publisher: PublicKey, ui: UI, env: Environment, seconds: float) -> Resolved:
+    """The first active handoff under publisher newer than the last one picked up here, polled for up to seconds.
+
+    Until one appears, an unreachable DHT or an older item (a replay, or
+    nodes that lost the newest) only means waiting on.
+    """
+    last = env.pickups.floor(publisher.raw)
+    deadline = env.clock() + seconds
+    delay = WAIT_FIRST_POLL
+    waiting = f"Waiting for a new handoff from {publisher.fingerprint} (Ctrl-C stops)"
+    with ui.progress(waiting) as shown:
+        while True:
+            try:
+                found = env.records.newest(publisher, retry_for=0)  # waiting is retrying enough
+                shown.update(waiting)
+            except (NetworkError, Rollback):
+                found = None
+                shown.update(f"{waiting}; the DHT did not answer, trying again")
+            if isinstance(found, Resolved) and found.seq > last and not found.record.is_expired(env.clock()):
+                return found
+            remaining = deadline - env.clock()
+            if remaining <= 0:
+                raise NotFound(
+                    f"no new handoff from {publisher.display} appeared within {text.format_duration(seconds)}"
+                )
+            env.sleep(min(delay, remaining))
+            delay = min(delay * WAIT_BACKOFF, WAIT_LONGEST_POLL)
 
 
 def _check_can_resume(

@@ -135,15 +135,15 @@ class RecordStore:
         return found
 
     def newest(
-        self, publisher: PublicKey, on_retry: Callable[[float], None] | None = None
+        self, publisher: PublicKey, on_retry: Callable[[float], None] | None = None, *, retry_for: float = RETRY_FOR
     ) -> Resolved | Revocation | None:
         """The newest item under publisher, verified: a record, a revocation, or None when the DHT holds nothing.
 
-        Retries with backoff for about RETRY_FOR seconds while the DHT is
+        Retries with backoff for about retry_for seconds while the DHT is
         unreachable, but a DHT that answers "nothing here" is final at once.
         Raises Rollback when that item is older than one seen before.
         """
-        delay, give_up = 1.0, time.monotonic() + RETRY_FOR
+        delay, give_up = 1.0, time.monotonic() + retry_for
         while True:
             try:
                 item = self.find_item(publisher)

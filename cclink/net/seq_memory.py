@@ -13,6 +13,10 @@ the key. It is read as hostile input (any damage means starting empty, and
 the next write replaces it), bounded to MAX_KEYS keys (the least recently
 remembered go first), and written atomically, 0600, under a lock so that
 concurrent commands merge what they learnt instead of overwriting it.
+
+The same kind of file, a second one, remembers the seq of the last handoff
+this machine picked up per publisher: what `pickup --wait` waits to see
+surpassed.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from cclink.local import files
 from cclink.wire import z32
 
 FILE_NAME = "seen-seqs.json"
-LOCK_NAME = "seen-seqs.lock"
+# The seq of the last handoff picked up per publisher, which `pickup --wait` waits to see surpassed.
+PICKED_UP_FILE_NAME = "picked-up-seqs.json"
 FORMAT_VERSION = 1
 MAX_KEYS = 1000
 # An entry is a 52-character key and a 19-digit seq; anything much larger was not written by cclink.
@@ -58,6 +63,11 @@ class SeqMemory:
         return cls(files.state_dir() / FILE_NAME)
 
     @classmethod
+    def of_pickups(cls) -> SeqMemory:
+        """Per publisher, the seq of the newest handoff this machine picked up, in files.state_dir()."""
+        return cls(files.state_dir() / PICKED_UP_FILE_NAME)
+
+    @classmethod
     def in_memory(cls) -> SeqMemory:
         """A memory of this process alone, for tests and the demo."""
         return cls(None)
@@ -78,7 +88,7 @@ class SeqMemory:
             self._seqs = _updated(self._loaded(), public_key, seq, self.capacity)
             return
         try:
-            with _locked(self.path.parent / LOCK_NAME):
+            with _locked(self.path.with_suffix(".lock")):
                 # Another command may have written since this one read.
                 current = _read(self.path, self.capacity)
                 updated = _updated(current, public_key, seq, self.capacity)

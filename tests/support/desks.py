@@ -10,7 +10,8 @@ environment makes it the desk the process sees.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -31,15 +32,30 @@ UNUSED_NETWORK = Network((("127.0.0.1", 9),), test=True)
 
 @dataclass
 class Clock:
-    """Wall-clock time that moves only when the test says so."""
+    """Wall-clock time that moves only when the test says so, or when a flow sleeps."""
 
     now: float
+    slept: list[float] = field(default_factory=list)
+    _planned: list[tuple[float, Callable[[], object]]] = field(default_factory=list)
 
     def __call__(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+        due = [plan for plan in self._planned if plan[0] <= self.now]
+        self._planned = [plan for plan in self._planned if plan[0] > self.now]
+        for _, action in sorted(due, key=lambda plan: plan[0]):
+            action()
+
+    def sleep(self, seconds: float) -> None:
+        """A flow's sleep: no real waiting, the clock moves on and what was planned for then happens."""
+        self.slept.append(seconds)
+        self.advance(seconds)
+
+    def after(self, seconds: float, action: Callable[[], object]) -> None:
+        """Do action once the clock has moved on by seconds (another machine publishing meanwhile, say)."""
+        self._planned.append((self.now + seconds, action))
 
 
 class Desk:
@@ -51,6 +67,7 @@ class Desk:
         self.clock = clock
         self.keys = KeyStore(self.machine.key_file)
         self.records = RecordStore(items, SeqMemory.in_memory())
+        self.pickups = SeqMemory.in_memory()
         self._monkeypatch = monkeypatch
 
     @property
@@ -73,5 +90,12 @@ class Desk:
         self._monkeypatch.setenv("HOME", str(self.home))
         self._monkeypatch.setenv("PATH", self.machine.env["PATH"])
         return Environment(
-            cwd or self.machine.project(), self.machine.name, self.clock, self.keys, self.records, network
+            cwd or self.machine.project(),
+            self.machine.name,
+            self.clock,
+            self.keys,
+            self.records,
+            network,
+            self.pickups,
+            self.clock.sleep,
         )
