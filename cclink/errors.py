@@ -43,9 +43,19 @@ class NoInput(UsageError):
 
 
 class Aborted(CclinkError):
-    """The user declined a confirmation."""
+    """The input ended where an answer was expected (end of file at a prompt, no choice made)."""
 
     exit_code = 130
+
+
+class NothingDone(CclinkError):
+    """The command had nothing to do, or the person chose that nothing be done: said, but no failure."""
+
+    exit_code = 0
+
+
+class Declined(NothingDone):
+    """The person answered no to a question."""
 
 
 # --- local state ----------------------------------------------------------------

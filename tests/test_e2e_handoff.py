@@ -257,7 +257,7 @@ def test_a_waiting_pickup_takes_the_handoff_published_after_it_started(same_key:
     waiting = desktop.spawn("pickup", "--wait", "-y")
     try:
         laptop.ok(second, cwd=project)
-        out, err = waiting.communicate(timeout=120)
+        _, err = waiting.communicate(timeout=120)
     finally:
         if waiting.poll() is None:
             waiting.kill()
@@ -446,7 +446,7 @@ def test_revoke_without_tty_or_yes_keeps_the_record(laptop: Machine) -> None:
     laptop.ok(cwd=project)
 
     result = laptop.run("revoke", timeout=30)
-    assert_fails(result, 130, "nothing revoked", "-y", machines=(laptop,))
+    assert_fails(result, 2, "nothing revoked", "no terminal to ask on; pass -y", machines=(laptop,))
     assert as_json(laptop.ok("list", "--json"))["session_id"] == session_id
 
 
@@ -532,7 +532,7 @@ def test_init_keeps_existing_key_without_yes_and_replaces_it_with_yes(laptop: Ma
     assert stat.S_IMODE(laptop.key_file.stat().st_mode) == 0o600
 
     refused = laptop.run("init", "--no-passphrase", timeout=30)
-    assert_fails(refused, 130, "kept the existing key", "-y", machines=(laptop,))
+    assert_fails(refused, 2, "kept the existing key", "pass -y", machines=(laptop,))
     assert laptop.key_file.read_bytes() == original
 
     laptop.ok("init", "--no-passphrase", "-y")

@@ -8,7 +8,7 @@ import pytest
 from support.desks import Desk
 from support.ui import ScriptedUI
 
-from cclink.errors import Aborted, NetworkError, NotFound
+from cclink.errors import Declined, NetworkError, NoInput, NotFound
 from cclink.flows import manage, publish
 from cclink.flows.publish import PublishOutcome, PublishRequest
 from cclink.net.record_store import Revocation
@@ -57,12 +57,18 @@ def test_revoke_asks_then_supersedes_the_record(laptop: Desk) -> None:
     assert isinstance(laptop.records.newest(published.publisher), Revocation)
 
 
-@pytest.mark.parametrize("interactive", [True, False], ids=["declined", "no-terminal"])
-def test_revoke_without_a_yes_changes_nothing(laptop: Desk, interactive: bool) -> None:
+@pytest.mark.parametrize(
+    ("interactive", "refusal", "words"),
+    [(True, Declined, "nothing revoked"), (False, NoInput, "no terminal to ask on; pass -y")],
+    ids=["declined", "no-terminal"],
+)
+def test_revoke_without_a_yes_changes_nothing(
+    laptop: Desk, interactive: bool, refusal: type[Exception], words: str
+) -> None:
     published = publish_from(laptop)
     ui = ScriptedUI.answering(answers=[False], interactive=interactive)
 
-    with pytest.raises(Aborted, match="pass -y"):
+    with pytest.raises(refusal, match=words):
         manage.revoke(ui, laptop.env(), assume_yes=False)
     assert laptop.records.newest(published.publisher).record == published.record  # type: ignore[union-attr]
 

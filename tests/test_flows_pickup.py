@@ -12,8 +12,8 @@ from support.desks import Desk
 from support.ui import ScriptedUI
 
 from cclink.errors import (
-    Aborted,
     CannotDecrypt,
+    Declined,
     Expired,
     KeyFileError,
     NotFound,
@@ -78,7 +78,7 @@ def test_ones_own_handoff_is_confirmed_then_resumed_in_its_project(laptop: Desk)
 def test_declining_leaves_the_handoff_published(laptop: Desk) -> None:
     publish_from(laptop, PublishRequest(burn=True))
 
-    with pytest.raises(Aborted, match="the handoff is still published"):
+    with pytest.raises(Declined, match="not resumed; the handoff is still published"):
         pick_up(laptop, ScriptedUI.answering(answers=[False]))
     assert pick_up(laptop, ScriptedUI.answering(), confirm=False).record.burn
 
@@ -268,7 +268,7 @@ def test_waiting_polls_less_and_less_often_and_gives_up_at_its_time(laptop: Desk
     publish_from(laptop)
     pick_up(desktop, ScriptedUI.answering(), confirm=False)
 
-    with pytest.raises(NotFound, match="no new handoff from .* appeared within 10m"):
+    with pytest.raises(NotFound, match=r"no new handoff from .* appeared within 10m"):
         pick_up(desktop, ScriptedUI.answering(), confirm=False, wait=600)
     slept = desktop.clock.slept
     assert sum(slept) == pytest.approx(600)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from support.ui import ScriptedUI
 
-from cclink.errors import Aborted, WeakSecret, WrongPassphrase
+from cclink.errors import Declined, NoInput, WeakSecret, WrongPassphrase
 from cclink.flows import keystore
 from cclink.wire import keyfile
 from cclink.wire.keys import Identity
@@ -55,13 +55,19 @@ def test_a_weak_passphrase_writes_nothing(home: Path) -> None:
     assert not key_file(home).exists()
 
 
-@pytest.mark.parametrize(("answer", "interactive"), [(False, True), (None, False)], ids=["declined", "no-terminal"])
-def test_an_existing_key_is_kept_unless_the_person_agrees(home: Path, answer: bool | None, interactive: bool) -> None:
+@pytest.mark.parametrize(
+    ("answer", "interactive", "refusal"),
+    [(False, True, Declined), (None, False, NoInput)],
+    ids=["declined", "no-terminal"],
+)
+def test_an_existing_key_is_kept_unless_the_person_agrees(
+    home: Path, answer: bool | None, interactive: bool, refusal: type[Exception]
+) -> None:
     first = keystore.init(ScriptedUI.answering(), keys(home), None, no_passphrase=True, assume_yes=False)
     before = key_file(home).read_bytes()
     ui = ScriptedUI.answering(answers=[] if answer is None else [answer], interactive=interactive)
 
-    with pytest.raises(Aborted):
+    with pytest.raises(refusal, match="kept the existing key"):
         keystore.init(ui, keys(home), None, no_passphrase=True, assume_yes=False)
 
     assert key_file(home).read_bytes() == before

@@ -35,6 +35,8 @@ def leave(error: BaseException) -> NoReturn:
         if not written and error.code in (0, None):
             sys.exit(1)  # the result did not get out
         raise error
+    if isinstance(error, CclinkError) and error.exit_code == 0:
+        finish_with_note(str(error))
     if isinstance(error, CclinkError):
         fail(str(error), error.exit_code)
     if isinstance(error, KeyboardInterrupt):
@@ -120,6 +122,16 @@ def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
+
+
+def finish_with_note(message: str) -> NoReturn:
+    """One line on stderr saying why nothing was done (no `error:`: it is no failure), then exit 0."""
+    from cclink.cli import console
+
+    console.say(text.printable(_sentence(message)))
+    _flush(sys.stdout)
+    _flush(sys.stderr)
+    sys.exit(0)
 
 
 def fail(message: str, code: int) -> NoReturn:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cclink.errors import Aborted
-from cclink.flows.ui import UI
+from cclink.flows.ui import UI, go_ahead
 from cclink.local import files
 from cclink.wire import keyfile
 from cclink.wire.keys import Identity, PublicKey
@@ -52,12 +51,14 @@ def init(ui: UI, keys: KeyStore, import_from: str | None, no_passphrase: bool, a
         identity = _read_import(ui, import_from)
     else:
         identity = Identity.generate()
-    if path.exists() and not ui.confirm(
-        f"A key already exists at {path}. Replace it? The old key is lost",
-        assume_yes=assume_yes,
-        when_not_interactive=False,
-    ):
-        raise Aborted(f"kept the existing key at {path}; pass -y to replace it")
+    if path.exists():
+        go_ahead(
+            ui,
+            f"A key already exists at {path}. Replace it? The old key is lost",
+            assume_yes=assume_yes,
+            otherwise=f"kept the existing key at {path}",
+            unattended=False,
+        )
     passphrase = None
     if not no_passphrase:
         passphrase = ui.secret("New passphrase for the key (at least 8 characters): ", PASSPHRASE_ENV, confirm=True)

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 
 from cclink import text
 from cclink.errors import (
-    Aborted,
     CannotDecrypt,
     NetworkError,
     Rollback,
 )
 from cclink.flows.environment import Environment
-from cclink.flows.ui import UI
+from cclink.flows.ui import UI, go_ahead
 from cclink.net.record_store import Revocation
 from cclink.wire import payload
 from cclink.wire.keys import PublicKey
@@ -71,8 +70,7 @@ def revoke(ui: UI, env: Environment, *, assume_yes: bool) -> Record | None:
         question = (
             "The DHT holds an older handoff under your key than this machine has seen, maybe a replay; revoke it?"
         )
-        if not ui.confirm(question, assume_yes=assume_yes, when_not_interactive=False):
-            raise Aborted("nothing revoked; pass -y to revoke without a prompt") from None
+        go_ahead(ui, question, assume_yes=assume_yes, otherwise="nothing revoked", unattended=False)
         with ui.progress("Revoking"):
             env.records.revoke(identity)
         return None
@@ -85,8 +83,8 @@ def revoke(ui: UI, env: Environment, *, assume_yes: bool) -> Record | None:
         return None
     record = env.records.active(identity.public_key, found).record
     age = text.format_duration(max(0.0, env.clock() - record.created_at))
-    if not ui.confirm(f"Revoke the handoff published {age} ago?", assume_yes=assume_yes, when_not_interactive=False):
-        raise Aborted("nothing revoked; pass -y to revoke without a prompt")
+    question = f"Revoke the handoff published {age} ago?"
+    go_ahead(ui, question, assume_yes=assume_yes, otherwise="nothing revoked", unattended=False)
     with ui.progress("Revoking"):
         env.records.revoke(identity)
     return record

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from cclink import text
 from cclink.errors import (
-    Aborted,
     CannotDecrypt,
     Expired,
     KeyFileError,
@@ -28,7 +27,7 @@ from cclink.errors import (
 )
 from cclink.flows.environment import Environment
 from cclink.flows.publish import PIN_ENV
-from cclink.flows.ui import UI
+from cclink.flows.ui import UI, go_ahead
 from cclink.local import claude
 from cclink.net.record_store import Resolved
 from cclink.wire import agecrypt, kdf, payload
@@ -111,8 +110,13 @@ def pickup(
     fetch = body.carry is not None and (force_fetch or session is None)
     if confirm:
         _check_can_resume(body, session, fetch, project_dir, env.cwd)
-        if not ui.confirm(_resume_question(body, record, now), assume_yes=assume_yes, when_not_interactive=True):
-            raise Aborted("pickup cancelled; the handoff is still published")
+        go_ahead(
+            ui,
+            _resume_question(body, record, now),
+            assume_yes=assume_yes,
+            otherwise="not resumed; the handoff is still published",
+            unattended=True,
+        )
     notes: list[str] = []
     revoked = False
     if record.burn and fetch:
@@ -326,11 +330,13 @@ def _agree_to_replace(existing: Path | None, session_id: str, ui: UI, assume_yes
         f"A copy of session {session_id} is already at {existing}. "
         "Replace it with the carried one where they differ (the old one is kept as a backup)?"
     )
-    if not ui.confirm(question, assume_yes=assume_yes, when_not_interactive=False):
-        raise Aborted(
-            f"kept the local copy of session {session_id} at {existing} and downloaded nothing "
-            "(-y replaces it, keeping a backup)"
-        )
+    go_ahead(
+        ui,
+        question,
+        assume_yes=assume_yes,
+        otherwise=f"kept the local copy of session {session_id} at {existing} and downloaded nothing",
+        unattended=False,
+    )
 
 
 def _local_project(publisher_project: str, project_dir: Path | None, ui: UI, cwd: Path, assume_yes: bool) -> Path:
@@ -347,10 +353,13 @@ def _local_project(publisher_project: str, project_dir: Path | None, ui: UI, cwd
         if publisher_project
         else "The publisher's directory"
     )
-    if not ui.confirm(
-        f"{missing} does not exist here. Put the session in {cwd}?", assume_yes=assume_yes, when_not_interactive=True
-    ):
-        raise Aborted("pickup cancelled; choose the directory with --project-dir DIR")
+    go_ahead(
+        ui,
+        f"{missing} does not exist here. Put the session in {cwd}?",
+        assume_yes=assume_yes,
+        otherwise="not resumed; choose the directory with --project-dir DIR",
+        unattended=True,
+    )
     return cwd
 
 

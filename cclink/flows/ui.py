@@ -9,6 +9,8 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Protocol
 
+from cclink.errors import Declined, NoInput
+
 
 class Progress(Protocol):
     def update(self, message: str) -> None:
@@ -16,6 +18,10 @@ class Progress(Protocol):
 
 
 class UI(Protocol):
+    def is_interactive(self) -> bool:
+        """Whether there is a person to ask."""
+        ...
+
     def say(self, message: str) -> None:
         """One line for the person: progress or a note."""
 
@@ -34,3 +40,17 @@ class UI(Protocol):
     def progress(self, message: str) -> AbstractContextManager[Progress]:
         """Show message while the `with` block runs (a spinner on a terminal, nothing elsewhere)."""
         ...
+
+
+def go_ahead(ui: UI, question: str, *, assume_yes: bool, otherwise: str, unattended: bool) -> None:
+    """Return on a yes; unattended is the answer when there is nobody to ask.
+
+    A person's no raises Declined(otherwise): nothing is done, and that is
+    no failure. A no for want of a person raises NoInput, naming -y.
+    """
+    if assume_yes or (not ui.is_interactive() and unattended):
+        return
+    if not ui.is_interactive():
+        raise NoInput(f"{otherwise}: there is no terminal to ask on; pass -y to go ahead")
+    if not ui.confirm(question, assume_yes=False, when_not_interactive=unattended):
+        raise Declined(otherwise)

@@ -31,6 +31,9 @@ class ScriptedUI:
     ) -> ScriptedUI:
         return cls(list(secrets), list(answers), interactive, list(choices))
 
+    def is_interactive(self) -> bool:
+        return self.interactive
+
     def say(self, message: str) -> None:
         self.said.append(message)
 
