@@ -8,7 +8,7 @@ import pytest
 from support.desks import Desk
 from support.ui import ScriptedUI
 
-from cclink.errors import Declined, NetworkError, NoInput, NotFound
+from cclink.errors import Declined, NetworkError, NoInput, NothingDone
 from cclink.flows import manage, publish
 from cclink.flows.publish import PublishOutcome, PublishRequest
 from cclink.net.record_store import Revocation
@@ -78,23 +78,48 @@ def test_list_after_a_revocation_says_none_and_keeps_the_revocation_alive(laptop
     manage.revoke(ScriptedUI.answering(), laptop.env(), assume_yes=True)
     puts = laptop.items.puts
 
-    with pytest.raises(NotFound, match="the last one was revoked"):
-        manage.list_active(ScriptedUI.answering(), laptop.env())
+    listed = manage.list_active(ScriptedUI.answering(), laptop.env())
+
+    assert (listed.record, listed.revoked) == (None, True)
     assert laptop.items.puts == puts + 1
+
+
+def test_list_with_nothing_published_says_so(laptop: Desk) -> None:
+    listed = manage.list_active(ScriptedUI.answering(), laptop.env())
+
+    assert (listed.record, listed.payload, listed.revoked) == (None, None, False)
+
+
+def test_revoke_with_nothing_published_does_nothing_and_says_so(laptop: Desk) -> None:
+    with pytest.raises(NothingDone, match="so there is nothing to revoke"):
+        manage.revoke(ScriptedUI.answering(), laptop.env(), assume_yes=True)
+    assert laptop.items.items == {}
 
 
 def test_revoking_again_puts_the_revocation_again(laptop: Desk) -> None:
     publish_from(laptop)
     manage.revoke(ScriptedUI.answering(), laptop.env(), assume_yes=True)
-    ui = ScriptedUI.answering()
+    puts = laptop.items.puts
 
-    assert manage.revoke(ui, laptop.env(), assume_yes=True) is None
-    assert ui.said == [
-        "The handoff was already revoked; its revocation was put on the DHT again so that nodes keep it."
-    ]
+    with pytest.raises(NothingDone, match="already revoked; its revocation was put on the DHT again"):
+        manage.revoke(ScriptedUI.answering(), laptop.env(), assume_yes=True)
+    assert laptop.items.puts == puts + 1
     laptop.items.nodes = 0
     with pytest.raises(NetworkError, match="no DHT node stored the revocation again"):
         manage.revoke(ScriptedUI.answering(), laptop.env(), assume_yes=True)
+
+
+def test_an_unreachable_dht_shows_that_it_is_tried_again(laptop: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+    publish_from(laptop)
+    ui = ScriptedUI.answering()
+    laptop.items.reachable = False
+    monkeypatch.setattr(
+        ui, "update", lambda message: setattr(laptop.items, "reachable", True) or ui.shown.append(message)
+    )
+
+    manage.list_active(ui, laptop.env())
+
+    assert "Looking up your handoff on the DHT: no answer yet, trying again in 1s" in ui.shown
 
 
 def test_an_older_handoff_than_seen_before_can_still_be_revoked(laptop: Desk) -> None:

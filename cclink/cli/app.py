@@ -246,11 +246,14 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print as JS
     if as_json:
         render.print_json(render.list_json(outcome, now))
         return
-    status = "expired" if record.is_expired(now) else f"{text.format_duration(record.expires_at - now)} left"
+    if record is None:
+        revoked = " (the last one was revoked)" if outcome.revoked else ""
+        console.out(f"No handoff is published under {outcome.publisher.display}{revoked}.")
+        return
     console.out(f"Handoff by {outcome.publisher.display}")
     age = text.format_duration(max(0, now - record.created_at))
     console.out(f"  Published: {age} ago ({render.utc(record.created_at)})")
-    console.out(f"  TTL:       {text.format_duration(record.ttl)}, {status}")
+    console.out(f"  Expires:   {render.expiry(record, now)}")
     console.out(f"  Burn:      {'yes' if record.burn else 'no'}")
     console.out(f"  For:       {render.audience(record)}")
     if outcome.payload is not None:

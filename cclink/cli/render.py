@@ -9,6 +9,7 @@ import datetime
 import os
 from typing import TYPE_CHECKING, Any
 
+from cclink import text
 from cclink.cli import console
 
 if TYPE_CHECKING:
@@ -106,8 +107,18 @@ def pickup_json(outcome: PickupOutcome) -> Json:
     }
 
 
+def expiry(record: Record, now: float) -> str:
+    """`in 9m 54s (2026-12-03 09:40 UTC), 10m after publishing`, or `3m ago (...)`."""
+    when = f"({utc(record.expires_at)}), {text.format_duration(record.ttl)} after publishing"
+    if record.is_expired(now):
+        return f"{text.format_duration(now - record.expires_at)} ago {when}"
+    return f"in {text.format_duration(record.expires_at - now)} {when}"
+
+
 def list_json(outcome: ListOutcome, now: float) -> Json:
-    data = {"publisher": outcome.publisher.display, **record_json(outcome.record), "seq": outcome.seq}
+    if outcome.record is None:
+        return {"publisher": outcome.publisher.display, "active": False, "revoked": outcome.revoked}
+    data = {"publisher": outcome.publisher.display, "active": True, **record_json(outcome.record), "seq": outcome.seq}
     data["expired"] = outcome.record.is_expired(now)
     if outcome.payload is not None:
         data["session_id"] = outcome.payload.session_id

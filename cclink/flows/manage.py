@@ -8,11 +8,12 @@ from cclink import text
 from cclink.errors import (
     CannotDecrypt,
     NetworkError,
+    NothingDone,
     Rollback,
 )
 from cclink.flows.environment import Environment
 from cclink.flows.ui import UI, go_ahead
-from cclink.net.record_store import Revocation
+from cclink.net.record_store import Resolved, Revocation
 from cclink.wire import payload
 from cclink.wire.keys import PublicKey
 from cclink.wire.payload import Payload
@@ -24,16 +25,16 @@ from cclink.wire.record import Record
 @dataclass(frozen=True)
 class ListOutcome:
     publisher: PublicKey
-    record: Record
-    seq: int
+    record: Record | None  # None when no handoff is active
+    seq: int | None
     payload: Payload | None  # None when our key cannot read it
+    revoked: bool = False  # nothing is active because the last handoff was revoked
 
 
 def list_active(ui: UI, env: Environment) -> ListOutcome:
     """The active handoff under one's own key; a revocation found instead is put again, so DHT nodes keep it."""
     identity = env.keys.load(ui)
-    with ui.progress("Looking up your handoff on the DHT"):
-        found = env.records.newest(identity.public_key)
+    found = _newest_of_mine(ui, env, identity.public_key)
     if isinstance(found, Revocation):
         # DHT nodes drop an item about two hours after its last put, and once
         # the revocation is gone an older record could be put back. While only
@@ -44,28 +45,37 @@ def list_active(ui: UI, env: Environment) -> ListOutcome:
                 env.records.refresh(identity.public_key, found)
         except NetworkError:
             pass  # listing is what was asked for; the next look renews it
-    resolved = env.records.active(identity.public_key, found)
-    record = resolved.record
+    if found is None or isinstance(found, Revocation):
+        return ListOutcome(identity.public_key, None, None, None, revoked=found is not None)
+    record = found.record
     body = None
     if record.pin_salt is None and record.recipient is None:
         try:
             body = payload.open_payload(record.blob, identity.age_identity())
         except CannotDecrypt:
             body = None
-    return ListOutcome(identity.public_key, record, resolved.seq, body)
+    return ListOutcome(identity.public_key, record, found.seq, body)
+
+
+def _newest_of_mine(ui: UI, env: Environment, publisher: PublicKey) -> Resolved | Revocation | None:
+    looking = "Looking up your handoff on the DHT"
+    with ui.progress(looking) as shown:
+        return env.records.newest(
+            publisher, on_retry=lambda delay: shown.update(f"{looking}: no answer yet, trying again in {delay:.0f}s")
+        )
 
 
 def revoke(ui: UI, env: Environment, *, assume_yes: bool) -> Record | None:
     """Supersede the active record with an empty packet; return what was revoked.
 
-    None when no record was there to show: the newest item was already a
-    revocation (it is put again, so DHT nodes keep it), or was older than one
-    this machine has seen, maybe a replay (a new revocation supersedes it).
+    None when the newest item was older than one this machine has seen,
+    maybe a replay (a new revocation supersedes it, and there is no record
+    to show). NothingDone when nothing is published, or the newest item is
+    already a revocation (it is put again, so DHT nodes keep it).
     """
     identity = env.keys.load(ui)
     try:
-        with ui.progress("Looking up your handoff on the DHT"):
-            found = env.records.newest(identity.public_key)
+        found = _newest_of_mine(ui, env, identity.public_key)
     except Rollback:
         question = (
             "The DHT holds an older handoff under your key than this machine has seen, maybe a replay; revoke it?"
@@ -79,9 +89,12 @@ def revoke(ui: UI, env: Environment, *, assume_yes: bool) -> Record | None:
             stored = env.records.refresh(identity.public_key, found)
         if stored.nodes == 0:
             raise NetworkError("no DHT node stored the revocation again; check the network and try again")
-        ui.say("The handoff was already revoked; its revocation was put on the DHT again so that nodes keep it.")
-        return None
-    record = env.records.active(identity.public_key, found).record
+        raise NothingDone(
+            "the handoff was already revoked; its revocation was put on the DHT again so that nodes keep it"
+        )
+    if found is None:
+        raise NothingDone(f"no handoff is published under {identity.public_key.display}, so there is nothing to revoke")
+    record = found.record
     age = text.format_duration(max(0.0, env.clock() - record.created_at))
     question = f"Revoke the handoff published {age} ago?"
     go_ahead(ui, question, assume_yes=assume_yes, otherwise="nothing revoked", unattended=False)
