@@ -132,6 +132,43 @@ def test_missing_file_has_no_cwd(tmp_path: Path) -> None:
 # --- recent_sessions ------------------------------------------------------------------
 
 
+# --- what a session was about -------------------------------------------------------------
+
+
+def lines_of(*objects: object) -> bytes:
+    return b"".join(json.dumps(o).encode() + b"\n" if not isinstance(o, bytes) else o for o in objects)
+
+
+USER = {"type": "user", "message": {"role": "user", "content": "Fix the flaky upload test"}}
+
+
+@pytest.mark.parametrize(
+    ("content", "title"),
+    [
+        (lines_of({"type": "summary", "summary": "Rename the loader"}, USER), "Rename the loader"),
+        (lines_of(b"not json\n", [1, 2], USER), "Fix the flaky upload test"),
+        (
+            lines_of({"type": "user", "message": {"content": [{"type": "image"}, {"type": "text", "text": "Why?"}]}}),
+            "Why?",
+        ),
+        (lines_of({"type": "user", "message": {"content": "\n\n  first line  \nsecond"}}), "first line"),
+        (lines_of({"type": "user", "message": {"content": "x" * 100}}), "x" * 57 + "..."),
+        (lines_of({"type": "summary", "summary": 7}, {"type": "user", "message": "plain"}), None),
+        (lines_of(*([{"type": "assistant"}] * claude.CWD_LINES), USER), None),
+        (b"", None),
+    ],
+    ids=["summary-first", "after-garbage", "text-part", "first-line", "cut", "wrong-types", "too-late", "empty"],
+)
+def test_a_sessions_title_is_its_summary_or_first_user_message(tmp_path: Path, content: bytes, title: str) -> None:
+    file = tmp_path / "s.jsonl"
+    file.write_bytes(content)
+    assert claude.read_session_title(file) == title
+
+
+def test_a_missing_session_has_no_title(tmp_path: Path) -> None:
+    assert claude.read_session_title(tmp_path / "gone.jsonl") is None
+
+
 def test_missing_claude_dir(home: Path) -> None:
     assert claude.recent_sessions(home, NOW) == []
 

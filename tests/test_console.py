@@ -258,6 +258,41 @@ def test_secret_confirmation_mismatch() -> None:
     assert "hunter2" not in output
 
 
+def test_a_refused_secret_is_said_before_it_is_typed_again_and_another_may_be_typed() -> None:
+    check = "from cclink.wire import kdf; check = kdf.check_pin"
+    result, output = interactive(
+        f"{check}\nrun(lambda: console.secret('New PIN: ', {VAR!r}, confirm=True, check=check))",
+        [
+            ("New PIN: ", b"1234\n"),
+            ("try another.", b""),
+            ("New PIN: ", b"correct horse\n"),
+            ("confirm: ", b"correct horse\n"),
+        ],
+    )
+    assert result == "'correct horse'"
+    assert output.index("try another.") < output.index("Type it again")
+
+
+def test_three_refused_secrets_end_it() -> None:
+    check = "from cclink.wire import kdf; check = kdf.check_pin"
+    result, output = interactive(
+        f"{check}\nrun(lambda: console.secret('New PIN: ', {VAR!r}, confirm=True, check=check))",
+        [("New PIN: ", b"1234\n"), ("New PIN: ", b"1111\n"), ("New PIN: ", b"12345678\n")],
+    )
+    assert result.startswith("'WeakSecret:")
+    assert "Type it again" not in output
+
+
+def test_a_secret_from_the_environment_is_checked_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cclink.errors import WeakSecret
+    from cclink.wire import kdf
+
+    monkeypatch.setenv(VAR, "1234")
+    with pytest.raises(WeakSecret):
+        console.secret("New PIN: ", VAR, confirm=True, check=kdf.check_pin)
+    assert not console.can_retype(VAR)
+
+
 # --- confirm ------------------------------------------------------------------------------------
 
 

@@ -157,14 +157,26 @@ def test_a_burn_handoff_picked_up_with_a_pin_from_another_key_stays(laptop: Desk
     assert any("only its publisher's key can revoke it" in note for note in outcome.notes)
 
 
-def test_a_wrong_pin_is_refused(laptop: Desk, desks) -> None:
+def test_a_wrong_pin_is_refused_after_three_tries_at_a_terminal_and_at_once_without_one(laptop: Desk, desks) -> None:
     publish_from(laptop, PublishRequest(pin=True), secrets=(PIN,))
     keyless = desks("keyless")
     publisher = laptop.keys.load(ScriptedUI.answering())
+    typed = ScriptedUI.answering(secrets=["incorrect horse"] * 3)
+    unattended = ScriptedUI.answering(secrets=["incorrect horse"], interactive=False)
 
-    with pytest.raises(WrongPin, match="incorrect PIN"):
-        pick_up(keyless, ScriptedUI.answering(secrets=["incorrect horse"]), publisher, confirm=False)
-    assert pick_up(keyless, ScriptedUI.answering(secrets=[PIN]), publisher, confirm=False).record.pin_salt
+    for ui in (typed, unattended):
+        with pytest.raises(WrongPin, match="incorrect PIN"):
+            pick_up(keyless, ui, publisher, confirm=False)
+    assert typed.said == ["Incorrect PIN; try again."] * 2 and unattended.said == []
+
+
+def test_a_mistyped_pin_can_be_typed_again(laptop: Desk, desks) -> None:
+    publish_from(laptop, PublishRequest(pin=True), secrets=(PIN,))
+    publisher = laptop.keys.load(ScriptedUI.answering())
+    ui = ScriptedUI.answering(secrets=["incorrect horse", PIN])
+
+    assert pick_up(desks("keyless"), ui, publisher, confirm=False).record.pin_salt
+    assert ui.asked == ["PIN: ", "PIN: "]
 
 
 def test_a_handoff_for_a_key_needs_a_key_here(laptop: Desk, desks) -> None:

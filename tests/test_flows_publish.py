@@ -53,24 +53,32 @@ def test_the_newest_session_of_the_directory_is_published_to_ones_own_key(laptop
     assert "Publishing to the DHT" in ui.shown and ui.asked == []
 
 
-def test_with_several_sessions_a_person_chooses_from_a_menu(laptop: Desk) -> None:
-    older = laptop.add_session(age=60)
-    newest = laptop.add_session(age=5)
+def test_with_several_sessions_a_person_chooses_from_a_menu_of_what_they_were_about(laptop: Desk) -> None:
+    older = laptop.add_session(age=60, summary=None, messages=(("user", "Fix the flaky upload test\nplease"),))
+    below = laptop.machine.project("app", "api")
+    newest = laptop.add_session(below, age=5, summary="Rename the config loader")
     ui = ScriptedUI.answering(choices=[1])
 
     outcome = published(laptop, ui=ui)
 
     assert outcome.session_id == older
-    [menu] = ui.menus
-    assert menu[0].startswith(newest) and menu[1].startswith(older)
+    assert ui.menus == [
+        [
+            f"Rename the config loader  (5s ago, in api/, {newest[:8]})",
+            f"Fix the flaky upload test  (1m ago, {older[:8]})",
+        ]
+    ]
 
 
-def test_with_no_recent_session_nothing_is_published(laptop: Desk) -> None:
+def test_with_no_recent_session_nothing_is_published_and_no_passphrase_is_asked(desks) -> None:
+    laptop = desks("laptop")
+    laptop.make_key(passphrase="correct horse battery")
     laptop.add_session(age=2 * 86400)
+    ui = ScriptedUI.answering()
 
     with pytest.raises(SessionError, match="no Claude Code session from the last 24 hours"):
-        published(laptop)
-    assert laptop.items.items == {}
+        published(laptop, ui=ui)
+    assert laptop.items.items == {} and ui.asked == []
 
 
 def test_a_named_session_must_be_on_this_machine_unless_missing_is_allowed(laptop: Desk) -> None:

@@ -38,7 +38,10 @@ def test_init_asks_for_a_passphrase_and_the_key_opens_with_it(home: Path) -> Non
     assert created.encrypted and not created.imported and created.path == key_file(home)
     assert keys(home).load(ScriptedUI.answering(secrets=[PASSPHRASE])).public_key == created.public_key
     with pytest.raises(WrongPassphrase):
-        keys(home).load(ScriptedUI.answering(secrets=["incorrect horse battery"]))
+        keys(home).load(ScriptedUI.answering(secrets=["incorrect horse battery"], interactive=False))
+    mistyped = ScriptedUI.answering(secrets=["incorrect horse battery", PASSPHRASE])
+    assert keys(home).load(mistyped).public_key == created.public_key
+    assert mistyped.said == ["Wrong passphrase; try again."]
 
 
 def test_init_without_a_passphrase_asks_nothing(home: Path) -> None:

@@ -16,10 +16,12 @@ import re
 import shutil
 import sys
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import TextIO
 
-from cclink.errors import Aborted, NoInput, UsageError
+from cclink.errors import Aborted, NoInput, UsageError, WeakSecret
+from cclink.flows.ui import SECRET_TRIES
 from cclink.text import printable
 
 
@@ -83,17 +85,39 @@ def _write_stderr(text: str) -> None:
 # --- questions ---------------------------------------------------------------------
 
 
-def secret(prompt: str, env_var: str, confirm: bool = False) -> str:
-    """A secret from env_var when set, else typed without echo at the terminal."""
+def secret(prompt: str, env_var: str, *, confirm: bool = False, check: Callable[[str], None] | None = None) -> str:
+    """A secret from env_var when set, else typed without echo at the terminal.
+
+    check (raising WeakSecret) judges it first, before it is typed again to
+    confirm; a refused one may be typed anew, SECRET_TRIES times in all.
+    """
     value = os.environ.get(env_var, "")
     if value:
+        if check is not None:
+            check(value)
         return value
     if not is_interactive():
         raise NoInput(f"a secret is needed and there is no terminal to type it on; set {env_var} instead")
-    first = _getpass(prompt)
+    attempt = 1
+    while True:
+        first = _getpass(prompt)
+        try:
+            if check is not None:
+                check(first)
+            break
+        except WeakSecret as refused:
+            if attempt == SECRET_TRIES:
+                raise
+            say(f"{refused.message[:1].upper()}{refused.message[1:]}; try another.")
+            attempt += 1
     if confirm and _getpass("Type it again to confirm: ") != first:
         raise UsageError("the two entries did not match")
     return first
+
+
+def can_retype(env_var: str) -> bool:
+    """Whether a wrong secret can be asked for again: a person types it, it does not come from env_var."""
+    return not os.environ.get(env_var, "") and is_interactive()
 
 
 def _getpass(prompt: str) -> str:

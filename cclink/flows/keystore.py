@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cclink.flows.ui import UI, go_ahead
+from cclink.errors import WrongPassphrase
+from cclink.flows.ui import SECRET_TRIES, UI, go_ahead
 from cclink.local import files
 from cclink.wire import keyfile
 from cclink.wire.keys import Identity, PublicKey
@@ -32,8 +33,18 @@ class KeyStore:
         return self.path.exists()
 
     def load(self, ui: UI) -> Identity:
-        """The user's key, asking for its passphrase only if it is encrypted."""
-        return keyfile.load_identity(self.path, lambda: ui.secret(f"Passphrase for {self.path}: ", PASSPHRASE_ENV))
+        """The user's key, asking for its passphrase only if it is encrypted (again, if mistyped)."""
+        attempt = 1
+        while True:
+            try:
+                return keyfile.load_identity(
+                    self.path, lambda: ui.secret(f"Passphrase for {self.path}: ", PASSPHRASE_ENV)
+                )
+            except WrongPassphrase:
+                if attempt == SECRET_TRIES or not ui.can_retype(PASSPHRASE_ENV):
+                    raise
+                ui.say("Wrong passphrase; try again.")
+                attempt += 1
 
 
 @dataclass(frozen=True)
@@ -61,10 +72,14 @@ def init(ui: UI, keys: KeyStore, import_from: str | None, no_passphrase: bool, a
         )
     passphrase = None
     if not no_passphrase:
-        passphrase = ui.secret("New passphrase for the key (at least 8 characters): ", PASSPHRASE_ENV, confirm=True)
         from cclink.wire import kdf  # Argon2 and HKDF: only when a passphrase is set
 
-        kdf.check_passphrase(passphrase)
+        passphrase = ui.secret(
+            "New passphrase for the key (at least 8 characters): ",
+            PASSPHRASE_ENV,
+            confirm=True,
+            check=kdf.check_passphrase,
+        )
     keyfile.save_identity(path, identity, passphrase)
     return InitOutcome(identity.public_key, path, passphrase is not None, import_from is not None)
 

@@ -27,7 +27,7 @@ from cclink.errors import (
 )
 from cclink.flows.environment import Environment
 from cclink.flows.publish import PIN_ENV
-from cclink.flows.ui import UI, go_ahead
+from cclink.flows.ui import SECRET_TRIES, UI, go_ahead
 from cclink.local import claude
 from cclink.net.record_store import Resolved
 from cclink.wire import agecrypt, kdf, payload
@@ -196,12 +196,7 @@ def _decrypt(
     age = text.format_duration(max(0.0, now - record.created_at))
     origin = f"the handoff from {publisher.display} ({age} old)"
     if record.pin_salt is not None:
-        pin = ui.secret("PIN: ", PIN_ENV)
-        pin_identity = kdf.pin_identity(pin, record.pin_salt)
-        try:
-            return payload.open_payload(record.blob, pin_identity), pin_identity
-        except CannotDecrypt:
-            raise WrongPin(f"incorrect PIN for {origin}") from None
+        return _decrypt_with_pin(record, record.pin_salt, ui, origin)
     if identity is None:
         raise KeyFileError(f"{origin} is encrypted to a key, and there is no key here; run `cclink init` first")
     me = identity.public_key
@@ -217,6 +212,20 @@ def _decrypt(
         return payload.open_payload(record.blob, identity.age_identity()), identity.age_identity()
     except CannotDecrypt:
         raise CannotDecrypt(f"{origin} names your key but does not decrypt with it; it may be damaged") from None
+
+
+def _decrypt_with_pin(record: Record, pin_salt: bytes, ui: UI, origin: str) -> tuple[Payload, agecrypt.Identity]:
+    """The payload opened with the PIN; a person who mistyped it may try again."""
+    attempt = 1
+    while True:
+        pin_identity = kdf.pin_identity(ui.secret("PIN: ", PIN_ENV), pin_salt)
+        try:
+            return payload.open_payload(record.blob, pin_identity), pin_identity
+        except CannotDecrypt:
+            if attempt == SECRET_TRIES or not ui.can_retype(PIN_ENV):
+                raise WrongPin(f"incorrect PIN for {origin}") from None
+            ui.say("Incorrect PIN; try again.")
+            attempt += 1
 
 
 def _resume_question(body: Payload, record: Record, now: float) -> str:

@@ -9,6 +9,7 @@ look.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -115,8 +116,9 @@ def publish(request: PublishRequest, ui: UI, env: Environment) -> Publication:
     """
     notes = check_publish_request(request)
     now = env.clock()
-    identity = env.keys.load(ui)
+    # The session first: no passphrase is asked for only to learn that there is nothing to publish.
     chosen = _session_to_publish(request, ui, env, now)
+    identity = env.keys.load(ui)
     body = Payload(session_id=chosen.session_id, hostname=env.hostname, project=chosen.project)
     recipient, mode, pin_salt = _recipient(request, ui, identity)
     outgoing = _start_carry(chosen.file, recipient, ui, env) if request.carry else None
@@ -150,8 +152,9 @@ def publish(request: PublishRequest, ui: UI, env: Environment) -> Publication:
 def _recipient(request: PublishRequest, ui: UI, identity: Identity) -> tuple[agecrypt.Recipient, Mode, bytes | None]:
     """Whom the handoff is encrypted to, as (age recipient, mode, PIN salt)."""
     if request.pin:
-        pin = ui.secret(_pin_prompt(request.carry), PIN_ENV, confirm=True)
-        kdf.check_pin(pin, carry=request.carry)
+        pin = ui.secret(
+            _pin_prompt(request.carry), PIN_ENV, confirm=True, check=lambda pin: kdf.check_pin(pin, carry=request.carry)
+        )
         pin_salt = secrets.token_bytes(kdf.SALT_SIZE)
         return kdf.pin_recipient(pin, pin_salt), "pin", pin_salt
     if request.share:
@@ -217,7 +220,7 @@ def _session_to_publish(request: PublishRequest, ui: UI, env: Environment, now: 
         )
     chosen = sessions[0]
     if len(sessions) > 1:
-        labels = [_session_label(s, now) for s in sessions]
+        labels = [_session_label(s, cwd, now) for s in sessions]
         chosen = sessions[ui.choose("Several sessions match; which one?", labels, when_not_interactive=0)]
     return _Chosen(chosen.session_id, chosen.project or str(cwd), chosen.file)
 
@@ -235,9 +238,15 @@ def _named_session(request: PublishRequest, cwd: str) -> _Chosen:
     return _Chosen(session_id, cwd, found.file if found else None)
 
 
-def _session_label(session: claude.Session, now: float) -> str:
+def _session_label(session: claude.Session, cwd: Path, now: float) -> str:
+    """`Fix the flaky upload test  (5m ago, in api/, 3f2a9c3e)`: what it was about, when, where, whose id."""
     age = text.format_duration(max(0.0, now - session.modified))
-    return f"{session.session_id}  {session.project or '?'}  ({age} ago)"
+    title = claude.read_session_title(session.file) or "(no messages yet)"
+    where = ""
+    if session.project and Path(session.project) != cwd:
+        below = os.path.relpath(session.project, cwd)
+        where = f"in {below}/, " if not below.startswith("..") else f"in {session.project}, "
+    return f"{title}  ({age} ago, {where}{session.session_id[:8]})"
 
 
 # --- seeding a carried session -------------------------------------------------------

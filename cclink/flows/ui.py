@@ -6,10 +6,14 @@ The CLI passes its console (cli/console.py); tests pass a scripted one
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Protocol
 
 from cclink.errors import Declined, NoInput
+
+# Tries at a secret typed at a terminal: a PIN or passphrase that the rules refuse, or that is wrong.
+SECRET_TRIES = 3
 
 
 class Progress(Protocol):
@@ -25,8 +29,18 @@ class UI(Protocol):
     def say(self, message: str) -> None:
         """One line for the person: progress or a note."""
 
-    def secret(self, prompt: str, env_var: str, *, confirm: bool = False) -> str:
-        """A secret from env_var when set, else typed (twice with confirm); NoInput when neither can be."""
+    def secret(
+        self, prompt: str, env_var: str, *, confirm: bool = False, check: Callable[[str], None] | None = None
+    ) -> str:
+        """A secret from env_var when set, else typed (twice with confirm); NoInput when neither can be.
+
+        check (which raises WeakSecret) judges it before it is typed again,
+        and a person may type another after a refusal.
+        """
+        ...
+
+    def can_retype(self, env_var: str) -> bool:
+        """Whether a secret found wrong can be asked for again: typed by a person, not taken from env_var."""
         ...
 
     def confirm(self, question: str, *, assume_yes: bool, when_not_interactive: bool) -> bool:

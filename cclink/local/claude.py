@@ -21,6 +21,7 @@ CWD_LINES = 20
 # Claude Code writes whole tool outputs on one line; a cwd line is far smaller.
 MAX_LINE_BYTES = 1 << 20
 _CHUNK = 64 * 1024
+TITLE_LENGTH = 60  # characters of a session's title in the menu
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,12 @@ def _skip_rest_of_line(f: BinaryIO, read_so_far: bytes) -> None:
 
 
 def _cwd_of_line(line: bytes | None) -> str | None:
+    value = _object_of_line(line)
+    cwd = value.get("cwd") if value else None
+    return cwd if isinstance(cwd, str) and cwd else None
+
+
+def _object_of_line(line: bytes | None) -> dict | None:
     if line is None:
         return None
     try:
@@ -85,10 +92,47 @@ def _cwd_of_line(line: bytes | None) -> str | None:
     except (ValueError, RecursionError):
         # UnicodeDecodeError is a ValueError; deep nesting is a RecursionError.
         return None
-    if not isinstance(value, dict):
+    return value if isinstance(value, dict) else None
+
+
+def read_session_title(file: Path) -> str | None:
+    """What the conversation is about: its summary, else its first user message; one line, never raises.
+
+    Read from the file's first lines only, like the cwd. The text is the
+    session's own: whoever shows it escapes it (cclink.text.printable).
+    """
+    summary = first_message = None
+    try:
+        with open(file, "rb") as f:
+            for line in _head_lines(f, CWD_LINES):
+                value = _object_of_line(line)
+                if value is None:
+                    continue
+                if summary is None and value.get("type") == "summary":
+                    summary = _first_line(value.get("summary"))
+                if first_message is None and value.get("type") == "user":
+                    first_message = _first_line(_message_text(value.get("message")))
+    except OSError:
         return None
-    cwd = value.get("cwd")
-    return cwd if isinstance(cwd, str) and cwd else None
+    return summary or first_message
+
+
+def _message_text(message: object) -> object:
+    """A user message's text: its content string, or the first text part of a list of parts."""
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, list):
+        texts = [part.get("text") for part in content if isinstance(part, dict) and part.get("type") == "text"]
+        return texts[0] if texts else None
+    return content
+
+
+def _first_line(text: object) -> str | None:
+    if not isinstance(text, str):
+        return None
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if len(line) > TITLE_LENGTH:
+        line = line[: TITLE_LENGTH - 3].rstrip() + "..."
+    return line or None
 
 
 # --- finding sessions --------------------------------------------------------------

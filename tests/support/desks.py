@@ -82,8 +82,17 @@ class Desk:
     def use_key(self, identity: Identity, passphrase: str | None = None) -> None:
         keyfile.save_identity(self.keys.path, identity, passphrase)
 
-    def add_session(self, project: Path | None = None, session_id: str | None = None, *, age: float = 0) -> str:
-        return self.machine.add_session(project or self.machine.project(), session_id, age=age)
+    def add_session(
+        self,
+        project: Path | None = None,
+        session_id: str | None = None,
+        *,
+        age: float = 0,
+        summary: str | None = "a test session",
+        messages: tuple[tuple[str, str], ...] = (("user", "hi"),),
+    ) -> str:
+        project = project or self.machine.project()
+        return self.machine.add_session(project, session_id, age=age, summary=summary, messages=messages)
 
     def env(self, cwd: Path | None = None, network: Network = UNUSED_NETWORK) -> Environment:
         """This desk's environment, in cwd (the default project); the process now sees this desk's HOME and PATH."""

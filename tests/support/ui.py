@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -37,10 +37,19 @@ class ScriptedUI:
     def say(self, message: str) -> None:
         self.said.append(message)
 
-    def secret(self, prompt: str, env_var: str, *, confirm: bool = False) -> str:
+    def secret(
+        self, prompt: str, env_var: str, *, confirm: bool = False, check: Callable[[str], None] | None = None
+    ) -> str:
+        """The next scripted secret, judged by check as console.secret does (without the second chances)."""
         self.asked.append(prompt)
         assert self.secrets, f"the flow asked for a secret the test did not give: {prompt!r}"
-        return self.secrets.pop(0)
+        value = self.secrets.pop(0)
+        if check is not None:
+            check(value)
+        return value
+
+    def can_retype(self, env_var: str) -> bool:
+        return self.interactive
 
     def confirm(self, question: str, *, assume_yes: bool, when_not_interactive: bool) -> bool:
         if assume_yes:
