@@ -1,7 +1,8 @@
 """The `cclink` executable (and `python -m cclink`).
 
-`--version` is answered here, before the CLI loads: importing typer alone
-takes longer than everything else that command does.
+`--version` (or `-V`, whatever follows) is answered here, before the CLI
+loads: importing typer alone takes longer than everything else that command
+does.
 """
 
 import os
@@ -9,7 +10,7 @@ import sys
 
 
 def main() -> None:
-    if sys.argv[1:] == ["--version"]:
+    if sys.argv[1:2] in (["--version"], ["-V"]):
         from cclink import __version__
 
         try:

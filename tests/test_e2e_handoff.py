@@ -679,8 +679,27 @@ def test_help_of_every_command(laptop: Machine, command: str | None) -> None:
         assert f"cclink {command}" in result.stdout.splitlines()[0]
 
 
-def test_version(laptop: Machine) -> None:
-    assert laptop.ok("--version").stdout == f"cclink {cclink.__version__}\n"
+@pytest.mark.parametrize("args", [["--version"], ["-V"], ["--version", "--help"], ["-V", "pickup"]])
+def test_version(laptop: Machine, args: list[str]) -> None:
+    assert laptop.ok(*args).stdout == f"cclink {cclink.__version__}\n"
+
+
+def test_the_overall_help_shows_how_to_publish_too(laptop: Machine) -> None:
+    for args in (["--help"], ["help"], ["-h"]):
+        shown = laptop.ok(*args).stdout
+        assert "Publishing (cclink [SESSION_ID] [OPTIONS]" in shown, args
+        for option in ("--ttl", "--burn", "--pin", "--share", "--qr", "--carry"):
+            assert option in shown, (args, option)
+
+
+def test_shell_completion_completes_commands_and_options(laptop: Machine) -> None:
+    def complete(words: str) -> list[str]:
+        env = {"_CCLINK_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+        return laptop.ok(env=env).stdout.split()
+
+    assert complete("cclink pi") == ["pickup"]
+    assert "--fetch-timeout" in complete("cclink pickup --fe")
+    assert "complete -o" in laptop.ok("--show-completion", "bash").stdout
 
 
 def test_short_help_flag(laptop: Machine) -> None:

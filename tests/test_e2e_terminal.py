@@ -43,8 +43,13 @@ def describe(result: subprocess.CompletedProcess) -> str:
     return f"{result.args}\nexit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
 
 
+# cclink's own colours (console.say, console.say_error); what follows them is escaped text.
+COLOURED_NOTE, COLOURED_ERROR = "\x1b[1;33mNote:\x1b[0m", "\x1b[1;31mcclink: error:\x1b[0m"
+
+
 def without_spinner(output: str) -> str:
-    return output.replace(SPINNER_REDRAW, "")
+    """output without cclink's own escape sequences: the spinner's redraws and the colour of its prefixes."""
+    return output.replace(SPINNER_REDRAW, "").replace(COLOURED_NOTE, "Note:").replace(COLOURED_ERROR, "cclink: error:")
 
 
 def seed_of(machine: Machine) -> bytes:
@@ -283,3 +288,28 @@ def test_sigterm_while_the_picker_places_a_carried_session_leaves_no_staging_fol
     assert err.strip().splitlines()[-1] == "cclink: error: Stopped by SIGTERM.", err
     assert list(projects.glob("*/.cclink-incoming-*")) == []
     assert desktop.launches() == []
+
+
+# --- colour --------------------------------------------------------------------------------------
+
+
+def test_errors_stand_out_in_colour_on_a_terminal_only(laptop: Machine) -> None:
+    laptop.init()
+
+    _, coloured = laptop.on_terminal("pickup", "not-a-key", exchanges=[])
+    piped = laptop.run("pickup", "not-a-key")
+
+    assert coloured.startswith(COLOURED_ERROR + " "), repr(coloured)
+    assert piped.stderr.startswith("cclink: error: ") and "\x1b" not in piped.stderr
+
+
+@pytest.mark.parametrize("turned_off", ["NO_COLOR", "--no-color"])
+def test_no_color_and_the_flag_turn_colour_off(laptop: Machine, turned_off: str) -> None:
+    laptop.init()
+    env = {"NO_COLOR": "1"} if turned_off == "NO_COLOR" else {}
+    args = ["pickup", "not-a-key", *(["--no-color"] if turned_off == "--no-color" else [])]
+
+    code, output = terminal.on_terminal(laptop.command(*args), env={**laptop.env, **env}, cwd=laptop.home)
+
+    assert code == 2 and output.startswith("cclink: error: "), repr(output)
+    assert "\x1b" not in output

@@ -23,14 +23,18 @@ if TYPE_CHECKING:
     from cclink.flows.publish import PublishOutcome
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Hand a Claude Code session to another machine over the Mainline DHT, end-to-end encrypted.\n\n"
-    "Run `cclink` in a project to publish its session, then `cclink pickup` on the other machine.",
+    "Run `cclink` in a project to publish its session, then `cclink pickup` on the other machine. "
+    "`-V` prints the version; `--no-color`, anywhere, or NO_COLOR in the environment turns colour off.",
 )
+# Options of the group itself: they come before a command, and say nothing about publishing.
+GROUP_OPTIONS = ("--help", "-h", "--install-completion", "--show-completion")
+NO_COLOR = "--no-color"
 
 PUBLISH = "publish"
 PICKUP = "pickup"
@@ -319,6 +323,7 @@ def help_command(
     assert group_ctx is not None  # a subcommand always runs inside the group
     if command is None:
         console.out(group_ctx.get_help())
+        console.out(_publish_options(group_ctx))
         return
     chosen = group_ctx.command.get_command(group_ctx, command)  # type: ignore[attr-defined]
     if chosen is None:
@@ -327,15 +332,42 @@ def help_command(
         console.out(chosen.get_help(command_ctx))
 
 
+def _publish_options(group_ctx: typer.Context) -> str:
+    """The default command's options, for the overall help: `cclink` alone is how most people publish."""
+    publish = group_ctx.command.get_command(group_ctx, PUBLISH)  # type: ignore[attr-defined]
+    with publish.make_context(PUBLISH, ["--help"], parent=group_ctx, resilient_parsing=True) as publish_ctx:
+        formatter = publish_ctx.make_formatter()
+        publish.format_options(publish_ctx, formatter)
+    lines = [
+        line
+        for line in formatter.getvalue().splitlines()
+        if line.strip() and line not in ("Arguments:", "Options:") and not line.lstrip().startswith("-h, --help")
+    ]
+    return "\n".join(["", "Publishing (cclink [SESSION_ID] [OPTIONS], the same as cclink publish):", *lines])
+
+
 # --- entry point ----------------------------------------------------------------------
 
 
 def _with_default_command(args: list[str]) -> list[str]:
-    """`cclink [SESSION_ID] [options]` means `cclink publish ...`."""
+    """`cclink [SESSION_ID] [options]` means `cclink publish ...`; `cclink --help` shows the help command's text."""
     names = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
-    if args and (args[0] in names or args[0] in ("--help", "-h")):
+    if args in (["--help"], ["-h"]):
+        return ["help"]
+    if args and (args[0] in names or args[0] in GROUP_OPTIONS):
         return args
     return [PUBLISH, *args]
+
+
+def _without_no_color(args: list[str]) -> list[str]:
+    """--no-color may come anywhere before `--`: it turns colour off and leaves the command's own arguments."""
+    from cclink.cli import console
+
+    end = args.index("--") if "--" in args else len(args)
+    if NO_COLOR not in args[:end]:
+        return args
+    console.no_colour()
+    return [arg for arg in args[:end] if arg != NO_COLOR] + args[end:]
 
 
 def _with_wait_alone(args: list[str]) -> list[str]:
@@ -365,7 +397,7 @@ def _is_number(word: str) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure becomes one sentence on stderr and an exit code."""
-    args = _with_wait_alone(_with_default_command(list(sys.argv[1:] if argv is None else argv)))
+    args = _with_wait_alone(_with_default_command(_without_no_color(list(sys.argv[1:] if argv is None else argv))))
     exits.unwind_on_termination_signals()
     try:
         # Typer reports its own usage errors (exit 2) and exits; ours land here.

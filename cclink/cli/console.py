@@ -68,8 +68,42 @@ def out(text: str = "", *, flush: bool = False) -> None:
 
 
 def say(message: str) -> None:
-    """One line for the human (progress or a note), on stderr; dropped if the terminal is gone."""
-    _write_stderr(for_terminal(message) + "\n")
+    """One line for the human (progress or a note), on stderr; dropped if the terminal is gone.
+
+    A line that starts with "Note:" stands out in colour on a terminal.
+    """
+    safe = for_terminal(message)
+    if safe.startswith(NOTE):
+        safe = _coloured(NOTE, YELLOW) + safe[len(NOTE) :]
+    _write_stderr(safe + "\n")
+
+
+def say_error(sentence: str) -> None:
+    """`cclink: error: <sentence>` on stderr, the prefix in red on a terminal, the sentence on one line."""
+    _write_stderr(_coloured(ERROR, RED) + " " + printable(sentence) + "\n")
+
+
+# --- colour ---------------------------------------------------------------------------
+
+NOTE, ERROR = "Note:", "cclink: error:"
+RED, YELLOW = "1;31", "1;33"  # SGR parameters: bold red, bold yellow
+_colour_wanted = True
+
+
+def no_colour() -> None:
+    """--no-color: plain text even on a terminal."""
+    global _colour_wanted
+    _colour_wanted = False
+
+
+def colour_on() -> bool:
+    """Colour only on a terminal, and never with NO_COLOR set to anything (no-color.org) or --no-color."""
+    return _colour_wanted and not os.environ.get("NO_COLOR") and _isatty(sys.stderr)
+
+
+def _coloured(text: str, sgr: str) -> str:
+    # Added after escaping: these are cclink's own sequences, never a publisher's.
+    return f"\x1b[{sgr}m{text}\x1b[0m" if colour_on() else text
 
 
 def _write_stderr(text: str) -> None:

@@ -139,7 +139,7 @@ def fail(message: str, code: int) -> NoReturn:
     from cclink.cli import console
 
     # One line whatever the message holds: a line break from a hostile name could fake a second message.
-    console.say(f"cclink: error: {text.printable(_sentence(message))}")
+    console.say_error(_sentence(message))
     _flush(sys.stdout)
     _flush(sys.stderr)
     sys.exit(code)
