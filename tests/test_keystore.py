@@ -101,3 +101,50 @@ def test_importing_an_encrypted_key_asks_its_passphrase_then_a_new_one(home: Pat
         "New passphrase for the key (at least 8 characters): ",
     ]
     assert keys(home).load(ScriptedUI.answering(secrets=[PASSPHRASE])).public_key == identity.public_key
+
+
+# --- whoami without the passphrase ------------------------------------------------------------
+
+
+def noting(home: Path) -> keystore.KeyStore:
+    return keystore.KeyStore(key_file(home), home / "state" / "public-key.json")
+
+
+def test_whoami_of_an_encrypted_key_asks_no_passphrase_once_the_key_was_opened_here(home: Path) -> None:
+    keys = noting(home)
+    created = keystore.init(
+        ScriptedUI.answering(secrets=[PASSPHRASE]), keys, None, no_passphrase=False, assume_yes=False
+    )
+    ui = ScriptedUI.answering()
+
+    assert keystore.whoami(ui, keys)[0] == created.public_key
+    assert ui.asked == []
+
+
+def test_whoami_asks_again_for_a_key_file_replaced_behind_its_back(home: Path, tmp_path: Path) -> None:
+    keys = noting(home)
+    keystore.init(ScriptedUI.answering(secrets=[PASSPHRASE]), keys, None, no_passphrase=False, assume_yes=False)
+    other = Identity.generate()
+    keyfile.save_identity(key_file(home), other, PASSPHRASE)
+    ui = ScriptedUI.answering(secrets=[PASSPHRASE])
+
+    assert keystore.whoami(ui, keys)[0] == other.public_key
+    assert ui.asked == [f"Passphrase for {key_file(home)}: "]
+    assert keystore.whoami(ScriptedUI.answering(), keys)[0] == other.public_key  # remembered now
+
+
+@pytest.mark.parametrize("note", [b"", b"{", b"[1]", b'{"key_file_sha256": 1}', b"x" * 5000], ids=str)
+def test_a_damaged_note_only_means_asking_for_the_passphrase(home: Path, note: bytes) -> None:
+    keys = noting(home)
+    created = keystore.init(
+        ScriptedUI.answering(secrets=[PASSPHRASE]), keys, None, no_passphrase=False, assume_yes=False
+    )
+    assert keys.public_key_note is not None
+    keys.public_key_note.write_bytes(note)
+
+    assert keystore.whoami(ScriptedUI.answering(secrets=[PASSPHRASE]), keys)[0] == created.public_key
+
+
+def test_whoami_of_an_unencrypted_key_needs_no_note(home: Path) -> None:
+    created = keystore.init(ScriptedUI.answering(), keys(home), None, no_passphrase=True, assume_yes=False)
+    assert keystore.whoami(ScriptedUI.answering(), keys(home))[0] == created.public_key

@@ -7,27 +7,67 @@ under a temporary directory.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from cclink.errors import WrongPassphrase
+from cclink.errors import CclinkError, UsageError, WireError, WrongPassphrase
 from cclink.flows.ui import SECRET_TRIES, UI, go_ahead
 from cclink.local import files
-from cclink.wire import keyfile
+from cclink.wire import keyfile, strictjson
 from cclink.wire.keys import Identity, PublicKey
 
 PASSPHRASE_ENV = "CCLINK_PASSPHRASE"
+# In the state directory: the public key of the encrypted key file, so that whoami needs no passphrase.
+PUBLIC_KEY_NOTE = "public-key.json"
+MAX_NOTE_SIZE = 1024
 
 
 @dataclass(frozen=True)
 class KeyStore:
-    """Where the user's key lives."""
+    """Where the user's key lives, and where the public key of an encrypted one is remembered (for whoami)."""
 
     path: Path
+    public_key_note: Path | None = None
 
     @classmethod
     def default(cls) -> KeyStore:
-        return cls(files.key_path())
+        return cls(files.key_path(), files.state_dir() / PUBLIC_KEY_NOTE)
+
+    def public_key(self, ui: UI) -> PublicKey:
+        """The user's public key; for an encrypted key, the passphrase is asked only until it is remembered."""
+        data = keyfile.read_key_file(self.path)
+        known = keyfile.plain_public_key(data, str(self.path)) or self._remembered(data)
+        return known if known is not None else self.load(ui).public_key
+
+    def _remembered(self, key_file: bytes) -> PublicKey | None:
+        """The public key noted for exactly these key file bytes; None for a missing, stale or damaged note."""
+        if self.public_key_note is None:
+            return None
+        try:
+            with open(self.public_key_note, "rb") as note:
+                data = strictjson.loads(note.read(MAX_NOTE_SIZE + 1).decode("utf-8"))
+            if not isinstance(data, dict) or data.get("key_file_sha256") != hashlib.sha256(key_file).hexdigest():
+                return None
+            noted = data.get("public_key")
+            return PublicKey.parse(noted) if isinstance(noted, str) else None
+        except (OSError, ValueError, WireError, UsageError):
+            # Only a cache: whatever is wrong with it, the passphrase still opens the key.
+            return None
+
+    def remember_public_key(self, public_key: PublicKey) -> None:
+        """Note the public key of the key file as it is now, if it is encrypted; a failure to write costs nothing."""
+        if self.public_key_note is None:
+            return
+        try:
+            data = keyfile.read_key_file(self.path)
+            if keyfile.plain_public_key(data, str(self.path)) is not None or self._remembered(data) == public_key:
+                return
+            note = {"key_file_sha256": hashlib.sha256(data).hexdigest(), "public_key": public_key.z32}
+            files.write_private(self.public_key_note, json.dumps(note).encode() + b"\n", durable=False)
+        except (OSError, CclinkError):
+            pass
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -37,9 +77,11 @@ class KeyStore:
         attempt = 1
         while True:
             try:
-                return keyfile.load_identity(
+                identity = keyfile.load_identity(
                     self.path, lambda: ui.secret(f"Passphrase for {self.path}: ", PASSPHRASE_ENV)
                 )
+                self.remember_public_key(identity.public_key)
+                return identity
             except WrongPassphrase:
                 if attempt == SECRET_TRIES or not ui.can_retype(PASSPHRASE_ENV):
                     raise
@@ -81,6 +123,7 @@ def init(ui: UI, keys: KeyStore, import_from: str | None, no_passphrase: bool, a
             check=kdf.check_passphrase,
         )
     keyfile.save_identity(path, identity, passphrase)
+    keys.remember_public_key(identity.public_key)
     return InitOutcome(identity.public_key, path, passphrase is not None, import_from is not None)
 
 
@@ -92,4 +135,4 @@ def _read_import(ui: UI, source: str) -> Identity:
 
 
 def whoami(ui: UI, keys: KeyStore) -> tuple[PublicKey, Path]:
-    return keys.load(ui).public_key, keys.path
+    return keys.public_key(ui), keys.path

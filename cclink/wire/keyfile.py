@@ -13,7 +13,7 @@ from pathlib import Path
 from cclink.errors import KeyFileError
 from cclink.local import files
 from cclink.wire import envelope, kdf
-from cclink.wire.keys import Identity
+from cclink.wire.keys import Identity, PublicKey
 
 KEY_FILE_MODE = 0o600
 # fullmatch on the stripped text; bytes.fromhex alone would also accept inner spaces.
@@ -55,7 +55,19 @@ def read_for_import(source: str) -> tuple[bytes, str]:
 
 def load_identity(path: Path, passphrase: Callable[[], str]) -> Identity:
     """Load the key file at path, insisting on mode 0600."""
-    return identity_from_bytes(_read_private(Path(path)), passphrase, str(path))
+    return identity_from_bytes(read_key_file(path), passphrase, str(path))
+
+
+def read_key_file(path: Path) -> bytes:
+    """The bytes of the key file at path (mode 0600, bounded), as load_identity reads them."""
+    return _read_private(Path(path))
+
+
+def plain_public_key(data: bytes, source: str) -> PublicKey | None:
+    """The public key of an unencrypted key file's bytes, or None for an envelope (it needs the passphrase)."""
+    if envelope.is_envelope(data):
+        return None
+    return Identity(_plaintext_seed(data, source)).public_key
 
 
 def save_identity(path: Path, identity: Identity, passphrase: str | None) -> None:
