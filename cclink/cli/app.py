@@ -332,7 +332,7 @@ def help_command(
         console.out(chosen.get_help(command_ctx))
 
 
-def _publish_options(group_ctx: typer.Context) -> str:
+def _publish_options(group_ctx: typer._click.Context) -> str:
     """The default command's options, for the overall help: `cclink` alone is how most people publish."""
     publish = group_ctx.command.get_command(group_ctx, PUBLISH)  # type: ignore[attr-defined]
     with publish.make_context(PUBLISH, ["--help"], parent=group_ctx, resilient_parsing=True) as publish_ctx:
