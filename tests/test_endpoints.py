@@ -27,7 +27,7 @@ def test_with_neither_variable_set_it_is_the_public_dht_from_its_routers() -> No
 def test_public_or_empty_is_the_ordinary_behaviour(value: str) -> None:
     network = Network.from_environment({"CCLINK_NETWORK": value, "CCLINK_BOOTSTRAP": "127.0.0.1:7000"})
 
-    assert network == Network((("127.0.0.1", 7000),), test=False)
+    assert network == Network((("127.0.0.1", 7000),), test=False, relays=endpoints.DEFAULT_RELAYS)
 
 
 def test_test_with_bootstrap_nodes_is_a_test_network() -> None:
@@ -63,8 +63,14 @@ def test_a_bad_bootstrap_list_is_refused_on_either_network() -> None:
 
 @pytest.mark.parametrize(
     "network",
-    [endpoints.PUBLIC, Network(LOOPBACK, test=True), Network((("::1", 7001), ("10.0.0.1", 7002)), test=True)],
-    ids=["public", "test", "ipv6"],
+    [
+        endpoints.PUBLIC,
+        Network(LOOPBACK, test=True),
+        Network((("::1", 7001), ("10.0.0.1", 7002)), test=True),
+        Network(LOOPBACK, test=True, relays=("http://127.0.0.1:8080", "http://[::1]:8081/pkarr")),
+        Network(PUBLIC_ADDRESS),
+    ],
+    ids=["public", "test", "ipv6", "test-with-relays", "public-without-relays"],
 )
 def test_a_networks_environment_reads_back_as_the_same_network(network: Network) -> None:
     assert Network.from_environment(network.environment()) == network
@@ -75,6 +81,89 @@ def test_the_environment_is_read_from_the_process_by_default(monkeypatch: pytest
     monkeypatch.setenv("CCLINK_BOOTSTRAP", "127.0.0.1:7000")
 
     assert Network.from_environment() == Network((("127.0.0.1", 7000),), test=True)
+
+
+# --- CCLINK_RELAYS -----------------------------------------------------------------------------
+
+
+def test_unset_relays_are_pkarrs_public_ones_on_the_public_network() -> None:
+    assert (
+        Network.from_environment({}).relays
+        == endpoints.DEFAULT_RELAYS
+        == (
+            "https://pkarr.pubky.app",
+            "https://pkarr.pubky.org",
+        )
+    )
+
+
+@pytest.mark.parametrize("value", [None, "", "  "])
+def test_a_test_network_has_no_relays_unless_it_names_them(value: str | None) -> None:
+    """Tests and labs never reach the internet by default."""
+    environment = {"CCLINK_NETWORK": "test", "CCLINK_BOOTSTRAP": "127.0.0.1:7000"}
+    environment |= {"CCLINK_RELAYS": value} if value is not None else {}
+
+    assert Network.from_environment(environment).relays == ()
+
+
+def test_none_turns_relays_off() -> None:
+    assert Network.from_environment({"CCLINK_RELAYS": "none"}).relays == ()
+    assert Network.from_environment({"CCLINK_RELAYS": " NONE "}).relays == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "relays"),
+    [
+        ("http://127.0.0.1:8080", ("http://127.0.0.1:8080",)),
+        ("https://relay.example/", ("https://relay.example",)),
+        ("HTTPS://Relay.Example:443/Pkarr/", ("https://relay.example:443/Pkarr",)),
+        (" http://[::1]:9/a/b , http://127.0.0.1:8080 ", ("http://[::1]:9/a/b", "http://127.0.0.1:8080")),
+        ("http://127.0.0.1:8080,http://127.0.0.1:8080/", ("http://127.0.0.1:8080",)),
+    ],
+)
+def test_relays_are_read_as_urls_in_one_form(value: str, relays: tuple[str, ...]) -> None:
+    environment = {"CCLINK_NETWORK": "test", "CCLINK_BOOTSTRAP": "127.0.0.1:7000", "CCLINK_RELAYS": value}
+
+    assert Network.from_environment(environment).relays == relays
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "relay.example",
+        "ftp://relay.example",
+        "http://",
+        "http://user@relay.example",
+        "http://user:secret@relay.example",
+        "http://relay.example?x=1",
+        "http://relay.example/?",
+        "http://relay.example#top",
+        "http://relay.example:0",
+        "http://relay.example:65536",
+        "http://relay.example:port",
+        "http://[not-ipv6]:80",
+        "http://relay example",
+        "http://relay.example/a b",
+        "http://relay.example,",
+        "none,http://relay.example",
+        "http://relay.example/\x7f",
+    ],
+)
+def test_a_malformed_relay_list_is_refused_in_one_sentence(value: str) -> None:
+    with pytest.raises(UsageError) as refused:
+        Network.from_environment({"CCLINK_RELAYS": value})
+
+    message = str(refused.value)
+    assert message.startswith("CCLINK_RELAYS must be 'none' or http(s)://host[:port][/path][,...]")
+    assert message.count(". ") == 0 and message.isprintable()
+
+
+def test_relays_go_into_the_environment_only_when_not_the_default() -> None:
+    assert "CCLINK_RELAYS" not in endpoints.PUBLIC.environment()
+    assert "CCLINK_RELAYS" not in Network(LOOPBACK, test=True).environment()
+    assert Network(PUBLIC_ADDRESS).environment()["CCLINK_RELAYS"] == "none"
+    named = Network(LOOPBACK, test=True, relays=("http://127.0.0.1:8080", "https://relay.example/p"))
+    assert named.environment()["CCLINK_RELAYS"] == "http://127.0.0.1:8080,https://relay.example/p"
 
 
 # --- scope: where the DHT is, whether or not it is a test network ------------------------------

@@ -1,6 +1,7 @@
-"""Where the DHT is: endpoints, and the `Network` a command joins (CCLINK_BOOTSTRAP, CCLINK_NETWORK).
+"""Where the DHT is: endpoints, and the `Network` a command joins (CCLINK_BOOTSTRAP, CCLINK_NETWORK, CCLINK_RELAYS).
 
-A Network is the bootstrap nodes plus two things derived or declared:
+A Network is the bootstrap nodes, the pkarr relays (relays.py) that reach
+the same records over HTTP, and two things derived or declared:
 - its address scope (`Scope`), which follows from the bootstrap addresses:
   which addresses its nodes and peers may have;
 - whether it is a test network, which is declared (CCLINK_NETWORK=test), never
@@ -19,10 +20,12 @@ import enum
 import functools
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from cclink.errors import UsageError
+from cclink.text import printable
 
 Endpoint = tuple[str, int]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -37,6 +40,10 @@ DEFAULT_BOOTSTRAP: tuple[Endpoint, ...] = (
 BOOTSTRAP_ENV = "CCLINK_BOOTSTRAP"
 NETWORK_ENV = "CCLINK_NETWORK"
 PUBLIC_VALUE, TEST_VALUE = "public", "test"
+# pkarr's own default relays (pkarr's DEFAULT_RELAYS): the public network's unless CCLINK_RELAYS says otherwise.
+DEFAULT_RELAYS: tuple[str, ...] = ("https://pkarr.pubky.app", "https://pkarr.pubky.org")
+RELAYS_ENV = "CCLINK_RELAYS"
+NO_RELAYS = "none"
 
 # In a test swarm on this machine every command runs its own short-lived DHT
 # client. libtorrent files a node that stored an item or announced a peer in
@@ -70,6 +77,57 @@ def format_endpoint(endpoint: Endpoint) -> str:
 def format_bootstrap(endpoints: tuple[Endpoint, ...]) -> str:
     """The CCLINK_BOOTSTRAP text that parse_bootstrap reads back as endpoints."""
     return ",".join(format_endpoint(endpoint) for endpoint in endpoints)
+
+
+# --- relays ---------------------------------------------------------------------------
+
+_RELAY_URL = re.compile(
+    r"(?P<scheme>https?)://"
+    r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+    r"(?P<path>(?:/[A-Za-z0-9._~!$&'()*+,;=:@%-]*)*)",
+    re.IGNORECASE,
+)
+
+
+def parse_relays(text: str) -> tuple[str, ...]:
+    """Read `none` (no relays) or `URL[,URL...]`; UsageError on anything else.
+
+    A relay URL is http or https, a host (an IPv6 address in brackets), an
+    optional port and an optional path prefix: no user, query or fragment.
+    Each comes back as `scheme://host[:port][/path]`, scheme and host in
+    lower case, without a trailing slash, each relay once.
+    """
+    if text.strip().lower() == NO_RELAYS:
+        return ()
+    relays: list[str] = []
+    for part in text.split(","):
+        relay = _relay_url(part.strip())
+        if relay is None:
+            raise UsageError(
+                f"{RELAYS_ENV} must be '{NO_RELAYS}' or http(s)://host[:port][/path][,...] "
+                f"(no user, query or fragment), not '{printable(part.strip())}'"
+            )
+        if relay not in relays:
+            relays.append(relay)
+    return tuple(relays)
+
+
+def _relay_url(text: str) -> str | None:
+    match = _RELAY_URL.fullmatch(text)
+    if match is None:
+        return None
+    host, port = match["host"].lower(), match["port"]
+    if host.startswith("[") and _ip(host[1:-1]) is None:
+        return None
+    if port is not None and not 0 < int(port) < 65536:
+        return None
+    return f"{match['scheme'].lower()}://{host}{f':{int(port)}' if port else ''}{match['path'].rstrip('/')}"
+
+
+def format_relays(relays: tuple[str, ...]) -> str:
+    """The CCLINK_RELAYS text that parse_relays reads back as relays."""
+    return ",".join(relays) or NO_RELAYS
 
 
 # --- address scope ----------------------------------------------------------------------
@@ -133,13 +191,16 @@ class Network:
 
     bootstrap: tuple[Endpoint, ...]
     test: bool = False
+    relays: tuple[str, ...] = ()  # pkarr relay URLs (parse_relays' form): records go through them too
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str] | None = None) -> Network:
-        """CCLINK_BOOTSTRAP (else the public routers) and CCLINK_NETWORK (`public`, the default, or `test`).
+        """CCLINK_BOOTSTRAP (else the public routers), CCLINK_NETWORK (`public`, the default, or `test`)
+        and CCLINK_RELAYS (else pkarr's public relays, but none on a test network).
 
-        UsageError for any other CCLINK_NETWORK, and for `test` without
-        CCLINK_BOOTSTRAP: a test network is never the public routers.
+        UsageError for any other CCLINK_NETWORK, for `test` without
+        CCLINK_BOOTSTRAP (a test network is never the public routers), and
+        for a malformed CCLINK_RELAYS.
         """
         environment = os.environ if environment is None else environment
         bootstrap_text = environment.get(BOOTSTRAP_ENV, "").strip()
@@ -152,14 +213,24 @@ class Network:
                 "as `cclink testnet` prints them): a test network is never the public DHT"
             )
         bootstrap = parse_bootstrap(bootstrap_text) if bootstrap_text else DEFAULT_BOOTSTRAP
-        return cls(bootstrap, test=kind == TEST_VALUE)
+        relays_text = environment.get(RELAYS_ENV, "").strip()
+        # Tests and labs never reach the internet unless they name a relay themselves.
+        relays = parse_relays(relays_text) if relays_text else _default_relays(test=kind == TEST_VALUE)
+        return cls(bootstrap, test=kind == TEST_VALUE, relays=relays)
 
     def environment(self) -> dict[str, str]:
-        """CCLINK_NETWORK and CCLINK_BOOTSTRAP for a command to join this network (what from_environment reads)."""
-        return {
+        """CCLINK_NETWORK, CCLINK_BOOTSTRAP and CCLINK_RELAYS for a command to join this network.
+
+        CCLINK_RELAYS only where the relays are not the default for the kind
+        of network, so that a test network's export line stays two variables.
+        """
+        variables = {
             NETWORK_ENV: TEST_VALUE if self.test else PUBLIC_VALUE,
             BOOTSTRAP_ENV: format_bootstrap(self.bootstrap),
         }
+        if self.relays != _default_relays(test=self.test):
+            variables[RELAYS_ENV] = format_relays(self.relays)
+        return variables
 
     # --- where it is: follows from the bootstrap addresses ---
 
@@ -204,4 +275,8 @@ class Network:
         return self.test
 
 
-PUBLIC = Network(DEFAULT_BOOTSTRAP)
+def _default_relays(*, test: bool) -> tuple[str, ...]:
+    return () if test else DEFAULT_RELAYS
+
+
+PUBLIC = Network(DEFAULT_BOOTSTRAP, relays=DEFAULT_RELAYS)
