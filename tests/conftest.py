@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.agents import AgentMachine
 from support.desks import Clock, Desk
 from support.machines import SWARM_NODES, Machine
 from support.records import MemoryItems
@@ -49,6 +50,24 @@ def machines(tmp_path, swarm):
         return Machine(tmp_path, name, swarm.network)
 
     return make
+
+
+@pytest.fixture
+def agent_machines(tmp_path, swarm):
+    """A factory of Machines whose commands start the background agent: agent_machines("laptop"[, network]).
+
+    Every agent they started is stopped when the test ends, however it ended.
+    """
+    made: list[AgentMachine] = []
+
+    def make(name: str, network=None) -> AgentMachine:
+        machine = AgentMachine(tmp_path, name, network or swarm.network)
+        made.append(machine)
+        return machine
+
+    yield make
+    for machine in made:
+        machine.stop_agent()
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from cclink.errors import UnknownSession
     from cclink.flows.environment import Environment
     from cclink.flows.publish import PublishOutcome
+    from cclink.net.agent import Place
+    from cclink.net.endpoints import Network
 
 app = typer.Typer(
     add_completion=True,
@@ -273,6 +275,110 @@ def revoke_command(yes: bool = typer.Option(False, "-y", "--yes", help="Do not a
 
     manage.revoke(console, _environment(), assume_yes=yes)
     console.out("Revoked.")
+
+
+@app.command("relay")
+def relay_command(
+    listen: str = typer.Option(
+        "127.0.0.1:6881",
+        "--listen",
+        metavar="HOST:PORT",
+        help="Where to accept HTTP requests (default: this machine only, on pkarr's relay port); port 0 picks one.",
+    ),
+) -> None:
+    """Run a pkarr HTTP relay to the DHT, for machines that cannot reach it, until interrupted."""
+    from cclink.cli import console
+    from cclink.net import relay_server
+    from cclink.net.endpoints import Network
+    from cclink.net.record_store import DhtItems
+
+    network = Network.from_environment()
+    endpoint = relay_server.parse_listen(listen)
+
+    def ready(url: str) -> None:
+        console.out(f"export CCLINK_RELAYS={url}", flush=True)
+        wildcard = endpoint[0] in ("0.0.0.0", "::")
+        where = " (put this machine's address in place of the wildcard)" if wildcard else ""
+        console.say(
+            f"A pkarr relay to the DHT of {network.scope.value} at {url}{where}; "
+            "run the line above on the machines that use it. Ctrl-C stops."
+        )
+
+    relay_server.serve(DhtItems(network), endpoint, ready, lambda line: console.say(f"relay: {line}"))
+    console.say("Relay stopped.")
+
+
+@app.command("agent")
+def agent_command(
+    action: str | None = typer.Argument(None, metavar="[stop]", help="stop: end the running agent."),
+    foreground: bool = typer.Option(
+        False, "--foreground", help="Be the agent in this process (what commands start in the background)."
+    ),
+) -> None:
+    """Start the background agent that keeps your handoffs on the DHT; `cclink agent stop` ends it."""
+    import os
+
+    from cclink.cli import console
+    from cclink.errors import UsageError
+    from cclink.net import agent
+    from cclink.net.endpoints import Network
+    from cclink.wire.agent_protocol import Status
+
+    network = Network.from_environment()
+    place = agent.Place.of(network)
+    if action == "stop":
+        console.out("Stopped the agent." if agent.stop(place) else "No agent is running.")
+        return
+    if action is not None:
+        raise UsageError(f"`cclink agent` takes only `stop`, not '{action}'")
+    if foreground:
+        _be_the_agent(network, place)
+        return
+    running = agent.ask(place, Status())
+    if running is not None:
+        console.out(f"An agent is already running (pid {running.pid}).")
+        return
+    agent.start(place, os.environ)
+    started = agent.wait_for(place)
+    if started is None:
+        raise UsageError(f"the agent did not start; its log is {place.log}")
+    console.out(f"Started the agent (pid {started.pid}); `cclink status` shows what it keeps.")
+
+
+def _be_the_agent(network: Network, place: Place) -> None:
+    """Keep what the kept list holds and what commands hand over, until stopped or nothing is left."""
+    import functools
+    import os
+
+    from cclink.cli import console
+    from cclink.flows import keeping
+    from cclink.net import agent, relays
+
+    every = agent.republish_every(network, os.environ) or keeping.REPUBLISH_EVERY
+    service = keeping.Keeping(relays.items_for(network), functools.partial(agent.save_kept, place), every=every)
+    other = agent.serve(place, service)
+    if other is not None:
+        console.out(f"An agent is already running (pid {other}); it was handed the kept list.")
+
+
+@app.command("status")
+def status_command(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """Show what the background agent keeps alive on the DHT."""
+    import time
+
+    from cclink.cli import console
+    from cclink.net import agent
+    from cclink.net.endpoints import Network
+    from cclink.wire.agent_protocol import Status
+
+    place = agent.Place.of(Network.from_environment())
+    answer = agent.ask(place, Status())
+    waiting = len(agent.read_kept(place)) if answer is None else 0
+    if as_json:
+        render.print_json(render.status_json(answer, waiting))
+        return
+    for line in render.status_lines(answer, waiting, time.time()):
+        console.out(line)
 
 
 @app.command("testnet")

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from cclink.flows.manage import ListOutcome
     from cclink.flows.pickup import PickupOutcome
     from cclink.flows.publish import PublishOutcome
+    from cclink.wire.agent_protocol import Answer, Entry
     from cclink.wire.payload import CarryInfo
     from cclink.wire.record import Record
 
@@ -124,3 +125,61 @@ def list_json(outcome: ListOutcome, now: float) -> Json:
         data["session_id"] = outcome.payload.session_id
         data["project"] = outcome.payload.project
     return data
+
+
+# --- the agent --------------------------------------------------------------------------
+
+
+def status_lines(answer: Answer | None, waiting: int, now: float) -> list[str]:
+    """What `cclink status` says: the agent's kept items, or that none is running (and what it would take up)."""
+    if answer is None:
+        lines = ["No agent is running."]
+        if waiting:
+            lines.append(
+                f"  {_items(waiting)} in its kept list will be taken up again by the next cclink command "
+                "that uses the network, or by `cclink agent`."
+            )
+        return lines
+    kept = answer.kept or ()
+    lines = [f"The agent (pid {answer.pid}) keeps {_items(len(kept))} on the DHT{':' if kept else '.'}"]
+    for entry in kept:
+        lines.append(f"  {_z32_display(entry)}: {entry.kind}, seq {entry.seq}")
+        lines.append(f"    Expires:  in {text.format_duration(entry.expires_at - now)} ({utc(entry.expires_at)})")
+        lines.append(f"    Last put: {_last_put(entry, now)}")
+        lines.append(f"    Next put: in {text.format_duration(max(0.0, entry.next_put - now))}")
+    return lines
+
+
+def status_json(answer: Answer | None, waiting: int) -> Json:
+    if answer is None:
+        return {"running": False, "pid": None, "kept": [], "waiting": waiting}
+    kept = [
+        {
+            "publisher": _z32_display(entry),
+            "kind": entry.kind,
+            "seq": entry.seq,
+            "expires_at": entry.expires_at,
+            "nodes": entry.nodes,
+            "last_put": entry.last_put,
+            "next_put": entry.next_put,
+        }
+        for entry in answer.kept or ()
+    ]
+    return {"running": True, "pid": answer.pid, "kept": kept, "waiting": 0}
+
+
+def _items(count: int) -> str:
+    return f"{count} item{'' if count == 1 else 's'}"
+
+
+def _z32_display(entry: Entry) -> str:
+    from cclink.wire import z32
+
+    return "pk:" + z32.encode(entry.publisher)
+
+
+def _last_put(entry: Entry, now: float) -> str:
+    if entry.last_put is None:
+        return "not yet by the agent (the command that handed it over put it)"
+    nodes = "no node" if not entry.nodes else f"{entry.nodes} node{'s' if entry.nodes != 1 else ''}"
+    return f"{text.format_duration(max(0.0, now - entry.last_put))} ago, stored on {nodes}"

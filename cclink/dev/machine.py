@@ -2,11 +2,14 @@
 
 A `Machine` is a HOME directory of its own (key, ~/.claude, cache) with a
 stand-in `claude` first on PATH, and the environment to run cclink in: HOME,
-PATH, the network (CCLINK_NETWORK, CCLINK_BOOTSTRAP) and LANG, nothing else
-inherited that could steer cclink. The stand-in can record how cclink started
-it (argv and cwd, one JSON line each time: `launches()`) and say a line of its
-own; without either it only exits 0, which costs no interpreter start-up (what
-the bench times).
+PATH, the network (CCLINK_NETWORK, CCLINK_BOOTSTRAP), LANG and a runtime
+directory of its own (XDG_RUNTIME_DIR), nothing else inherited that could
+steer cclink. Its commands start no background agent (CCLINK_AGENT=off)
+unless it is made with `agent=True`; whoever makes one so stops its agent
+(`cclink agent stop`), so that nothing outlives a test, the demo or the bench.
+The stand-in can record how cclink started it (argv and cwd, one JSON line
+each time: `launches()`) and say a line of its own; without either it only
+exits 0, which costs no interpreter start-up (what the bench times).
 
 Where cclink must run under something else, inside a network namespace or
 under a timer, that is a `prefix` of the machine (every command) or a `wrap`
@@ -27,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from cclink.local import claude
+from cclink.net.agent import AGENT_ENV
+from cclink.net.agent import OFF as AGENT_OFF
 from cclink.net.endpoints import PUBLIC, Network
 
 COMMAND_TIMEOUT = 120.0  # seconds: a guard against hangs, never a measurement
@@ -74,7 +79,10 @@ class Machine:
     `claude_says` is a line the stand-in prints, with {args} and {cwd} in it.
     `folder_name` names a project's sessions folder (Claude Code's rule;
     tests pass a spelling of their own). `extra_env` is added to the
-    environment and `prefix` goes before every cclink command.
+    environment and `prefix` goes before every cclink command. `agent`
+    lets its commands start the background agent, whose socket goes in
+    `runtime_dir` (root/name-run unless given; a short one keeps the
+    socket's own path under AF_UNIX's limit).
     """
 
     def __init__(
@@ -88,6 +96,8 @@ class Machine:
         folder_name: Callable[[str], str] = claude.project_dir_name,
         extra_env: Mapping[str, str] | None = None,
         prefix: Sequence[str] = (),
+        agent: bool = False,
+        runtime_dir: Path | None = None,
     ) -> None:
         self.name = name
         self.root = root
@@ -100,6 +110,9 @@ class Machine:
         self.folder_name = folder_name
         self.extra_env = dict(extra_env or {})
         self.prefix = list(prefix)
+        self.agent = agent
+        self.runtime_dir = runtime_dir or root / f"{name}-run"
+        self.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         stand_in = self.bin_dir / "claude"
         if log_claude or claude_says:
             log = str(self.claude_log) if log_claude else ""
@@ -116,6 +129,8 @@ class Machine:
             "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
             **self.network.environment(),
             "LANG": "C.UTF-8",
+            "XDG_RUNTIME_DIR": str(self.runtime_dir),
+            **({} if self.agent else {AGENT_ENV: AGENT_OFF}),
             **self.extra_env,
         }
 

@@ -11,14 +11,31 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cclink.flows.keystore import KeyStore
 
 if TYPE_CHECKING:
+    from cclink.net import krpc
     from cclink.net.endpoints import Network
     from cclink.net.record_store import RecordStore
     from cclink.net.seq_memory import SeqMemory
+    from cclink.wire.keys import PublicKey
+
+
+class Keeper(Protocol):
+    """What keeps a published item alive after the command ends: the agent (net/agent.py), or nothing."""
+
+    def keep(self, publisher: PublicKey, item: krpc.Item, expires_at: float) -> str | None:
+        """Take item (signed, as put) to put again until expires_at; None, or a sentence saying why it will not."""
+        ...
+
+
+class NoKeeper:
+    """Keeps nothing: with CCLINK_AGENT=off, and for flows under test that do not look."""
+
+    def keep(self, publisher: PublicKey, item: krpc.Item, expires_at: float) -> str | None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -31,14 +48,17 @@ class Environment:
     network: Network  # the DHT and BitTorrent peers a carried session travels through
     pickups: SeqMemory  # per publisher, the seq of the last handoff picked up here (pickup --wait)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    keeper: Keeper = field(default_factory=NoKeeper, repr=False)  # the agent that keeps published items alive
 
     @classmethod
     def of_this_process(cls, network: Network) -> Environment:
         import socket
 
-        from cclink.net.record_store import RecordStore
+        from cclink.net import agent, relays
         from cclink.net.seq_memory import SeqMemory
 
-        records = RecordStore.on_dht(network)
+        records = relays.record_store(network)
         keys = KeyStore.default()
-        return cls(Path.cwd(), socket.gethostname(), time.time, keys, records, network, SeqMemory.of_pickups())
+        keeper = agent.keeper(network) or NoKeeper()
+        pickups = SeqMemory.of_pickups()
+        return cls(Path.cwd(), socket.gethostname(), time.time, keys, records, network, pickups, keeper=keeper)

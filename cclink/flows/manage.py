@@ -11,11 +11,12 @@ from cclink.errors import (
     NothingDone,
     Rollback,
 )
+from cclink.flows import keeping
 from cclink.flows.environment import Environment
 from cclink.flows.ui import UI, go_ahead
 from cclink.net.record_store import Resolved, Revocation
 from cclink.wire import payload
-from cclink.wire.keys import PublicKey
+from cclink.wire.keys import Identity, PublicKey
 from cclink.wire.payload import Payload
 from cclink.wire.record import Record
 
@@ -82,7 +83,9 @@ def revoke(ui: UI, env: Environment, *, assume_yes: bool) -> Record | None:
         )
         go_ahead(ui, question, assume_yes=assume_yes, otherwise="nothing revoked", unattended=False)
         with ui.progress("Revoking"):
-            env.records.revoke(identity)
+            stored = env.records.revoke(identity)
+        # What it revoked is unknown; kept as long as a handoff lives by default.
+        _keep_revocation(ui, env, identity, stored.seq, env.clock() + keeping.UNKNOWN_EXPIRY)
         return None
     if isinstance(found, Revocation):
         with ui.progress("Putting the revocation on the DHT again"):
@@ -99,5 +102,12 @@ def revoke(ui: UI, env: Environment, *, assume_yes: bool) -> Record | None:
     question = f"Revoke the handoff published {age} ago?"
     go_ahead(ui, question, assume_yes=assume_yes, otherwise="nothing revoked", unattended=False)
     with ui.progress("Revoking"):
-        env.records.revoke(identity)
+        stored = env.records.revoke(identity)
+    _keep_revocation(ui, env, identity, stored.seq, record.expires_at)
     return record
+
+
+def _keep_revocation(ui: UI, env: Environment, identity: Identity, seq: int, expires_at: float) -> None:
+    note = keeping.hand_over_revocation(env.keeper, identity, seq, expires_at)
+    if note is not None:
+        ui.say(f"Note: {note}")

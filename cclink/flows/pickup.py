@@ -25,6 +25,7 @@ from cclink.errors import (
     WireError,
     WrongPin,
 )
+from cclink.flows import keeping
 from cclink.flows.environment import Environment
 from cclink.flows.publish import PIN_ENV
 from cclink.flows.ui import SECRET_TRIES, UI, go_ahead
@@ -124,8 +125,10 @@ def pickup(
     elif record.burn:
         if identity is not None and identity.public_key == publisher:
             with ui.progress("Revoking the burn-after-read record"):
-                env.records.revoke(identity)
+                stored = env.records.revoke(identity)
             revoked = True
+            kept = keeping.hand_over_revocation(env.keeper, identity, stored.seq, record.expires_at)
+            notes.extend([kept] if kept is not None else [])
         else:
             notes.append(
                 "This is a burn-after-read handoff, but only its publisher's key can revoke it; "

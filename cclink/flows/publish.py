@@ -30,6 +30,7 @@ from cclink.errors import (
     UnknownSession,
     UsageError,
 )
+from cclink.flows import keeping
 from cclink.flows.environment import Environment
 from cclink.flows.ui import UI, Progress
 from cclink.local import claude
@@ -142,6 +143,9 @@ def publish(request: PublishRequest, ui: UI, env: Environment) -> Publication:
         if outgoing is not None:
             outgoing.close()
         raise
+    if not request.carry:  # a carried handoff is kept alive by its own seeding
+        kept = keeping.hand_over_handoff(env.keeper, identity, record, published.seq)
+        notes.extend([kept] if kept is not None else [])
     command = "cclink pickup" if mode == "self" else f"cclink pickup {identity.public_key.z32}"
     outcome = PublishOutcome(
         identity.public_key, chosen.session_id, chosen.project, record, published, mode, command, notes, sealed.carry

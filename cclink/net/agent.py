@@ -1,0 +1,407 @@
+"""The agent's process and the client every command uses to reach it (docs/design.md, "The agent").
+
+One agent per user and network, reached over a Unix socket in
+runtime.socket_dir(); it serves whoever runs as the same user and no one
+else (peer_uid). What it keeps, and when it puts each item again, is a flow
+(flows/keeping.py, a `Service` here): this module is the process around it,
+which is why it lives in net, below the flows: sockets, threads, files and
+the clock. The CLI puts the two together (`cclink agent`).
+
+A command hands an item over with a keep request. When no agent answers,
+it adds the item to the kept list's file and starts one, without waiting
+for it: the agent reads the file once it listens, and an agent that finds
+another already running hands that one what the file holds, so no item is
+lost to a race between them. The same file lets the first command after a
+reboot start an agent that resumes what is still live.
+
+Files, per network (the public network's names carry no tag): the socket
+`agent.sock` and the lock `agent.lock` held for the agent's life, in the
+socket directory; the kept list `kept.json` (docs/wire.md §11) and the log
+`agent.log` in the state directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from cclink.errors import UsageError
+from cclink.local import files, runtime
+from cclink.wire import agent_protocol
+from cclink.wire.agent_protocol import Answer, Entry, Item, Keep, ProtocolError, Request, Status, Stop
+
+if TYPE_CHECKING:
+    from cclink.net import krpc
+    from cclink.net.endpoints import Network
+    from cclink.wire.keys import PublicKey
+
+AGENT_ENV = "CCLINK_AGENT"  # "off": commands neither start the agent nor hand it anything
+OFF = "off"
+# Seconds between puts of each kept item; honoured on a test network only, so that tests need not wait an hour.
+REPUBLISH_ENV = "CCLINK_AGENT_REPUBLISH_EVERY"
+SECRET_ENV = ("CCLINK_PIN", "CCLINK_PASSPHRASE")  # never passed on to the agent
+GRACE = 30.0  # an agent with nothing to keep waits this long for something before it exits
+ASK_TIMEOUT = 5.0  # a command waits this long for an agent's answer before going on without it
+READ_TIMEOUT = 2.0  # the agent gives a client this long to send its request
+LOCK_WAIT = 5.0  # a starting agent waits this long for one that is ending to let go of the lock
+START_WAIT = 10.0  # `cclink agent` waits this long for the agent it started to answer
+STOP_WAIT = 10.0  # `cclink agent stop` waits this long for the agent to end
+MAX_CLIENTS = 8  # requests answered at once; more connections are closed at once
+ACCEPT_TICK = 0.5  # how often the accepting thread looks whether the agent is ending
+AFTER_FAILURE = 60.0  # the worker's pause after a round that raised
+MAX_SLEEP = 60.0  # the worker wakes at least this often: a suspended machine's clock jumps
+MAX_KEPT_FILE = agent_protocol.MAX_KEPT_FILE
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where one network's agent lives: its socket and lock, its kept list, its log."""
+
+    socket: Path
+    lock: Path
+    kept: Path
+    log: Path
+
+    @classmethod
+    def of(cls, network: Network, environ: Mapping[str, str] | None = None) -> Place:
+        tag = network_tag(network)
+        directory = runtime.socket_dir(environ)
+        state = files.state_dir()
+        return cls(
+            directory / f"agent{tag}.sock",
+            directory / f"agent{tag}.lock",
+            state / f"kept{tag}.json",
+            state / f"agent{tag}.log",
+        )
+
+
+def network_tag(network: Network) -> str:
+    """'' for the public network, else a short hash of how commands join it: one agent per network."""
+    from cclink.net.endpoints import PUBLIC
+
+    if network == PUBLIC:
+        return ""
+    joined = json.dumps(network.environment(), sort_keys=True).encode()
+    return "-" + hashlib.sha256(joined).hexdigest()[:12]
+
+
+def republish_every(network: Network, environ: Mapping[str, str]) -> float | None:
+    """CCLINK_AGENT_REPUBLISH_EVERY on a test network; None (the agent's own interval) anywhere else."""
+    text = environ.get(REPUBLISH_ENV, "").strip()
+    if not network.test or not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 86400:
+        raise UsageError(f"{REPUBLISH_ENV} takes a number of seconds from 0 to 86400, not '{text}'")
+    return seconds
+
+
+# --- the client -----------------------------------------------------------------------
+
+
+def ask(place: Place, request: Request, *, timeout: float = ASK_TIMEOUT) -> Answer | None:
+    """The agent's answer to request; None when no agent of this user answers (or answers nonsense)."""
+    try:
+        runtime.private_dir(place.socket.parent, create=False)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(timeout)
+            connection.connect(str(place.socket))
+            if runtime.peer_uid(connection) != os.getuid():
+                return None  # not our agent, whoever put a socket there
+            connection.sendall(agent_protocol.encode_request(request))
+            line = _read_line(connection, agent_protocol.MAX_ANSWER_LINE, time.monotonic() + timeout)
+        return agent_protocol.decode_answer(line) if line else None
+    except (OSError, ProtocolError):
+        return None
+
+
+class AgentKeeper:
+    """What a command hands signed items to (the flows' Keeper): the agent, started when none is running."""
+
+    def __init__(self, network: Network, environ: Mapping[str, str]) -> None:
+        self.place = Place.of(network, environ)
+        self.environ = environ
+
+    def keep(self, publisher: PublicKey, item: krpc.Item, expires_at: float) -> str | None:
+        """Hand item to the agent; None, or a sentence saying why it will not be kept alive."""
+        wire_item = Item(publisher.raw, item.seq, item.signature, item.value, int(expires_at))
+        answer = ask(self.place, Keep(wire_item))
+        if answer is not None:
+            return None if answer.ok else f"The agent will not keep it on the DHT: {answer.error}."
+        try:
+            add_kept(self.place, wire_item)
+            start(self.place, self.environ)
+        except OSError as error:
+            return (
+                f"The background agent could not be started ({error.strerror or error}); DHT nodes drop "
+                "an item about two hours after it was put, so it may vanish from the DHT before it expires."
+            )
+        return None
+
+    def resume(self) -> None:
+        """Start an agent for a kept list that no agent is running for (after a reboot, say)."""
+        try:
+            if self.place.kept.stat().st_size == 0 or not read_kept(self.place):
+                return
+        except OSError:
+            return
+        if ask(self.place, Status()) is None:
+            with contextlib.suppress(OSError):
+                start(self.place, self.environ)
+
+
+def keeper(network: Network, environ: Mapping[str, str] | None = None) -> AgentKeeper | None:
+    """The keeper of a command on network, an agent resumed if it has a kept list; None with CCLINK_AGENT=off."""
+    environ = os.environ if environ is None else environ
+    if environ.get(AGENT_ENV, "").strip() == OFF:
+        return None
+    found = AgentKeeper(network, environ)
+    found.resume()
+    return found
+
+
+def start(place: Place, environ: Mapping[str, str]) -> int:
+    """Start an agent in the background, detached from the terminal; its pid. OSError when it cannot be."""
+    argv = [sys.executable, "-m", "cclink", "agent", "--foreground"]
+    clean = {name: value for name, value in environ.items() if name not in SECRET_ENV}
+    return runtime.start_detached(argv, env=clean, log=place.log)
+
+
+def stop(place: Place) -> bool:
+    """Ask the agent to end and wait until it has; False when none was running."""
+    if ask(place, Stop()) is None:
+        return False
+    with runtime.locked(place.lock, wait=STOP_WAIT):
+        pass
+    return True
+
+
+def wait_for(place: Place, *, timeout: float = START_WAIT) -> Answer | None:
+    """The status of an agent being started, once it answers; None if it has not within timeout."""
+    give_up = time.monotonic() + timeout
+    while True:
+        answer = ask(place, Status())
+        if answer is not None or time.monotonic() >= give_up:
+            return answer
+        time.sleep(0.05)
+
+
+# --- the kept list's file -------------------------------------------------------------
+
+
+def read_kept(place: Place) -> list[Item]:
+    data = runtime.read_bounded(place.kept, MAX_KEPT_FILE)
+    return agent_protocol.decode_kept(data) if data is not None else []
+
+
+def save_kept(place: Place, items: list[Item]) -> None:
+    """Replace the kept list (0600, atomically); a file that cannot be written leaves the list to the agent's memory."""
+    with contextlib.suppress(OSError), _kept_lock(place):
+        files.write_private(place.kept, agent_protocol.encode_kept(items))
+
+
+def add_kept(place: Place, item: Item) -> None:
+    """Add item to the kept list's file for an agent about to start (the oldest go beyond MAX_KEPT)."""
+    with _kept_lock(place):
+        files.write_private(place.kept, agent_protocol.encode_kept([*read_kept(place), item]))
+
+
+@contextlib.contextmanager
+def _kept_lock(place: Place) -> Iterator[None]:
+    with runtime.locked(place.kept.with_name(place.kept.name + ".lock"), wait=LOCK_WAIT):
+        yield
+
+
+# --- the agent ------------------------------------------------------------------------
+
+
+class Service(Protocol):
+    """What the agent keeps, and the work of keeping it (flows/keeping.Keeping)."""
+
+    def keep(self, item: Item, now: float) -> str | None: ...
+
+    def resume(self, items: list[Item], now: float) -> None: ...
+
+    def entries(self, now: float) -> tuple[Entry, ...]: ...
+
+    def next_due(self, now: float) -> float | None: ...
+
+    def work(self, clock: Callable[[], float]) -> None: ...
+
+
+def serve(
+    place: Place,
+    service: Service,
+    *,
+    grace: float = GRACE,
+    clock: Callable[[], float] = time.time,
+    lock_wait: float = LOCK_WAIT,
+) -> int | None:
+    """Be the agent until stopped, or until nothing is left to keep for grace seconds; None when it ended so.
+
+    When another agent holds the lock, hand it the kept list's items and
+    return that agent's pid (0 when it did not answer).
+    """
+    runtime.private_dir(place.socket.parent, create=True)
+    with runtime.locked(place.lock, wait=lock_wait) as held:
+        if not held:
+            return _hand_over(place)
+        listener = _listen(place.socket)
+        try:
+            # Listening first: a command that finds no agent adds to the file before this reads it, or is answered.
+            with _kept_lock(place):
+                kept = read_kept(place)
+            service.resume(kept, clock())
+            _Server(listener, service, grace, clock).run()
+        finally:
+            listener.close()
+            with contextlib.suppress(OSError):
+                place.socket.unlink()
+    return None
+
+
+def _hand_over(place: Place) -> int:
+    """Give the running agent what the kept list's file holds (a command may have just added to it); its pid."""
+    for item in read_kept(place):
+        ask(place, Keep(item))
+    answer = ask(place, Status())
+    if answer is None or answer.pid is None:
+        return 0
+    return answer.pid
+
+
+def _listen(path: Path) -> socket.socket:
+    """A listening socket at path, 0600; whatever was there is a dead agent's, since the lock is ours."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    previous = os.umask(0o177)
+    try:
+        listener.bind(str(path))
+    finally:
+        os.umask(previous)
+    listener.listen(64)
+    return listener
+
+
+class _Server:
+    """One thread accepts and checks peers, one per request answers, and one does the keeping's work."""
+
+    def __init__(self, listener: socket.socket, service: Service, grace: float, clock: Callable[[], float]) -> None:
+        self.listener = listener
+        self.service = service
+        self.grace = grace
+        self.clock = clock
+        self.ending = threading.Event()
+        self.wake = threading.Event()
+        # Held while a keep is taken and while deciding to end: an item is never taken by an agent that is leaving.
+        self.deciding = threading.Lock()
+        self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
+
+    def run(self) -> None:
+        threading.Thread(target=self._work, name="keeping", daemon=True).start()
+        self.listener.settimeout(ACCEPT_TICK)
+        while not self.ending.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                time.sleep(ACCEPT_TICK)  # out of file descriptors, say: the clients wait in the backlog
+                continue
+            if not self._of_this_user(connection) or not self.slots.acquire(blocking=False):
+                connection.close()
+                continue
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _of_this_user(self, connection: socket.socket) -> bool:
+        try:
+            return runtime.peer_uid(connection) == os.getuid()
+        except OSError:
+            return False
+
+    def _serve(self, connection: socket.socket) -> None:
+        try:
+            with connection:
+                connection.settimeout(READ_TIMEOUT)
+                line = _read_line(connection, agent_protocol.MAX_REQUEST_LINE, time.monotonic() + READ_TIMEOUT)
+                answer = self._answer(line)
+                if answer is not None:
+                    connection.sendall(agent_protocol.encode_answer(answer))
+        except OSError:
+            pass
+        finally:
+            self.slots.release()
+
+    def _answer(self, line: bytes) -> Answer | None:
+        try:
+            request = agent_protocol.decode_request(line)
+        except ProtocolError as error:
+            return Answer(False, error=error.message)
+        if isinstance(request, Stop):
+            self.ending.set()
+            self.wake.set()
+            return Answer(True)
+        if isinstance(request, Status):
+            return Answer(True, pid=os.getpid(), kept=self.service.entries(self.clock()))
+        with self.deciding:
+            if self.ending.is_set():
+                return None  # no answer: the client starts the next agent with it
+            refusal = self.service.keep(request.item, self.clock())
+        self.wake.set()
+        return Answer(refusal is None, error=refusal)
+
+    def _work(self) -> None:
+        empty_since: float | None = None
+        while not self.ending.is_set():
+            failed = False
+            try:
+                self.service.work(self.clock)
+            except Exception:  # noqa: BLE001 - a bug in one round must not end the keeping of everything
+                traceback.print_exc()
+                sys.stderr.flush()
+                failed = True
+            with self.deciding:
+                due = self.service.next_due(self.clock())
+                if due is None:
+                    empty_since = empty_since if empty_since is not None else time.monotonic()
+                    wait = self.grace - (time.monotonic() - empty_since)
+                    if wait <= 0:
+                        self.ending.set()
+                        return
+                else:
+                    empty_since = None
+                    wait = due - self.clock()
+            if failed:
+                wait = max(wait, AFTER_FAILURE)  # what failed is still due: not again at once
+            if self.wake.wait(min(max(wait, 0.0), MAX_SLEEP)):
+                self.wake.clear()
+
+
+def _read_line(connection: socket.socket, limit: int, deadline: float) -> bytes:
+    """Bytes up to and with the first newline; at most limit + 1 (too long: the decoder says so); b'' at EOF."""
+    data = b""
+    while b"\n" not in data and len(data) <= limit:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no whole line in time")
+        connection.settimeout(remaining)
+        chunk = connection.recv(min(65536, limit + 1 - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    return data.split(b"\n", 1)[0] + b"\n" if b"\n" in data else data

@@ -1,0 +1,191 @@
+"""The agent's protocol (wire/agent_protocol.py): every request and answer round-trips, and anything else,
+garbage, huge lines, repeated keys, wrong types, unknown fields, is refused with a ProtocolError alone.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cclink.wire import agent_protocol, z32
+from cclink.wire.agent_protocol import (
+    MAX_ANSWER_LINE,
+    MAX_ERROR,
+    MAX_KEPT,
+    MAX_REQUEST_LINE,
+    Answer,
+    Entry,
+    Item,
+    Keep,
+    ProtocolError,
+    Status,
+    Stop,
+)
+
+KEY = bytes(range(32))
+ITEM = Item(KEY, 2**63 - 1, bytes(range(64)), bytes(range(256)) * 3 + bytes(232), 2**40)
+ENTRY = Entry(KEY, 7, "revocation", 1_800_000_000, None, None, 1_800_000_100)
+
+
+@pytest.mark.parametrize("request_", [Keep(ITEM), Keep(Item(KEY, 0, bytes(64), b"", 0)), Status(), Stop()])
+def test_requests_round_trip_on_one_bounded_line(request_) -> None:
+    line = agent_protocol.encode_request(request_)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1 and len(line) <= MAX_REQUEST_LINE
+    assert agent_protocol.decode_request(line) == request_
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Answer(True),
+        Answer(False, error="no"),
+        Answer(True, pid=42, kept=()),
+        Answer(True, pid=42, kept=(ENTRY, Entry(KEY, 8, "handoff", 5, 20, 3, 4))),
+    ],
+)
+def test_answers_round_trip(answer: Answer) -> None:
+    assert agent_protocol.decode_answer(agent_protocol.encode_answer(answer)) == answer
+
+
+def test_the_largest_status_answer_fits_its_line() -> None:
+    largest = Entry(KEY, 2**63 - 1, "revocation", 2**53, 1000, 2**53, 2**53)
+    line = agent_protocol.encode_answer(Answer(True, pid=2**31, kept=(largest,) * MAX_KEPT))
+    assert len(line) <= MAX_ANSWER_LINE
+    assert len(agent_protocol.decode_answer(line).kept or ()) == MAX_KEPT
+
+
+def keep_fields(**changes: object) -> dict[str, object]:
+    fields = json.loads(agent_protocol.encode_request(Keep(ITEM)))
+    fields.update(changes)
+    return {key: value for key, value in fields.items() if value is not DROP}
+
+
+DROP = object()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        keep_fields(v=2),
+        keep_fields(v=True),
+        keep_fields(v=DROP),
+        keep_fields(op="forget"),
+        keep_fields(extra=1),
+        keep_fields(seq=-1),
+        keep_fields(seq=2**63),
+        keep_fields(seq=True),
+        keep_fields(seq=1.0),
+        keep_fields(seq="1"),
+        keep_fields(expires_at=2**53 + 1),
+        keep_fields(signature="00" * 63),
+        keep_fields(signature="AB" * 64),
+        keep_fields(signature="0g" * 64),
+        keep_fields(value="0"),
+        keep_fields(value="00" * 1001),
+        keep_fields(publisher="pk:" + z32.encode(KEY)),
+        keep_fields(publisher=z32.encode(KEY)[:-1] + "!"),
+        keep_fields(publisher=z32.encode(bytes(31))),
+        keep_fields(publisher=None),
+        keep_fields(value=DROP),
+        {"v": 1, "op": "status", "extra": True},
+        {"v": 1, "op": "stop", "item": {}},
+    ],
+)
+def test_requests_with_a_wrong_field_are_refused(fields: dict[str, object]) -> None:
+    with pytest.raises(ProtocolError):
+        agent_protocol.decode_request(json.dumps(fields).encode())
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"",
+        b"\n",
+        b"garbage\n",
+        b"\xff\xfe\n",
+        b"[1, 2]\n",
+        b'"status"\n',
+        b'{"v":1,"op":"status","op":"stop"}\n',
+        b'{"v":NaN,"op":"status"}\n',
+        b'{"v":1,"op":"\\ud800"}\n',
+        b'{"v":1,"op":"status"}\n{"v":1,"op":"stop"}\n',
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"v":1,"op":"status","pad":"' + b"x" * MAX_REQUEST_LINE + b'"}\n',
+    ],
+    ids=[
+        "empty",
+        "newline",
+        "words",
+        "binary",
+        "list",
+        "string",
+        "repeated",
+        "nan",
+        "surrogate",
+        "two",
+        "deep",
+        "huge",
+    ],
+)
+def test_garbage_requests_are_refused(line: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        agent_protocol.decode_request(line)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"error": "no"},
+        {"ok": 1},
+        {"ok": True, "error": "x" * (MAX_ERROR + 1)},
+        {"ok": True, "pid": 0},
+        {"ok": True, "pid": True},
+        {"ok": True, "kept": {}},
+        {"ok": True, "kept": [{}]},
+        {
+            "ok": True,
+            "kept": [{**json.loads(agent_protocol.encode_answer(Answer(True, kept=(ENTRY,))))["kept"][0], "kind": "x"}],
+        },
+        {"ok": True, "kept": [None] * (MAX_KEPT + 1)},
+        {"ok": True, "more": 1},
+    ],
+)
+def test_answers_that_are_not_the_protocols_are_refused(document: dict[str, object]) -> None:
+    with pytest.raises(ProtocolError):
+        agent_protocol.decode_answer(json.dumps(document).encode())
+
+
+def test_an_answer_over_its_bound_is_refused_before_parsing() -> None:
+    with pytest.raises(ProtocolError):
+        agent_protocol.decode_answer(b'{"ok":true,"error":"' + b"x" * MAX_ANSWER_LINE + b'"}')
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=5000))
+def test_arbitrary_bytes_are_a_request_or_a_protocol_error(data: bytes) -> None:
+    try:
+        agent_protocol.decode_request(data)
+    except ProtocolError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=3000))
+def test_arbitrary_bytes_are_a_kept_list_or_nothing(data: bytes) -> None:
+    assert isinstance(agent_protocol.decode_kept(data), list)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_mutated_keep_requests_are_a_request_or_a_protocol_error(data: st.DataObject) -> None:
+    line = bytearray(agent_protocol.encode_request(Keep(ITEM)))
+    for _ in range(data.draw(st.integers(1, 4))):
+        index = data.draw(st.integers(0, len(line) - 1))
+        line[index] = data.draw(st.integers(0, 255))
+    try:
+        agent_protocol.decode_request(bytes(line))
+    except ProtocolError:
+        pass
