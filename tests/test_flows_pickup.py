@@ -217,9 +217,16 @@ def test_fetch_is_refused_for_a_handoff_without_the_session_data(laptop: Desk) -
         pick_up(laptop, ScriptedUI.answering(), force_fetch=True)
 
 
-def test_nothing_published_is_not_found(laptop: Desk) -> None:
-    with pytest.raises(NotFound, match="no handoff is published under"):
+def test_nothing_under_ones_own_key_says_that_the_other_machine_may_use_another_key(laptop: Desk) -> None:
+    with pytest.raises(NotFound, match=r"no handoff is published under pk:\w+, your key; .* `cclink init --import`"):
         pick_up(laptop, ScriptedUI.answering())
+
+
+def test_nothing_under_anothers_key_is_just_not_found(laptop: Desk) -> None:
+    other = Identity.generate()
+    with pytest.raises(NotFound) as nothing:
+        pick_up(laptop, ScriptedUI.answering(), other, confirm=False)
+    assert nothing.value.message == f"no handoff is published under {other.public_key.display}"
 
 
 def test_an_older_item_than_one_seen_before_is_refused_as_a_replay(laptop: Desk) -> None:

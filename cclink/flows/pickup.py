@@ -90,6 +90,7 @@ def pickup(
     """
     now = env.clock()
     identity: Identity | None
+    own_key = publisher is None
     if publisher is None:
         identity = env.keys.load(ui)
         publisher = identity.public_key
@@ -98,10 +99,7 @@ def pickup(
     if wait is not None:
         resolved = _wait_for_new_handoff(publisher, ui, env, wait)
     else:
-        with ui.progress(f"Looking up {publisher.fingerprint} on the DHT") as shown:
-            resolved = env.records.resolve(
-                publisher, on_retry=lambda d: shown.update(f"DHT unreachable; retrying in {d:.0f}s")
-            )
+        resolved = _resolve(publisher, ui, env, own_key=own_key)
     record = resolved.record
     _refuse_expired(record, now)
     body, decryptor = _decrypt(record, publisher, identity, ui, now)
@@ -136,6 +134,20 @@ def pickup(
             )
     env.pickups.remember(publisher.raw, resolved.seq)
     return PickupOutcome(publisher, record, body, session, revoked, notes, fetch, decryptor)
+
+
+def _resolve(publisher: PublicKey, ui: UI, env: Environment, *, own_key: bool) -> Resolved:
+    """The active handoff under publisher; with nothing under one's own key, say the likely reason."""
+    with ui.progress(f"Looking up {publisher.fingerprint} on the DHT") as shown:
+        found = env.records.newest(publisher, on_retry=lambda d: shown.update(f"DHT unreachable; retrying in {d:.0f}s"))
+    if found is None and own_key:
+        # Two machines with different keys is the usual reason: each looks under its own.
+        raise NotFound(
+            f"no handoff is published under {publisher.display}, your key; if it was published on another machine, "
+            "that machine must use this key too: compare `cclink whoami` on both and copy the key with "
+            "`cclink init --import`, or pick up with the publisher's key (`cclink pickup PUBKEY`)"
+        )
+    return env.records.active(publisher, found)
 
 
 def _wait_for_new_handoff(publisher: PublicKey, ui: UI, env: Environment, seconds: float) -> Resolved:
