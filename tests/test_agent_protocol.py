@@ -18,19 +18,29 @@ from cclink.wire.agent_protocol import (
     MAX_REQUEST_LINE,
     Answer,
     Entry,
+    GetKey,
     Item,
     Keep,
+    Lock,
     ProtocolError,
     Status,
     Stop,
+    Unlock,
 )
 
 KEY = bytes(range(32))
 ITEM = Item(KEY, 2**63 - 1, bytes(range(64)), bytes(range(256)) * 3 + bytes(232), 2**40)
 ENTRY = Entry(KEY, 7, "revocation", 1_800_000_000, None, None, 1_800_000_100)
+SEED = bytes(range(100, 132))
+DIGEST = bytes(range(200, 232))
+UNLOCK = Unlock(bytearray(SEED), DIGEST, 2**53)
 
 
-@pytest.mark.parametrize("request_", [Keep(ITEM), Keep(Item(KEY, 0, bytes(64), b"", 0)), Status(), Stop()])
+@pytest.mark.parametrize(
+    "request_",
+    [Keep(ITEM), Keep(Item(KEY, 0, bytes(64), b"", 0)), Status(), Stop(), UNLOCK, GetKey(DIGEST), Lock()],
+    ids=["keep", "keep-empty", "status", "stop", "unlock", "key", "lock"],
+)
 def test_requests_round_trip_on_one_bounded_line(request_) -> None:
     line = agent_protocol.encode_request(request_)
     assert line.endswith(b"\n") and line.count(b"\n") == 1 and len(line) <= MAX_REQUEST_LINE
@@ -44,6 +54,10 @@ def test_requests_round_trip_on_one_bounded_line(request_) -> None:
         Answer(False, error="no"),
         Answer(True, pid=42, kept=()),
         Answer(True, pid=42, kept=(ENTRY, Entry(KEY, 8, "handoff", 5, 20, 3, 4))),
+        Answer(True, pid=42, kept=(), unlocked_until=1_800_000_000),
+        Answer(True, seed=SEED, unlocked_until=2**53),
+        Answer(True, forgot=True),
+        Answer(True, forgot=False),
     ],
 )
 def test_answers_round_trip(answer: Answer) -> None:
@@ -58,7 +72,15 @@ def test_the_largest_status_answer_fits_its_line() -> None:
 
 
 def keep_fields(**changes: object) -> dict[str, object]:
-    fields = json.loads(agent_protocol.encode_request(Keep(ITEM)))
+    return fields_of(Keep(ITEM), **changes)
+
+
+def unlock_fields(**changes: object) -> dict[str, object]:
+    return fields_of(UNLOCK, **changes)
+
+
+def fields_of(request: agent_protocol.Request, **changes: object) -> dict[str, object]:
+    fields = json.loads(agent_protocol.encode_request(request))
     fields.update(changes)
     return {key: value for key, value in fields.items() if value is not DROP}
 
@@ -92,6 +114,23 @@ DROP = object()
         keep_fields(value=DROP),
         {"v": 1, "op": "status", "extra": True},
         {"v": 1, "op": "stop", "item": {}},
+        unlock_fields(seed="00" * 31),
+        unlock_fields(seed="00" * 33),
+        unlock_fields(seed="AB" * 32),
+        unlock_fields(seed=DROP),
+        unlock_fields(seed=list(SEED)),
+        unlock_fields(key_file_sha256="00" * 31),
+        unlock_fields(key_file_sha256=DROP),
+        unlock_fields(expires_at=-1),
+        unlock_fields(expires_at=True),
+        unlock_fields(expires_at=2**53 + 1),
+        unlock_fields(expires_at=DROP),
+        unlock_fields(extra=1),
+        unlock_fields(v=2),
+        fields_of(GetKey(DIGEST), key_file_sha256="zz" * 32),
+        fields_of(GetKey(DIGEST), key_file_sha256=DROP),
+        fields_of(GetKey(DIGEST), seed=SEED.hex()),
+        {"v": 1, "op": "lock", "seed": SEED.hex()},
     ],
 )
 def test_requests_with_a_wrong_field_are_refused(fields: dict[str, object]) -> None:
@@ -151,6 +190,12 @@ def test_garbage_requests_are_refused(line: bytes) -> None:
         },
         {"ok": True, "kept": [None] * (MAX_KEPT + 1)},
         {"ok": True, "more": 1},
+        {"ok": True, "seed": "00" * 31},
+        {"ok": True, "seed": SEED.hex().upper()},
+        {"ok": True, "unlocked_until": -1},
+        {"ok": True, "unlocked_until": 1.5},
+        {"ok": True, "forgot": 1},
+        {"ok": True, "forgot": "yes"},
     ],
 )
 def test_answers_that_are_not_the_protocols_are_refused(document: dict[str, object]) -> None:
@@ -182,6 +227,29 @@ def test_arbitrary_bytes_are_a_kept_list_or_nothing(data: bytes) -> None:
 @given(st.data())
 def test_mutated_keep_requests_are_a_request_or_a_protocol_error(data: st.DataObject) -> None:
     line = bytearray(agent_protocol.encode_request(Keep(ITEM)))
+    for _ in range(data.draw(st.integers(1, 4))):
+        index = data.draw(st.integers(0, len(line) - 1))
+        line[index] = data.draw(st.integers(0, 255))
+    try:
+        agent_protocol.decode_request(bytes(line))
+    except ProtocolError:
+        pass
+
+
+def test_the_seed_is_in_no_representation_of_a_request_or_an_answer() -> None:
+    for shown in (repr(UNLOCK), str(UNLOCK), repr(Answer(True, seed=SEED, unlocked_until=1))):
+        assert SEED.hex() not in shown and str(SEED) not in shown and "bytearray" not in shown
+
+
+def test_an_unlock_request_hands_over_a_seed_that_can_be_overwritten() -> None:
+    request = agent_protocol.decode_request(agent_protocol.encode_request(UNLOCK))
+    assert isinstance(request, Unlock) and isinstance(request.seed, bytearray) and request.seed == SEED
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_mutated_unlock_requests_are_a_request_or_a_protocol_error(data: st.DataObject) -> None:
+    line = bytearray(agent_protocol.encode_request(UNLOCK))
     for _ in range(data.draw(st.integers(1, 4))):
         index = data.draw(st.integers(0, len(line) - 1))
         line[index] = data.draw(st.integers(0, 255))

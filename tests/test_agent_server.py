@@ -1,16 +1,19 @@
 """The agent's process in this one (net/agent.py, local/runtime.py): its socket, who may talk to it, garbage on
-the socket, stop, ending when nothing is left, a second agent, and where its socket goes.
+the socket, stop, ending when nothing is left, a second agent, where its socket goes, and the key it holds
+after `cclink unlock` (given, asked for, locked, expired, refused to another user, forgotten when it ends).
 
 The agent serves in a thread here with the real keeping over MemoryItems; clients are real Unix sockets.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +27,7 @@ from cclink.local import runtime
 from cclink.net import agent
 from cclink.net.endpoints import PUBLIC, Network
 from cclink.wire import agent_protocol
-from cclink.wire.agent_protocol import MAX_REQUEST_LINE, Keep, Status, Stop
+from cclink.wire.agent_protocol import MAX_REQUEST_LINE, GetKey, Keep, Lock, Status, Stop, Unlock
 from cclink.wire.keys import Identity
 
 NOBODY = 65534
@@ -34,12 +37,18 @@ GUARD = 30.0  # seconds: a guard against hangs, never a measurement
 class Running:
     """An agent serving place in a thread of this process."""
 
-    def __init__(self, place: agent.Place, items: MemoryItems, grace: float = agent.GRACE) -> None:
+    def __init__(
+        self,
+        place: agent.Place,
+        items: MemoryItems,
+        grace: float = agent.GRACE,
+        key: agent.UnlockedKey | None = None,
+    ) -> None:
         self.place = place
         self.keeping = Keeping(items, lambda kept: agent.save_kept(place, kept))
         self.result: list[int | None] = []
         self.thread = threading.Thread(
-            target=lambda: self.result.append(agent.serve(place, self.keeping, grace=grace)), daemon=True
+            target=lambda: self.result.append(agent.serve(place, self.keeping, grace=grace, key=key)), daemon=True
         )
         self.thread.start()
 
@@ -186,6 +195,24 @@ def test_a_peer_of_another_user_is_refused(place: agent.Place) -> None:
     assert running.answering().ok  # and not stopped
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a client as another user")
+def test_a_peer_of_another_user_cannot_get_the_key(place: agent.Place) -> None:
+    running = Running(place, MemoryItems())
+    running.answering()
+    unlocked = agent.ask(place, Unlock(bytearray(SEED), DIGEST, int(time.time()) + 900))
+    assert unlocked is not None and unlocked.ok
+    for directory in (place.socket.parent.parent, place.socket.parent):
+        directory.chmod(0o711)
+    place.socket.chmod(0o666)
+
+    heard = _as_nobody_send(place.socket, agent_protocol.encode_request(GetKey(DIGEST)))
+
+    assert heard == b""
+    for directory in (place.socket.parent.parent, place.socket.parent):
+        directory.chmod(0o700)
+    assert agent.UnlockedInAgent(place).seed(DIGEST) == SEED  # still held, for its own user
+
+
 def _as_nobody_send(path: Path, data: bytes) -> bytes:
     """What a process of user nobody hears after connecting to path and sending data (a forked child)."""
     read_end, write_end = os.pipe()
@@ -215,6 +242,110 @@ def _as_nobody_send(path: Path, data: bytes) -> bytes:
     os.waitpid(child, 0)
     assert report.startswith(b"heard:"), report
     return report.removeprefix(b"heard:")
+
+
+# --- the unlocked key ------------------------------------------------------------------
+
+SEED = bytes(range(1, 33))
+DIGEST = hashlib.sha256(b"the key file's bytes").digest()
+
+
+def eventually(check, what: str) -> None:
+    give_up = time.monotonic() + GUARD
+    while not check():
+        assert time.monotonic() < give_up, f"never: {what}"
+        time.sleep(0.05)
+
+
+def test_a_key_given_is_handed_out_for_its_key_file_only_until_locked(place: agent.Place) -> None:
+    running = Running(place, MemoryItems())
+    running.answering()
+    source = agent.UnlockedInAgent(place)
+    assert source.seed(DIGEST) is None
+    expires_at = int(time.time()) + 900
+
+    given = agent.ask(place, Unlock(bytearray(SEED), DIGEST, expires_at))
+
+    assert given is not None and given.ok and given.unlocked_until == expires_at
+    status = agent.ask(place, Status())
+    assert status is not None and status.unlocked_until == expires_at
+    assert source.seed(DIGEST) == SEED
+    other = agent.ask(place, GetKey(hashlib.sha256(b"a replaced key file").digest()))
+    assert other is not None and not other.ok and other.seed is None
+
+    locked = agent.ask(place, Lock())
+
+    assert locked is not None and locked.ok and locked.forgot is True
+    assert source.seed(DIGEST) is None
+    status = agent.ask(place, Status())
+    assert status is not None and status.unlocked_until is None
+    again = agent.ask(place, Lock())
+    assert again is not None and again.forgot is False
+
+
+def test_a_key_whose_time_is_up_is_refused_and_overwritten_unasked(place: agent.Place) -> None:
+    key = agent.UnlockedKey()
+    held = bytearray(SEED)
+    assert key.unlock(held, DIGEST, int(time.time()) + 1, time.time()) is not None
+    running = Running(place, MemoryItems(), key=key)
+    running.answering()
+    assert agent.UnlockedInAgent(place).seed(DIGEST) == SEED
+
+    eventually(lambda: held == bytes(len(SEED)), "the agent overwrote the key when its time was up")
+
+    assert agent.UnlockedInAgent(place).seed(DIGEST) is None
+    late = agent.ask(place, Unlock(bytearray(SEED), DIGEST, int(time.time()) - 1))
+    assert late is not None and not late.ok
+
+
+def test_an_agent_holding_a_key_stays_until_its_time_is_up_then_ends_after_its_grace(place: agent.Place) -> None:
+    key = agent.UnlockedKey()
+    held = bytearray(SEED)
+    until = key.unlock(held, DIGEST, int(time.time()) + 2, time.time())
+    assert until is not None
+    running = Running(place, MemoryItems(), grace=0.2, key=key)
+
+    assert running.ended() is None
+
+    assert time.time() >= until  # nothing to keep, yet it stayed while it held the key
+    assert held == bytes(len(SEED))
+
+
+def test_stopping_the_agent_forgets_the_key(place: agent.Place) -> None:
+    key = agent.UnlockedKey()
+    held = bytearray(SEED)
+    key.unlock(held, DIGEST, int(time.time()) + 900, time.time())
+    running = Running(place, MemoryItems(), key=key)
+    running.answering()
+
+    assert agent.stop(place) and running.ended() is None
+
+    assert held == bytes(len(SEED))
+    assert key.until(time.time()) is None
+
+
+def test_the_key_holder_keeps_a_key_a_day_at_most_and_overwrites_what_it_lets_go() -> None:
+    key = agent.UnlockedKey()
+    now = 1_800_000_000.5
+    first, second, stale = bytearray(SEED), bytearray(SEED[::-1]), bytearray(SEED)
+
+    assert key.unlock(first, DIGEST, int(now) + 10 * 86400, now) == int(now) + agent.MAX_UNLOCK
+    assert key.unlock(second, DIGEST, int(now) + 60, now) == int(now) + 60
+    assert first == bytes(32)  # the key it replaced
+    assert key.key(DIGEST, now) == (SEED[::-1], int(now) + 60)
+    assert key.key(DIGEST, now + 60) is None and second == bytes(32)
+    assert key.unlock(stale, DIGEST, int(now), now + 1) is None and stale == bytes(32)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("15m", 900), ("2h", 7200), ("600", 600), ("24H", 86400)])
+def test_unlock_durations(text: str, seconds: int) -> None:
+    assert agent.unlock_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "m", "0", "0s", "-5", "1.5m", "1d", "86401", "25h", "15 m", "\u0663m", "ten"])
+def test_unlock_durations_that_are_refused(text: str) -> None:
+    with pytest.raises(UsageError):
+        agent.unlock_seconds(text)
 
 
 # --- where the socket goes, and whose it is ---------------------------------------------

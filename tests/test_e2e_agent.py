@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from support.agents import AgentMachine
@@ -191,3 +192,118 @@ def test_status_says_no_agent_when_the_socket_is_someone_elses_leftover(agent_ma
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
         stale.bind(str(place.socket))  # bound, never listening: what a killed agent leaves
     assert laptop.ok("status").stdout.strip() == "No agent is running."
+
+
+# --- cclink unlock and cclink lock ---------------------------------------------------------------
+
+PASSPHRASE = "correct horse battery"
+
+
+def with_encrypted_key(machine: Machine, tmp_path) -> str:
+    """Give machine an encrypted key of a seed the test knows; the seed's hex."""
+    seed = os.urandom(32).hex()
+    plain = tmp_path / f"{machine.name}-plain-key"
+    plain.write_text(seed + "\n")
+    machine.ok("init", "--import", str(plain), env={"CCLINK_PASSPHRASE": PASSPHRASE})
+    plain.unlink()
+    return seed
+
+
+def test_unlocked_commands_ask_no_passphrase_until_locked(agent_machines, tmp_path) -> None:
+    laptop: AgentMachine = agent_machines("laptop")
+    seed = with_encrypted_key(laptop, tmp_path)
+    unlocked = laptop.ok("unlock", env={"CCLINK_PASSPHRASE": PASSPHRASE})
+    assert "for 15m" in unlocked.stdout and "`cclink lock`" in unlocked.stdout
+
+    published = publish(laptop)  # no passphrase in the environment, no terminal
+    picked = json.loads(laptop.ok("pickup", "--json").stdout)
+    assert picked["session_id"] == SESSION and picked["publisher"] == published["publisher"]
+    laptop.ok("list")
+    shown = status(laptop)
+    assert shown["unlocked_until"] is not None and len(shown["kept"]) == 1
+    assert "Key: unlocked for another" in laptop.ok("status").stdout
+
+    pid = laptop.agent_pid()
+    assert pid is not None
+    for leaked in seed.encode(), PASSPHRASE.lower().encode():  # both sides are compared in lower case
+        assert leaked not in process_strings(pid), "the seed or passphrase is in the agent's argv or environment"
+        assert not files_holding(leaked, laptop.home, laptop.runtime_dir)
+
+    assert laptop.ok("lock").stdout.startswith("Locked: the agent forgot the key")
+    refused = laptop.run("--missing-ok", SESSION)
+    assert refused.returncode == 2 and "set CCLINK_PASSPHRASE" in refused.stderr
+    assert laptop.run("pickup", "--json").returncode == 2
+    assert status(laptop)["unlocked_until"] is None
+    assert "Key: locked" in laptop.ok("status").stdout
+    assert laptop.ok("lock").stdout.strip() == "The key was not unlocked; nothing to lock."
+
+
+def test_an_unlocked_key_is_forgotten_when_its_time_is_up(agent_machines, tmp_path) -> None:
+    laptop: AgentMachine = agent_machines("laptop")
+    with_encrypted_key(laptop, tmp_path)
+
+    laptop.ok("unlock", "--for", "1s", env={"CCLINK_PASSPHRASE": PASSPHRASE})
+
+    eventually(lambda: status(laptop)["unlocked_until"] is None, "the key's time ran out")
+    assert laptop.run("list").returncode == 2
+
+
+def test_a_key_file_replaced_after_unlock_is_not_opened_with_the_old_key(agent_machines, tmp_path) -> None:
+    laptop: AgentMachine = agent_machines("laptop")
+    with_encrypted_key(laptop, tmp_path)
+    laptop.ok("unlock", env={"CCLINK_PASSPHRASE": PASSPHRASE})
+    replacement = with_encrypted_key_replacing(laptop, tmp_path)
+
+    refused = laptop.run("--missing-ok", SESSION)
+
+    assert refused.returncode == 2 and "set CCLINK_PASSPHRASE" in refused.stderr
+    assert laptop.public_key_z32() == replacement  # whoami: noted when the new key was made
+
+
+def with_encrypted_key_replacing(machine: Machine, tmp_path) -> str:
+    plain = tmp_path / f"{machine.name}-replacement"
+    plain.write_text(os.urandom(32).hex() + "\n")
+    result = machine.ok("init", "-y", "--import", str(plain), env={"CCLINK_PASSPHRASE": PASSPHRASE})
+    return result.stdout.split()[2].removeprefix("pk:")
+
+
+def test_unlock_of_a_key_without_a_passphrase_holds_nothing(agent_machines) -> None:
+    laptop: AgentMachine = agent_machines("laptop")
+    laptop.init()
+
+    result = laptop.ok("unlock")
+
+    assert "has no passphrase; there is nothing to unlock" in result.stdout
+    assert laptop.agent_pid() is None
+
+
+def test_with_the_agent_off_unlock_fails_and_lock_has_nothing_to_do(laptop: Machine) -> None:
+    laptop.ok("init", env={"CCLINK_PASSPHRASE": PASSPHRASE})
+
+    refused = laptop.run("unlock", env={"CCLINK_PASSPHRASE": PASSPHRASE})
+
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "CCLINK_AGENT=off" in refused.stderr
+    locked = laptop.ok("lock")
+    assert locked.stdout.strip() == "No agent is running; nothing to lock."
+
+
+def test_unlock_refuses_a_duration_over_a_day(agent_machines) -> None:
+    laptop: AgentMachine = agent_machines("laptop")
+    refused = laptop.run("unlock", "--for", "25h", env={"CCLINK_PASSPHRASE": PASSPHRASE})
+    assert refused.returncode == 2 and "up to a day" in refused.stderr
+
+
+def process_strings(pid: int) -> bytes:
+    """What anyone allowed to look sees of a process: its argv and its environment."""
+    return (Path(f"/proc/{pid}/cmdline").read_bytes() + b"\0" + Path(f"/proc/{pid}/environ").read_bytes()).lower()
+
+
+def files_holding(secret: bytes, *roots: Path) -> list[Path]:
+    """The files below roots whose bytes contain secret (its hex, either case)."""
+    found = []
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink() and secret.lower() in path.read_bytes().lower():
+                found.append(path)
+    return found

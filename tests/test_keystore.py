@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from support.ui import ScriptedUI
 
 from cclink.errors import Declined, NoInput, WeakSecret, WrongPassphrase
 from cclink.flows import keystore
+from cclink.net.agent import UnlockedKey
 from cclink.wire import keyfile
 from cclink.wire.keys import Identity
 
@@ -148,3 +150,79 @@ def test_a_damaged_note_only_means_asking_for_the_passphrase(home: Path, note: b
 def test_whoami_of_an_unencrypted_key_needs_no_note(home: Path) -> None:
     created = keystore.init(ScriptedUI.answering(), keys(home), None, no_passphrase=True, assume_yes=False)
     assert keystore.whoami(ScriptedUI.answering(), keys(home))[0] == created.public_key
+
+
+# --- a key unlocked in the agent ---------------------------------------------------------------
+
+
+class HeldKey:
+    """The KeyStore's unlocked source over the agent's own holder of the key, on a clock the test moves."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.key = UnlockedKey()
+        self.now = now
+
+    def unlock(self, key_file: Path, identity: Identity, seconds: int) -> None:
+        digest = hashlib.sha256(key_file.read_bytes()).digest()
+        assert self.key.unlock(bytearray(identity.seed), digest, int(self.now) + seconds, self.now) is not None
+
+    def seed(self, key_file_sha256: bytes) -> bytes | None:
+        held = self.key.key(key_file_sha256, self.now)
+        return held[0] if held is not None else None
+
+
+def encrypted_key(home: Path) -> Identity:
+    identity = Identity.generate()
+    keyfile.save_identity(key_file(home), identity, PASSPHRASE)
+    return identity
+
+
+def test_a_key_unlocked_for_this_key_file_is_loaded_without_asking(home: Path) -> None:
+    identity = encrypted_key(home)
+    held = HeldKey()
+    held.unlock(key_file(home), identity, 900)
+    ui = ScriptedUI.answering(interactive=False)
+
+    opened = keystore.KeyStore(key_file(home), unlocked=held).open(ui)
+
+    assert opened.identity.public_key == identity.public_key and opened.encrypted
+    assert opened.key_file_sha256 == hashlib.sha256(key_file(home).read_bytes()).digest()
+    assert ui.asked == []
+
+
+def test_a_replaced_key_file_gets_nothing_from_the_key_unlocked_for_the_old_one(home: Path) -> None:
+    held = HeldKey()
+    held.unlock(key_file(home), encrypted_key(home), 900)
+    replacement = encrypted_key(home)
+    ui = ScriptedUI.answering(secrets=[PASSPHRASE])
+
+    loaded = keystore.KeyStore(key_file(home), unlocked=held).load(ui)
+
+    assert loaded.public_key == replacement.public_key
+    assert ui.asked == [f"Passphrase for {key_file(home)}: "]
+
+
+def test_once_the_time_is_up_the_passphrase_is_asked_again(home: Path) -> None:
+    identity = encrypted_key(home)
+    held = HeldKey()
+    held.unlock(key_file(home), identity, 900)
+    keys = keystore.KeyStore(key_file(home), unlocked=held)
+    assert keys.load(ScriptedUI.answering()).public_key == identity.public_key
+
+    held.now += 900
+    ui = ScriptedUI.answering(secrets=[PASSPHRASE])
+    assert keys.load(ui).public_key == identity.public_key
+    assert ui.asked == [f"Passphrase for {key_file(home)}: "]
+    assert held.key.until(held.now) is None
+
+
+def test_an_unencrypted_key_file_never_asks_the_unlocked_source(home: Path) -> None:
+    created = keystore.init(ScriptedUI.answering(), keys(home), None, no_passphrase=True, assume_yes=False)
+
+    class Refusing:
+        def seed(self, key_file_sha256: bytes) -> bytes | None:
+            raise AssertionError("asked for an unencrypted key")
+
+    opened = keystore.KeyStore(key_file(home), unlocked=Refusing()).open(ScriptedUI.answering())
+
+    assert opened.identity.public_key == created.public_key and not opened.encrypted

@@ -19,6 +19,7 @@ from cclink.cli import exits, render
 
 if TYPE_CHECKING:
     from cclink.errors import UnknownSession
+    from cclink.flows import keystore
     from cclink.flows.environment import Environment
     from cclink.flows.publish import PublishOutcome
     from cclink.net.agent import Place
@@ -227,7 +228,7 @@ def whoami_command(as_json: bool = typer.Option(False, "--json", help="Print as 
     from cclink.cli import console
     from cclink.flows import keystore
 
-    public_key, path = keystore.whoami(console, keystore.KeyStore.default())
+    public_key, path = keystore.whoami(console, keystore.KeyStore.default(unlocked=_unlocked_keys()))
     if as_json:
         render.print_json(
             {"public_key": public_key.display, "fingerprint": public_key.fingerprint, "key_file": str(path)}
@@ -354,6 +355,7 @@ def _be_the_agent(network: Network, place: Place) -> None:
     from cclink.flows import keeping
     from cclink.net import agent, relays
 
+    agent.without_core_dumps()  # it may be handed the key
     every = agent.republish_every(network, os.environ) or keeping.REPUBLISH_EVERY
     service = keeping.Keeping(relays.items_for(network), functools.partial(agent.save_kept, place), every=every)
     other = agent.serve(place, service)
@@ -361,9 +363,77 @@ def _be_the_agent(network: Network, place: Place) -> None:
         console.out(f"An agent is already running (pid {other}); it was handed the kept list.")
 
 
+@app.command("unlock")
+def unlock_command(
+    duration: str = typer.Option(
+        "15m", "--for", metavar="DURATION", help="How long: 90s, 15m, 2h or seconds, up to a day (default 15m)."
+    ),
+) -> None:
+    """Open your key once and let the agent hold it in memory; until then commands ask no passphrase."""
+    import os
+    import time
+
+    from cclink.cli import console
+    from cclink.errors import UsageError
+    from cclink.flows import keystore
+    from cclink.net import agent
+    from cclink.net.endpoints import Network
+    from cclink.wire.agent_protocol import Unlock
+
+    if not agent.enabled(os.environ):
+        raise UsageError(f"the agent is off ({agent.AGENT_ENV}={agent.OFF}), so nothing can hold the key unlocked")
+    seconds = agent.unlock_seconds(duration)
+    place = agent.Place.of(Network.from_environment())
+    keys = keystore.KeyStore.default(unlocked=agent.UnlockedInAgent(place))
+    opened = keys.open(console)
+    if not opened.encrypted:
+        console.out(f"The key at {keys.path} has no passphrase; there is nothing to unlock.")
+        return
+    now = int(time.time())
+    until = agent.unlock(
+        place, os.environ, Unlock(bytearray(opened.identity.seed), opened.key_file_sha256, now + seconds)
+    )
+    console.out(
+        f"Unlocked {opened.identity.public_key.display} for {text.format_duration(until - now)} "
+        f"(until {render.utc(until)}); `cclink lock` forgets it sooner."
+    )
+
+
+@app.command("lock")
+def lock_command() -> None:
+    """Make the agent forget the key `cclink unlock` gave it."""
+    from cclink.cli import console
+    from cclink.errors import CclinkError
+    from cclink.net import agent
+    from cclink.net.endpoints import Network
+    from cclink.wire.agent_protocol import Lock
+
+    answer = agent.ask(agent.Place.of(Network.from_environment()), Lock())
+    if answer is None:
+        console.out("No agent is running; nothing to lock.")
+    elif not answer.ok:
+        raise CclinkError(f"the agent did not lock: {answer.error}")
+    elif answer.forgot:
+        console.out("Locked: the agent forgot the key; commands ask for the passphrase again.")
+    else:
+        console.out("The key was not unlocked; nothing to lock.")
+
+
+def _unlocked_keys() -> keystore.UnlockedKeys | None:
+    """The agent as a KeyStore's unlocked source, on the network of the environment (None if it is malformed)."""
+    from cclink.errors import UsageError
+    from cclink.net import agent
+    from cclink.net.endpoints import Network
+
+    try:
+        return agent.unlocked_keys(Network.from_environment())
+    except UsageError:
+        return None
+
+
 @app.command("status")
 def status_command(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """Show what the background agent keeps alive on the DHT."""
+    """Show what the background agent keeps alive on the DHT, and whether it holds your key unlocked."""
     import time
 
     from cclink.cli import console

@@ -147,12 +147,20 @@ def status_lines(answer: Answer | None, waiting: int, now: float) -> list[str]:
         lines.append(f"    Expires:  in {text.format_duration(entry.expires_at - now)} ({utc(entry.expires_at)})")
         lines.append(f"    Last put: {_last_put(entry, now)}")
         lines.append(f"    Next put: in {text.format_duration(max(0.0, entry.next_put - now))}")
+    lines.append(_key_line(answer.unlocked_until, now))
     return lines
+
+
+def _key_line(unlocked_until: int | None, now: float) -> str:
+    if unlocked_until is None:
+        return "Key: locked (`cclink unlock` has the agent hold it for a while)."
+    left = text.format_duration(max(0.0, unlocked_until - now))
+    return f"Key: unlocked for another {left} (until {utc(unlocked_until)}); `cclink lock` forgets it."
 
 
 def status_json(answer: Answer | None, waiting: int) -> Json:
     if answer is None:
-        return {"running": False, "pid": None, "kept": [], "waiting": waiting}
+        return {"running": False, "pid": None, "kept": [], "waiting": waiting, "unlocked_until": None}
     kept = [
         {
             "publisher": _z32_display(entry),
@@ -165,7 +173,7 @@ def status_json(answer: Answer | None, waiting: int) -> Json:
         }
         for entry in answer.kept or ()
     ]
-    return {"running": True, "pid": answer.pid, "kept": kept, "waiting": 0}
+    return {"running": True, "pid": answer.pid, "kept": kept, "waiting": 0, "unlocked_until": answer.unlocked_until}
 
 
 def _items(count: int) -> str:

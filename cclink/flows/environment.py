@@ -58,7 +58,7 @@ class Environment:
         from cclink.net.seq_memory import SeqMemory
 
         records = relays.record_store(network)
-        keys = KeyStore.default()
+        keys = KeyStore.default(unlocked=agent.unlocked_keys(network))
         keeper = agent.keeper(network) or NoKeeper()
         pickups = SeqMemory.of_pickups()
         return cls(Path.cwd(), socket.gethostname(), time.time, keys, records, network, pickups, keeper=keeper)

@@ -2,20 +2,23 @@
 
 The CLI hands the flows a `KeyStore` for the key file's place
 (~/.pubky/secret_key, where the Rust cclink keeps it too); tests hand one
-under a temporary directory.
+under a temporary directory. Its `unlocked` source, when it has one (the
+agent, after `cclink unlock`), is asked before the passphrase is, for the
+key of exactly the key file's present bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from cclink.errors import CclinkError, UsageError, WireError, WrongPassphrase
 from cclink.flows.ui import SECRET_TRIES, UI, go_ahead
 from cclink.local import files
-from cclink.wire import keyfile, strictjson
+from cclink.wire import envelope, keyfile, strictjson
 from cclink.wire.keys import Identity, PublicKey
 
 PASSPHRASE_ENV = "CCLINK_PASSPHRASE"
@@ -24,16 +27,34 @@ PUBLIC_KEY_NOTE = "public-key.json"
 MAX_NOTE_SIZE = 1024
 
 
+class UnlockedKeys(Protocol):
+    """Where a key unlocked earlier is held (the agent, after `cclink unlock`)."""
+
+    def seed(self, key_file_sha256: bytes) -> bytes | None:
+        """The seed of the key opened from a key file whose bytes have this SHA-256; None if none is held."""
+        ...
+
+
+@dataclass(frozen=True)
+class OpenedKey:
+    """A key as loaded, and the key file it came from: its bytes' SHA-256, whether they are encrypted."""
+
+    identity: Identity
+    key_file_sha256: bytes
+    encrypted: bool
+
+
 @dataclass(frozen=True)
 class KeyStore:
     """Where the user's key lives, and where the public key of an encrypted one is remembered (for whoami)."""
 
     path: Path
     public_key_note: Path | None = None
+    unlocked: UnlockedKeys | None = field(default=None, compare=False)
 
     @classmethod
-    def default(cls) -> KeyStore:
-        return cls(files.key_path(), files.state_dir() / PUBLIC_KEY_NOTE)
+    def default(cls, unlocked: UnlockedKeys | None = None) -> KeyStore:
+        return cls(files.key_path(), files.state_dir() / PUBLIC_KEY_NOTE, unlocked)
 
     def public_key(self, ui: UI) -> PublicKey:
         """The user's public key; for an encrypted key, the passphrase is asked only until it is remembered."""
@@ -73,15 +94,26 @@ class KeyStore:
         return self.path.exists()
 
     def load(self, ui: UI) -> Identity:
-        """The user's key, asking for its passphrase only if it is encrypted (again, if mistyped)."""
+        """The user's key, asking for its passphrase only if it is encrypted and not unlocked (again, if mistyped)."""
+        return self.open(ui).identity
+
+    def open(self, ui: UI) -> OpenedKey:
+        """The user's key as load gives it, with what `cclink unlock` needs to know of its key file."""
+        data = keyfile.read_key_file(self.path)
+        digest = hashlib.sha256(data).digest()
+        encrypted = envelope.is_envelope(data)
+        seed = self.unlocked.seed(digest) if encrypted and self.unlocked is not None else None
+        identity = Identity(seed) if seed is not None else self._opened_with_passphrase(ui, data)
+        self.remember_public_key(identity.public_key)
+        return OpenedKey(identity, digest, encrypted)
+
+    def _opened_with_passphrase(self, ui: UI, data: bytes) -> Identity:
         attempt = 1
         while True:
             try:
-                identity = keyfile.load_identity(
-                    self.path, lambda: ui.secret(f"Passphrase for {self.path}: ", PASSPHRASE_ENV)
+                return keyfile.identity_from_bytes(
+                    data, lambda: ui.secret(f"Passphrase for {self.path}: ", PASSPHRASE_ENV), str(self.path)
                 )
-                self.remember_public_key(identity.public_key)
-                return identity
             except WrongPassphrase:
                 if attempt == SECRET_TRIES or not ui.can_retype(PASSPHRASE_ENV):
                     raise

@@ -7,6 +7,12 @@ else (peer_uid). What it keeps, and when it puts each item again, is a flow
 which is why it lives in net, below the flows: sockets, threads, files and
 the clock. The CLI puts the two together (`cclink agent`).
 
+`cclink unlock` hands it the key (`Unlock`), which it holds in memory
+only, until the time is up, `cclink lock`, or it ends; commands then ask
+it for the key (`UnlockedInAgent`, the KeyStore's unlocked source) and get
+it only for the key file it was opened from. An agent holding a key stays
+even with nothing to keep.
+
 A command hands an item over with a keep request. When no agent answers,
 it adds the item to the kept list's file and starts one, without waiting
 for it: the agent reads the file once it listens, and an agent that finds
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import socket
@@ -39,7 +46,19 @@ from typing import TYPE_CHECKING, Protocol
 from cclink.errors import UsageError
 from cclink.local import files, runtime
 from cclink.wire import agent_protocol
-from cclink.wire.agent_protocol import Answer, Entry, Item, Keep, ProtocolError, Request, Status, Stop
+from cclink.wire.agent_protocol import (
+    Answer,
+    Entry,
+    GetKey,
+    Item,
+    Keep,
+    Lock,
+    ProtocolError,
+    Request,
+    Status,
+    Stop,
+    Unlock,
+)
 
 if TYPE_CHECKING:
     from cclink.net import krpc
@@ -62,6 +81,9 @@ ACCEPT_TICK = 0.5  # how often the accepting thread looks whether the agent is e
 AFTER_FAILURE = 60.0  # the worker's pause after a round that raised
 MAX_SLEEP = 60.0  # the worker wakes at least this often: a suspended machine's clock jumps
 MAX_KEPT_FILE = agent_protocol.MAX_KEPT_FILE
+MAX_UNLOCK = 86400  # `cclink unlock --for` at most; the agent holds no key longer than this from when it was given
+DEFAULT_UNLOCK = "15m"
+_UNLOCK_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
 @dataclass(frozen=True)
@@ -107,6 +129,22 @@ def republish_every(network: Network, environ: Mapping[str, str]) -> float | Non
         seconds = 0.0
     if not 0 < seconds <= 86400:
         raise UsageError(f"{REPUBLISH_ENV} takes a number of seconds from 0 to 86400, not '{text}'")
+    return seconds
+
+
+def enabled(environ: Mapping[str, str]) -> bool:
+    """Whether commands may start and use the agent: not with CCLINK_AGENT=off."""
+    return environ.get(AGENT_ENV, "").strip() != OFF
+
+
+def unlock_seconds(text: str) -> int:
+    """`cclink unlock --for`'s DURATION in seconds: 90s, 15m, 2h or plain seconds, 1 second to a day."""
+    spelled = text.strip().lower()
+    unit = _UNLOCK_UNITS.get(spelled[-1:], 1)
+    number = spelled[:-1] if spelled[-1:] in _UNLOCK_UNITS else spelled
+    seconds = int(number) * unit if number.isascii() and number.isdigit() else 0
+    if not 0 < seconds <= MAX_UNLOCK:
+        raise UsageError(f"--for takes a duration such as 90s, 15m or 2h, or seconds, up to a day; not '{text}'")
     return seconds
 
 
@@ -167,11 +205,48 @@ class AgentKeeper:
 def keeper(network: Network, environ: Mapping[str, str] | None = None) -> AgentKeeper | None:
     """The keeper of a command on network, an agent resumed if it has a kept list; None with CCLINK_AGENT=off."""
     environ = os.environ if environ is None else environ
-    if environ.get(AGENT_ENV, "").strip() == OFF:
+    if not enabled(environ):
         return None
     found = AgentKeeper(network, environ)
     found.resume()
     return found
+
+
+class UnlockedInAgent:
+    """The KeyStore's unlocked source: the key `cclink unlock` gave the agent, if it is of this very key file."""
+
+    def __init__(self, place: Place) -> None:
+        self.place = place
+
+    def seed(self, key_file_sha256: bytes) -> bytes | None:
+        answer = ask(self.place, GetKey(key_file_sha256))
+        return answer.seed if answer is not None and answer.ok else None
+
+
+def unlocked_keys(network: Network, environ: Mapping[str, str] | None = None) -> UnlockedInAgent | None:
+    """Where commands on network find an unlocked key; None with CCLINK_AGENT=off."""
+    environ = os.environ if environ is None else environ
+    return UnlockedInAgent(Place.of(network, environ)) if enabled(environ) else None
+
+
+def unlock(place: Place, environ: Mapping[str, str], request: Unlock) -> int:
+    """Give the agent the key, starting one if none is running; until when it holds it.
+
+    UsageError when no agent could be started or it refused.
+    """
+    answer = ask(place, request)
+    if answer is None:
+        try:
+            start(place, environ)
+        except OSError as error:
+            raise UsageError(f"the agent could not be started ({error.strerror or error})") from None
+        wait_for(place)
+        answer = ask(place, request)
+    if answer is None:
+        raise UsageError(f"the agent did not start; its log is {place.log}")
+    if not answer.ok or answer.unlocked_until is None:
+        raise UsageError(f"the agent did not take the key: {answer.error or 'it did not say until when'}")
+    return answer.unlocked_until
 
 
 def start(place: Place, environ: Mapping[str, str]) -> int:
@@ -226,6 +301,75 @@ def _kept_lock(place: Place) -> Iterator[None]:
         yield
 
 
+# --- the unlocked key -----------------------------------------------------------------
+
+
+class UnlockedKey:
+    """The key `cclink unlock` gave the agent: in this process's memory only, overwritten when forgotten.
+
+    Each method takes the time and first forgets a key whose time is up.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seed: bytearray | None = None
+        self._key_file_sha256 = b""
+        self._until = 0
+
+    def unlock(self, seed: bytearray, key_file_sha256: bytes, expires_at: int, now: float) -> int | None:
+        """Hold seed (taken, not copied) until expires_at, a day from now at most; until when, or None if past."""
+        with self._lock:
+            self._forget()
+            until = min(expires_at, int(now) + MAX_UNLOCK)
+            if until <= now:
+                _overwrite(seed)
+                return None
+            self._seed, self._key_file_sha256, self._until = seed, key_file_sha256, until
+            return until
+
+    def key(self, key_file_sha256: bytes, now: float) -> tuple[bytes, int] | None:
+        """The seed and until when it is held, if it was opened from a key file of that SHA-256."""
+        with self._lock:
+            self._forget_if_due(now)
+            if self._seed is None or not hmac.compare_digest(self._key_file_sha256, key_file_sha256):
+                return None
+            return bytes(self._seed), self._until
+
+    def until(self, now: float) -> int | None:
+        """Until when a key is held; None when none is."""
+        with self._lock:
+            self._forget_if_due(now)
+            return self._until if self._seed is not None else None
+
+    def lock(self) -> bool:
+        """Forget the key; whether one was held."""
+        with self._lock:
+            held = self._seed is not None
+            self._forget()
+            return held
+
+    def _forget_if_due(self, now: float) -> None:
+        if self._seed is not None and now >= self._until:
+            self._forget()
+
+    def _forget(self) -> None:
+        if self._seed is not None:
+            _overwrite(self._seed)
+        self._seed, self._key_file_sha256, self._until = None, b"", 0
+
+
+def _overwrite(secret: bytearray) -> None:
+    secret[:] = bytes(len(secret))
+
+
+def without_core_dumps() -> None:
+    """Let this process leave no core file (it may hold a key), where the system allows setting that."""
+    import resource
+
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 # --- the agent ------------------------------------------------------------------------
 
 
@@ -250,12 +394,15 @@ def serve(
     grace: float = GRACE,
     clock: Callable[[], float] = time.time,
     lock_wait: float = LOCK_WAIT,
+    key: UnlockedKey | None = None,
 ) -> int | None:
-    """Be the agent until stopped, or until nothing is left to keep for grace seconds; None when it ended so.
+    """Be the agent until stopped, or until it has had neither an item to keep nor a key for grace seconds.
 
+    None when it ended so; the key it held is forgotten whichever way it ends.
     When another agent holds the lock, hand it the kept list's items and
     return that agent's pid (0 when it did not answer).
     """
+    key = UnlockedKey() if key is None else key
     runtime.private_dir(place.socket.parent, create=True)
     with runtime.locked(place.lock, wait=lock_wait) as held:
         if not held:
@@ -266,8 +413,9 @@ def serve(
             with _kept_lock(place):
                 kept = read_kept(place)
             service.resume(kept, clock())
-            _Server(listener, service, grace, clock).run()
+            _Server(listener, service, key, grace, clock).run()
         finally:
+            key.lock()
             listener.close()
             with contextlib.suppress(OSError):
                 place.socket.unlink()
@@ -301,14 +449,17 @@ def _listen(path: Path) -> socket.socket:
 class _Server:
     """One thread accepts and checks peers, one per request answers, and one does the keeping's work."""
 
-    def __init__(self, listener: socket.socket, service: Service, grace: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, listener: socket.socket, service: Service, key: UnlockedKey, grace: float, clock: Callable[[], float]
+    ) -> None:
         self.listener = listener
         self.service = service
+        self.key = key
         self.grace = grace
         self.clock = clock
         self.ending = threading.Event()
         self.wake = threading.Event()
-        # Held while a keep is taken and while deciding to end: an item is never taken by an agent that is leaving.
+        # Held while a keep or a key is taken and while deciding to end: neither is taken by an agent that is leaving.
         self.deciding = threading.Lock()
         self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
 
@@ -357,13 +508,33 @@ class _Server:
             self.wake.set()
             return Answer(True)
         if isinstance(request, Status):
-            return Answer(True, pid=os.getpid(), kept=self.service.entries(self.clock()))
+            now = self.clock()
+            return Answer(True, pid=os.getpid(), kept=self.service.entries(now), unlocked_until=self.key.until(now))
+        if isinstance(request, GetKey):
+            held = self.key.key(request.key_file_sha256, self.clock())
+            if held is None:
+                return Answer(False, error="no key of that key file is unlocked")
+            return Answer(True, seed=held[0], unlocked_until=held[1])
+        if isinstance(request, Lock):
+            return Answer(True, forgot=self.key.lock())
         with self.deciding:
             if self.ending.is_set():
+                if isinstance(request, Unlock):
+                    _overwrite(request.seed)
                 return None  # no answer: the client starts the next agent with it
-            refusal = self.service.keep(request.item, self.clock())
+            if isinstance(request, Unlock):
+                answer = self._unlock(request)
+            else:
+                refusal = self.service.keep(request.item, self.clock())
+                answer = Answer(refusal is None, error=refusal)
         self.wake.set()
-        return Answer(refusal is None, error=refusal)
+        return answer
+
+    def _unlock(self, request: Unlock) -> Answer:
+        until = self.key.unlock(request.seed, request.key_file_sha256, request.expires_at, self.clock())
+        if until is None:
+            return Answer(False, error="its time is up already")
+        return Answer(True, unlocked_until=until)
 
     def _work(self) -> None:
         empty_since: float | None = None
@@ -376,8 +547,13 @@ class _Server:
                 sys.stderr.flush()
                 failed = True
             with self.deciding:
-                due = self.service.next_due(self.clock())
-                if due is None:
+                now = self.clock()
+                due = self.service.next_due(now)
+                if failed and due is not None:
+                    due = max(due, now + AFTER_FAILURE)  # what failed is still due: not again at once
+                unlocked_until = self.key.until(now)  # forgets a key whose time is up
+                wake_at = min((when for when in (due, unlocked_until) if when is not None), default=None)
+                if wake_at is None:
                     empty_since = empty_since if empty_since is not None else time.monotonic()
                     wait = self.grace - (time.monotonic() - empty_since)
                     if wait <= 0:
@@ -385,9 +561,7 @@ class _Server:
                         return
                 else:
                     empty_since = None
-                    wait = due - self.clock()
-            if failed:
-                wait = max(wait, AFTER_FAILURE)  # what failed is still due: not again at once
+                    wait = wake_at - now
             if self.wake.wait(min(max(wait, 0.0), MAX_SLEEP)):
                 self.wake.clear()
 

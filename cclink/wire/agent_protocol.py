@@ -10,13 +10,19 @@ checked for type and range, and unknown fields are refused.
 The kept list's file holds the same items as keep requests, so the agent
 resumes after a reboot exactly what it was handed; there, one bad entry
 costs only itself.
+
+`unlock`, `key` and `lock` carry the key `cclink unlock` hands the agent:
+its 32-byte seed, bound to the SHA-256 of the key file it was opened from.
+The seed is decoded into a bytearray, which the agent overwrites when it
+forgets the key; the line and the hex string it came in are copies Python
+gives no way to overwrite (docs/design.md, "The unlocked key").
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from cclink.errors import WireError
@@ -34,6 +40,8 @@ MAX_SEQ = 2**63  # BEP 44's seq as libtorrent keeps it
 MAX_TIME = 2**53  # seconds since the epoch: any time a JSON number holds exactly
 MAX_NODES = 1000  # nodes reported holding an item
 MAX_PID = 2**31
+SEED_SIZE = 32
+SHA256_SIZE = 32
 KEPT_FILE_VERSION = 1
 MAX_KEPT_FILE = MAX_KEPT * MAX_REQUEST_LINE
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
@@ -72,7 +80,29 @@ class Stop:
     pass
 
 
-Request = Keep | Status | Stop
+@dataclass(frozen=True)
+class Unlock:
+    """Hold this key until expires_at (the agent keeps it a day from now at most)."""
+
+    seed: bytearray = field(repr=False)  # the Ed25519 seed; the agent takes it and overwrites it when it forgets
+    key_file_sha256: bytes
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class GetKey:
+    """The held key's seed, if it was opened from a key file with these bytes' SHA-256 (the `key` op)."""
+
+    key_file_sha256: bytes
+
+
+@dataclass(frozen=True)
+class Lock:
+    pass
+
+
+Request = Keep | Status | Stop | Unlock | GetKey | Lock
+OPS = ("keep", "status", "stop", "unlock", "key", "lock")
 
 
 @dataclass(frozen=True)
@@ -94,6 +124,9 @@ class Answer:
     error: str | None = None  # when not ok
     pid: int | None = None  # status only
     kept: tuple[Entry, ...] | None = None  # status only
+    seed: bytes | None = field(default=None, repr=False)  # key only
+    unlocked_until: int | None = None  # status, unlock and key: until when a key is held
+    forgot: bool | None = None  # lock only: whether a key was held
 
 
 # --- requests -------------------------------------------------------------------------
@@ -102,7 +135,20 @@ class Answer:
 def encode_request(request: Request) -> bytes:
     if isinstance(request, Keep):
         return _line({"v": VERSION, "op": "keep", **_item_fields(request.item)})
-    return _line({"v": VERSION, "op": "status" if isinstance(request, Status) else "stop"})
+    if isinstance(request, Unlock):
+        return _line(
+            {
+                "v": VERSION,
+                "op": "unlock",
+                "seed": request.seed.hex(),
+                "key_file_sha256": request.key_file_sha256.hex(),
+                "expires_at": request.expires_at,
+            }
+        )
+    if isinstance(request, GetKey):
+        return _line({"v": VERSION, "op": "key", "key_file_sha256": request.key_file_sha256.hex()})
+    op = "status" if isinstance(request, Status) else "stop" if isinstance(request, Stop) else "lock"
+    return _line({"v": VERSION, "op": op})
 
 
 def decode_request(line: bytes) -> Request:
@@ -114,10 +160,20 @@ def decode_request(line: bytes) -> Request:
     if op == "keep":
         _exact_keys(document, {"v", "op", *ITEM_KEYS})
         return Keep(_item(document))
-    if op in ("status", "stop"):
+    if op == "unlock":
+        _exact_keys(document, {"v", "op", "seed", "key_file_sha256", "expires_at"})
+        return Unlock(
+            bytearray(_hex(document["seed"], "seed", SEED_SIZE, SEED_SIZE)),
+            _hex(document["key_file_sha256"], "key_file_sha256", SHA256_SIZE, SHA256_SIZE),
+            _int(document["expires_at"], "expires_at", 0, MAX_TIME),
+        )
+    if op == "key":
+        _exact_keys(document, {"v", "op", "key_file_sha256"})
+        return GetKey(_hex(document["key_file_sha256"], "key_file_sha256", SHA256_SIZE, SHA256_SIZE))
+    if op in ("status", "stop", "lock"):
         _exact_keys(document, {"v", "op"})
-        return Status() if op == "status" else Stop()
-    raise ProtocolError("the request's op is not keep, status or stop")
+        return Status() if op == "status" else Stop() if op == "stop" else Lock()
+    raise ProtocolError(f"the request's op is not one of {', '.join(OPS)}")
 
 
 # --- answers --------------------------------------------------------------------------
@@ -131,12 +187,18 @@ def encode_answer(answer: Answer) -> bytes:
         document["pid"] = answer.pid
     if answer.kept is not None:
         document["kept"] = [_entry_fields(entry) for entry in answer.kept[:MAX_KEPT]]
+    if answer.seed is not None:
+        document["seed"] = answer.seed.hex()
+    if answer.unlocked_until is not None:
+        document["unlocked_until"] = answer.unlocked_until
+    if answer.forgot is not None:
+        document["forgot"] = answer.forgot
     return _line(document)
 
 
 def decode_answer(line: bytes) -> Answer:
     document = _document(line, MAX_ANSWER_LINE)
-    _known_keys(document, {"ok", "error", "pid", "kept"})
+    _known_keys(document, ANSWER_KEYS)
     ok = document.get("ok")
     if not isinstance(ok, bool):
         raise ProtocolError("the answer has no ok")
@@ -152,7 +214,23 @@ def decode_answer(line: bytes) -> Answer:
         if not isinstance(kept, list) or len(kept) > MAX_KEPT:
             raise ProtocolError(f"the answer's kept is not a list of at most {MAX_KEPT}")
         entries = tuple(_entry(entry) for entry in kept)
-    return Answer(ok, error, pid, entries)
+    seed = document.get("seed")
+    until = document.get("unlocked_until")
+    forgot = document.get("forgot")
+    if forgot is not None and not isinstance(forgot, bool):
+        raise ProtocolError("the answer's forgot is not true or false")
+    return Answer(
+        ok,
+        error,
+        pid,
+        entries,
+        seed=None if seed is None else _hex(seed, "seed", SEED_SIZE, SEED_SIZE),
+        unlocked_until=None if until is None else _int(until, "unlocked_until", 0, MAX_TIME),
+        forgot=forgot,
+    )
+
+
+ANSWER_KEYS = {"ok", "error", "pid", "kept", "seed", "unlocked_until", "forgot"}
 
 
 ENTRY_KEYS = {"publisher", "seq", "kind", "expires_at", "nodes", "last_put", "next_put"}
