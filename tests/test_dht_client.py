@@ -47,6 +47,12 @@ class Swarm:
         return self.entry.network
 
 
+@pytest.fixture(autouse=True)
+def private_cache_dir(tmp_path, monkeypatch) -> None:
+    """The contacts a lookup saves (warm starts) go to a cache of the test's own."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
 @pytest.fixture(scope="module")
 def swarm() -> Iterator[Swarm]:
     with Testnet(HONEST_NODES) as honest, HostileNode() as entry:

@@ -6,7 +6,7 @@ that chooses seq itself (the highest it saw + 1, so a lookup that missed the
 newest item signs too low). A handoff needs neither wait. This walks the DHT
 towards the key over one UDP socket, starting from the contacts that
 answered the last command (warm start) and the bootstrap nodes at once. Its
-timeouts follow the round trips it measures (RFC 6298's estimator, with a
+timeout follows the round trips it measures (a high quantile of them, with a
 floor and a ceiling): a node late by that measure no longer holds up the
 walk, and is given up after SENDS timeouts. A lookup ends once the closest
 nodes that answer have answered and every node closer than them has
@@ -20,6 +20,7 @@ as long as the process lives.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import ipaddress
 import json
@@ -43,26 +44,28 @@ K = 8  # BEP 5's bucket size: how many of the closest nodes that answer a get he
 # record stored on 20 nodes for a day, and far fewer stored on one.
 STORE_ON = 20
 # A put returns once this many stored it and every other put has answered or is late; the
-# late ones go on in the background. Half of STORE_ON: any more and a publish waits out
-# stragglers whose puts are most likely lost, any fewer and a publish that exits at once
-# leaves a record a few departures from gone.
+# late ones go on in the background. Half of STORE_ON: any more and a publish waits on
+# stragglers, whose puts mostly arrived (a node stores on receipt; its answer is what is
+# late), any fewer and a publish that exits at once may leave a record a few departures
+# from gone.
 ENOUGH_STORED = 10
-PARALLEL = 8  # lookup queries in flight at once, not counting the late ones
+PARALLEL = 16  # lookup queries in flight at once, not counting the late ones; MAX_QUERIES bounds the total
 SENDS = 3  # a node that answered none of 3 sends, each a timeout apart, is given up
 MAX_QUERIES = 256  # per lookup: a liar listing endless fake contacts costs at most this
 ROUNDS = 3  # puts signed again when a node turned out to hold a newer item
-# Timeouts: RFC 6298's RTO (smoothed round trip + 4 x its variation) over the replies the command has seen.
+# Timeouts follow the round trips measured: the TIMEOUT_QUANTILE of those seen so far, bounded.
+TIMEOUT_QUANTILE = 0.75  # most live nodes answer within it, and the rest within the SENDS x it before given up
 INITIAL_TIMEOUT = 1.0  # before any reply: RFC 6298's initial RTO, long enough for any node worth asking
 MIN_TIMEOUT = 0.05  # below this, the machine's own scheduling, not the node, decides who looks late
 MAX_TIMEOUT = 1.0  # a node slower than this is of no use to a command that should end within seconds
-MAX_BACKGROUND_PUTS = 4  # threads finishing puts after a put returned; beyond that, late puts are dropped
+MAX_BACKGROUND_PUTS = 4  # threads finishing puts after a put returned; beyond that, late puts are not resent
 RECEIVE_SIZE = 65536
 # Datagrams read per wake-up: anyone can flood the socket, and the deadline is only checked between wake-ups.
 MAX_DATAGRAMS_PER_WAKE = 64
 TEST_SWARM_NODE_ID = b"cclink command node."  # 20 bytes; see _node_id
 # The contacts file (warm starts): the most recent contacts that answered, one file per network.
 SAVED_CONTACTS = 64
-CONTACTS_FILE_LIMIT = 16_384  # bytes; SAVED_CONTACTS entries take about a third of it
+CONTACTS_FILE_LIMIT = 16_384  # bytes; SAVED_CONTACTS entries in both lists take under half of it
 CONTACTS_VERSION = 1
 
 Verify = Callable[[krpc.Item], bool]  # whether an item's signature holds under the key looked up
@@ -144,7 +147,7 @@ def _walk(wire: _Wire, network: Network, public_key: bytes, verify: Verify, dead
     lookup = _Lookup(wire, krpc.target_of(public_key), verify, accept, k)
     contacts_file = contacts_file_for(network)
     lookup.run(_resolve(network.bootstrap), load_contacts(contacts_file, accept, wire.node_id), deadline)
-    save_contacts(contacts_file, lookup.answered_contacts(), accept, wire.node_id)
+    save_contacts(contacts_file, lookup.answered_contacts(), lookup.silent(), accept, wire.node_id)
     if not lookup.closest_with_tokens():
         raise NetworkError("no DHT node answered; check the network (or CCLINK_BOOTSTRAP) and try again")
     return lookup
@@ -154,25 +157,27 @@ def _walk(wire: _Wire, network: Network, public_key: bytes, verify: Verify, dead
 
 
 class _RoundTrips:
-    """RFC 6298's smoothed round-trip time and its variation, over every reply one socket has received."""
+    """The round trips one socket has measured, and the timeout they give: a high quantile of them, bounded.
+
+    RFC 6298's estimator (smoothed mean + 4 x deviation) suits one path; a
+    lookup's replies come from hundreds of nodes whose round trips spread
+    over a decade, where that sum mostly measures the spread, and dead nodes
+    cost SENDS of it each. A quantile says how long live nodes take.
+    """
 
     def __init__(self) -> None:
-        self._smoothed: float | None = None
-        self._variation = 0.0
+        self._samples: list[float] = []  # sorted
 
     def add(self, sample: float) -> None:
-        if self._smoothed is None:
-            self._smoothed, self._variation = sample, sample / 2
-            return
-        self._variation = 0.75 * self._variation + 0.25 * abs(self._smoothed - sample)
-        self._smoothed = 0.875 * self._smoothed + 0.125 * sample
+        bisect.insort(self._samples, sample)
 
     @property
     def timeout(self) -> float:
         """How long a query waits for its reply before it is sent again, or, after SENDS sends, given up."""
-        if self._smoothed is None:
+        if not self._samples:
             return INITIAL_TIMEOUT
-        return min(MAX_TIMEOUT, max(MIN_TIMEOUT, self._smoothed + 4 * self._variation))
+        quantile = self._samples[min(len(self._samples) - 1, int(TIMEOUT_QUANTILE * len(self._samples)))]
+        return min(MAX_TIMEOUT, max(MIN_TIMEOUT, quantile))
 
 
 @dataclass(eq=False)
@@ -185,6 +190,7 @@ class _Query:
     reply: krpc.Reply | None = None
     round_trip: float | None = None  # from the send its reply answered to the reply
     given_up: bool = False
+    transactions: list[bytes] = field(default_factory=list)
 
     @property
     def settled(self) -> bool:
@@ -245,11 +251,12 @@ class _Wire:
             if query.settled:
                 continue
             if now >= query.sent_at[-1] + timeout:
-                if len(query.sent_at) < SENDS:
-                    self._send(query)
-                else:
+                # Late, or given up: the caller may ask someone else, or be done, so it looks before any wait.
+                due.append(now)
+                if len(query.sent_at) >= SENDS:
                     query.given_up = True
                     continue
+                self._send(query)
             due.append(query.sent_at[-1] + timeout)
         wake = min([until, *due])
         readable, _, _ = select.select([self._socket], [], [], max(0.0, wake - time.monotonic()))
@@ -260,6 +267,7 @@ class _Wire:
         self._next_transaction = (self._next_transaction + 1) % 65536
         now = time.monotonic()
         self._waiting[transaction] = (query, now)
+        query.transactions.append(transaction)
         query.sent_at.append(now)
         try:
             self._socket.sendto(query.build(transaction), query.address)
@@ -288,8 +296,8 @@ class _Wire:
         return answered
 
     def _forget(self, query: _Query) -> None:
-        for transaction in [t for t, (waiting, _) in self._waiting.items() if waiting is query]:
-            del self._waiting[transaction]
+        for transaction in query.transactions:
+            self._waiting.pop(transaction, None)
 
 
 # --- finding the closest nodes ------------------------------------------------------------
@@ -327,18 +335,21 @@ class _Lookup:
         self._nodes: dict[Endpoint, _Node] = {}
         self._seeds: list[_Query] = []
         self._asked = 0
+        # Silent in the last lookup: asked, and heard if they answer, but never waited for.
+        self._presumed_silent: frozenset[Endpoint] = frozenset()
         self.newest: krpc.Item | None = None
 
     @property
     def newest_seq(self) -> int:
         return self.newest.seq if self.newest is not None else -1
 
-    def run(self, seeds: Iterable[Endpoint], known: Iterable[krpc.Contact], deadline: float) -> None:
-        """Walk from seeds (ids unknown: the bootstrap nodes) and known contacts (a warm start) until done."""
+    def run(self, seeds: Iterable[Endpoint], saved: SavedContacts, deadline: float) -> None:
+        """Walk from seeds (ids unknown: the bootstrap nodes) and the contacts saved last time (a warm start)."""
         for address in seeds:
             self._ask_seed(address)
-        for contact in known:
+        for contact in saved.contacts:
             self._meet(contact)
+        self._presumed_silent = saved.silent
         while not self._done() and time.monotonic() < deadline:
             self._ask_closest()
             for query in self._wire.exchange(deadline):
@@ -376,6 +387,10 @@ class _Lookup:
         ]
         return sorted(answered, key=lambda pair: pair[1])
 
+    def silent(self) -> set[Endpoint]:
+        """The nodes asked that have not answered."""
+        return {node.address for node in self._nodes.values() if node.query is not None and node.query.reply is None}
+
     def _meet(self, contact: krpc.Contact) -> None:
         if contact.node_id == self._wire.node_id:
             return  # ourselves, or on a test swarm another command, most likely ended (see _node_id)
@@ -397,7 +412,10 @@ class _Lookup:
         in_flight = sum(
             1
             for node in self._nodes.values()
-            if node.query is not None and not node.query.settled and not node.query.late(now, timeout)
+            if node.query is not None
+            and not node.query.settled
+            and not node.query.late(now, timeout)
+            and node.address not in self._presumed_silent
         )
         for node in self._by_distance():
             if in_flight >= PARALLEL or self._asked >= MAX_QUERIES:
@@ -408,18 +426,32 @@ class _Lookup:
                 in_flight += 1
 
     def _done(self) -> bool:
-        """The k closest nodes that answered have answered, and every node closer than them answered or was given up."""
+        """The k closest nodes that answered have answered, and every node closer than them is settled.
+
+        Settled: answered or given up, for a node closer than the K-th that
+        answered (where a get looks); beyond it, which only a put's longer
+        lookup reaches, being late is enough.
+        """
         self._seeds = [seed for seed in self._seeds if not seed.settled]
+        now, timeout = time.monotonic(), self._wire.timeout
         answered = 0
         for node in self._by_distance():
             if node.answered:
                 answered += 1
                 if answered == self._k:
                     return True
-            elif node.unsettled and (node.query is not None or self._asked < MAX_QUERIES):
+            elif node.query is None:
+                if self._asked < MAX_QUERIES:
+                    return False
+            elif node.address in self._presumed_silent:
+                continue  # silent last time too: its answer counts if it comes, but it holds nothing up
+            elif not node.query.settled and (answered < K or not node.query.late(now, timeout)):
                 return False
-        # Fewer than k nodes answered: done when nothing is left to ask or hear.
-        return not self._seeds and not any(node.query is not None and node.unsettled for node in self._nodes.values())
+        # Fewer than k nodes answered: done when nothing is left to ask or hear (or only the presumed silent).
+        return not self._seeds and not any(
+            node.query is not None and node.unsettled and node.address not in self._presumed_silent
+            for node in self._nodes.values()
+        )
 
     def _by_distance(self) -> list[_Node]:
         known = [(node.distance, node) for node in self._nodes.values() if node.distance is not None]
@@ -554,8 +586,16 @@ def contacts_file_for(network: Network) -> Path:
     return files.cache_dir() / f"dht-contacts-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
 
 
-def load_contacts(path: Path, accept: Callable[[Endpoint], bool], own_id: bytes) -> list[krpc.Contact]:
-    """The contacts saved in path that pass the checks a contact from the network passes; [] for anything unreadable.
+@dataclass(frozen=True)
+class SavedContacts:
+    """What the last lookup on a network left: contacts that answered, and addresses that stayed silent."""
+
+    contacts: list[krpc.Contact] = field(default_factory=list)
+    silent: frozenset[Endpoint] = frozenset()
+
+
+def load_contacts(path: Path, accept: Callable[[Endpoint], bool], own_id: bytes) -> SavedContacts:
+    """The contacts saved in path that pass the checks a contact from the network passes; none for a bad file.
 
     Anyone who can write the cache can write this file, so every entry is
     taken as a node's claim: within the network's scope, never ourselves.
@@ -565,32 +605,43 @@ def load_contacts(path: Path, accept: Callable[[Endpoint], bool], own_id: bytes)
             data = file.read(CONTACTS_FILE_LIMIT + 1)
         document = json.loads(data) if len(data) <= CONTACTS_FILE_LIMIT else None
     except (OSError, ValueError, RecursionError):
-        return []
-    entries = document.get("contacts") if isinstance(document, dict) else None
-    if document.get("version") != CONTACTS_VERSION or not isinstance(entries, list):  # type: ignore[union-attr]
-        return []
+        return SavedContacts()
+    if not isinstance(document, dict) or document.get("version") != CONTACTS_VERSION:
+        return SavedContacts()
+    entries, silent_entries = document.get("contacts"), document.get("silent", [])
+    if not isinstance(entries, list) or not isinstance(silent_entries, list):
+        return SavedContacts()
     contacts: dict[Endpoint, krpc.Contact] = {}
     for entry in entries[:SAVED_CONTACTS]:
         contact = _contact_from_entry(entry)
         if contact and contact.node_id != own_id and contact.address not in contacts and accept(contact.address):
             contacts[contact.address] = contact
-    return list(contacts.values())
+    silent = (_address_from_entry(entry) for entry in silent_entries[:SAVED_CONTACTS])
+    return SavedContacts(
+        list(contacts.values()), frozenset(address for address in silent if address and accept(address))
+    )
 
 
 def save_contacts(
-    path: Path, answered: list[tuple[krpc.Contact, float]], accept: Callable[[Endpoint], bool], own_id: bytes
+    path: Path,
+    answered: list[tuple[krpc.Contact, float]],
+    silent: set[Endpoint],
+    accept: Callable[[Endpoint], bool],
+    own_id: bytes,
 ) -> None:
-    """Keep the contacts that answered, fastest first, then those saved before, up to SAVED_CONTACTS."""
+    """Keep the contacts that answered, fastest first, then those saved before and not silent now; and the silent."""
     if not answered:
         return  # a lookup nobody answered says nothing about the contacts saved
     kept = {contact.address: (contact, rtt) for contact, rtt in answered}
-    for contact in load_contacts(path, accept, own_id):
-        kept.setdefault(contact.address, (contact, math.nan))
+    for contact in load_contacts(path, accept, own_id).contacts:
+        if contact.address not in silent:
+            kept.setdefault(contact.address, (contact, math.nan))
     entries = [
         [contact.node_id.hex(), contact.address[0], contact.address[1], None if math.isnan(rtt) else round(rtt, 4)]
         for contact, rtt in list(kept.values())[:SAVED_CONTACTS]
     ]
-    document = {"version": CONTACTS_VERSION, "contacts": entries}
+    silent_entries = [[host, port] for host, port in sorted(silent)[:SAVED_CONTACTS]]
+    document = {"version": CONTACTS_VERSION, "contacts": entries, "silent": silent_entries}
     try:
         files.write_private(path, json.dumps(document, separators=(",", ":")).encode() + b"\n", durable=False)
     except OSError:
@@ -601,14 +652,23 @@ def _contact_from_entry(entry: object) -> krpc.Contact | None:
     """`["<40 hex id>", "<IPv4 address>", port, round trip in seconds or null]` as a contact, or None."""
     if not isinstance(entry, list) or len(entry) != 4:
         return None
-    node_id, host, port = entry[0], entry[1], entry[2]
-    if not isinstance(node_id, str) or len(node_id) != 2 * krpc.ID_SIZE or not isinstance(host, str):
-        return None
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+    node_id, address = entry[0], _address_from_entry(entry[1:3])
+    if not isinstance(node_id, str) or len(node_id) != 2 * krpc.ID_SIZE or address is None:
         return None
     try:
-        raw_id = bytes.fromhex(node_id)
-        address = str(ipaddress.IPv4Address(host))
+        return krpc.Contact(bytes.fromhex(node_id), address)
     except ValueError:
         return None
-    return krpc.Contact(raw_id, (address, port))
+
+
+def _address_from_entry(entry: object) -> Endpoint | None:
+    """`["<IPv4 address>", port]` as an endpoint, or None."""
+    if not isinstance(entry, list) or len(entry) != 2:
+        return None
+    host, port = entry
+    if not isinstance(host, str) or not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        return None
+    try:
+        return (str(ipaddress.IPv4Address(host)), port)
+    except ValueError:
+        return None
