@@ -26,9 +26,10 @@ from cclink.dev.testnet import Testnet
 
 @pytest.fixture(autouse=True)
 def private_state_dir(tmp_path_factory, monkeypatch):
-    """In-process code remembers what it saw in a folder of the test's own, never in the developer's."""
+    """In-process code remembers what it saw (state, cached contacts) in folders of the test's own, never the developer's."""
     state = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
     if sys.platform == "darwin":  # where files.state_dir does not read XDG_STATE_HOME
         from cclink.local import files
 

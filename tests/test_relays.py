@@ -23,9 +23,10 @@ from support.relays import DEAD_RELAY, Answer, HonestRelay, LyingRelay, dead_por
 
 from cclink.errors import NetworkError, NotFound, Rollback
 from cclink.net import relays
+from cclink.net.dht_client import Stored
 from cclink.net.endpoints import Network
 from cclink.net.record_store import DhtItems, RecordStore, Resolved, Revocation
-from cclink.net.relays import DhtAndRelays, Relayed, RelayItems
+from cclink.net.relays import DhtAndRelays, RelayItems
 from cclink.net.seq_memory import SeqMemory
 from cclink.wire import packet, payload
 from cclink.wire.keys import Identity
@@ -99,7 +100,7 @@ def test_with_the_dht_unreachable_a_handoff_goes_through_a_relay(honest: HonestR
     stored = store(publisher_dht, honest.url).publish(IDENTITY, handoff(IDENTITY))
     found = store(picker_dht, honest.url).newest(IDENTITY.public_key)
 
-    assert stored == Relayed(stored.seq, nodes=0, relays=1)
+    assert stored == Stored(stored.seq, nodes=0, relays=1)
     assert session_of(found) == "session-1" and found is not None and found.seq == stored.seq
 
 
@@ -109,7 +110,7 @@ def test_with_the_relay_unreachable_the_dht_carries_the_handoff() -> None:
     stored = store(dht, DEAD_RELAY).publish(IDENTITY, handoff(IDENTITY))
     found = store(dht, DEAD_RELAY).newest(IDENTITY.public_key)
 
-    assert stored == Relayed(stored.seq, nodes=20, relays=0)
+    assert stored == Stored(stored.seq, nodes=20, relays=0)
     assert session_of(found) == "session-1"
 
 
@@ -119,7 +120,7 @@ def test_both_paths_up_hold_the_same_item(honest: HonestRelay) -> None:
     stored = store(dht, honest.url).publish(IDENTITY, handoff(IDENTITY))
 
     held = honest.held[f"/{IDENTITY.public_key.z32}"]
-    assert stored == Relayed(stored.seq, nodes=20, relays=1)
+    assert stored == Stored(stored.seq, nodes=20, relays=1)
     assert int.from_bytes(held[64:72], "big") == dht.items[IDENTITY.public_key.raw].seq == stored.seq
 
 
@@ -275,7 +276,7 @@ def test_a_relay_that_accepts_nothing_leaves_the_dhts_put_standing() -> None:
     with LyingRelay(lambda *_: Answer(400, b"no")) as refusing:
         stored = store(MemoryItems(), refusing.url).publish(IDENTITY, handoff(IDENTITY))
 
-    assert stored == Relayed(stored.seq, nodes=20, relays=0)
+    assert stored == Stored(stored.seq, nodes=20, relays=0)
 
 
 # --- end to end: the real command and npm pkarr's relay server ----------------------------------------
@@ -318,8 +319,10 @@ def test_cclink_publishes_and_picks_up_through_pkarrs_relay_with_the_dht_unreach
 
     session_id, published = publish(laptop)
 
-    assert published["nodes"] == 0
+    assert (published["nodes"], published["relays"]) == (0, 1)
     assert picked_up(desktop) == session_id
+    shown = laptop.ok(session_id, cwd=laptop.project()).stdout
+    assert "Published! Stored on 1 relay." in shown
 
 
 @e2e

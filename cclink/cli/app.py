@@ -126,7 +126,7 @@ def _show_published(outcome: PublishOutcome, qr: bool, as_json: bool) -> None:
     record = outcome.record
     console.out(f"Session: {outcome.session_id} in {render.home_relative(outcome.project)}")
     console.out(
-        f"Published! Stored on {outcome.published.nodes} DHT node{'s' if outcome.published.nodes != 1 else ''}."
+        f"Published! Stored on {render.stored_on(outcome.published)}."
     )
     console.out("  Run on another machine:")
     console.out(f"  {outcome.pickup_command}")

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from cclink.flows.manage import ListOutcome
     from cclink.flows.pickup import PickupOutcome
     from cclink.flows.publish import PublishOutcome
+    from cclink.net.dht_client import Stored
     from cclink.wire.agent_protocol import Answer, Entry
     from cclink.wire.payload import CarryInfo
     from cclink.wire.record import Record
@@ -59,6 +60,14 @@ def mode_line(outcome: PublishOutcome) -> str:
     return f" {text[:1].upper()}{text[1:]}."
 
 
+def stored_on(stored: Stored) -> str:
+    """`8 DHT nodes`, `20 DHT nodes and 2 relays`, `1 relay`."""
+    parts = [f"{stored.nodes} DHT node{'s' if stored.nodes != 1 else ''}"] if stored.nodes or not stored.relays else []
+    if stored.relays:
+        parts.append(f"{stored.relays} relay{'s' if stored.relays != 1 else ''}")
+    return " and ".join(parts)
+
+
 def record_json(record: Record) -> Json:
     recipient = record.recipient_key()
     return {
@@ -80,6 +89,7 @@ def publish_json(outcome: PublishOutcome) -> Json:
         **record_json(outcome.record),
         "seq": outcome.published.seq,
         "nodes": outcome.published.nodes,
+        "relays": outcome.published.relays,
         "pickup_command": outcome.pickup_command,
         "carry": carry_json(outcome.carry) if outcome.carry else None,
     }

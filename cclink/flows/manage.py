@@ -90,7 +90,7 @@ def revoke(ui: UI, env: Environment, *, assume_yes: bool) -> Record | None:
     if isinstance(found, Revocation):
         with ui.progress("Putting the revocation on the DHT again"):
             stored = env.records.refresh(identity.public_key, found)
-        if stored.nodes == 0:
+        if stored.nodes == 0 and stored.relays == 0:
             raise NetworkError("no DHT node stored the revocation again; check the network and try again")
         raise NothingDone(
             "the handoff was already revoked; its revocation was put on the DHT again so that nodes keep it"

@@ -78,6 +78,7 @@ _background_puts = threading.BoundedSemaphore(MAX_BACKGROUND_PUTS)
 class Stored:
     seq: int
     nodes: int  # how many nodes acknowledged the put by the time it returned
+    relays: int = 0  # how many pkarr relays accepted it too (net/relays.py)
 
 
 def get(network: Network, public_key: bytes, verify: Verify, *, timeout: float) -> krpc.Item | None:

@@ -53,13 +53,6 @@ NEITHER_STORED = "neither a DHT node nor a relay stored the record; check the ne
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Relayed(dht_client.Stored):
-    """A put's outcome through relays too: nodes are the DHT nodes that acknowledged it, relays the relays."""
-
-    relays: int = 0  # how many relays accepted it
-
-
 def items_for(network: endpoints.Network) -> Items:
     """Where a network's records are: its DHT, and its relays beside it when it has any."""
     if not network.relays:
@@ -226,7 +219,7 @@ class RelayItems:
         *,
         timeout: float,
         min_seq: int = 0,
-    ) -> Relayed:
+    ) -> dht_client.Stored:
         """Sign value at max(now in µs, min_seq) and PUT it to every relay; above what they hold if they refuse it.
 
         NetworkError when no relay accepted it.
@@ -238,7 +231,7 @@ class RelayItems:
             item = krpc.Item(seq, sign(seq), value)
             outcome = self._put(public_key, item, deadline)
             if outcome.accepted:
-                return Relayed(seq, nodes=0, relays=outcome.accepted)
+                return dht_client.Stored(seq, nodes=0, relays=outcome.accepted)
             if not outcome.newer or time.monotonic() >= deadline:
                 break
             # A relay holds a newer item (another machine's clock runs ahead): sign above it, as dht_client does.
@@ -246,15 +239,17 @@ class RelayItems:
             seq = max(time.time_ns() // 1000, seq + 1, newest.seq + 1 if newest else 0)
         raise NetworkError("no relay stored the record; check the network (or CCLINK_RELAYS) and try again")
 
-    def put_again(self, public_key: bytes, item: krpc.Item, verify: dht_client.Verify, *, timeout: float) -> Relayed:
-        """PUT an item already signed, unchanged, to every relay; Relayed.relays may be 0 (they hold a newer one).
+    def put_again(
+        self, public_key: bytes, item: krpc.Item, verify: dht_client.Verify, *, timeout: float
+    ) -> dht_client.Stored:
+        """PUT an item already signed, unchanged, to every relay; Stored.relays may be 0 (they hold a newer one).
 
         NetworkError when no relay answered at all.
         """
         outcome = self._put(public_key, item, time.monotonic() + timeout)
         if not outcome.answered:
             raise NetworkError("no relay answered; check the network (or CCLINK_RELAYS) and try again")
-        return Relayed(item.seq, nodes=0, relays=outcome.accepted)
+        return dht_client.Stored(item.seq, nodes=0, relays=outcome.accepted)
 
     def _put(self, public_key: bytes, item: krpc.Item, deadline: float) -> _Outcome:
         body = item.signature + item.seq.to_bytes(packet.SEQ_SIZE, "big") + item.value
@@ -320,7 +315,7 @@ class DhtAndRelays:
         *,
         timeout: float,
         min_seq: int = 0,
-    ) -> Relayed:
+    ) -> dht_client.Stored:
         """One item on both paths: the DHT's put picks its seq (above anything its lookup finds), the relays get
         the item it signs the moment it signs it; if the DHT fails first, the relays sign their own.
 
@@ -342,7 +337,7 @@ class DhtAndRelays:
             finally:
                 first_signed.set()  # signed or failed: the relays need not wait any longer
 
-        def on_relays() -> Relayed:
+        def on_relays() -> dht_client.Stored:
             first_signed.wait(timeout)
             if signed:
                 return self.relays.put_again(public_key, signed[0], verify, timeout=timeout)
@@ -350,7 +345,9 @@ class DhtAndRelays:
 
         on_dht_result, on_relays_result = _at_once([on_dht, on_relays], None)
         dht_stored = on_dht_result if isinstance(on_dht_result, dht_client.Stored) else None
-        relayed = on_relays_result if isinstance(on_relays_result, Relayed) and on_relays_result.relays else None
+        relayed = (
+            on_relays_result if isinstance(on_relays_result, dht_client.Stored) and on_relays_result.relays else None
+        )
         if dht_stored is None:
             if relayed is None:
                 raise NetworkError(NEITHER_STORED)
@@ -358,9 +355,11 @@ class DhtAndRelays:
         if relayed is not None and relayed.seq != dht_stored.seq:
             # The DHT signed again above a newer item it met: the relays get that one too.
             relayed = self._relay_again(public_key, signed, dht_stored.seq, verify, timeout)
-        return Relayed(dht_stored.seq, nodes=dht_stored.nodes, relays=relayed.relays if relayed else 0)
+        return dht_client.Stored(dht_stored.seq, nodes=dht_stored.nodes, relays=relayed.relays if relayed else 0)
 
-    def put_again(self, public_key: bytes, item: krpc.Item, verify: dht_client.Verify, *, timeout: float) -> Relayed:
+    def put_again(
+        self, public_key: bytes, item: krpc.Item, verify: dht_client.Verify, *, timeout: float
+    ) -> dht_client.Stored:
         """The item, unchanged, to both paths at once; NetworkError only when neither answered."""
         on_dht, on_relays = _at_once(
             [
@@ -369,14 +368,16 @@ class DhtAndRelays:
             ],
             None,
         )
-        if not isinstance(on_dht, dht_client.Stored) and not isinstance(on_relays, Relayed):
+        if not isinstance(on_dht, dht_client.Stored) and not isinstance(on_relays, dht_client.Stored):
             raise NetworkError(NEITHER_ANSWERED)
         nodes = on_dht.nodes if isinstance(on_dht, dht_client.Stored) else 0
-        return Relayed(item.seq, nodes=nodes, relays=on_relays.relays if isinstance(on_relays, Relayed) else 0)
+        return dht_client.Stored(
+            item.seq, nodes=nodes, relays=on_relays.relays if isinstance(on_relays, dht_client.Stored) else 0
+        )
 
     def _relay_again(
         self, public_key: bytes, signed: list[krpc.Item], seq: int, verify: dht_client.Verify, timeout: float
-    ) -> Relayed | None:
+    ) -> dht_client.Stored | None:
         item = next((item for item in signed if item.seq == seq), None)
         if item is None:
             return None
