@@ -26,7 +26,7 @@ from cclink.dev.testnet import Testnet
 
 @pytest.fixture(autouse=True)
 def private_state_dir(tmp_path_factory, monkeypatch):
-    """In-process code remembers what it saw (state, cached contacts) in folders of the test's own, never the developer's."""
+    """In-process code keeps what it saw (state, cached contacts) in folders of the test's own, not the developer's."""
     state = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))

@@ -33,7 +33,7 @@ ITEM = Item(KEY, 2**63 - 1, bytes(range(64)), bytes(range(256)) * 3 + bytes(232)
 ENTRY = Entry(KEY, 7, "revocation", 1_800_000_000, None, None, 1_800_000_100)
 SEED = bytes(range(100, 132))
 DIGEST = bytes(range(200, 232))
-UNLOCK = Unlock(bytearray(SEED), DIGEST, 2**53)
+UNLOCK = Unlock(bytearray(SEED), DIGEST, 900)
 
 
 @pytest.mark.parametrize(
@@ -121,10 +121,11 @@ DROP = object()
         unlock_fields(seed=list(SEED)),
         unlock_fields(key_file_sha256="00" * 31),
         unlock_fields(key_file_sha256=DROP),
-        unlock_fields(expires_at=-1),
-        unlock_fields(expires_at=True),
-        unlock_fields(expires_at=2**53 + 1),
-        unlock_fields(expires_at=DROP),
+        unlock_fields(seconds=0),
+        unlock_fields(seconds=-1),
+        unlock_fields(seconds=True),
+        unlock_fields(seconds=86401),
+        unlock_fields(seconds=DROP),
         unlock_fields(extra=1),
         unlock_fields(v=2),
         fields_of(GetKey(DIGEST), key_file_sha256="zz" * 32),

@@ -125,9 +125,7 @@ def _show_published(outcome: PublishOutcome, qr: bool, as_json: bool) -> None:
         console.say(f"Note: {note}")
     record = outcome.record
     console.out(f"Session: {outcome.session_id} in {render.home_relative(outcome.project)}")
-    console.out(
-        f"Published! Stored on {render.stored_on(outcome.published)}."
-    )
+    console.out(f"Published! Stored on {render.stored_on(outcome.published)}.")
     console.out("  Run on another machine:")
     console.out(f"  {outcome.pickup_command}")
     expires = f"Expires in {text.format_duration(record.ttl)} ({render.utc(record.expires_at)})."
@@ -371,7 +369,6 @@ def unlock_command(
 ) -> None:
     """Open your key once and let the agent hold it in memory; until then commands ask no passphrase."""
     import os
-    import time
 
     from cclink.cli import console
     from cclink.errors import UsageError
@@ -389,12 +386,9 @@ def unlock_command(
     if not opened.encrypted:
         console.out(f"The key at {keys.path} has no passphrase; there is nothing to unlock.")
         return
-    now = int(time.time())
-    until = agent.unlock(
-        place, os.environ, Unlock(bytearray(opened.identity.seed), opened.key_file_sha256, now + seconds)
-    )
+    until = agent.unlock(place, os.environ, Unlock(bytearray(opened.identity.seed), opened.key_file_sha256, seconds))
     console.out(
-        f"Unlocked {opened.identity.public_key.display} for {text.format_duration(until - now)} "
+        f"Unlocked {opened.identity.public_key.display} for {text.format_duration(seconds)} "
         f"(until {render.utc(until)}); `cclink lock` forgets it sooner."
     )
 
@@ -455,22 +449,24 @@ def status_command(as_json: bool = typer.Option(False, "--json", help="Print as 
 def testnet_command(
     nodes: int = typer.Option(8, "--nodes", help="How many DHT nodes to run."),
     port: int = typer.Option(0, "--port", help="Port of the first (bootstrap) node; 0 picks a free one."),
+    ipv6: bool = typer.Option(False, "--ipv6", help="Listen on ::1 (IPv6) instead of 127.0.0.1."),
 ) -> None:
-    """Run a local DHT on 127.0.0.1 until interrupted."""
+    """Run a local DHT on 127.0.0.1 (or ::1) until interrupted."""
     import threading
 
     from cclink.cli import console
-    from cclink.dev.testnet import Testnet
+    from cclink.dev.testnet import HOST, HOST6, Testnet
 
     stop = threading.Event()
     # Both signals only set the event: a KeyboardInterrupt could land anywhere,
     # even in the middle of printing the bootstrap line.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with Testnet(nodes, port) as net:
+    host = HOST6 if ipv6 else HOST
+    with Testnet(nodes, port, host) as net:
         console.out(net.export_line(), flush=True)
         console.say(
-            f"{nodes} DHT node{'s' if nodes != 1 else ''} on 127.0.0.1, a test network; "
+            f"{nodes} DHT node{'s' if nodes != 1 else ''} on {host}, a test network; "
             "run the line above in other shells. Ctrl-C stops."
         )
         # Short waits: a signal handler runs only when the main thread wakes.

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import stat
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -137,3 +142,53 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# --- reading and locking state files ------------------------------------------------------
+
+LOCK_RETRY = 0.01  # seconds between tries at a lock
+
+
+def read_bounded(path: Path, limit: int) -> bytes | None:
+    """path's bytes if it is a regular file of at most limit bytes; None otherwise, never following a link."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        data = os.read(fd, limit + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data if len(data) <= limit else None
+
+
+@contextmanager
+def locked(lock_path: Path, *, wait: float) -> Iterator[bool]:
+    """Hold an exclusive flock on lock_path (0600) for the block; yields whether it was had within wait seconds.
+
+    flock works alike on Linux and macOS, and the kernel releases it when its holder dies.
+    """
+    make_private_dirs(lock_path.parent)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(lock_path, flags, PRIVATE_FILE_MODE)
+    try:
+        give_up = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+                break
+            except BlockingIOError:
+                if time.monotonic() >= give_up:
+                    held = False
+                    break
+                time.sleep(LOCK_RETRY)
+        yield held
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -18,7 +18,6 @@ within a bound without following links or blocking on a FIFO, and a lock.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import socket
@@ -26,9 +25,7 @@ import stat
 import struct
 import subprocess
 import sys
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cclink.local import files
@@ -44,7 +41,6 @@ MAX_LOG_SIZE = 256 * 1024  # past this the log becomes <log>.1 when the next age
 SOL_LOCAL = 0
 LOCAL_PEERCRED = 0x001
 XUCRED_VERSION = 0
-LOCK_RETRY = 0.02
 
 
 class NotPrivate(OSError):
@@ -159,48 +155,3 @@ def _open_log(log: Path) -> int:
         pass
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     return os.open(log, flags, files.PRIVATE_FILE_MODE)
-
-
-def read_bounded(path: Path, limit: int) -> bytes | None:
-    """path's bytes if it is a regular file of at most limit bytes; None otherwise, never following a link."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
-            return None
-        data = os.read(fd, limit + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return data if len(data) <= limit else None
-
-
-@contextmanager
-def locked(lock_path: Path, *, wait: float) -> Iterator[bool]:
-    """Hold an exclusive flock on lock_path (0600) for the block; yields whether it was had within wait seconds.
-
-    flock works alike on Linux and macOS, and the kernel releases it when its holder dies.
-    """
-    files.make_private_dirs(lock_path.parent)
-    flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(lock_path, flags, files.PRIVATE_FILE_MODE)
-    try:
-        give_up = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                held = True
-                break
-            except BlockingIOError:
-                if time.monotonic() >= give_up:
-                    held = False
-                    break
-                time.sleep(LOCK_RETRY)
-        yield held
-    finally:
-        os.close(fd)  # closing releases the lock

@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import math
 import os
 import socket
 import sys
@@ -81,7 +82,7 @@ ACCEPT_TICK = 0.5  # how often the accepting thread looks whether the agent is e
 AFTER_FAILURE = 60.0  # the worker's pause after a round that raised
 MAX_SLEEP = 60.0  # the worker wakes at least this often: a suspended machine's clock jumps
 MAX_KEPT_FILE = agent_protocol.MAX_KEPT_FILE
-MAX_UNLOCK = 86400  # `cclink unlock --for` at most; the agent holds no key longer than this from when it was given
+MAX_UNLOCK = agent_protocol.MAX_UNLOCK_SECONDS  # `cclink unlock --for` at most
 DEFAULT_UNLOCK = "15m"
 _UNLOCK_UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -260,7 +261,7 @@ def stop(place: Place) -> bool:
     """Ask the agent to end and wait until it has; False when none was running."""
     if ask(place, Stop()) is None:
         return False
-    with runtime.locked(place.lock, wait=STOP_WAIT):
+    with files.locked(place.lock, wait=STOP_WAIT):
         pass
     return True
 
@@ -279,7 +280,7 @@ def wait_for(place: Place, *, timeout: float = START_WAIT) -> Answer | None:
 
 
 def read_kept(place: Place) -> list[Item]:
-    data = runtime.read_bounded(place.kept, MAX_KEPT_FILE)
+    data = files.read_bounded(place.kept, MAX_KEPT_FILE)
     return agent_protocol.decode_kept(data) if data is not None else []
 
 
@@ -297,7 +298,7 @@ def add_kept(place: Place, item: Item) -> None:
 
 @contextlib.contextmanager
 def _kept_lock(place: Place) -> Iterator[None]:
-    with runtime.locked(place.kept.with_name(place.kept.name + ".lock"), wait=LOCK_WAIT):
+    with files.locked(place.kept.with_name(place.kept.name + ".lock"), wait=LOCK_WAIT):
         yield
 
 
@@ -316,14 +317,15 @@ class UnlockedKey:
         self._key_file_sha256 = b""
         self._until = 0
 
-    def unlock(self, seed: bytearray, key_file_sha256: bytes, expires_at: int, now: float) -> int | None:
-        """Hold seed (taken, not copied) until expires_at, a day from now at most; until when, or None if past."""
+    def unlock(self, seed: bytearray, key_file_sha256: bytes, seconds: int, now: float) -> int:
+        """Hold seed (taken, not copied) for seconds from now, a day at most; until when.
+
+        The time runs from when the agent gets the key, not from when the
+        command asked: starting the agent can take a while.
+        """
         with self._lock:
             self._forget()
-            until = min(expires_at, int(now) + MAX_UNLOCK)
-            if until <= now:
-                _overwrite(seed)
-                return None
+            until = math.ceil(now) + min(seconds, MAX_UNLOCK)
             self._seed, self._key_file_sha256, self._until = seed, key_file_sha256, until
             return until
 
@@ -404,7 +406,7 @@ def serve(
     """
     key = UnlockedKey() if key is None else key
     runtime.private_dir(place.socket.parent, create=True)
-    with runtime.locked(place.lock, wait=lock_wait) as held:
+    with files.locked(place.lock, wait=lock_wait) as held:
         if not held:
             return _hand_over(place)
         listener = _listen(place.socket)
@@ -531,7 +533,7 @@ class _Server:
         return answer
 
     def _unlock(self, request: Unlock) -> Answer:
-        until = self.key.unlock(request.seed, request.key_file_sha256, request.expires_at, self.clock())
+        until = self.key.unlock(request.seed, request.key_file_sha256, request.seconds, self.clock())
         if until is None:
             return Answer(False, error="its time is up already")
         return Answer(True, unlocked_until=until)

@@ -21,14 +21,8 @@ surpassed.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import stat
-import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from cclink.errors import WireError
@@ -46,7 +40,6 @@ MAX_SEQ = 2**63  # BEP 44's seq as libtorrent keeps it (krpc.MAX_SEQ)
 PUBLIC_KEY_SIZE = 32
 NONE_SEEN = -1
 LOCK_WAIT = 2.0
-LOCK_RETRY = 0.01
 
 
 class SeqMemory:
@@ -88,7 +81,9 @@ class SeqMemory:
             self._seqs = _updated(self._loaded(), public_key, seq, self.capacity)
             return
         try:
-            with _locked(self.path.with_suffix(".lock")):
+            # Past LOCK_WAIT it goes ahead unlocked: a command stuck holding the lock must not hang
+            # every other one, and the worst is a lost update.
+            with files.locked(self.path.with_suffix(".lock"), wait=LOCK_WAIT):
                 # Another command may have written since this one read.
                 current = _read(self.path, self.capacity)
                 updated = _updated(current, public_key, seq, self.capacity)
@@ -123,7 +118,7 @@ def _encode(seqs: OrderedDict[bytes, int]) -> bytes:
 
 def _read(path: Path, capacity: int) -> OrderedDict[bytes, int]:
     """What the file holds; empty when it is missing, unreadable or damaged (it is replaced on the next write)."""
-    data = _read_bounded(path)
+    data = files.read_bounded(path, MAX_FILE_SIZE)
     if data is None:
         return OrderedDict()
     try:
@@ -157,50 +152,3 @@ def _entry(entry: object) -> tuple[bytes, int] | None:
     except WireError:
         return None
     return (raw, seq) if len(raw) == PUBLIC_KEY_SIZE else None
-
-
-def _read_bounded(path: Path) -> bytes | None:
-    """The file's bytes if it is a regular file of at most MAX_FILE_SIZE bytes.
-
-    Never blocks on a FIFO or follows a link.
-    """
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_SIZE:
-            return None
-        data = os.read(fd, MAX_FILE_SIZE + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return data if len(data) <= MAX_FILE_SIZE else None
-
-
-@contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on lock_path while it can be had within LOCK_WAIT; flock works alike on Linux and macOS.
-
-    A command stuck while holding the lock must not hang every other one,
-    so past LOCK_WAIT this goes ahead unlocked: the worst is a lost update.
-    """
-    files.make_private_dirs(lock_path.parent)
-    flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(lock_path, flags, files.PRIVATE_FILE_MODE)
-    try:
-        give_up = time.monotonic() + LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= give_up:
-                    break
-                time.sleep(LOCK_RETRY)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock

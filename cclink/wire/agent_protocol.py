@@ -38,6 +38,7 @@ SIGNATURE_SIZE = 64
 PUBLIC_KEY_SIZE = 32
 MAX_SEQ = 2**63  # BEP 44's seq as libtorrent keeps it
 MAX_TIME = 2**53  # seconds since the epoch: any time a JSON number holds exactly
+MAX_UNLOCK_SECONDS = 86400  # a key is held a day at most after `cclink unlock`
 MAX_NODES = 1000  # nodes reported holding an item
 MAX_PID = 2**31
 SEED_SIZE = 32
@@ -82,11 +83,11 @@ class Stop:
 
 @dataclass(frozen=True)
 class Unlock:
-    """Hold this key until expires_at (the agent keeps it a day from now at most)."""
+    """Hold this key for seconds from when the agent gets it (a day at most)."""
 
     seed: bytearray = field(repr=False)  # the Ed25519 seed; the agent takes it and overwrites it when it forgets
     key_file_sha256: bytes
-    expires_at: int
+    seconds: int
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def encode_request(request: Request) -> bytes:
                 "op": "unlock",
                 "seed": request.seed.hex(),
                 "key_file_sha256": request.key_file_sha256.hex(),
-                "expires_at": request.expires_at,
+                "seconds": request.seconds,
             }
         )
     if isinstance(request, GetKey):
@@ -161,11 +162,11 @@ def decode_request(line: bytes) -> Request:
         _exact_keys(document, {"v", "op", *ITEM_KEYS})
         return Keep(_item(document))
     if op == "unlock":
-        _exact_keys(document, {"v", "op", "seed", "key_file_sha256", "expires_at"})
+        _exact_keys(document, {"v", "op", "seed", "key_file_sha256", "seconds"})
         return Unlock(
             bytearray(_hex(document["seed"], "seed", SEED_SIZE, SEED_SIZE)),
             _hex(document["key_file_sha256"], "key_file_sha256", SHA256_SIZE, SHA256_SIZE),
-            _int(document["expires_at"], "expires_at", 0, MAX_TIME),
+            _int(document["seconds"], "seconds", 1, MAX_UNLOCK_SECONDS),
         )
     if op == "key":
         _exact_keys(document, {"v", "op", "key_file_sha256"})
