@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from support.desks import Desk
 from support.ui import ScriptedUI
 
 from cclink.errors import Declined, NetworkError, NoInput, NothingDone
-from cclink.flows import manage, publish
-from cclink.flows.publish import PublishOutcome, PublishRequest
+from cclink.flows import manage
+from cclink.flows.publish import PublishRequest
 from cclink.net.record_store import Revocation
 
 PIN = "correct horse battery"
@@ -23,14 +21,8 @@ def laptop(desks) -> Desk:
     return desk
 
 
-def publish_from(desk: Desk, request: PublishRequest | None = None, secrets: tuple[str, ...] = ()) -> PublishOutcome:
-    request = replace(request or PublishRequest(), session_id=desk.add_session())
-    with publish.publish(request, ScriptedUI.answering(secrets=secrets), desk.env()) as done:
-        return done.outcome
-
-
 def test_list_shows_the_active_handoff_and_what_it_holds(laptop: Desk) -> None:
-    published = publish_from(laptop)
+    published = laptop.publish_new_session()
 
     listed = manage.list_active(ScriptedUI.answering(), laptop.env())
 
@@ -39,7 +31,7 @@ def test_list_shows_the_active_handoff_and_what_it_holds(laptop: Desk) -> None:
 
 
 def test_list_of_a_pin_handoff_shows_the_record_but_not_its_contents(laptop: Desk) -> None:
-    publish_from(laptop, PublishRequest(pin=True), secrets=(PIN,))
+    laptop.publish_new_session(PublishRequest(pin=True), secrets=(PIN,))
 
     listed = manage.list_active(ScriptedUI.answering(), laptop.env())
 
@@ -47,7 +39,7 @@ def test_list_of_a_pin_handoff_shows_the_record_but_not_its_contents(laptop: Des
 
 
 def test_revoke_asks_then_supersedes_the_record(laptop: Desk) -> None:
-    published = publish_from(laptop)
+    published = laptop.publish_new_session()
     ui = ScriptedUI.answering(answers=[True])
 
     revoked = manage.revoke(ui, laptop.env(), assume_yes=False)
@@ -65,7 +57,7 @@ def test_revoke_asks_then_supersedes_the_record(laptop: Desk) -> None:
 def test_revoke_without_a_yes_changes_nothing(
     laptop: Desk, interactive: bool, refusal: type[Exception], words: str
 ) -> None:
-    published = publish_from(laptop)
+    published = laptop.publish_new_session()
     ui = ScriptedUI.answering(answers=[False], interactive=interactive)
 
     with pytest.raises(refusal, match=words):
@@ -74,7 +66,7 @@ def test_revoke_without_a_yes_changes_nothing(
 
 
 def test_list_after_a_revocation_says_none_and_keeps_the_revocation_alive(laptop: Desk) -> None:
-    publish_from(laptop)
+    laptop.publish_new_session()
     manage.revoke(ScriptedUI.answering(), laptop.env(), assume_yes=True)
     puts = laptop.items.puts
 
@@ -97,7 +89,7 @@ def test_revoke_with_nothing_published_does_nothing_and_says_so(laptop: Desk) ->
 
 
 def test_revoking_again_puts_the_revocation_again(laptop: Desk) -> None:
-    publish_from(laptop)
+    laptop.publish_new_session()
     manage.revoke(ScriptedUI.answering(), laptop.env(), assume_yes=True)
     puts = laptop.items.puts
 
@@ -110,7 +102,7 @@ def test_revoking_again_puts_the_revocation_again(laptop: Desk) -> None:
 
 
 def test_an_unreachable_dht_shows_that_it_is_tried_again(laptop: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
-    publish_from(laptop)
+    laptop.publish_new_session()
     ui = ScriptedUI.answering()
     laptop.items.reachable = False
     monkeypatch.setattr(
@@ -123,9 +115,9 @@ def test_an_unreachable_dht_shows_that_it_is_tried_again(laptop: Desk, monkeypat
 
 
 def test_an_older_handoff_than_seen_before_can_still_be_revoked(laptop: Desk) -> None:
-    first = publish_from(laptop)
+    first = laptop.publish_new_session()
     replay = laptop.items.items[first.publisher.raw]
-    publish_from(laptop)
+    laptop.publish_new_session()
     laptop.items.plant(first.publisher.raw, replay)
     ui = ScriptedUI.answering(answers=[True])
 

@@ -4,7 +4,6 @@ in-memory DHT (tests/support/desks.py). Fetching a carried session needs BitTorr
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from cclink.errors import (
     UsageError,
     WrongPin,
 )
-from cclink.flows import pickup, publish
+from cclink.flows import pickup
 from cclink.flows.pickup import PickupOutcome, Resumption
 from cclink.flows.publish import PublishOutcome, PublishRequest
 from cclink.net.record_store import Revocation
@@ -46,14 +45,6 @@ def desktop(desks, laptop: Desk) -> Desk:
     return desk
 
 
-def publish_from(desk: Desk, request: PublishRequest | None = None, secrets: tuple[str, ...] = ()) -> PublishOutcome:
-    """Publish a new session of desk's."""
-    request = replace(request or PublishRequest(), session_id=desk.add_session())
-    ui = ScriptedUI.answering(secrets=secrets)
-    with publish.publish(request, ui, desk.env()) as publication:
-        return publication.outcome
-
-
 def pick_up(desk: Desk, ui: ScriptedUI, publisher: Identity | None = None, **options) -> PickupOutcome:
     options.setdefault("assume_yes", False)
     options.setdefault("confirm", True)
@@ -62,7 +53,7 @@ def pick_up(desk: Desk, ui: ScriptedUI, publisher: Identity | None = None, **opt
 
 
 def test_ones_own_handoff_is_confirmed_then_resumed_in_its_project(laptop: Desk) -> None:
-    published = publish_from(laptop)
+    published = laptop.publish_new_session()
     ui = ScriptedUI.answering(answers=[True])
 
     outcome = pick_up(laptop, ui)
@@ -76,7 +67,7 @@ def test_ones_own_handoff_is_confirmed_then_resumed_in_its_project(laptop: Desk)
 
 
 def test_declining_leaves_the_handoff_published(laptop: Desk) -> None:
-    publish_from(laptop, PublishRequest(burn=True))
+    laptop.publish_new_session(PublishRequest(burn=True))
 
     with pytest.raises(Declined, match="not resumed; the handoff is still published"):
         pick_up(laptop, ScriptedUI.answering(answers=[False]))
@@ -84,7 +75,7 @@ def test_declining_leaves_the_handoff_published(laptop: Desk) -> None:
 
 
 def test_an_expired_handoff_is_refused(laptop: Desk) -> None:
-    publish_from(laptop, PublishRequest(ttl=60))
+    laptop.publish_new_session(PublishRequest(ttl=60))
     laptop.clock.advance(61)
 
     with pytest.raises(Expired, match=r"expired \d+s ago"):
@@ -92,7 +83,7 @@ def test_an_expired_handoff_is_refused(laptop: Desk) -> None:
 
 
 def test_a_session_not_on_this_machine_is_refused_before_asking_or_revoking(laptop: Desk, desktop: Desk) -> None:
-    publish_from(laptop, PublishRequest(burn=True))
+    laptop.publish_new_session(PublishRequest(burn=True))
     ui = ScriptedUI.answering()
 
     with pytest.raises(SessionError, match="is not on this machine"):
@@ -102,7 +93,7 @@ def test_a_session_not_on_this_machine_is_refused_before_asking_or_revoking(lapt
 
 
 def test_without_claude_on_path_nothing_is_asked(laptop: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
-    publish_from(laptop)
+    laptop.publish_new_session()
     env = laptop.env()
     monkeypatch.setenv("PATH", str(laptop.home))  # no claude there
     ui = ScriptedUI.answering()
@@ -113,7 +104,7 @@ def test_without_claude_on_path_nothing_is_asked(laptop: Desk, monkeypatch: pyte
 
 
 def test_a_project_dir_that_is_not_a_directory_is_refused_before_asking(laptop: Desk) -> None:
-    publish_from(laptop)
+    laptop.publish_new_session()
     ui = ScriptedUI.answering()
 
     with pytest.raises(UsageError, match="is not a directory"):
@@ -122,7 +113,7 @@ def test_a_project_dir_that_is_not_a_directory_is_refused_before_asking(laptop: 
 
 
 def test_a_relative_project_dir_is_taken_from_the_current_directory(laptop: Desk) -> None:
-    published = publish_from(laptop)
+    published = laptop.publish_new_session()
     other = laptop.machine.project("other")
     ui = ScriptedUI.answering(answers=[True])
     env = laptop.env(cwd=other.parent)
@@ -134,7 +125,7 @@ def test_a_relative_project_dir_is_taken_from_the_current_directory(laptop: Desk
 
 
 def test_ones_own_burn_handoff_is_revoked_on_pickup(laptop: Desk) -> None:
-    publish_from(laptop, PublishRequest(burn=True))
+    laptop.publish_new_session(PublishRequest(burn=True))
 
     outcome = pick_up(laptop, ScriptedUI.answering(), assume_yes=True)
 
@@ -145,7 +136,7 @@ def test_ones_own_burn_handoff_is_revoked_on_pickup(laptop: Desk) -> None:
 
 
 def test_a_burn_handoff_picked_up_with_a_pin_from_another_key_stays(laptop: Desk, desks) -> None:
-    published = publish_from(laptop, PublishRequest(burn=True, pin=True), secrets=(PIN,))
+    published = laptop.publish_new_session(PublishRequest(burn=True, pin=True), secrets=(PIN,))
     stranger = desks("stranger")
     stranger.make_key()
     stranger.add_session(session_id=published.session_id)
@@ -158,7 +149,7 @@ def test_a_burn_handoff_picked_up_with_a_pin_from_another_key_stays(laptop: Desk
 
 
 def test_a_wrong_pin_is_refused_after_three_tries_at_a_terminal_and_at_once_without_one(laptop: Desk, desks) -> None:
-    publish_from(laptop, PublishRequest(pin=True), secrets=(PIN,))
+    laptop.publish_new_session(PublishRequest(pin=True), secrets=(PIN,))
     keyless = desks("keyless")
     publisher = laptop.keys.load(ScriptedUI.answering())
     typed = ScriptedUI.answering(secrets=["incorrect horse"] * 3)
@@ -171,7 +162,7 @@ def test_a_wrong_pin_is_refused_after_three_tries_at_a_terminal_and_at_once_with
 
 
 def test_a_mistyped_pin_can_be_typed_again(laptop: Desk, desks) -> None:
-    publish_from(laptop, PublishRequest(pin=True), secrets=(PIN,))
+    laptop.publish_new_session(PublishRequest(pin=True), secrets=(PIN,))
     publisher = laptop.keys.load(ScriptedUI.answering())
     ui = ScriptedUI.answering(secrets=["incorrect horse", PIN])
 
@@ -180,7 +171,7 @@ def test_a_mistyped_pin_can_be_typed_again(laptop: Desk, desks) -> None:
 
 
 def test_a_handoff_for_a_key_needs_a_key_here(laptop: Desk, desks) -> None:
-    publish_from(laptop)
+    laptop.publish_new_session()
     publisher = laptop.keys.load(ScriptedUI.answering())
 
     with pytest.raises(KeyFileError, match="there is no key here; run `cclink init` first"):
@@ -188,7 +179,7 @@ def test_a_handoff_for_a_key_needs_a_key_here(laptop: Desk, desks) -> None:
 
 
 def test_another_key_is_told_how_to_get_a_handoff_it_can_open(laptop: Desk, desks) -> None:
-    publish_from(laptop)
+    laptop.publish_new_session()
     other = desks("other")
     other_key = other.make_key()
     publisher = laptop.keys.load(ScriptedUI.answering())
@@ -201,7 +192,7 @@ def test_a_shared_handoff_opens_for_its_recipient_only(laptop: Desk, desks) -> N
     colleague, bystander = desks("colleague"), desks("bystander")
     colleague_key = colleague.make_key()
     bystander.make_key()
-    published = publish_from(laptop, PublishRequest(share=colleague_key.public_key))
+    published = laptop.publish_new_session(PublishRequest(share=colleague_key.public_key))
     publisher = laptop.keys.load(ScriptedUI.answering())
 
     outcome = pick_up(colleague, ScriptedUI.answering(), publisher, confirm=False)
@@ -211,7 +202,7 @@ def test_a_shared_handoff_opens_for_its_recipient_only(laptop: Desk, desks) -> N
 
 
 def test_fetch_is_refused_for_a_handoff_without_the_session_data(laptop: Desk) -> None:
-    publish_from(laptop)
+    laptop.publish_new_session()
 
     with pytest.raises(UsageError, match="does not carry the session data"):
         pick_up(laptop, ScriptedUI.answering(), force_fetch=True)
@@ -230,10 +221,10 @@ def test_nothing_under_anothers_key_is_just_not_found(laptop: Desk) -> None:
 
 
 def test_an_older_item_than_one_seen_before_is_refused_as_a_replay(laptop: Desk) -> None:
-    first = publish_from(laptop)
+    first = laptop.publish_new_session()
     publisher = first.publisher
     replay = laptop.items.items[publisher.raw]
-    publish_from(laptop)
+    laptop.publish_new_session()
     pick_up(laptop, ScriptedUI.answering(), confirm=False)  # this machine has now seen the newer one
     laptop.items.plant(publisher.raw, replay)
 
@@ -242,7 +233,7 @@ def test_an_older_item_than_one_seen_before_is_refused_as_a_replay(laptop: Desk)
 
 
 def test_a_dht_unreachable_for_a_moment_is_retried_with_word_of_it(laptop: Desk, monkeypatch) -> None:
-    publish_from(laptop)
+    laptop.publish_new_session()
     ui = ScriptedUI.answering()
     monkeypatch.setattr(laptop.items, "reachable", False)
 
@@ -261,11 +252,11 @@ def test_a_dht_unreachable_for_a_moment_is_retried_with_word_of_it(laptop: Desk,
 
 
 def test_waiting_takes_the_first_handoff_newer_than_the_last_picked_up(laptop: Desk, desktop: Desk) -> None:
-    first = publish_from(laptop)
+    first = laptop.publish_new_session()
     desktop.add_session(session_id=first.session_id)
     pick_up(desktop, ScriptedUI.answering(), assume_yes=True)  # the desktop has picked this one up
     later: list[PublishOutcome] = []
-    laptop.clock.after(5, lambda: later.append(publish_from(laptop)))
+    laptop.clock.after(5, lambda: later.append(laptop.publish_new_session()))
     ui = ScriptedUI.answering()
 
     outcome = pick_up(desktop, ui, confirm=False, wait=600)
@@ -276,7 +267,7 @@ def test_waiting_takes_the_first_handoff_newer_than_the_last_picked_up(laptop: D
 
 
 def test_a_handoff_never_picked_up_here_is_taken_at_once(laptop: Desk, desktop: Desk) -> None:
-    published = publish_from(laptop)
+    published = laptop.publish_new_session()
 
     outcome = pick_up(desktop, ScriptedUI.answering(), confirm=False, wait=600)
 
@@ -284,7 +275,7 @@ def test_a_handoff_never_picked_up_here_is_taken_at_once(laptop: Desk, desktop: 
 
 
 def test_waiting_polls_less_and_less_often_and_gives_up_at_its_time(laptop: Desk, desktop: Desk) -> None:
-    publish_from(laptop)
+    laptop.publish_new_session()
     pick_up(desktop, ScriptedUI.answering(), confirm=False)
 
     with pytest.raises(NotFound, match=r"no new handoff from .* appeared within 10m"):
@@ -298,7 +289,7 @@ def test_waiting_polls_less_and_less_often_and_gives_up_at_its_time(laptop: Desk
 def test_waiting_rides_out_an_unreachable_dht(laptop: Desk, desktop: Desk) -> None:
     laptop.items.reachable = False
     laptop.clock.after(3, lambda: setattr(laptop.items, "reachable", True))
-    laptop.clock.after(10, lambda: publish_from(laptop))
+    laptop.clock.after(10, lambda: laptop.publish_new_session())
     ui = ScriptedUI.answering()
 
     outcome = pick_up(desktop, ui, confirm=False, wait=600)

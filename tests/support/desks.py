@@ -11,20 +11,23 @@ environment makes it the desk the process sees.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
 from cclink.dev.machine import Machine
+from cclink.flows import publish
 from cclink.flows.environment import Environment
 from cclink.flows.keystore import KeyStore
+from cclink.flows.publish import PublishOutcome, PublishRequest
 from cclink.net.endpoints import Network
 from cclink.net.record_store import RecordStore
 from cclink.net.seq_memory import SeqMemory
 from cclink.wire import keyfile
 from cclink.wire.keys import Identity
 from support.records import MemoryItems
+from support.ui import ScriptedUI
 
 # Flows that need no BitTorrent never reach it; a carried session would find nothing listening here.
 UNUSED_NETWORK = Network((("127.0.0.1", 9),), test=True)
@@ -108,3 +111,11 @@ class Desk:
             self.pickups,
             self.clock.sleep,
         )
+
+    def publish_new_session(
+        self, request: PublishRequest | None = None, secrets: tuple[str, ...] = ()
+    ) -> PublishOutcome:
+        """Add a session and publish it as request says (default: cclink with no options); what publish returned."""
+        request = replace(request or PublishRequest(), session_id=self.add_session())
+        with publish.publish(request, ScriptedUI.answering(secrets=secrets), self.env()) as publication:
+            return publication.outcome
