@@ -195,10 +195,10 @@ def test_a_flood_of_datagrams_is_read_a_bounded_number_at_a_time() -> None:
     """Anyone can flood the socket; the lookup must get back to its deadline between reads."""
     flood = dht_client.MAX_DATAGRAMS_PER_WAKE + dht_client.MAX_DATAGRAMS_PER_WAKE // 2
     with (
-        dht_client._Wire(HOST, bytes(20), bytes(32)) as wire,
+        dht_client._Wire(Network(((HOST, 6881),), test=True), bytes(20), bytes(32)) as wire,
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flooder,
     ):
-        wire_socket = wire._socket
+        wire_socket = wire._sockets[socket.AF_INET]
         for _ in range(flood):
             flooder.sendto(b"noise, not bencoding", wire_socket.getsockname())
 

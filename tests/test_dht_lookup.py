@@ -284,7 +284,7 @@ def test_a_corrupt_or_hostile_contacts_file_costs_only_its_bad_entries(
         ["zz" * 20, HOST, 7001, 0.01],  # not hex
         ["cd" * 20, HOST, 0, 0.01],  # no port
         ["cd" * 20, HOST, True, 0.01],  # not a number
-        ["cd" * 20, "::1", 7002, 0.01],  # not IPv4
+        ["cd" * 20, "::1::2", 7002, 0.01],  # no address
         ["cd" * 20, HOST, 7003],  # too short
         "not a list",
         good,

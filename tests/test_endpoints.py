@@ -208,6 +208,23 @@ def test_nodes_and_peers_are_allowed_only_within_the_scope(bootstrap, allowed, r
     assert [host for host in refused if network.allows(host)] == []
 
 
+def test_on_the_public_dht_an_ipv6_node_must_have_a_global_unicast_address() -> None:
+    """Only 2000::/3: never unique local, link-local or multicast, nor IPv4 dressed as IPv6 (mapped, NAT64)."""
+    allowed = ["2001:4860:4860::8888", "2a00:1450:4001::1"]
+    refused = ["::1", "fd12:3456::1", "fe80::1", "ff0e::1", "::ffff:8.8.8.8", "::8.8.8.8", "64:ff9b::808:808"]
+
+    assert [host for host in allowed if endpoints.PUBLIC.allows(host)] == allowed
+    assert [host for host in refused if endpoints.PUBLIC.allows(host)] == []
+
+
+def test_an_ipv6_bootstrap_node_in_brackets_is_read_and_written_back_alike() -> None:
+    network = Network.from_environment({"CCLINK_NETWORK": "test", "CCLINK_BOOTSTRAP": "[::1]:6881,127.0.0.1:7000"})
+
+    assert network.bootstrap == (("::1", 6881), ("127.0.0.1", 7000))
+    assert network.scope is Scope.THIS_MACHINE and network.binds_command_address
+    assert network.environment()["CCLINK_BOOTSTRAP"] == "[::1]:6881,127.0.0.1:7000"
+
+
 # --- test behaviour: declared, never guessed ------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""A local DHT: a few libtorrent nodes on 127.0.0.1 that know each other, a test network.
+"""A local DHT: a few libtorrent nodes on 127.0.0.1 (or ::1, IPv6) that know each other, a test network.
 
 It is how a newcomer tries cclink without internet, and how the tests run.
 Commands join it as a test network (endpoints.Network with test=True:
@@ -17,10 +17,11 @@ from collections.abc import Sequence
 import libtorrent as lt
 
 from cclink.errors import NetworkError, UsageError
-from cclink.net.endpoints import Endpoint, Network, format_bootstrap
+from cclink.net.endpoints import Endpoint, Network, format_bootstrap, format_endpoint
 from cclink.net.lt_session import knock, routing_table_size, session_settings
 
 HOST = "127.0.0.1"
+HOST6 = "::1"  # an IPv6 testnet's (cclink testnet --ipv6)
 # A node keeps at most 8 nodes per routing-table bucket; wanting more would never end.
 MET_ENOUGH = 8
 # A testnet's own nodes are on a test network that they enter by being introduced (join), not from bootstrap nodes.
@@ -85,6 +86,9 @@ class Testnet:
         if self.requested_port and self.port != self.requested_port:
             self.stop()
             raise NetworkError(f"port {self.requested_port} on {self.host} is in use; choose another with --port")
+        if not self.port:
+            self.stop()
+            raise NetworkError(f"the local DHT nodes cannot listen on {self.host}")
         self.join([], timeout)
 
     def join(self, others: Sequence[Endpoint], timeout: float = 30) -> None:
@@ -103,7 +107,7 @@ class Testnet:
         self._sessions.clear()  # dropping a session shuts its node down
 
     def _start_node(self, port: int) -> lt.session:
-        settings = session_settings(f"{self.host}:{port}", _NODES_NETWORK)
+        settings = session_settings(format_endpoint((self.host, port)), _NODES_NETWORK)
         settings["alert_mask"] = lt.alert.category_t.dht_notification
         # A test node must keep whatever it is asked to store.
         settings["dht_max_dht_items"] = 100_000

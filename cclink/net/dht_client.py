@@ -4,7 +4,8 @@ libtorrent's Python binding offers a get and a put that end only once every
 node their lookup asked has answered or, after 15 s, timed out, and a put
 that chooses seq itself (the highest it saw + 1, so a lookup that missed the
 newest item signs too low). A handoff needs neither wait. This walks the DHT
-towards the key over one UDP socket, starting from the contacts that
+towards the key over one UDP socket per address family the machine has
+(IPv4 and IPv6, BEP 32: contacts of both take part in one lookup), starting from the contacts that
 answered the last command (warm start) and the bootstrap nodes at once. Its
 timeout follows the round trips it measures (a high quantile of them, with a
 floor and a ceiling): a node late by that measure no longer holds up the
@@ -21,6 +22,7 @@ as long as the process lives.
 from __future__ import annotations
 
 import bisect
+import errno
 import hashlib
 import ipaddress
 import json
@@ -37,7 +39,7 @@ from pathlib import Path
 from cclink.errors import NetworkError
 from cclink.local import files
 from cclink.net import krpc
-from cclink.net.endpoints import COMMAND_ADDRESS, Endpoint, Network
+from cclink.net.endpoints import COMMAND_ADDRESS, COMMAND_ADDRESS6, Endpoint, Network, family_of
 
 K = 8  # BEP 5's bucket size: how many of the closest nodes that answer a get hears before it ends
 # A put's lookup hears this many and stores on them: pkarr's churn measurements kept every
@@ -51,7 +53,7 @@ STORE_ON = 20
 ENOUGH_STORED = 10
 PARALLEL = 16  # lookup queries in flight at once, not counting the late ones; MAX_QUERIES bounds the total
 SENDS = 3  # a node that answered none of 3 sends, each a timeout apart, is given up
-MAX_QUERIES = 256  # per lookup: a liar listing endless fake contacts costs at most this
+MAX_QUERIES = 256  # per lookup, both families together: a liar listing endless fake contacts costs at most this
 ROUNDS = 3  # puts signed again when a node turned out to hold a newer item
 # Timeouts follow the round trips measured: the TIMEOUT_QUANTILE of those seen so far, bounded.
 TIMEOUT_QUANTILE = 0.75  # most live nodes answer within it, and the rest within the SENDS x it before given up
@@ -67,11 +69,14 @@ TEST_SWARM_NODE_ID = b"cclink command node."  # 20 bytes; see _node_id
 SAVED_CONTACTS = 64
 CONTACTS_FILE_LIMIT = 16_384  # bytes; SAVED_CONTACTS entries in both lists take under half of it
 CONTACTS_VERSION = 1
+NO_NETWORK = "this machine has no IPv4 or IPv6 network to reach the DHT"
 
 Verify = Callable[[krpc.Item], bool]  # whether an item's signature holds under the key looked up
 Sign = Callable[[int], bytes]  # the signature of the value being put, at a seq
 
 _background_puts = threading.BoundedSemaphore(MAX_BACKGROUND_PUTS)
+# What a send fails with when this machine has no route for the address's family.
+_NO_ROUTE = frozenset({errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ def get(network: Network, public_key: bytes, verify: Verify, *, timeout: float) 
 
     NetworkError when no node answered at all: "none" would then be a guess.
     """
-    with _Wire(_local_address(network), _node_id(network), public_key) as wire:
+    with _Wire(network, _node_id(network), public_key) as wire:
         lookup = _walk(wire, network, public_key, verify, time.monotonic() + timeout, K)
     return lookup.newest
 
@@ -112,7 +117,7 @@ def put(
             f"a DHT item holds at most {krpc.MAX_VALUE_SIZE} bytes as bencoded, not {krpc.stored_size(value)}"
         )
     deadline = time.monotonic() + timeout
-    with _Wire(_local_address(network), _node_id(network), public_key) as wire:
+    with _Wire(network, _node_id(network), public_key) as wire:
         lookup = _walk(wire, network, public_key, verify, deadline, STORE_ON)
         closest = lookup.closest_with_tokens()
         stored, puts = Stored(seq=0, nodes=0), []
@@ -136,7 +141,7 @@ def put_again(network: Network, public_key: bytes, item: krpc.Item, verify: Veri
     refuses it: unlike put, this never supersedes anything.
     """
     deadline = time.monotonic() + timeout
-    with _Wire(_local_address(network), _node_id(network), public_key) as wire:
+    with _Wire(network, _node_id(network), public_key) as wire:
         lookup = _walk(wire, network, public_key, verify, deadline, STORE_ON)
         puts = _put_round(wire, lookup, lookup.closest_with_tokens(), public_key, item, deadline)
         _settle_in_background(wire, puts, deadline)
@@ -145,9 +150,13 @@ def put_again(network: Network, public_key: bytes, item: krpc.Item, verify: Veri
 
 def _walk(wire: _Wire, network: Network, public_key: bytes, verify: Verify, deadline: float, k: int) -> _Lookup:
     accept = _contact_filter(network)
-    lookup = _Lookup(wire, krpc.target_of(public_key), verify, accept, k)
+    seeds = [seed for seed in _resolve(network.bootstrap) if wire.reaches(seed)]
+    if not seeds:
+        raise NetworkError(NO_NETWORK)
+    # Contacts of a family this machine cannot reach are not worth asking, but stay in the contacts file.
+    lookup = _Lookup(wire, krpc.target_of(public_key), verify, lambda a: accept(a) and wire.has_family_of(a), k)
     contacts_file = contacts_file_for(network)
-    lookup.run(_resolve(network.bootstrap), load_contacts(contacts_file, accept, wire.node_id), deadline)
+    lookup.run(seeds, load_contacts(contacts_file, accept, wire.node_id), deadline)
     save_contacts(contacts_file, lookup.answered_contacts(), lookup.silent(), accept, wire.node_id)
     if not lookup.closest_with_tokens():
         raise NetworkError("no DHT node answered; check the network (or CCLINK_BOOTSTRAP) and try again")
@@ -203,15 +212,23 @@ class _Query:
 
 
 class _Wire:
-    """A UDP socket that sends queries, resends the unanswered, and pairs replies with their queries."""
+    """UDP sockets, one per family, that send queries, resend the unanswered, and pair replies with their queries.
 
-    def __init__(self, local_address: str, node_id: bytes, public_key: bytes) -> None:
+    A query goes out on the socket of its node's family; replies are read
+    from both. NetworkError (NO_NETWORK) when neither family has a socket.
+    """
+
+    def __init__(self, network: Network, node_id: bytes, public_key: bytes) -> None:
         self.node_id = node_id
         self.round_trips = _RoundTrips()
         self._public_key = public_key
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._socket.bind((local_address, 0))
-        self._socket.setblocking(False)
+        self._local = _local_addresses(network)
+        self._sockets = _open_sockets(self._local)
+        if not self._sockets:
+            raise NetworkError(NO_NETWORK)
+        # BEP 32: with both families, every node is asked for contacts of both.
+        self.want = krpc.WANT_BOTH if len(self._sockets) == 2 else ()
+        self._no_route: set[int] = set()
         self._next_transaction = int.from_bytes(os.urandom(2), "big")
         # Every send's transaction, until its query is answered: a late reply to a query given up still counts.
         self._waiting: dict[bytes, tuple[_Query, float]] = {}
@@ -225,7 +242,30 @@ class _Wire:
             self.close()
 
     def close(self) -> None:
-        self._socket.close()
+        for sock in self._sockets.values():
+            sock.close()
+
+    def has_family_of(self, address: Endpoint) -> bool:
+        """Whether address's family has a socket here, and sends in it have not yet found no route."""
+        family = family_of(address[0])
+        return family in self._sockets and family not in self._no_route
+
+    def reaches(self, address: Endpoint) -> bool:
+        """Whether this machine has a route to address over a family it has a socket for.
+
+        A UDP socket's connect sends nothing; it only picks the route, and
+        fails when there is none (a host with no network, or loopback down).
+        """
+        family = family_of(address[0])
+        if not self.has_family_of(address):
+            return False
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.bind((self._local[family], 0))
+                probe.connect(address)
+        except OSError:
+            return False
+        return True
 
     def hand_over(self) -> None:
         """Leave closing the socket to whoever goes on using it (a background thread), not to `with`."""
@@ -260,8 +300,8 @@ class _Wire:
                 self._send(query)
             due.append(query.sent_at[-1] + timeout)
         wake = min([until, *due])
-        readable, _, _ = select.select([self._socket], [], [], max(0.0, wake - time.monotonic()))
-        return self._receive() if readable else []
+        readable, _, _ = select.select(list(self._sockets.values()), [], [], max(0.0, wake - time.monotonic()))
+        return [query for sock in readable for query in self._receive(sock)]
 
     def _send(self, query: _Query) -> None:
         transaction = self._next_transaction.to_bytes(2, "big")
@@ -270,16 +310,22 @@ class _Wire:
         self._waiting[transaction] = (query, now)
         query.transactions.append(transaction)
         query.sent_at.append(now)
+        family = family_of(query.address[0])
         try:
-            self._socket.sendto(query.build(transaction), query.address)
-        except OSError:
-            pass  # unreachable from here: counts as a lost send
+            self._sockets[family].sendto(query.build(transaction), query.address)
+        except OSError as error:
+            if error.errno in _NO_ROUTE:
+                # A family with a socket but no route (IPv6 on a host without it, say): its
+                # contacts are passed over from now on, not each sent to SENDS times.
+                self._no_route.add(family)
+                query.given_up = True
+            # Anything else counts as a lost send.
 
-    def _receive(self) -> list[_Query]:
+    def _receive(self, sock: socket.socket) -> list[_Query]:
         answered: list[_Query] = []
         for _ in range(MAX_DATAGRAMS_PER_WAKE):
             try:
-                datagram, sender = self._socket.recvfrom(RECEIVE_SIZE)
+                datagram, sender = sock.recvfrom(RECEIVE_SIZE)
             except (BlockingIOError, InterruptedError):
                 return answered
             except OSError:
@@ -287,6 +333,7 @@ class _Wire:
             reply = krpc.parse_reply(datagram, self._public_key)
             waiting = self._waiting.get(reply.transaction) if reply else None
             # A reply must come from where its query went: anyone can guess a transaction id.
+            # (An IPv6 sender is (host, port, flow info, scope id); hosts are compared as canonical text.)
             if reply is None or waiting is None or sender[:2] != waiting[0].address:
                 continue
             query, sent_at = waiting
@@ -353,12 +400,15 @@ class _Lookup:
         self._presumed_silent = saved.silent
         while not self._done() and time.monotonic() < deadline:
             self._ask_closest()
+            if self._done():
+                break  # asking found nobody left to ask (a family with no route): nothing to wait for
             for query in self._wire.exchange(deadline):
                 self.learn(query)
 
     def ask_get(self, address: Endpoint) -> _Query:
         """Send one node a get for the target."""
-        return self._wire.ask(address, lambda t: krpc.get_query(t, self._wire.node_id, self._target))
+        wire = self._wire
+        return wire.ask(address, lambda t: krpc.get_query(t, wire.node_id, self._target, wire.want))
 
     def learn(self, query: _Query) -> None:
         """Take in a get or find_node reply: the node's id and token, its contacts, its item."""
@@ -401,11 +451,9 @@ class _Lookup:
     def _ask_seed(self, address: Endpoint) -> None:
         # A seed's id is unknown until it answers. A bootstrap router may not
         # know `get`, so it is also asked for nodes the way every node knows.
-        node_id = self._wire.node_id
-        self._nodes.setdefault(address, _Node(address)).query = self._wire.ask(
-            address, lambda t: krpc.get_query(t, node_id, self._target)
-        )
-        self._seeds.append(self._wire.ask(address, lambda t: krpc.find_node_query(t, node_id, self._target)))
+        node_id, want = self._wire.node_id, self._wire.want
+        self._nodes.setdefault(address, _Node(address)).query = self.ask_get(address)
+        self._seeds.append(self._wire.ask(address, lambda t: krpc.find_node_query(t, node_id, self._target, want)))
 
     def _ask_closest(self) -> None:
         now, timeout = time.monotonic(), self._wire.timeout
@@ -421,7 +469,9 @@ class _Lookup:
         for node in self._by_distance():
             if in_flight >= PARALLEL or self._asked >= MAX_QUERIES:
                 return
-            if node.query is None:
+            if node.query is None and not self._wire.has_family_of(node.address):
+                del self._nodes[node.address]  # met before its family turned out to have no route
+            elif node.query is None:
                 node.query = self.ask_get(node.address)
                 self._asked += 1
                 in_flight += 1
@@ -527,17 +577,21 @@ def _settle(wire: _Wire, puts: list[_Query], deadline: float) -> None:
 
 
 def _resolve(bootstrap: Sequence[Endpoint]) -> list[Endpoint]:
-    """The bootstrap endpoints as IPv4 addresses (host names looked up; those that fail are skipped)."""
+    """The bootstrap endpoints as addresses: a host name's first IPv4 and first IPv6 (those not found skipped)."""
     seeds: list[Endpoint] = []
     for host, port in bootstrap:
         try:
-            found = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+            found = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM)
         except (OSError, UnicodeError):
             continue
-        for *_, sockaddr in found[:1]:
+        families: set[int] = set()
+        for family, *_, sockaddr in found:
             address, found_port = sockaddr[0], sockaddr[1]
-            assert isinstance(address, str) and isinstance(found_port, int)  # an AF_INET sockaddr is (address, port)
-            seeds.append((address, found_port))
+            if family in families or not isinstance(address, str) or not isinstance(found_port, int):
+                continue
+            families.add(family)
+            # Canonical text, as replies' senders come (and never a %scope: those are no DHT's).
+            seeds.append((_canonical(address), found_port))
     if not seeds:
         raise NetworkError(
             "none of the DHT bootstrap nodes could be found; check the network (or CCLINK_BOOTSTRAP) and try again"
@@ -545,9 +599,42 @@ def _resolve(bootstrap: Sequence[Endpoint]) -> list[Endpoint]:
     return seeds
 
 
-def _local_address(network: Network) -> str:
+def _canonical(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+def _local_addresses(network: Network) -> dict[int, str]:
+    """The address each family's socket binds."""
     # On a test swarm on this machine, commands talk from their own address (see endpoints.COMMAND_ADDRESS).
-    return COMMAND_ADDRESS if network.binds_command_address else "0.0.0.0"
+    if network.binds_command_address:
+        return {socket.AF_INET: COMMAND_ADDRESS, socket.AF_INET6: COMMAND_ADDRESS6}
+    return {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
+
+
+def _open_sockets(local: dict[int, str]) -> dict[int, socket.socket]:
+    """A bound, non-blocking UDP socket for each family this machine has; none for a family it lacks."""
+    sockets: dict[int, socket.socket] = {}
+    for family, address in local.items():
+        if family == socket.AF_INET6 and not socket.has_ipv6:
+            continue
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError:
+            continue
+        try:
+            if family == socket.AF_INET6:
+                # IPv6 only: IPv4 has a socket of its own, and a mapped address would be a second name for a node.
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address, 0))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            continue
+        sockets[family] = sock
+    return sockets
 
 
 def _node_id(network: Network) -> bytes:
@@ -571,7 +658,8 @@ def _contact_filter(network: Network) -> Callable[[Endpoint], bool]:
     On the public DHT only public addresses (a liar's list must not point us
     at a private network or this machine), on a private network private
     ones, on a swarm on this machine loopback ones, but on a test swarm here
-    never another command's.
+    never another command's. (Over IPv6 commands share ::1 with the swarm's
+    nodes; they are known by TEST_SWARM_NODE_ID instead, which _meet skips.)
     """
     if network.binds_command_address:
         return lambda address: address[0] != COMMAND_ADDRESS and network.allows(address[0])
@@ -650,7 +738,7 @@ def save_contacts(
 
 
 def _contact_from_entry(entry: object) -> krpc.Contact | None:
-    """`["<40 hex id>", "<IPv4 address>", port, round trip in seconds or null]` as a contact, or None."""
+    """`["<40 hex id>", "<IPv4 or IPv6 address>", port, round trip in seconds or null]` as a contact, or None."""
     if not isinstance(entry, list) or len(entry) != 4:
         return None
     node_id, address = entry[0], _address_from_entry(entry[1:3])
@@ -663,13 +751,13 @@ def _contact_from_entry(entry: object) -> krpc.Contact | None:
 
 
 def _address_from_entry(entry: object) -> Endpoint | None:
-    """`["<IPv4 address>", port]` as an endpoint, or None."""
+    """`["<IPv4 or IPv6 address>", port]` as an endpoint (the address in its canonical text), or None."""
     if not isinstance(entry, list) or len(entry) != 2:
         return None
     host, port = entry
     if not isinstance(host, str) or not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         return None
     try:
-        return (str(ipaddress.IPv4Address(host)), port)
+        return (str(ipaddress.ip_address(host)), port)
     except ValueError:
         return None

@@ -21,6 +21,7 @@ import functools
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -30,7 +31,8 @@ from cclink.text import printable
 Endpoint = tuple[str, int]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# The routers pkarr's own DHT client starts from.
+# The routers pkarr's own DHT client starts from (host names: each is looked up for IPv4 and IPv6
+# addresses both; neither pkarr nor libtorrent lists a router of its own for IPv6).
 DEFAULT_BOOTSTRAP: tuple[Endpoint, ...] = (
     ("router.bittorrent.com", 6881),
     ("dht.transmissionbt.com", 6881),
@@ -54,6 +56,16 @@ NO_RELAYS = "none"
 # lookups (lt_session's ip_filter; dht_client does the same): no command ever
 # waits on another.
 COMMAND_ADDRESS = "127.0.0.2"
+# IPv6 has one loopback address, which commands share with a swarm's nodes
+# on ::1. There they are told apart by node id instead: every command on a
+# test network uses the same one (dht_client.TEST_SWARM_NODE_ID), and
+# lookups pass over contacts with it.
+COMMAND_ADDRESS6 = "::1"
+
+
+def family_of(host: str) -> socket.AddressFamily:
+    """AF_INET6 for an IPv6 address (as text), else AF_INET."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def parse_bootstrap(text: str) -> tuple[Endpoint, ...]:
@@ -134,7 +146,9 @@ def format_relays(relays: tuple[str, ...]) -> str:
 
 
 def is_public(address: IPAddress) -> bool:
-    """An address a node or peer of the public internet can have."""
+    """An address a node or peer of the public internet can have: for IPv6, global unicast (2000::/3) only."""
+    if isinstance(address, ipaddress.IPv6Address) and address not in _GLOBAL_UNICAST6:
+        return False  # unique local, link-local, IPv4-mapped and the rest: never a public node's
     return address.is_global and not address.is_multicast  # Python counts 224.0.0.0/4 as global
 
 
@@ -143,6 +157,7 @@ def is_private_use(address: IPAddress) -> bool:
     return any(address in network for network in _PRIVATE_USE)
 
 
+_GLOBAL_UNICAST6 = ipaddress.ip_network("2000::/3")
 _PRIVATE_USE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
 
 

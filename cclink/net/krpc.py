@@ -26,11 +26,15 @@ SIGNATURE_SIZE = 64
 MAX_VALUE_SIZE = 1000  # BEP 44's limit on v
 MAX_SEQ = 2**63  # libtorrent keeps seq in a signed 64-bit integer
 # BEP 5 nodes list 8 contacts. A reply may hold thousands; a lookup keeps
-# every contact it reads and sorts them all at each step, so it reads no more.
+# every contact it reads and sorts them all at each step, so it reads no more
+# (per family: nodes and BEP 32's nodes6 are read alike).
 MAX_CONTACTS = 8
 # Nodes echo back a token of their own choosing: a few bytes, a hash at most.
 MAX_TOKEN_SIZE = 64
 _COMPACT_NODE = struct.Struct("!20s4sH")  # BEP 5 compact node info, IPv4
+_COMPACT_NODE6 = struct.Struct("!20s16sH")  # BEP 32 compact node info, IPv6
+# BEP 32: a query's `want` asks for the contacts of either family, or both, whatever it arrived over.
+WANT_BOTH = (b"n4", b"n6")
 # BEP 44 errors a node answers a put with when it holds a newer item.
 ERROR_CAS_MISMATCH = 301
 ERROR_SEQ_TOO_OLD = 302
@@ -75,12 +79,21 @@ def target_of(public_key: bytes) -> bytes:
     return hashlib.sha1(public_key).digest()
 
 
-def get_query(transaction: bytes, node_id: bytes, target: bytes) -> bytes:
-    return _query(transaction, b"get", {b"id": node_id, b"target": target})
+def get_query(transaction: bytes, node_id: bytes, target: bytes, want: tuple[bytes, ...] = ()) -> bytes:
+    """A get; want (WANT_BOTH on a dual-stack client) asks for contacts of both families."""
+    return _query(transaction, b"get", _lookup_arguments(node_id, target, want))
 
 
-def find_node_query(transaction: bytes, node_id: bytes, target: bytes) -> bytes:
-    return _query(transaction, b"find_node", {b"id": node_id, b"target": target})
+def find_node_query(transaction: bytes, node_id: bytes, target: bytes, want: tuple[bytes, ...] = ()) -> bytes:
+    return _query(transaction, b"find_node", _lookup_arguments(node_id, target, want))
+
+
+def _lookup_arguments(node_id: bytes, target: bytes, want: tuple[bytes, ...]) -> dict[bytes, Bencoded]:
+    arguments: dict[bytes, Bencoded] = {b"id": node_id, b"target": target}
+    if want:
+        # Without it a node answers with contacts of the family the query came over (BEP 32).
+        arguments[b"want"] = list(want)
+    return arguments
 
 
 def put_query(transaction: bytes, node_id: bytes, token: bytes, public_key: bytes, item: Item) -> bytes:
@@ -126,7 +139,7 @@ def parse_reply(datagram: bytes, public_key: bytes) -> Reply | None:
         transaction,
         node_id=node_id if isinstance(node_id, bytes) and len(node_id) == ID_SIZE else None,
         token=token if isinstance(token, bytes) and 0 < len(token) <= MAX_TOKEN_SIZE else None,
-        nodes=_contacts(body.get(b"nodes")),
+        nodes=_contacts(body.get(b"nodes"), _COMPACT_NODE) + _contacts(body.get(b"nodes6"), _COMPACT_NODE6),
         item=_item(body, public_key),
     )
 
@@ -145,17 +158,18 @@ def _error_code(error: object) -> int:
     return 0
 
 
-def _contacts(nodes: object) -> tuple[Contact, ...]:
-    """The first MAX_CONTACTS usable contacts in a compact node list."""
+def _contacts(nodes: object, compact: struct.Struct) -> tuple[Contact, ...]:
+    """The first MAX_CONTACTS usable contacts in a compact node list (IPv4's or IPv6's layout)."""
     if not isinstance(nodes, bytes):
         return ()
-    whole = len(nodes) - len(nodes) % _COMPACT_NODE.size
+    whole = len(nodes) - len(nodes) % compact.size
     contacts: list[Contact] = []
-    for node_id, ip, port in _COMPACT_NODE.iter_unpack(nodes[:whole]):
+    for node_id, ip, port in compact.iter_unpack(nodes[:whole]):
         if len(contacts) == MAX_CONTACTS:
             break
         if port:
-            contacts.append(Contact(node_id, (str(ipaddress.IPv4Address(ip)), port)))
+            # str() of an address object is its one canonical text, the form replies' senders come in.
+            contacts.append(Contact(node_id, (str(ipaddress.ip_address(ip)), port)))
     return tuple(contacts)
 
 
