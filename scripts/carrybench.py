@@ -9,9 +9,17 @@ the same run on one local DHT:
   seeding, download, SHA-256 check, decryption, unpacking, cwd rewrite and
   placement all included; each command is one process, as a user runs it);
 - tcp: sending the transcript's bytes over one TCP connection on 127.0.0.1
-  from a reader of the source file into a new destination file.
+  from a reader of the source file into a new destination file;
+- wormhole (issue 17): magic-wormhole's `wormhole send` of the session file
+  and `wormhole receive` of it into a new file, one process each, through a
+  mailbox server and a transit relay of its own on 127.0.0.1, the receiver
+  started once the sender has said its code (as the picker starts once the
+  publisher offers the session). magic-wormhole lives in a virtual
+  environment of its own, made from PyPI on first use
+  (cclink/dev/netlab/wormhole.py); where that fails, or with --no-wormhole,
+  the column is skipped with a note.
 
-Both end when the bytes are in the destination file, in the page cache: cclink
+All end when the bytes are in the destination file, in the page cache: cclink
 does not fsync the session it places, and neither do cp, scp or nc. Each is
 then also timed until an fsync of that file returns (durable), so the
 comparison is like for like either way.
@@ -24,6 +32,7 @@ Last, lower bounds for a carry on this machine: parts no carry can skip, each ti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import socket
@@ -44,6 +53,7 @@ import pyrage  # noqa: E402
 import zstandard  # noqa: E402
 
 from cclink.dev.machine import Machine  # noqa: E402
+from cclink.dev.netlab import wormhole as magic_wormhole  # noqa: E402
 from cclink.dev.testnet import Testnet  # noqa: E402
 from cclink.dev.transcript import write_transcript  # noqa: E402
 from cclink.net.endpoints import Network  # noqa: E402
@@ -213,20 +223,56 @@ def new_session(laptop: Machine, root: Path, name: str, size_mb: int) -> tuple[P
     return project, session_id, session_file
 
 
-def warm_up(laptop: Machine, desktop: Machine, root: Path) -> None:
-    """One carry that is not counted: a new swarm is busy meeting itself, and the first commands read cold files."""
+def warm_up(laptop: Machine, desktop: Machine, root: Path, wormhole: WormholeSide | None) -> None:
+    """A carry (and a wormhole) not counted: a new swarm is busy meeting itself, and first commands read cold files."""
     project, session_id, session_file = new_session(laptop, root, "warm-up", 1)
     measure_carry(laptop, desktop, project, session_id, root)
+    if wormhole:
+        wormhole.measure(session_file, root / "wormhole-copy")
     session_file.unlink()
 
 
-def run(sizes_mb: list[int], runs: int) -> list[str]:
-    lines, floor_lines = [], []
-    with tempfile.TemporaryDirectory(prefix="cclink-carrybench-", dir="/tmp") as scratch, Testnet(8) as net:
+@dataclass
+class WormholeSide:
+    """magic-wormhole's virtual environment and its local servers, for the run."""
+
+    wormhole: magic_wormhole.Wormhole
+    servers: magic_wormhole.Servers
+    routes: set[str]
+
+    def measure(self, source: Path, destination: Path) -> Timing:
+        """Time wormhole send and receive of source into destination, and again until an fsync of it returns."""
+        transfer = magic_wormhole.send_file(self.wormhole, self.servers, source, destination, loopback_only=True)
+        self.routes.add(transfer.route)
+        start = time.perf_counter()
+        fsync_file(destination)
+        return Timing(transfer.seconds, transfer.seconds + time.perf_counter() - start)
+
+
+def start_wormhole(root: Path) -> tuple[WormholeSide | None, str]:
+    """magic-wormhole with its servers on 127.0.0.1, or None and why not."""
+    try:
+        wormhole = magic_wormhole.ensure_venv(magic_wormhole.default_venv())
+        servers = magic_wormhole.Servers(wormhole, "127.0.0.1", root)
+    except magic_wormhole.WormholeUnavailable as why:
+        return None, str(why)
+    return WormholeSide(wormhole, servers, set()), ""
+
+
+def run(sizes_mb: list[int], runs: int, *, wormhole: bool = True) -> list[str]:
+    lines, floor_lines, wormhole_lines = [], [], []
+    with (
+        tempfile.TemporaryDirectory(prefix="cclink-carrybench-", dir="/tmp") as scratch,
+        Testnet(8) as net,
+        contextlib.ExitStack() as stack,
+    ):
         root = Path(scratch)
         laptop, desktop = new_machine(root, "laptop", net.network), new_machine(root, "desktop", net.network)
         cclink_ok(laptop, "init", "--no-passphrase")
         cclink_ok(desktop, "init", "--no-passphrase", "--import", str(laptop.key_file))
+        side, skipped = start_wormhole(root) if wormhole else (None, "--no-wormhole")
+        if side:
+            stack.callback(side.servers.close)
         lines.append(
             f"carry vs TCP copy on 127.0.0.1, {runs} runs per size, local DHT of {net.size} nodes; median (min-max)"
         )
@@ -237,10 +283,10 @@ def run(sizes_mb: list[int], runs: int) -> list[str]:
             f"{'size':>8}  {'carry':<21}{'tcp copy':<21}{'ratio':>6}      "
             f"{'carry':<21}{'tcp copy':<21}{'ratio':>6}      max RSS publisher / picker"
         )
-        warm_up(laptop, desktop, root)
+        warm_up(laptop, desktop, root, side)
         for size_mb in sizes_mb:
             project, session_id, session_file = new_session(laptop, root, f"p{size_mb}", size_mb)
-            carry, tcp, publisher_peaks, picker_peaks, floors = [], [], [], [], []
+            carry, tcp, wormholes, publisher_peaks, picker_peaks, floors = [], [], [], [], [], []
             for _ in range(runs):
                 # Each measurement starts with nothing left for the disk to write
                 # back, which would otherwise slow whichever comes next.
@@ -251,6 +297,9 @@ def run(sizes_mb: list[int], runs: int) -> list[str]:
                 picker_peaks.append(picker_peak)
                 os.sync()
                 tcp.append(measure_tcp(session_file, root / "tcp-copy"))
+                if side:
+                    os.sync()
+                    wormholes.append(side.measure(session_file, root / "wormhole-copy"))
                 floors.append(measure_floor(session_file))
             done = [t.done for t in carry], [t.done for t in tcp]
             durable = [t.durable for t in carry], [t.durable for t in tcp]
@@ -259,14 +308,44 @@ def run(sizes_mb: list[int], runs: int) -> list[str]:
                 f"{summary(durable[0]):<21}{summary(durable[1]):<21}{ratio(*durable)}      "
                 f"{rss(publisher_peaks)} / {rss(picker_peaks)}"
             )
+            if side:
+                wormhole_lines.append(wormhole_line(size_mb, carry, wormholes))
             floor_lines.append(floor_line(size_mb, floors, done[1]))
             session_file.unlink()
     lines.extend(CARRY_NOTES)
+    lines.extend(wormhole_table(runs, wormhole_lines, side, skipped))
     lines.append("Lower bounds on this machine: each part timed alone (median, and its ratio to the plain tcp copy)")
     lines.append(f"{'size':>8}  {'two start-ups':<21}{'zstd, all cores':<21}{'age alone':<21}")
     lines.extend(floor_lines)
     lines.extend(FLOOR_NOTES)
     return lines
+
+
+def wormhole_line(size_mb: int, carry: list[Timing], wormholes: list[Timing]) -> str:
+    """One size: carry beside wormhole, both ways of timing, and whether carry is at most as slow (issue 17)."""
+    done = [t.done for t in carry], [t.done for t in wormholes]
+    durable = [t.durable for t in carry], [t.durable for t in wormholes]
+    met = statistics.median(done[0]) <= statistics.median(done[1])
+    return (
+        f"{size_mb:>5} MB  {summary(done[0]):<21}{summary(done[1]):<21}{ratio(*done)}      "
+        f"{summary(durable[0]):<21}{summary(durable[1]):<21}{ratio(*durable)}      {'met' if met else 'NOT met'}"
+    )
+
+
+def wormhole_table(runs: int, rows: list[str], side: WormholeSide | None, skipped: str) -> list[str]:
+    if side is None:
+        return [f"carry vs magic-wormhole: skipped ({skipped})"]
+    routes = " and ".join(sorted(side.routes))
+    return [
+        f"carry vs magic-wormhole {magic_wormhole.VERSION} on 127.0.0.1, the same {runs} runs; median (min-max)",
+        f"{'':8}  {'until the file is complete (page cache)':<54}  {'until it is on disk too (fsync)':<54}",
+        f"{'size':>8}  {'carry':<21}{'wormhole':<21}{'ratio':>6}      "
+        f"{'carry':<21}{'wormhole':<21}{'ratio':>6}      carry at most as slow",
+        *rows,
+        "  wormhole: `wormhole send --code` and `wormhole receive --accept-file`, one process each, through a mailbox",
+        "    server and a transit relay of its own on 127.0.0.1, offering only 127.0.0.1 for direct connections;",
+        f"    route taken: {routes}. It sends the file as it is (no compression), encrypted with NaCl's secretbox.",
+    ]
 
 
 FLOOR_NOTES = [
@@ -289,8 +368,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,20,200", help="transcript sizes in MB, comma-separated")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-wormhole", action="store_true", help="skip magic-wormhole (and its first-use install)")
     args = parser.parse_args()
-    for line in run([int(s) for s in args.sizes.split(",")], args.runs):
+    for line in run([int(s) for s in args.sizes.split(",")], args.runs, wormhole=not args.no_wormhole):
         print(line, flush=True)
 
 

@@ -180,6 +180,12 @@ def test_refuses_a_loss_rate_out_of_range() -> None:
     assert "--loss takes percentages from 0 to 99" in result.stderr
 
 
+def test_refuses_a_wormhole_comparison_without_a_carry() -> None:
+    result = netlab("--wormhole", "--loss", "0", timeout=60)
+    assert result.returncode == 2
+    assert "--wormhole compares with a carry: it needs --carry MB" in result.stderr
+
+
 def test_refuses_clearly_when_not_root() -> None:
     # As root, run it in a user namespace of its own, where it is not root (and keeps read access to the venv).
     prefix: list[str] = []

@@ -11,6 +11,8 @@ picker does not have: the session itself crosses the lab, peer to peer,
 over the addresses and the DHT of a real network, and after each carry a
 plain TCP copy of the same transcript takes the same path, for comparison.
 --rate MBIT limits both clients' links to that speed (tc's token bucket).
+With --wormhole, magic-wormhole then sends the same transcript too (issue
+17's comparison; it runs from a virtual environment of its own, wormhole.py).
 
 The lab (every name starts with the lab's tag, cclab<pid>):
 
@@ -21,6 +23,8 @@ The lab (every name starts with the lab's tag, cclab<pid>):
                 own address and its own packet filter, as on the real DHT.
   <tag>-a       the publisher, 10.199.0.2, with a HOME of its own
   <tag>-b       the picker, 10.199.0.3, with a HOME holding the same key
+  <tag>-wh      with --wormhole only: magic-wormhole's mailbox server and
+                transit relay, 10.199.0.4, its link unlimited like the nodes'
 
 Both clients join the lab's DHT as a test network (CCLINK_NETWORK=test, and
 CCLINK_BOOTSTRAP naming its first four nodes), on private addresses.
@@ -39,5 +43,6 @@ The modules:
 - trials.py: one handoff or carry trial and how it ended
 - report.py: the trials of one loss rate, their spreads, and the table
 - inside.py: what the lab runs inside its namespaces (a DHT node, the two ends of the plain TCP copy)
+- wormhole.py: magic-wormhole for comparison: its virtual environment, its local servers, one timed transfer
 - __main__.py: the command line, the run, signals and cleanup
 """

@@ -18,8 +18,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from cclink.dev.netlab import wormhole as magic_wormhole
 from cclink.dev.netlab.inside import copy_receive_main, copy_send_main, node_main
-from cclink.dev.netlab.lab import PROG, CannotRun, Lab, LabError, preflight, say
+from cclink.dev.netlab.lab import PROG, WORMHOLE_ADDRESS, CannotRun, Lab, LabError, preflight, say
 from cclink.dev.netlab.report import Level, table
 from cclink.dev.netlab.trials import run_trial
 
@@ -95,7 +96,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--rate", type=float, default=0, metavar="MBIT",
         help="limit both clients' links to MBIT megabits per second, each way (needs tc; default: unlimited)",
     )  # fmt: skip
+    parser.add_argument(
+        "--wormhole", type=Path, nargs="?", const=magic_wormhole.default_venv(), metavar="VENV",
+        help="with --carry: also send the transcript with magic-wormhole, from its own virtual environment VENV "
+        f"(default {magic_wormhole.default_venv()}, made from PyPI on first use)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.wormhole and not args.carry:
+        parser.error("--wormhole compares with a carry: it needs --carry MB")
     if not 0 <= args.carry <= 1000:
         parser.error("--carry takes megabytes from 0 to 1000")
     if not 0 <= args.rate <= 100_000:
@@ -120,6 +128,11 @@ def describe(args: argparse.Namespace) -> str:
             else ""
         )
         + (f"; clients' links limited to {args.rate:g} Mbit/s each way" if args.rate else "")
+        + (
+            f"; magic-wormhole {magic_wormhole.VERSION} after each carry (its servers at {WORMHOLE_ADDRESS})"
+            if args.wormhole
+            else ""
+        )
     )
 
 
@@ -146,6 +159,11 @@ def main(argv: Sequence[str]) -> int:
     if args.check:
         say("this machine can build the lab (root, ip, iptables, namespaces, veth pairs, statistic match)")
         return 0
+    try:
+        wormhole = magic_wormhole.ensure_venv(args.wormhole) if args.wormhole else None
+    except magic_wormhole.WormholeUnavailable as why:
+        say(f"error: magic-wormhole: {why}")
+        return 1
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     workdir = Path(tempfile.mkdtemp(prefix=f"{tag}-"))
@@ -154,7 +172,7 @@ def main(argv: Sequence[str]) -> int:
     levels: list[Level] = []
     setup = describe(args)
     try:
-        measure(lab, args, levels)
+        measure(lab, args, levels, wormhole)
     except (KeyboardInterrupt, Interrupted):
         say("interrupted; cleaning up")
         if any(level.trials for level in levels):
@@ -173,7 +191,7 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-def measure(lab: Lab, args: argparse.Namespace, levels: list[Level]) -> None:
+def measure(lab: Lab, args: argparse.Namespace, levels: list[Level], wormhole: magic_wormhole.Wormhole | None) -> None:
     """Build the lab and run every trial, adding results to `levels` as they come."""
     say(f"building lab {lab.tag}: {args.nodes} DHT node namespaces, clients a and b, scratch folder {lab.workdir}")
     lab.build()
@@ -181,6 +199,8 @@ def measure(lab: Lab, args: argparse.Namespace, levels: list[Level]) -> None:
     lab.prepare_clients()
     if args.rate:
         lab.set_rate(args.rate)
+    if wormhole:
+        lab.start_wormhole(wormhole)
     say(f"swarm ready: {', '.join(lab.endpoints)}")
     published: dict[str, str] = {}  # session id -> which trial published it
     for loss, trials in zip(args.loss, args.trials, strict=True):
@@ -195,6 +215,7 @@ def measure(lab: Lab, args: argparse.Namespace, levels: list[Level]) -> None:
             say(
                 f"loss {loss:g}% trial {number}/{trials}: {verdict}; "
                 f"publish {trial.publish_seconds:.1f} s, pickup {pickup}"
+                + ("" if trial.wormhole_seconds is None else f"; wormhole {trial.wormhole_seconds:.1f} s")
             )
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cclink.dev.machine import Machine
+from cclink.dev.netlab import wormhole as magic_wormhole
 from cclink.dev.transcript import write_transcript
 from cclink.net.endpoints import Network, parse_bootstrap
 
@@ -30,6 +31,7 @@ PROG = f"python -m {MODULE}"  # how --help names the command
 SUBNET = "10.199.0"
 PUBLISHER_ADDRESS = f"{SUBNET}.2"
 PICKER_ADDRESS = f"{SUBNET}.3"
+WORMHOLE_ADDRESS = f"{SUBNET}.4"  # magic-wormhole's mailbox server and transit relay, with --wormhole
 FIRST_NODE = 11
 # pkarr's client starts from 4 routers; the lab's clients start from as many nodes.
 BOOTSTRAP_NODES = 4
@@ -283,6 +285,8 @@ class Lab:
         self.endpoints: list[str] = []
         self.publisher = Client(f"{tag}-a", PUBLISHER_ADDRESS, workdir / "a")
         self.picker = Client(f"{tag}-b", PICKER_ADDRESS, workdir / "b")
+        self.wormhole: magic_wormhole.Wormhole | None = None
+        self.wormhole_servers: magic_wormhole.Servers | None = None
 
     # building
 
@@ -399,6 +403,33 @@ class Lab:
             raise LabError(f"the TCP copy failed: {errors.strip() or said.strip()}")
         return float(said.split()[1])
 
+    def start_wormhole(self, wormhole: magic_wormhole.Wormhole) -> None:
+        """magic-wormhole's mailbox server and transit relay in a namespace of their own, unlimited like the DHT's."""
+        namespace = f"{self.tag}-wh"
+        self._add_host(namespace, WORMHOLE_ADDRESS)
+        try:
+            self.wormhole_servers = magic_wormhole.Servers(
+                wormhole, WORMHOLE_ADDRESS, self.workdir, self.in_namespace(namespace, [])
+            )
+        except magic_wormhole.WormholeUnavailable as why:
+            raise LabError(str(why)) from None
+        self.wormhole = wormhole
+
+    def wormhole_copy(self, source: Path, destination: Path) -> magic_wormhole.Transfer:
+        """magic-wormhole: send source in the publisher's namespace, receive it into destination in the picker's."""
+        assert self.wormhole is not None and self.wormhole_servers is not None  # start_wormhole ran
+        try:
+            return magic_wormhole.send_file(
+                self.wormhole,
+                self.wormhole_servers,
+                source,
+                destination,
+                sender_prefix=self.in_namespace(self.publisher.namespace, []),
+                receiver_prefix=self.in_namespace(self.picker.namespace, []),
+            )
+        except magic_wormhole.WormholeUnavailable as why:
+            raise LabError(str(why)) from None
+
     def spawn(self, client: Client, args: Sequence[str], *, cwd: Path | None = None) -> subprocess.Popen:
         """Start cclink in the client's namespace with its HOME, stderr piped as text; the caller ends it."""
         return client.machine.spawn(*args, cwd=cwd, stdout=subprocess.DEVNULL)
@@ -427,6 +458,8 @@ class Lab:
         """Stop every process this lab started, delete its namespaces (and with them the veths); never raises."""
         for node in self.nodes:
             stop(node.popen)
+        if self.wormhole_servers is not None:
+            self.wormhole_servers.close()
         for namespace in reversed(self.namespaces):
             try:
                 self._remove_namespace(namespace)

@@ -9,6 +9,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from cclink.dev.netlab.lab import WORMHOLE_ADDRESS
 from cclink.dev.netlab.trials import Trial
 
 # Success rate (percent) wanted at a given loss (percent).
@@ -46,6 +47,7 @@ class Level:
             "pickup": _spread([t.pickup_seconds for t in self.trials if t.pickup_seconds is not None]),
             "total": _spread([t.total_seconds for t in self.trials if t.pickup_seconds is not None]),
             "tcp_copy": _spread([t.copy_seconds for t in self.trials if t.copy_seconds is not None]),
+            "wormhole": _spread([t.wormhole_seconds for t in self.trials if t.wormhole_seconds is not None]),
             "runs": [asdict(trial) for trial in self.trials],
         }
 
@@ -59,12 +61,14 @@ def _spread(values: list[float]) -> dict:
 def table(levels: Sequence[Level], setup: str) -> str:
     """The results as a text table, with the targets beside them and the failures below."""
     copies = any(t.copy_seconds is not None for level in levels for t in level.trials)
+    wormholes = any(t.wormhole_seconds is not None for level in levels for t in level.trials)
     rows = [
         f"netlab: {setup}",
         "",
         f"{'loss':>5}  {'trials':>6}  {'success':>7}  {'target':>7}  {'met':>3}  "
         f"{'publish med/worst':>17}  {'pickup med/worst':>17}  {'total med/worst':>17}"
-        + (f"  {'tcp copy med/worst':>18}  {'total/copy':>10}" if copies else ""),
+        + (f"  {'tcp copy med/worst':>18}  {'total/copy':>10}" if copies else "")
+        + (f"  {'wormhole med/worst':>18}  {'total/wormhole':>14}" if wormholes else ""),
     ]
     for level in levels:
         s = level.summary()
@@ -78,6 +82,7 @@ def table(levels: Sequence[Level], setup: str) -> str:
             f"{level.loss:>4g}%  {len(level.trials):>6}  {level.rate:>6.1f}%  {target:>7}  {met:>3}  "
             f"{_pair(s['publish']):>17}  {_pair(s['pickup']):>17}  {_pair(s['total']):>17}"
             + (f"  {_pair(s['tcp_copy'], 2):>18}  {_ratio(s['total'], s['tcp_copy']):>10}" if copies else "")
+            + (f"  {_pair(s['wormhole'], 2):>18}  {_ratio(s['total'], s['wormhole']):>14}" if wormholes else "")
         )
     failures = [t for level in levels for t in level.trials if not t.ok]
     if failures:
@@ -88,6 +93,13 @@ def table(levels: Sequence[Level], setup: str) -> str:
         rows += [
             "tcp copy: the same transcript from the publisher's namespace to a new file in the picker's, over one TCP",
             "connection, timed from its connection to its last byte written; total/copy is the ratio of the medians.",
+        ]
+    if wormholes:
+        routes = " and ".join(sorted({t.wormhole_route for level in levels for t in level.trials if t.wormhole_route}))
+        rows += [
+            "wormhole: magic-wormhole's `wormhole send` of the same transcript in the publisher's namespace and",
+            "`wormhole receive` into a new file in the picker's, through its mailbox server and transit relay at",
+            f"{WORMHOLE_ADDRESS} (unlimited), from the sender's start to the receiver's exit; route taken: {routes}.",
         ]
     return "\n".join(rows)
 

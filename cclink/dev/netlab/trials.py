@@ -3,7 +3,8 @@
 A trial succeeds only when the picker resumed exactly the session the
 publisher just published; a carry trial also needs the publisher to see the
 picker's acknowledgement and exit 0, and is then compared with a plain TCP
-copy of the same transcript over the same path.
+copy of the same transcript over the same path, and with --wormhole with
+magic-wormhole sending it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class Trial:
     failure: str = ""
     stderr: str = ""  # the failing command's, for the JSON report
     copy_seconds: float | None = None  # with --carry: a plain TCP copy of the same transcript, same path
+    wormhole_seconds: float | None = None  # with --wormhole: magic-wormhole's send and receive of it
+    wormhole_route: str = ""  # "direct" or "relay" (through its transit relay)
 
     @property
     def total_seconds(self) -> float:
@@ -83,7 +86,11 @@ def run_carry_trial(lab: Lab, loss: float, number: int, cold: bool, size: int) -
             )
         else:
             trial.ok = True
-            trial.copy_seconds = lab.tcp_copy(a.sessions_folder() / f"{session_id}.jsonl", b.root / "tcp-copy")
+            session_file = a.sessions_folder() / f"{session_id}.jsonl"
+            trial.copy_seconds = lab.tcp_copy(session_file, b.root / "tcp-copy")
+            if lab.wormhole is not None:
+                transfer = lab.wormhole_copy(session_file, b.root / "wormhole-copy")
+                trial.wormhole_seconds, trial.wormhole_route = transfer.seconds, transfer.route
         return trial
     finally:
         stop(publisher)
