@@ -309,11 +309,12 @@ class Publication:
         """
         outgoing, outcome = self._outgoing, self.outcome
         assert outgoing is not None
-        ui.say(
-            f"Offering the session ({text.format_bytes(self.carry_size)} encrypted) until it is fetched; "
-            "keep this running. Ctrl-C stops."
-        )
         try:
+            # Said inside the try: a Ctrl-C the moment this line shows must still say what became of the handoff.
+            ui.say(
+                f"Offering the session ({text.format_bytes(self.carry_size)} encrypted) until it is fetched; "
+                "keep this running. Ctrl-C stops."
+            )
             with ui.progress("Seeding: waiting for the other machine") as shown:
                 uploaded = self._seed_until_acknowledged(outgoing, shown, timeout, renew_every)
         except KeyboardInterrupt:
