@@ -16,9 +16,10 @@ from support.keepers import MemoryKeeper, as_kept, handoff_item, revocation_item
 from support.records import MemoryItems
 from support.ui import ScriptedUI
 
-from cclink.flows import keeping, manage, pickup, publish
+from cclink.flows import manage, pickup, publish
 from cclink.flows.keeping import REPUBLISH_EVERY, SOONER, WANTED_NODES, Keeping
 from cclink.net import agent
+from cclink.net.record_store import verifier
 from cclink.wire import agent_protocol, packet
 from cclink.wire.agent_protocol import MAX_KEPT, Item
 from cclink.wire.keys import Identity
@@ -82,7 +83,7 @@ def test_nodes_that_dropped_the_item_hold_it_again_after_the_next_put() -> None:
     clock.now += REPUBLISH_EVERY
     kept.work(clock)
 
-    store_found = items.get(identity.public_key.raw, keeping.verifier(identity.public_key), timeout=1)
+    store_found = items.get(identity.public_key.raw, verifier(identity.public_key), timeout=1)
     assert store_found is not None and packet.record_from_message(store_found.value, identity.public_key) is not None
 
 

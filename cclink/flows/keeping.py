@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from cclink.errors import CclinkError, WireError
 from cclink.flows.environment import Keeper
-from cclink.net import dht_client, krpc
+from cclink.net import dht_client, krpc, record_store
 from cclink.net.record_store import GET_TIMEOUT, PUT_TIMEOUT, Items
 from cclink.wire import packet
 from cclink.wire.agent_protocol import MAX_KEPT, Entry, Item, Kind
@@ -152,7 +152,7 @@ class Keeping:
     def refresh(self, item: Item) -> Refreshed:
         """Look for a newer item under the key; if there is none, put item again, unchanged."""
         publisher = PublicKey(item.publisher)
-        verify = verifier(publisher)
+        verify = record_store.verifier(publisher)
         try:
             newest = self.items.get(item.publisher, verify, timeout=GET_TIMEOUT)
             if newest is not None and newest.seq > item.seq:
@@ -216,19 +216,6 @@ def hand_over_revocation(keeper: Keeper, identity: Identity, seq: int, expires_a
 def signed_item(identity: Identity, message: bytes, seq: int) -> krpc.Item:
     """The item identity put as message at seq, signed again (Ed25519 signs alike each time): what a keeper takes."""
     return krpc.Item(seq, packet.SignedPacket.create(identity, seq, message).signature, message)
-
-
-def verifier(publisher: PublicKey) -> Callable[[krpc.Item], bool]:
-    """Whether an item's packet signature holds under publisher."""
-
-    def verifies(item: krpc.Item) -> bool:
-        try:
-            packet.SignedPacket(publisher, item.signature, item.seq, item.value).verify()
-        except WireError:
-            return False
-        return True
-
-    return verifies
 
 
 def _checked(item: Item, now: float) -> tuple[Kind, int]:

@@ -115,7 +115,7 @@ class RecordStore:
 
         It needs no key and supersedes nothing: a node holding a newer item refuses it.
         """
-        return self.items.put_again(publisher.raw, revocation.item, _verifier(publisher), timeout=PUT_TIMEOUT)
+        return self.items.put_again(publisher.raw, revocation.item, verifier(publisher), timeout=PUT_TIMEOUT)
 
     def resolve(self, publisher: PublicKey, on_retry: Callable[[float], None] | None = None) -> Resolved:
         """The active record under publisher.
@@ -172,7 +172,7 @@ class RecordStore:
         # Above anything seen, even an item the DHT has dropped: else an older one could be put back over ours.
         min_seq = self.seen.floor(public_key.raw) + 1
         published = self.items.put(
-            public_key.raw, message, sign, _verifier(public_key), timeout=PUT_TIMEOUT, min_seq=min_seq
+            public_key.raw, message, sign, verifier(public_key), timeout=PUT_TIMEOUT, min_seq=min_seq
         )
         self.seen.remember(public_key.raw, published.seq)
         return published
@@ -182,7 +182,7 @@ class RecordStore:
 
         Raises Rollback when it is older than the newest this machine has seen under publisher.
         """
-        item = self.items.get(publisher.raw, _verifier(publisher), timeout=GET_TIMEOUT)
+        item = self.items.get(publisher.raw, verifier(publisher), timeout=GET_TIMEOUT)
         if item is not None and item.seq < self.seen.floor(publisher.raw):
             raise Rollback(
                 f"the DHT returned an older handoff from {publisher.display} than this machine has already seen "
@@ -191,7 +191,9 @@ class RecordStore:
         return item
 
 
-def _verifier(publisher: PublicKey) -> Callable[[krpc.Item], bool]:
+def verifier(publisher: PublicKey) -> Callable[[krpc.Item], bool]:
+    """Whether an item's packet signature holds under publisher: what every get and put checks."""
+
     def verifies(item: krpc.Item) -> bool:
         try:
             packet.SignedPacket(publisher, item.signature, item.seq, item.value).verify()

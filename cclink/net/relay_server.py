@@ -40,9 +40,9 @@ from aiohttp import http_exceptions, web
 
 from cclink.errors import NetworkError, UsageError, WireError
 from cclink.net import krpc
-from cclink.net.dht_client import Stored, Verify
+from cclink.net.dht_client import Stored
 from cclink.net.endpoints import Endpoint, format_endpoint
-from cclink.net.record_store import GET_TIMEOUT, PUT_TIMEOUT, Items
+from cclink.net.record_store import GET_TIMEOUT, PUT_TIMEOUT, Items, verifier
 from cclink.wire import packet
 from cclink.wire.keys import PublicKey
 
@@ -279,17 +279,6 @@ def retrieve(done: asyncio.Future) -> None:
     """Mark a shared call's failure as seen: each request that awaited it got its own copy, or has gone."""
     if not done.cancelled():
         done.exception()
-
-
-def verifier(public_key: PublicKey) -> Verify:
-    def verifies(item: krpc.Item) -> bool:
-        try:
-            packet.SignedPacket(public_key, item.signature, item.seq, item.value).verify()
-        except WireError:
-            return False
-        return True
-
-    return verifies
 
 
 def valid_packet(public_key: PublicKey, signature: bytes, seq: int, message: bytes) -> packet.SignedPacket:
