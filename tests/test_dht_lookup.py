@@ -25,10 +25,10 @@ from support.hostile_node import Item as NodeItem
 
 from cclink.dev.dhtlab import Lab
 from cclink.dev.testnet import HOST, Testnet
-from cclink.errors import NetworkError, WireError
+from cclink.errors import NetworkError
 from cclink.net import dht_client, krpc
 from cclink.net.endpoints import COMMAND_ADDRESS, Network
-from cclink.net.record_store import RecordStore
+from cclink.net.record_store import RecordStore, verifier
 from cclink.net.seq_memory import SeqMemory
 from cclink.wire import packet
 from cclink.wire.keys import Identity
@@ -51,17 +51,6 @@ def private_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def honest() -> Iterator[Testnet]:
     with Testnet(4) as swarm:
         yield swarm
-
-
-def verifier(identity: Identity) -> dht_client.Verify:
-    def verify(item: krpc.Item) -> bool:
-        try:
-            packet.SignedPacket(identity.public_key, item.signature, item.seq, item.value).verify()
-        except WireError:
-            return False
-        return True
-
-    return verify
 
 
 def a_message(identity: Identity, text: str) -> bytes:
@@ -140,7 +129,7 @@ def test_a_late_node_gives_its_place_to_the_next_candidate_at_once(
             entries[index // 7].meet(_Named(node_id, address))  # type: ignore[arg-type]  # reads node_id, address
         network = Network(tuple(entry.address for entry in entries), test=True)
 
-        assert dht_client.get(network, identity.public_key.raw, verifier(identity), timeout=TIMEOUT) is None
+        assert dht_client.get(network, identity.public_key.raw, verifier(identity.public_key), timeout=TIMEOUT) is None
 
     listener.drain()
     closest, farther = listener.addresses[: dht_client.PARALLEL], listener.addresses[-1]
@@ -163,7 +152,7 @@ def test_the_newest_item_on_the_slowest_of_the_closest_nodes_is_still_found(hone
         public_key,
         a_message(identity, "older"),
         lambda seq: packet.SignedPacket.create(identity, seq, a_message(identity, "older")).signature,
-        verifier(identity),
+        verifier(identity.public_key),
         timeout=TIMEOUT,
     )
     newer_message = a_message(identity, "newer")
@@ -174,7 +163,7 @@ def test_the_newest_item_on_the_slowest_of_the_closest_nodes_is_still_found(hone
         slowest.remember(NodeItem(public_key, newer.seq, newer.signature, bencoded_string(newer_message)))
         slowest.arm(public_key, Misbehaviour.LATE_NEWEST)
 
-        found = dht_client.get(entry.network, public_key, verifier(identity), timeout=TIMEOUT)
+        found = dht_client.get(entry.network, public_key, verifier(identity.public_key), timeout=TIMEOUT)
 
         assert slowest.gets_received(public_key, COMMAND_ADDRESS) >= 2, "its first get went unanswered"
     assert found is not None
@@ -219,15 +208,17 @@ def test_a_second_lookup_starts_from_the_contacts_that_answered_the_first(honest
         identity.public_key.raw,
         a_message(identity, "warm"),
         lambda seq: packet.SignedPacket.create(identity, seq, a_message(identity, "warm")).signature,
-        verifier(identity),
+        verifier(identity.public_key),
         timeout=TIMEOUT,
     )
     with HostileNode() as entry:
         entry.join(honest.ports)
         network = entry.network
-        assert dht_client.get(network, identity.public_key.raw, verifier(identity), timeout=TIMEOUT) is not None
+        assert (
+            dht_client.get(network, identity.public_key.raw, verifier(identity.public_key), timeout=TIMEOUT) is not None
+        )
 
-    found = dht_client.get(network, identity.public_key.raw, verifier(identity), timeout=TIMEOUT)
+    found = dht_client.get(network, identity.public_key.raw, verifier(identity.public_key), timeout=TIMEOUT)
 
     assert found is not None and found.seq == published.seq
 
@@ -240,9 +231,9 @@ def test_a_node_silent_in_the_last_lookup_is_asked_again_but_not_waited_for(hone
         entry.join(honest.ports)
         entry.meet(_Named(target, silent.getsockname()))  # type: ignore[arg-type]  # the closest node of all
 
-        dht_client.get(entry.network, identity.public_key.raw, verifier(identity), timeout=TIMEOUT)
+        dht_client.get(entry.network, identity.public_key.raw, verifier(identity.public_key), timeout=TIMEOUT)
         first = len(datagrams(silent))
-        dht_client.get(entry.network, identity.public_key.raw, verifier(identity), timeout=TIMEOUT)
+        dht_client.get(entry.network, identity.public_key.raw, verifier(identity.public_key), timeout=TIMEOUT)
         second = len(datagrams(silent))
 
     assert first == dht_client.SENDS, "a node never heard from before is waited for until given up"

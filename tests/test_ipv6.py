@@ -19,9 +19,10 @@ import pytest
 from support.machines import Machine
 
 from cclink.dev.testnet import HOST6, Testnet
-from cclink.errors import NetworkError, WireError
-from cclink.net import dht_client, endpoints, krpc
+from cclink.errors import NetworkError
+from cclink.net import dht_client, endpoints
 from cclink.net.endpoints import Network
+from cclink.net.record_store import verifier
 from cclink.wire import packet
 from cclink.wire.keys import Identity
 
@@ -55,22 +56,11 @@ def testnet6() -> Iterator[Testnet]:
         yield net
 
 
-def verifier(identity: Identity) -> dht_client.Verify:
-    def verify(item: krpc.Item) -> bool:
-        try:
-            packet.SignedPacket(identity.public_key, item.signature, item.seq, item.value).verify()
-        except WireError:
-            return False
-        return True
-
-    return verify
-
-
 def put_message(network: Network, identity: Identity, value: bytes) -> int:
     def sign(seq: int) -> bytes:
         return packet.SignedPacket.create(identity, seq, value).signature
 
-    return dht_client.put(network, identity.public_key.raw, value, sign, verifier(identity), timeout=20).seq
+    return dht_client.put(network, identity.public_key.raw, value, sign, verifier(identity.public_key), timeout=20).seq
 
 
 # --- an IPv6-only testnet, end to end ------------------------------------------------------------
@@ -166,7 +156,7 @@ def test_a_dual_stack_lookup_finds_an_item_held_only_by_ipv6_nodes_an_ipv4_node_
     seq = put_message(testnet6.network, identity, b"over IPv6")
 
     with IPv4Introducer(testnet6.endpoints) as introducer:
-        found = dht_client.get(introducer.network, identity.public_key.raw, verifier(identity), timeout=20)
+        found = dht_client.get(introducer.network, identity.public_key.raw, verifier(identity.public_key), timeout=20)
 
     assert found is not None and (found.seq, found.value) == (seq, b"over IPv6")
     assert introducer.wants and all(want == [b"n4", b"n6"] for want in introducer.wants)

@@ -9,18 +9,15 @@ publish and resolve do. Without node or the npm package the tests skip.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from support.machines import Machine
-from support.pkarr_js import PkarrJs, pkarr_js
+from support.pkarr_js import PkarrJs, cclink_record, opened_session, pkarr_js
 
-from cclink.wire import keyfile, packet, payload
+from cclink.wire import keyfile, packet
 from cclink.wire.keys import Identity
-from cclink.wire.payload import Payload
-from cclink.wire.record import Record, new_record
 
 pytestmark = pytest.mark.e2e
 
@@ -49,21 +46,6 @@ def cclink_publish(machine: Machine) -> tuple[str, int]:
     session_id = machine.add_session(project)
     published = json.loads(machine.ok(session_id, "--json", cwd=project).stdout)
     return session_id, published["seq"]
-
-
-def cclink_record(identity: Identity, session_id: str) -> bytes:
-    """The TXT of a handoff of session_id, signed by identity and sealed to it, as `cclink <session-id>` makes it."""
-    body = Payload(session_id=session_id, hostname="pkarr-js", project="/home/someone/app")
-    sealed = payload.seal(body, identity.public_key.age_recipient())
-    return new_record(identity, sealed, ttl=86400, now=time.time()).to_json()
-
-
-def opened_session(txt: str | None, identity: Identity) -> str:
-    """The session id in a handoff TXT, once its signature verified under identity's key and it decrypted."""
-    assert txt is not None, "the packet holds no _cclink TXT record"
-    record = Record.from_json(txt.encode())
-    record.verify(identity.public_key)
-    return payload.open_payload(record.blob, identity.age_identity()).session_id
 
 
 # --- fixtures -----------------------------------------------------------------------

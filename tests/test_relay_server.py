@@ -33,16 +33,14 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 from support.machines import Machine
-from support.pkarr_js import DIRECTORY, pkarr_js
+from support.pkarr_js import DIRECTORY, cclink_record, opened_session, pkarr_js
 from support.records import MemoryItems
 
 from cclink.net import krpc
 from cclink.net.dht_client import Sign, Stored, Verify
 from cclink.net.relay_server import MAX_BODY, Limits, Relay, RelayServer, listening_socket
-from cclink.wire import keyfile, packet, payload
+from cclink.wire import keyfile, packet
 from cclink.wire.keys import Identity
-from cclink.wire.payload import Payload
-from cclink.wire.record import Record, new_record
 
 WAIT = 30.0  # seconds: a guard against hangs, never a measurement
 GENEROUS = Limits(rate=1000.0, burst=1000)  # no test but the rate limit's own meets it
@@ -565,20 +563,6 @@ def identity_of(machine: Machine) -> Identity:
     return keyfile.load_identity(machine.key_file, lambda: "")
 
 
-def handoff_txt(identity: Identity, session_id: str) -> bytes:
-    """The TXT of a handoff of session_id, signed by identity and sealed to it, as `cclink <session-id>` makes it."""
-    body = Payload(session_id=session_id, hostname="pkarr-js", project="/home/someone/app")
-    sealed = payload.seal(body, identity.public_key.age_recipient())
-    return new_record(identity, sealed, ttl=86400, now=time.time()).to_json()
-
-
-def opened_session(txt: str | None, identity: Identity) -> str:
-    assert txt is not None, "the packet holds no _cclink TXT record"
-    record = Record.from_json(txt.encode())
-    record.verify(identity.public_key)
-    return payload.open_payload(record.blob, identity.age_identity()).session_id
-
-
 def pkarr_relay(tmp_path: Path, swarm: Any, *args: str) -> dict[str, Any]:
     """npm pkarr's relay client (scripts/pkarr-js/pkarr-relay-client.mjs), one call; its JSON answer."""
     node = pkarr_js(swarm.bootstrap, tmp_path / "pkarr-js").node  # skips without node or npm pkarr
@@ -604,7 +588,7 @@ def test_npm_pkarr_publishes_through_cclink_relay_and_cclink_picks_it_up_from_th
     identity = identity_of(laptop)
     session_id = "8c0f3a52-6c1e-4c5e-9a49-5a3f2b1d7e10"
     txt = tmp_path / "handoff.txt"
-    txt.write_bytes(handoff_txt(identity, session_id))
+    txt.write_bytes(cclink_record(identity, session_id))
 
     put = pkarr_relay(
         tmp_path, swarm, "put", "--relay", relay_process.url, "--seed", identity.seed.hex(), "--txt-file", str(txt)

@@ -12,12 +12,17 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cclink.net.endpoints import COMMAND_ADDRESS
+from cclink.wire import payload
+from cclink.wire.keys import Identity
+from cclink.wire.payload import Payload
+from cclink.wire.record import Record, new_record
 
 DIRECTORY = Path(__file__).resolve().parents[2] / "scripts" / "pkarr-js"
 OPERATION = DIRECTORY / "pkarr-op.mjs"
@@ -96,3 +101,21 @@ def pkarr_js(bootstrap: str, state: Path) -> PkarrJs:
             "(scripts/test runs `npm ci` there when node and npm are present)"
         )
     return PkarrJs(node, bootstrap, state)
+
+
+# --- cclink's side of what pkarr carries ---------------------------------------------------
+
+
+def cclink_record(identity: Identity, session_id: str) -> bytes:
+    """The TXT of a handoff of session_id, signed by identity and sealed to it, as `cclink <session-id>` makes it."""
+    body = Payload(session_id=session_id, hostname="pkarr-js", project="/home/someone/app")
+    sealed = payload.seal(body, identity.public_key.age_recipient())
+    return new_record(identity, sealed, ttl=86400, now=time.time()).to_json()
+
+
+def opened_session(txt: str | None, identity: Identity) -> str:
+    """The session id in a handoff TXT, once its signature verified under identity's key and it decrypted."""
+    assert txt is not None, "the packet holds no _cclink TXT record"
+    record = Record.from_json(txt.encode())
+    record.verify(identity.public_key)
+    return payload.open_payload(record.blob, identity.age_identity()).session_id
