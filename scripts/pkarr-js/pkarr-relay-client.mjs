@@ -8,13 +8,9 @@
 // PUTs it; `get` fetches the key's packet, which pkarr's SignedPacket.fromBytes verifies.
 // Prints one JSON line.
 
-import fs from 'node:fs'
+import { Pkarr, z32 } from 'pkarr'
 
-import { Pkarr, SignedPacket, generateKeyPair, z32 } from 'pkarr'
-
-const LABEL = '_cclink'
-const DNS_TTL = 86400
-const CHUNK_SIZE = 254 // pkarr's (and cclink's) TXT character-string size
+import { LABEL, cclinkPacket } from './common.mjs'
 
 function parseArgs (argv) {
   const [command, ...rest] = argv
@@ -27,19 +23,6 @@ function parseArgs (argv) {
   return options
 }
 
-function cclinkPacket (seedHex, txtFile) {
-  const keyPair = generateKeyPair(Buffer.from(seedHex, 'hex'))
-  const txt = fs.readFileSync(txtFile)
-  const chunks = []
-  for (let i = 0; i < txt.length; i += CHUNK_SIZE) chunks.push(txt.subarray(i, i + CHUNK_SIZE))
-  const packet = {
-    id: 0,
-    type: 'response',
-    flags: 0,
-    answers: [{ name: LABEL, type: 'TXT', class: 'IN', ttl: DNS_TTL, data: chunks }]
-  }
-  return SignedPacket.fromPacket(keyPair, packet)
-}
 
 async function put (options) {
   const signedPacket = cclinkPacket(options.seed, options['txt-file'])

@@ -7,10 +7,9 @@
 // {"ok": true, "port": N}, once it listens; then the server's own log lines follow.
 // Its DHT node is bound and filtered as pkarr-op.mjs's are (--bind, --skip).
 
-import dgram from 'node:dgram'
-
 import Server from 'pkarr/lib/relay.js'
-import DHT from 'pkarr/lib/dht.js'
+
+import { openDht } from './common.mjs'
 
 function parseArgs (argv) {
   const options = { skip: [] }
@@ -23,30 +22,6 @@ function parseArgs (argv) {
   }
   if (!options.bootstrap) throw new Error('--bootstrap HOST:PORT is required')
   return options
-}
-
-function endpoint (text) {
-  const at = text.lastIndexOf(':')
-  return { host: text.slice(0, at), port: Number(text.slice(at + 1)) }
-}
-
-function openDht (options) {
-  const socket = dgram.createSocket('udp4')
-  if (options.bind) socket.bind(0, options.bind)
-  const dht = new DHT({ bootstrap: options.bootstrap.split(',').map(endpoint), storageLocation: options.state, socket })
-  if (options.skip.length) {
-    // Finished commands linger in the swarm's routing tables at these addresses; never wait on them.
-    const rpcSocket = dht._dht._rpc.socket
-    const query = rpcSocket.query.bind(rpcSocket)
-    rpcSocket.query = (peer, message, callback) => {
-      if (options.skip.includes(peer.host || peer.address)) {
-        process.nextTick(() => callback && callback(new Error('skipped'), null, peer))
-        return 0
-      }
-      return query(peer, message, callback)
-    }
-  }
-  return dht
 }
 
 async function main () {
