@@ -137,14 +137,10 @@ class Servers:
         return ["--relay-url", self.relay_url, "--transit-helper", self.transit_helper]
 
     def close(self) -> None:
+        from cclink.dev.netlab.lab import stop  # here: lab.py imports this module
+
         for popen in self.processes:
-            if popen.poll() is None:
-                popen.terminate()
-                try:
-                    popen.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    popen.kill()
-                    popen.wait()
+            stop(popen)
         self.processes.clear()
 
     def __enter__(self) -> Servers:
