@@ -6,6 +6,8 @@ joins them and can name contacts that do not exist or never answer.
 
 from __future__ import annotations
 
+import os
+import resource
 import socket
 import time
 from collections.abc import Iterator
@@ -45,12 +47,6 @@ class Swarm:
     @property
     def network(self) -> Network:
         return self.entry.network
-
-
-@pytest.fixture(autouse=True)
-def private_cache_dir(tmp_path, monkeypatch) -> None:
-    """The contacts a lookup saves (warm starts) go to a cache of the test's own."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +117,26 @@ def test_a_put_is_stored_on_every_node_of_a_small_swarm_and_read_back(swarm: Swa
 
     assert published.nodes == HONEST_NODES + 1
     assert read_back(swarm, identity) == (published.seq, message)
+
+
+def test_a_process_with_more_than_a_thousand_files_open_still_puts_and_gets(swarm: Swarm) -> None:
+    """A relay serving a thousand clients holds descriptors above 1023, where select() cannot go."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this process may open only {hard} files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [open(os.devnull, "rb") for _ in range(1100)]  # noqa: SIM115 - held open on purpose
+    try:
+        identity = Identity.generate()
+        message = a_message(identity, "with many files open")
+
+        published = rendezvous(swarm.network).put_message(identity, message)
+
+        assert read_back(swarm, identity) == (published.seq, message)
+    finally:
+        for file in held:
+            file.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_seq_is_the_clock_in_microseconds_as_pkarr_signs_it(swarm: Swarm) -> None:

@@ -28,7 +28,7 @@ import ipaddress
 import json
 import math
 import os
-import select
+import selectors
 import socket
 import threading
 import time
@@ -226,6 +226,11 @@ class _Wire:
         self._sockets = _open_sockets(self._local)
         if not self._sockets:
             raise NetworkError(NO_NETWORK)
+        # A selector, not select(): a process with many files open (a relay with a thousand clients) has
+        # descriptors above select()'s limit of 1023.
+        self._selector = selectors.DefaultSelector()
+        for sock in self._sockets.values():
+            self._selector.register(sock, selectors.EVENT_READ, sock)
         # BEP 32: with both families, every node is asked for contacts of both.
         self.want = krpc.WANT_BOTH if len(self._sockets) == 2 else ()
         self._no_route: set[int] = set()
@@ -242,6 +247,7 @@ class _Wire:
             self.close()
 
     def close(self) -> None:
+        self._selector.close()
         for sock in self._sockets.values():
             sock.close()
 
@@ -300,8 +306,8 @@ class _Wire:
                 self._send(query)
             due.append(query.sent_at[-1] + timeout)
         wake = min([until, *due])
-        readable, _, _ = select.select(list(self._sockets.values()), [], [], max(0.0, wake - time.monotonic()))
-        return [query for sock in readable for query in self._receive(sock)]
+        ready = self._selector.select(max(0.0, wake - time.monotonic()))
+        return [query for key, _ in ready for query in self._receive(key.data)]
 
     def _send(self, query: _Query) -> None:
         transaction = self._next_transaction.to_bytes(2, "big")
