@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cclink.dev.dhtlab.loop import FIRST_DESCRIPTOR, LabError, Loop, Stats
+from cclink.dev.dhtlab.loop import LabError, Loop, Stats
 from cclink.dev.dhtlab.node import LabNode, mutable_target
 from cclink.dev.dhtlab.tables import ID_BITS, K, Peer, Population, fill_table, round_at_random
 from cclink.errors import UsageError
@@ -317,7 +317,7 @@ def raise_file_limit(nodes: int) -> None:
         import resource
     except ImportError:  # not a Unix: nothing to raise, and the sockets will say so if too many
         return
-    needed = max(_open_files(), FIRST_DESCRIPTOR) + nodes + FILES_BESIDES_NODES
+    needed = _open_files() + nodes + FILES_BESIDES_NODES
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < needed:
         room = hard - (needed - nodes)

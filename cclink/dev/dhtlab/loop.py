@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import os
 import random
 import selectors
 import socket
@@ -25,10 +24,6 @@ from cclink.dev.dhtlab.node import LabNode
 from cclink.net.endpoints import Endpoint
 
 RECEIVE_SIZE = 65536
-# The lab's sockets get descriptors from here up. select() cannot watch a descriptor
-# above 1023, and a client in the same process (cclink's own dht_client, a test's
-# socket) is given the lowest one free: below this, they all stay free for it.
-FIRST_DESCRIPTOR = 1024
 # Datagrams read from one socket per wake-up, so that one busy node cannot starve the others.
 MAX_DATAGRAMS_PER_WAKE = 64
 
@@ -97,7 +92,6 @@ class Loop:
             ) from None
         if node.address[1] == 0:
             node.peer.bound_to(sock.getsockname()[1])
-        sock = _moved_up(sock)
         sock.setblocking(False)
         self._selector.register(sock, selectors.EVENT_READ, node)
         self._sockets[node] = sock
@@ -172,15 +166,3 @@ class Loop:
 
     def _lost(self) -> bool:
         return self._loss > 0 and self._rng.random() < self._loss
-
-
-def _moved_up(sock: socket.socket) -> socket.socket:
-    """sock on a descriptor of FIRST_DESCRIPTOR or above (not inherited by child processes), where there is fcntl."""
-    try:
-        import fcntl
-    except ImportError:
-        return sock
-    high = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD, FIRST_DESCRIPTOR)
-    os.set_inheritable(high, False)  # the commands a test or the bench starts must not hold 5,000 sockets
-    sock.close()
-    return socket.socket(fileno=high)
