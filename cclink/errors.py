@@ -38,6 +38,10 @@ class WeakSecret(UsageError):
     """A PIN or passphrase that the rules refuse."""
 
 
+class UnknownContact(UsageError):
+    """A name given by the user names no device or contact."""
+
+
 class NoInput(UsageError):
     """A secret or confirmation is needed but there is neither a TTY nor a variable."""
 
@@ -69,6 +73,12 @@ class KeyFileError(CclinkError):
 
 class WrongPassphrase(KeyFileError):
     """The key file's passphrase does not open its envelope."""
+
+
+class ContactsError(CclinkError):
+    """The contacts file (wire/contacts.py) is unreadable, malformed, full or locked."""
+
+    exit_code = 3
 
 
 class SessionError(CclinkError):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from cclink.flows.keystore import KeyStore
+from cclink.wire.contacts import ContactBook
 
 if TYPE_CHECKING:
     from cclink.net import krpc
@@ -49,6 +50,7 @@ class Environment:
     pickups: SeqMemory  # per publisher, the seq of the last handoff picked up here (pickup --wait)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     keeper: Keeper = field(default_factory=NoKeeper, repr=False)  # the agent that keeps published items alive
+    contacts: ContactBook = field(default_factory=ContactBook.default, repr=False)  # paired devices and colleagues
 
     @classmethod
     def of_this_process(cls, network: Network) -> Environment:
