@@ -9,7 +9,7 @@ import typer
 import typer.main
 
 from cclink import text
-from cclink.cli import render
+from cclink.cli import names, render
 from cclink.cli.group import PUBLISH, app, environment
 
 if TYPE_CHECKING:
@@ -45,7 +45,6 @@ def publish_command(
     from cclink.cli import console
     from cclink.errors import UnknownSession, UsageError
     from cclink.flows import publish
-    from cclink.wire.keys import PublicKey
 
     if carry_timeout is not None and (not carry or carry_timeout <= 0):
         raise UsageError("--carry-timeout takes a positive number of seconds, and only with --carry")
@@ -54,7 +53,7 @@ def publish_command(
         ttl=ttl,
         burn=burn,
         pin=pin,
-        share=PublicKey.parse(share) if share is not None else None,
+        share=names.share_key(share) if share is not None else None,
         carry=carry,
         allow_missing=missing_ok,
     )
