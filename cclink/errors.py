@@ -172,5 +172,9 @@ class NetworkError(CclinkError):
     exit_code = 8
 
 
+class NoNetwork(NetworkError):
+    """This machine has no network that reaches the DHT at all; retrying at once will not help."""
+
+
 class TransferError(NetworkError):
     """Carried session data could not be fetched from its publisher in time."""

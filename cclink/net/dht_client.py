@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cclink.errors import NetworkError
+from cclink.errors import NetworkError, NoNetwork
 from cclink.local import files
 from cclink.net import krpc
 from cclink.net.endpoints import COMMAND_ADDRESS, COMMAND_ADDRESS6, Endpoint, Network, family_of
@@ -152,7 +152,7 @@ def _walk(wire: _Wire, network: Network, public_key: bytes, verify: Verify, dead
     accept = _contact_filter(network)
     seeds = [seed for seed in _resolve(network.bootstrap) if wire.reaches(seed)]
     if not seeds:
-        raise NetworkError(NO_NETWORK)
+        raise NoNetwork(NO_NETWORK)
     # Contacts of a family this machine cannot reach are not worth asking, but stay in the contacts file.
     lookup = _Lookup(wire, krpc.target_of(public_key), verify, lambda a: accept(a) and wire.has_family_of(a), k)
     contacts_file = contacts_file_for(network)
@@ -225,7 +225,7 @@ class _Wire:
         self._local = _local_addresses(network)
         self._sockets = _open_sockets(self._local)
         if not self._sockets:
-            raise NetworkError(NO_NETWORK)
+            raise NoNetwork(NO_NETWORK)
         # A selector, not select(): a process with many files open (a relay with a thousand clients) has
         # descriptors above select()'s limit of 1023.
         self._selector = selectors.DefaultSelector()

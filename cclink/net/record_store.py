@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from cclink.errors import NetworkError, NotFound, Rollback, WireError
+from cclink.errors import NetworkError, NoNetwork, NotFound, Rollback, WireError
 from cclink.net import dht_client, endpoints, krpc
 from cclink.net.seq_memory import SeqMemory
 from cclink.wire import packet
@@ -140,7 +140,8 @@ class RecordStore:
         """The newest item under publisher, verified: a record, a revocation, or None when the DHT holds nothing.
 
         Retries with backoff for about retry_for seconds while the DHT is
-        unreachable, but a DHT that answers "nothing here" is final at once.
+        unreachable, but a DHT that answers "nothing here" is final at once,
+        and so is a machine with no network at all (NoNetwork).
         Raises Rollback when that item is older than one seen before.
         """
         delay, give_up = 1.0, time.monotonic() + retry_for
@@ -148,6 +149,8 @@ class RecordStore:
             try:
                 item = self.find_item(publisher)
                 break
+            except NoNetwork:
+                raise
             except NetworkError:
                 if time.monotonic() + delay > give_up:
                     raise

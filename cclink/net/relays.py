@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
-from cclink.errors import CclinkError, NetworkError
+from cclink.errors import CclinkError, NetworkError, NoNetwork
 from cclink.net import dht_client, endpoints, krpc
 from cclink.net.record_store import DhtItems, Items, RecordStore
 from cclink.net.seq_memory import SeqMemory
@@ -302,7 +302,7 @@ class DhtAndRelays:
             None,
         )
         if not isinstance(from_dht, krpc.Item | None) and not isinstance(from_relays, krpc.Item | None):
-            raise NetworkError(NEITHER_ANSWERED)
+            raise _neither(from_dht, NEITHER_ANSWERED)
         found = [item for item in (from_dht, from_relays) if isinstance(item, krpc.Item)]
         return max(found, key=lambda item: item.seq, default=None)
 
@@ -350,7 +350,7 @@ class DhtAndRelays:
         )
         if dht_stored is None:
             if relayed is None:
-                raise NetworkError(NEITHER_STORED)
+                raise _neither(on_dht_result, NEITHER_STORED)
             return relayed
         if relayed is not None and relayed.seq != dht_stored.seq:
             # The DHT signed again above a newer item it met: the relays get that one too.
@@ -369,7 +369,7 @@ class DhtAndRelays:
             None,
         )
         if not isinstance(on_dht, dht_client.Stored) and not isinstance(on_relays, dht_client.Stored):
-            raise NetworkError(NEITHER_ANSWERED)
+            raise _neither(on_dht, NEITHER_ANSWERED)
         nodes = on_dht.nodes if isinstance(on_dht, dht_client.Stored) else 0
         return dht_client.Stored(
             item.seq, nodes=nodes, relays=on_relays.relays if isinstance(on_relays, dht_client.Stored) else 0
@@ -385,3 +385,10 @@ class DhtAndRelays:
             return self.relays.put_again(public_key, item, verify, timeout=timeout)
         except NetworkError:
             return None
+
+
+def _neither(from_dht: object, sentence: str) -> NetworkError:
+    """The error when both paths failed: NoNetwork when the DHT found no network at all (relays need one too)."""
+    if isinstance(from_dht, NoNetwork):
+        return NoNetwork(f"{from_dht.message}, and no relay answered")
+    return NetworkError(sentence)
