@@ -178,3 +178,12 @@ class NoNetwork(NetworkError):
 
 class TransferError(NetworkError):
     """Carried session data could not be fetched from its publisher in time."""
+
+
+# --- pairing ----------------------------------------------------------------------
+
+
+class PairingFailed(CclinkError):
+    """The other side of a pairing declined, gave up, or another machine took the code: nothing was paired."""
+
+    exit_code = 9

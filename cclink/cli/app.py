@@ -16,7 +16,8 @@ from cclink.cli import exits
 
 # The command modules register their commands as they are imported: in the order help lists them.
 # isort: off
-from cclink.cli import publish as _publish, pickup as _pickup, keys as _keys, manage as _manage  # noqa: F401
+from cclink.cli import publish as _publish, pickup as _pickup, keys as _keys, pair as _pair  # noqa: F401
+from cclink.cli import manage as _manage  # noqa: F401
 from cclink.cli import agent as _agent, dev as _dev  # noqa: F401
 
 # isort: on
