@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -536,3 +537,21 @@ def test_transfer_status_shows_bytes_rate_and_time_left(done: int, total: int, r
 )
 def test_seeding_status_shows_peers_bytes_sent_and_rate(peers: int, sent: int, rate: float, expected: str) -> None:
     assert text.seeding_status(peers, sent, rate) == expected
+
+
+# --- what a new user is told after `cclink init` -------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_init_ends_with_what_to_run_next_here_and_on_the_other_machine(laptop, desktop) -> None:
+    created = laptop.ok("init", "--no-passphrase")
+    imported = desktop.ok("init", "--no-passphrase", "--import", str(laptop.key_file))
+
+    # stdout keeps only the result, for scripts; the next step is for the person, on stderr.
+    assert [line.split()[0] for line in created.stdout.splitlines()] == ["Created", "Saved"]
+    assert re.search(r"^\s+here, in a project:\s+cclink\s", created.stderr, re.MULTILINE), created.stderr
+    assert "cclink pair " in created.stderr and "`cclink pair CODE` there" in created.stderr, created.stderr
+    assert "cclink pickup" in created.stderr
+    # An imported key is shared with the machine it came from: nothing to pair.
+    assert [line.split()[0] for line in imported.stdout.splitlines()] == ["Imported", "Saved"]
+    assert "cclink pickup" in imported.stderr and "pair CODE" not in imported.stderr, imported.stderr

@@ -3,13 +3,13 @@
 Results (what a script would capture) go to stdout through out(); everything
 else here writes to stderr so that it never mixes with them. Whatever reaches
 the terminal passes through for_terminal() first: text from a publisher or a
-peer must not be able to steer the terminal with control characters.
+peer must not be able to steer the terminal with control characters. The one
+exception, show_qr(), writes only block characters and cclink's own colours.
 """
 
 from __future__ import annotations
 
 import getpass
-import io
 import json
 import os
 import re
@@ -96,9 +96,12 @@ def no_colour() -> None:
     _colour_wanted = False
 
 
-def colour_on() -> bool:
-    """Colour only on a terminal, and never with NO_COLOR set to anything (no-color.org) or --no-color."""
-    return _colour_wanted and not os.environ.get("NO_COLOR") and _isatty(sys.stderr)
+def colour_on(stream: TextIO | None = None) -> bool:
+    """Colour on stream (stderr by default) only if it is a terminal.
+
+    Never with NO_COLOR set to anything (no-color.org) or --no-color.
+    """
+    return _colour_wanted and not os.environ.get("NO_COLOR") and _isatty(sys.stderr if stream is None else stream)
 
 
 def _coloured(text: str, sgr: str) -> str:
@@ -283,14 +286,57 @@ def _fit(text: str) -> str:
 # --- formatting --------------------------------------------------------------------
 
 
-def qr_text(data: str) -> str:
-    """A QR code of data drawn with half blocks, light modules solid (for dark terminals)."""
+# Black and white from the 256-colour palette's cube: fixed colours, where the
+# 16 basic ones are the theme's to remap (a theme's "white" may be grey, or dark).
+QR_COLOURS = "38;5;231;48;5;16"  # SGR parameters: white light modules on black
+QR_BORDER = 4  # modules of quiet zone, as the QR specification asks
+
+
+def qr_text(data: str, *, colour: bool = False) -> str:
+    """A QR code of data drawn with half blocks: light modules solid, quiet zone included.
+
+    Plain, it is right on a dark background, and on a light one it shows
+    inverted, which many readers (zbar, Google Lens) take but some do not. With
+    colour it paints its own white and black, so it reads on any theme alike.
+    """
+    rows = _qr_modules(data)
+    lines = [
+        "".join(_HALF_BLOCKS[(not top, not bottom)] for top, bottom in zip(upper, lower, strict=True))
+        for upper, lower in zip(rows[0::2], rows[1::2], strict=True)
+    ]
+    if colour:
+        lines = [f"\x1b[{QR_COLOURS}m{line}\x1b[0m" for line in lines]
+    return "\n".join(lines)
+
+
+def show_qr(data: str, *, on_stderr: bool = False) -> None:
+    """A QR code of data on stdout (or stderr), in its own colours if that is a terminal and colour is allowed."""
+    stream = sys.stderr if on_stderr else sys.stdout
+    # Not through for_terminal(): these are cclink's own sequences, and data is never shown as text.
+    drawn = qr_text(data, colour=colour_on(stream)) + "\n"
+    if on_stderr:
+        _write_stderr(drawn)
+    else:
+        sys.stdout.write(drawn)
+        sys.stdout.flush()
+
+
+# A cell's character by whether its (top, bottom) halves are light modules.
+_HALF_BLOCKS = {(True, True): "\u2588", (True, False): "\u2580", (False, True): "\u2584", (False, False): " "}
+
+
+def _qr_modules(data: str) -> list[list[bool]]:
+    """The code's rows, True for a dark module, in a light quiet zone with one row more below.
+
+    A QR code is an odd number of modules high; the extra row fills the last
+    line's lower half with quiet zone rather than with the terminal's background.
+    """
     import qrcode  # only for --qr; it costs start-up time
 
-    code = qrcode.QRCode(border=2, error_correction=qrcode.constants.ERROR_CORRECT_L)
+    code = qrcode.QRCode(border=0, error_correction=qrcode.constants.ERROR_CORRECT_L)
     code.add_data(data)
     code.make(fit=True)
-    out = io.StringIO()
-    code.print_ascii(out=out, invert=True)
-    # qrcode draws "nothing" as a no-break space, which some fonts render oddly.
-    return out.getvalue().replace("\xa0", " ").rstrip("\n")
+    side = [False] * QR_BORDER
+    rows = [side + [bool(module) for module in row] + side for row in code.modules]
+    blank = [False] * len(rows[0])
+    return [blank] * QR_BORDER + rows + [blank] * (QR_BORDER + 1)

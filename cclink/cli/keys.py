@@ -24,6 +24,24 @@ def init_command(
     verb = "Imported" if outcome.imported else "Created"
     console.out(f"{verb} key {outcome.public_key.display}")
     console.out(f"Saved to {outcome.path} ({'passphrase-protected' if outcome.encrypted else 'unencrypted'}).")
+    # For the person, on stderr: a script reading the key from stdout gets only the result.
+    for line in IMPORTED_NEXT if outcome.imported else CREATED_NEXT:
+        console.say(line)
+
+
+# What to run next: a new user's first question after init. An imported key is
+# shared with the machine it came from, which therefore needs no pairing.
+CREATED_NEXT = (
+    "Next:",
+    "  here, in a project:     cclink          hands off its newest session",
+    "  for another machine:    cclink pair     here, then `cclink init` and `cclink pair CODE` there",
+    "  then on that machine:   cclink pickup   resumes what you handed off",
+)
+IMPORTED_NEXT = (
+    "Next:",
+    "  here, in a project:     cclink          hands off its newest session",
+    "  to resume one here:     cclink pickup   from a machine with this key or paired with it",
+)
 
 
 @app.command("whoami")

@@ -50,7 +50,7 @@ def pair_command(
     # The code alone on stdout, at once: a script reads it while this side waits.
     console.out(str(offer.code), flush=True)
     if qr:
-        console.say(console.qr_text(str(offer.code)))
+        console.show_qr(str(offer.code), on_stderr=True)
     console.say(
         f"On the other machine, run: cclink pair {offer.code}   (good for {text.format_duration(request.timeout)})"
     )
