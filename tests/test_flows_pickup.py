@@ -4,10 +4,11 @@ in-memory DHT (tests/support/desks.py). Fetching a carried session needs BitTorr
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
-from support.desks import Desk
+from support.desks import UNUSED_NETWORK, Desk
 from support.ui import ScriptedUI
 
 from cclink.errors import (
@@ -16,15 +17,19 @@ from cclink.errors import (
     Expired,
     KeyFileError,
     NotFound,
+    RecordTooLarge,
     Rollback,
     SessionError,
     UsageError,
     WrongPin,
 )
 from cclink.flows import pickup
+from cclink.flows.environment import Environment
 from cclink.flows.pickup import PickupOutcome, Resumption
 from cclink.flows.publish import PublishOutcome, PublishRequest
 from cclink.net.record_store import Revocation
+from cclink.wire import contacts
+from cclink.wire.contacts import Contact, ContactBook
 from cclink.wire.keys import Identity
 
 PIN = "correct horse battery"
@@ -208,8 +213,12 @@ def test_fetch_is_refused_for_a_handoff_without_the_session_data(laptop: Desk) -
         pick_up(laptop, ScriptedUI.answering(), force_fetch=True)
 
 
-def test_nothing_under_ones_own_key_says_that_the_other_machine_may_use_another_key(laptop: Desk) -> None:
-    with pytest.raises(NotFound, match=r"no handoff is published under pk:\w+, your key; .* `cclink init --import`"):
+def test_nothing_under_ones_own_key_without_devices_says_how_to_pair(laptop: Desk) -> None:
+    with pytest.raises(
+        NotFound,
+        match=r"no handoff is published under pk:\w+, your key; .* pair the two once: "
+        r"run `cclink pair` here and `cclink pair CODE` .* on the other machine",
+    ):
         pick_up(laptop, ScriptedUI.answering())
 
 
@@ -296,3 +305,203 @@ def test_waiting_rides_out_an_unreachable_dht(laptop: Desk, desktop: Desk) -> No
 
     assert outcome.payload.session_id
     assert any("the DHT did not answer" in shown for shown in ui.shown)
+
+
+# --- paired devices: one handoff for one's own key and every device -------------------------------
+
+
+def pair(*desks: Desk) -> None:
+    """Make every desk a device of every other, as `cclink pair` leaves their contacts files."""
+    for desk in desks:
+        book = ContactBook(desk.keys.path.parent / contacts.FILE_NAME)
+        for other in desks:
+            if other is not desk:
+                key = other.keys.load(ScriptedUI.answering()).public_key
+                book.add(Contact(other.machine.name, key, "device", int(desk.clock())))
+
+
+@pytest.fixture
+def three(desks, short_dir: Path) -> tuple[Desk, Desk, Desk]:
+    """Three machines with keys of their own, each paired with the others, publishing from a short project path.
+
+    A DHT item has room for one's own key and about two devices (docs/performance.md), and less for the
+    long paths of pytest's temporary directories.
+    """
+    made = tuple(ShortDesk(desks(name), short_dir) for name in ("alpha", "beta", "gamma"))
+    for desk in made:
+        desk.make_key()
+    pair(*made)
+    return made  # type: ignore[return-value]
+
+
+class ShortDesk(Desk):
+    """A desk whose sessions have short ids and live in a short project path, so that two devices fit."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, desk: Desk, short_dir: Path) -> None:
+        self.__dict__.update(desk.__dict__)
+        self.short_project = short_dir / "app"
+        self.short_project.mkdir(exist_ok=True)
+
+    def add_session(self, project: Path | None = None, session_id: str | None = None, **options) -> str:  # type: ignore[override]
+        return super().add_session(project or self.short_project, session_id or f"s{next(self._ids)}", **options)
+
+    def env(self, cwd: Path | None = None, network=UNUSED_NETWORK) -> Environment:  # type: ignore[override]
+        return super().env(cwd or self.short_project, network)
+
+
+def test_a_handoff_reaches_every_paired_device_and_says_from_where(three: tuple[Desk, Desk, Desk]) -> None:
+    alpha, beta, gamma = three
+    published = alpha.publish_new_session()
+
+    for desk in (beta, gamma):
+        desk.add_session(session_id=published.session_id)
+        ui = ScriptedUI.answering(answers=[True])
+        outcome = pick_up(desk, ui)
+        resumption = pickup.resume(outcome, ui, desk.env())
+
+        assert (outcome.payload.session_id, outcome.sender) == (published.session_id, "alpha")
+        assert outcome.publisher == published.publisher
+        assert ui.asked[0].startswith(f"Resume session {published.session_id} from alpha (")
+        assert ui.said[-1] == f"Resuming session {published.session_id} from alpha..."
+        assert resumption.session_id == published.session_id
+
+
+def test_an_unpaired_machine_cannot_open_it_and_is_told_it_was_not_addressed_to_it(
+    three: tuple[Desk, Desk, Desk], desks
+) -> None:
+    alpha = three[0]
+    alpha.publish_new_session()
+    outsider = desks("outsider")
+    outsider.make_key()
+    publisher = alpha.keys.load(ScriptedUI.answering())
+
+    with pytest.raises(CannotDecrypt, match="not to this machine; pair the two machines"):
+        pick_up(outsider, ScriptedUI.answering(), publisher, confirm=False)
+    # Paired on its side only (alpha never added it), it is told that what alpha published is not for it.
+    book = ContactBook(outsider.keys.path.parent / contacts.FILE_NAME)
+    book.add(Contact("alpha", publisher.public_key, "device", int(outsider.clock())))
+    with pytest.raises(NotFound, match="there are handoffs under alpha, but none addressed to this machine"):
+        pick_up(outsider, ScriptedUI.answering(), confirm=False)
+
+
+def test_more_devices_than_fit_in_one_dht_item_publish_nothing_and_say_what_to_do(
+    three: tuple[Desk, Desk, Desk], desks
+) -> None:
+    alpha = three[0]
+    extra = [desks(name) for name in ("delta", "epsilon", "zeta")]
+    for desk in extra:
+        desk.make_key()
+    pair(alpha, *extra)  # alpha now has five devices
+
+    with pytest.raises(
+        RecordTooLarge,
+        match=r"your key and 5 paired devices \(beta, gamma, delta, epsilon, zeta\) "
+        r"does not fit in one DHT item .*: at most \d of them fit; .*`cclink devices remove NAME`",
+    ):
+        alpha.publish_new_session()
+    assert alpha.items.items == {}
+
+
+def test_the_newest_handoff_under_any_of_the_keys_wins(three: tuple[Desk, Desk, Desk]) -> None:
+    alpha, beta, gamma = three
+    alpha.publish_new_session()
+    alpha.clock.advance(60)
+    newer = beta.publish_new_session()
+
+    for desk, sender in ((gamma, "beta"), (alpha, "beta"), (beta, None)):
+        outcome = pick_up(desk, ScriptedUI.answering(), confirm=False)
+        assert (outcome.payload.session_id, outcome.sender) == (newer.session_id, sender)
+
+
+def test_a_handoff_this_machine_cannot_open_is_passed_over_for_an_older_one_it_can(
+    three: tuple[Desk, Desk, Desk], desks
+) -> None:
+    alpha, beta, _ = three
+    colleague = desks("colleague").make_key()
+    for_beta = alpha.publish_new_session()
+    alpha.clock.advance(60)
+    beta.publish_new_session(PublishRequest(share=colleague.public_key))  # beta's own key: not for beta
+
+    outcome = pick_up(beta, ScriptedUI.answering(), confirm=False)
+
+    assert (outcome.payload.session_id, outcome.sender) == (for_beta.session_id, "alpha")
+
+
+def test_an_expired_handoff_under_a_device_gives_way_to_a_live_one_and_is_refused_when_alone(
+    three: tuple[Desk, Desk, Desk],
+) -> None:
+    alpha, beta, gamma = three
+    live = alpha.publish_new_session()
+    alpha.clock.advance(10)
+    beta.publish_new_session(PublishRequest(ttl=60))
+    alpha.clock.advance(61)
+
+    assert pick_up(gamma, ScriptedUI.answering(), confirm=False).payload.session_id == live.session_id
+    alpha.clock.advance(86400)
+    with pytest.raises(Expired):
+        pick_up(gamma, ScriptedUI.answering(), confirm=False)
+
+
+def test_nothing_under_any_key_names_the_devices_looked_up(three: tuple[Desk, Desk, Desk]) -> None:
+    with pytest.raises(NotFound, match="no handoff is published under your key and beta, gamma"):
+        pick_up(three[0], ScriptedUI.answering(), confirm=False)
+
+
+def test_a_key_whose_lookup_fails_is_a_note_when_another_has_the_handoff(three: tuple[Desk, Desk, Desk]) -> None:
+    alpha, beta, gamma = three
+    first = beta.publish_new_session()
+    replay = beta.items.items[first.publisher.raw]
+    beta.publish_new_session()
+    pick_up(gamma, ScriptedUI.answering(), confirm=False)  # gamma has now seen beta's newer one
+    beta.items.plant(first.publisher.raw, replay)
+    alpha.clock.advance(60)
+    published = alpha.publish_new_session()
+
+    outcome = pick_up(gamma, ScriptedUI.answering(), confirm=False)
+
+    assert outcome.payload.session_id == published.session_id
+    assert any(note.startswith("beta's handoffs could not be looked up") for note in outcome.notes)
+
+
+def test_a_burn_handoff_picked_up_on_a_device_stays_and_says_where_it_can_be_revoked(
+    three: tuple[Desk, Desk, Desk],
+) -> None:
+    alpha, beta, _ = three
+    published = alpha.publish_new_session(PublishRequest(burn=True))
+    assert any("picked up on a paired device, it stays" in note for note in published.notes)
+    beta.add_session(session_id=published.session_id)
+
+    outcome = pick_up(beta, ScriptedUI.answering(), assume_yes=True)
+
+    assert not outcome.revoked
+    assert any(
+        "only alpha's key can revoke it" in note and "until `cclink revoke` there" in note for note in outcome.notes
+    )
+    assert pick_up(alpha, ScriptedUI.answering(), confirm=False).record.burn  # still there
+
+
+def test_a_device_can_be_picked_up_from_by_its_key_alone(three: tuple[Desk, Desk, Desk]) -> None:
+    alpha, beta, _ = three
+    published = alpha.publish_new_session()
+    alpha.clock.advance(60)
+    beta.publish_new_session()  # newer, but not asked for
+
+    outcome = pick_up(beta, ScriptedUI.answering(), alpha.keys.load(ScriptedUI.answering()), confirm=False)
+
+    assert (outcome.payload.session_id, outcome.sender) == (published.session_id, "alpha")
+
+
+def test_waiting_takes_the_first_new_handoff_under_any_of_the_keys(three: tuple[Desk, Desk, Desk]) -> None:
+    alpha, beta, gamma = three
+    first = alpha.publish_new_session()
+    pick_up(gamma, ScriptedUI.answering(), confirm=False)  # gamma has picked this one up
+    later: list[PublishOutcome] = []
+    alpha.clock.after(5, lambda: later.append(beta.publish_new_session()))
+    ui = ScriptedUI.answering()
+
+    outcome = pick_up(gamma, ui, confirm=False, wait=600)
+
+    assert (outcome.payload.session_id, outcome.sender) == (later[0].session_id, "beta") != (first.session_id, "beta")
+    assert ui.shown[0] == "Waiting for a new handoff from your key and alpha, beta (Ctrl-C stops)"

@@ -9,6 +9,7 @@ from support.desks import Desk
 from support.ui import ScriptedUI
 
 from cclink.errors import (
+    CannotDecrypt,
     NetworkError,
     RecordTooLarge,
     SessionError,
@@ -18,7 +19,8 @@ from cclink.errors import (
 )
 from cclink.flows import publish
 from cclink.flows.publish import PublishOutcome, PublishRequest
-from cclink.wire import kdf, payload
+from cclink.wire import contacts, kdf, payload
+from cclink.wire.contacts import Contact, ContactBook
 from cclink.wire.keys import Identity
 
 PIN = "correct horse battery"
@@ -171,3 +173,55 @@ def test_an_unreachable_dht_publishes_nothing_and_says_so(laptop: Desk) -> None:
 
     with pytest.raises(NetworkError):
         published(laptop)
+
+
+# --- paired devices ---------------------------------------------------------------------------------
+
+
+def add_contact(desk: Desk, name: str, kind: str = "device") -> Identity:
+    """A key of another machine (or colleague), in desk's contacts file as `cclink pair` leaves it."""
+    other = Identity.generate()
+    book = ContactBook(desk.keys.path.parent / contacts.FILE_NAME)
+    book.add(Contact(name, other.public_key, kind, int(desk.clock())))  # type: ignore[arg-type]
+    return other
+
+
+def test_a_self_handoff_is_encrypted_to_ones_own_key_and_each_paired_device(laptop: Desk) -> None:
+    desk = add_contact(laptop, "desk")
+    colleague = add_contact(laptop, "alice", kind="contact")
+    laptop.add_session()
+    ui = ScriptedUI.answering()
+
+    outcome = published(laptop, ui=ui)
+
+    own = laptop.keys.load(ui)
+    assert (outcome.mode, outcome.devices, outcome.pickup_command) == ("self", ("desk",), "cclink pickup")
+    assert outcome.qr_command == f"cclink pickup {own.public_key.z32}"
+    # The record is as the Rust cclink writes a self handoff; the key alone opens the blob, as it does there.
+    assert (outcome.record.recipient, outcome.record.pin_salt, outcome.record.hostname) == (None, None, "")
+    for key in (own, desk):
+        assert payload.open_payload(outcome.record.blob, key.age_identity()).session_id == outcome.session_id
+    with pytest.raises(CannotDecrypt):  # a colleague receives only what is shared with it
+        payload.open_payload(outcome.record.blob, colleague.age_identity())
+
+
+def test_a_device_holding_this_very_key_adds_no_recipient(laptop: Desk) -> None:
+    own = laptop.keys.load(ScriptedUI.answering())
+    ContactBook(laptop.keys.path.parent / contacts.FILE_NAME).add(Contact("twin", own.public_key, "device", 0))
+    laptop.add_session()
+
+    outcome = published(laptop)
+
+    assert outcome.devices == () and outcome.record.blob.count(b"\n-> X25519 ") == 1
+
+
+def test_shared_with_a_contact_the_handoff_is_for_it_alone_and_names_it(laptop: Desk) -> None:
+    add_contact(laptop, "desk")
+    alice = add_contact(laptop, "alice", kind="contact")
+    laptop.add_session()
+
+    outcome = published(laptop, PublishRequest(share=alice.public_key))
+
+    assert (outcome.mode, outcome.shared_with, outcome.devices) == ("share", "alice", ())
+    assert outcome.record.blob.count(b"\n-> X25519 ") == 1
+    assert payload.open_payload(outcome.record.blob, alice.age_identity()).session_id == outcome.session_id

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -103,6 +106,35 @@ def test_seal_and_open() -> None:
     blob = seal(payload, me.public_key.age_recipient())
     assert blob.startswith(b"age-encryption.org/v1\n")
     assert open_payload(blob, me.age_identity()) == payload
+
+
+def test_sealed_to_several_keys_any_one_opens_it_alone() -> None:
+    me, laptop, desk, outsider = (Identity(bytes([seed]) * 32) for seed in (42, 43, 44, 99))
+    payload = Payload(session_id=UUID, hostname="laptop", project="/p")
+
+    blob = seal(payload, [key.public_key.age_recipient() for key in (me, laptop, desk)])
+
+    assert blob.count(b"\n-> X25519 ") == 3  # one age file, a stanza per key
+    for key in (me, laptop, desk):
+        assert open_payload(blob, key.age_identity()) == payload
+    with pytest.raises(CannotDecrypt):
+        open_payload(blob, outsider.age_identity())
+
+
+@pytest.mark.skipif(shutil.which("age") is None, reason="the Debian `age` CLI is not installed (apt-get install age)")
+def test_a_blob_for_several_keys_opens_with_the_first_keys_identity_in_the_age_cli(tmp_path: Path) -> None:
+    """What the Rust cclink does with its own key (age's Decryptor with one identity), done by another age."""
+    me, laptop = Identity(bytes([42]) * 32), Identity(bytes([43]) * 32)
+    blob = seal(Payload(session_id=UUID), [me.public_key.age_recipient(), laptop.public_key.age_recipient()])
+    identity_file = tmp_path / "identity.txt"
+    identity_file.write_text(str(me.age_identity()) + "\n")
+    identity_file.chmod(0o600)
+
+    opened = subprocess.run(
+        ["age", "-d", "-i", str(identity_file)], input=blob, capture_output=True, check=True, timeout=30
+    )
+
+    assert Payload.from_plaintext(opened.stdout) == Payload(session_id=UUID)
 
 
 def test_open_with_the_wrong_key() -> None:

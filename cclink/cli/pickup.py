@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cclink.cli import render
+from cclink.cli import names, render
 from cclink.cli.group import PICKUP, app, environment
 
 # `pickup --wait` alone waits as long as a handoff published now lives by default.
@@ -16,7 +16,12 @@ MAX_WAIT = 365 * 86400.0
 
 @app.command(PICKUP)
 def pickup_command(
-    pubkey: str | None = typer.Argument(None, help="Publisher's public key (default: your own)."),
+    pubkey: str | None = typer.Argument(
+        None,
+        metavar="[PUBKEY|NAME]",
+        help="Publisher's public key, or a paired device's or contact's name "
+        "(default: your own key and every paired device's).",
+    ),
     yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask before resuming."),
     qr: bool = typer.Option(False, "--qr", help="Show the session id as a QR code instead of resuming."),
     as_json: bool = typer.Option(False, "--json", help="Print the handoff as JSON instead of resuming."),
@@ -45,7 +50,6 @@ def pickup_command(
     from cclink.errors import UsageError
     from cclink.flows import pickup
     from cclink.local import claude
-    from cclink.wire.keys import PublicKey
 
     if fetch_timeout <= 0:
         raise UsageError("--fetch-timeout takes a positive number of seconds")
@@ -53,9 +57,9 @@ def pickup_command(
         raise UsageError("--fetch resumes the session; it cannot be combined with --qr or --json")
     if wait is not None and not 0 < wait <= MAX_WAIT:
         raise UsageError(f"--wait takes a number of seconds from 1 to {MAX_WAIT:.0f}")
-    publisher = PublicKey.parse(pubkey) if pubkey is not None else None
     launching = not (qr or as_json)
     env = environment()
+    publisher = names.key_or_name(pubkey, env.contacts) if pubkey is not None else None
     outcome = pickup.pickup(
         publisher,
         console,

@@ -47,17 +47,25 @@ def audience(record: Record) -> str:
 
 
 def mode_line(outcome: PublishOutcome) -> str:
+    """` For you and laptop, desk, burn after read.`: who can open it and how it ends, after the expiry."""
     parts = []
     if outcome.mode == "pin":
         parts.append("PIN-protected")
     elif outcome.mode == "share" and (recipient := outcome.record.recipient_key()) is not None:
-        parts.append(f"Shared with {recipient.display}")
+        parts.append(f"Shared with {_named(outcome.shared_with, recipient.display)}")
+    elif outcome.devices:
+        # Names from the contacts file are plain (contacts.NAME_PATTERN): nothing to escape.
+        parts.append(f"For you and {', '.join(outcome.devices)}")
     if outcome.record.burn:
         parts.append("burn after read")
     if not parts:
         return ""
     text = ", ".join(parts)
     return f" {text[:1].upper()}{text[1:]}."
+
+
+def _named(name: str | None, key: str) -> str:
+    return f"{name} ({key})" if name else key
 
 
 def stored_on(stored: Stored) -> str:
@@ -91,6 +99,9 @@ def publish_json(outcome: PublishOutcome) -> Json:
         "nodes": outcome.published.nodes,
         "relays": outcome.published.relays,
         "pickup_command": outcome.pickup_command,
+        "qr_command": outcome.qr_command,
+        "devices": list(outcome.devices),
+        "shared_with": outcome.shared_with,
         "carry": carry_json(outcome.carry) if outcome.carry else None,
     }
 
@@ -110,6 +121,7 @@ def pickup_json(outcome: PickupOutcome) -> Json:
         "project": outcome.payload.project,
         "hostname": outcome.payload.hostname,
         "publisher": outcome.publisher.display,
+        "from": outcome.sender,
         **record_json(outcome.record),
         "revoked": outcome.revoked,
         "session_on_this_machine": outcome.session is not None,

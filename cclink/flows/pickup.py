@@ -8,13 +8,18 @@ claude itself but returns a `Resumption` for the CLI to carry out.
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from cclink import text
 from cclink.errors import (
     CannotDecrypt,
+    CclinkError,
     Expired,
     KeyFileError,
     NetworkError,
@@ -28,9 +33,9 @@ from cclink.errors import (
 from cclink.flows import keeping
 from cclink.flows.environment import Environment
 from cclink.flows.publish import PIN_ENV
-from cclink.flows.ui import SECRET_TRIES, UI, go_ahead
+from cclink.flows.ui import SECRET_TRIES, UI, Progress, go_ahead
 from cclink.local import claude
-from cclink.net.record_store import Resolved
+from cclink.net.record_store import Resolved, Revocation
 from cclink.wire import agecrypt, kdf, payload
 from cclink.wire.keys import Identity, PublicKey
 from cclink.wire.payload import Payload
@@ -41,6 +46,8 @@ DEFAULT_FETCH_TIMEOUT = 60.0
 WAIT_FIRST_POLL = 2.0
 WAIT_BACKOFF = 1.5
 WAIT_LONGEST_POLL = 30.0
+
+T = TypeVar("T")
 
 
 # --- pickup -----------------------------------------------------------------------
@@ -56,6 +63,7 @@ class PickupOutcome:
     notes: list[str] = field(default_factory=list)
     fetch: bool = False  # the session data is to be fetched from the publisher (--carry)
     decryptor: agecrypt.Identity | None = field(default=None, repr=False)
+    sender: str | None = None  # the paired device or contact that published it, by name; None for one's own key
 
     @property
     def project_dir(self) -> Path | None:
@@ -90,19 +98,20 @@ def pickup(
     """
     now = env.clock()
     identity: Identity | None
-    own_key = publisher is None
     if publisher is None:
         identity = env.keys.load(ui)
-        publisher = identity.public_key
+        sources = _own_sources(identity, env)
     else:
         identity = env.keys.load(ui) if env.keys.exists() else None
+        sources = [_Source(publisher, _name_of(publisher, identity, env))]
     if wait is not None:
-        resolved = _wait_for_new_handoff(publisher, ui, env, wait)
+        found = _wait_for_new_handoff(sources, identity, ui, env, wait)
     else:
-        resolved = _resolve(publisher, ui, env, own_key=own_key)
+        found = _find(sources, identity, ui, env)
+    publisher, resolved, sender = found.source.key, found.resolved, found.source.name
     record = resolved.record
     _refuse_expired(record, now)
-    body, decryptor = _decrypt(record, publisher, identity, ui, now)
+    body, decryptor = found.opened or _decrypt(record, found.source, identity, ui, now)
     session = claude.find_session(body.session_id)
     if force_fetch and body.carry is None:
         raise UsageError("this handoff does not carry the session data, so there is nothing to fetch (--fetch)")
@@ -111,12 +120,12 @@ def pickup(
         _check_can_resume(body, session, fetch, project_dir, env.cwd)
         go_ahead(
             ui,
-            _resume_question(body, record, now),
+            _resume_question(body, record, now, sender),
             assume_yes=assume_yes,
             otherwise="not resumed; the handoff is still published",
             unattended=True,
         )
-    notes: list[str] = []
+    notes = list(found.notes)
     revoked = False
     if record.burn and fetch:
         notes.append("This is a burn-after-read handoff: its publisher revokes it once the session is fetched.")
@@ -127,56 +136,264 @@ def pickup(
             revoked = True
             kept = keeping.hand_over_revocation(env.keeper, identity, stored.seq, record.expires_at)
             notes.extend([kept] if kept is not None else [])
+        elif sender is not None:
+            notes.append(
+                f"This is a burn-after-read handoff, but only {sender}'s key can revoke it; it stays until it "
+                f"expires, or until `cclink revoke` there."
+            )
         else:
             notes.append(
                 "This is a burn-after-read handoff, but only its publisher's key can revoke it; "
                 "it stays until it expires."
             )
     env.pickups.remember(publisher.raw, resolved.seq)
-    return PickupOutcome(publisher, record, body, session, revoked, notes, fetch, decryptor)
+    return PickupOutcome(publisher, record, body, session, revoked, notes, fetch, decryptor, sender)
 
 
-def _resolve(publisher: PublicKey, ui: UI, env: Environment, *, own_key: bool) -> Resolved:
-    """The active handoff under publisher; with nothing under one's own key, say the likely reason."""
+# --- where to look: one's own key and paired devices, or the key asked for ------------------
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A key to look up, and what to call its publisher: a device's or contact's name, None for one's own key."""
+
+    key: PublicKey
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class _Found:
+    """The handoff chosen, where it was found, and, when it was opened to see whether it is for this machine, what
+    it holds."""
+
+    source: _Source
+    resolved: Resolved
+    opened: tuple[Payload, agecrypt.Identity] | None = None
+    notes: tuple[str, ...] = ()
+
+
+def _own_sources(identity: Identity, env: Environment) -> list[_Source]:
+    """One's own key, then each paired device's (a device holding this very key is looked up once)."""
+    own = identity.public_key
+    devices = [_Source(device.key, device.name) for device in env.contacts.devices() if device.key != own]
+    return [_Source(own), *devices]
+
+
+def _name_of(publisher: PublicKey, identity: Identity | None, env: Environment) -> str | None:
+    if identity is not None and publisher == identity.public_key:
+        return None
+    contact = env.contacts.find(publisher.z32)
+    return contact.name if contact is not None else None
+
+
+def _label(source: _Source) -> str:
+    """A source among one's own key and devices: its name, or `your key`."""
+    return source.name or "your key"
+
+
+def _who(sources: Sequence[_Source]) -> str:
+    """`your key and laptop, desk`: whose handoffs are looked up, for progress lines and errors."""
+    if len(sources) == 1:
+        return sources[0].name or sources[0].key.fingerprint
+    return "your key and " + ", ".join(_label(source) for source in sources[1:])
+
+
+def _find(sources: list[_Source], identity: Identity | None, ui: UI, env: Environment) -> _Found:
+    """The handoff to pick up: under the one key, or the newest for this machine under one's own and devices' keys."""
+    if len(sources) == 1:
+        return _Found(sources[0], _resolve(sources[0], identity, ui, env))
+    with ui.progress(f"Looking up {_who(sources)} on the DHT") as shown:
+        looked_up = _look_up_all(
+            sources, env, lambda source: env.records.newest(source.key, lambda d: _retrying(shown, d))
+        )
+    return _newest_for_me(sources, looked_up, identity, env.clock())
+
+
+def _retrying(shown: Progress, delay: float) -> None:
+    shown.update(f"DHT unreachable; retrying in {delay:.0f}s")
+
+
+def _resolve(source: _Source, identity: Identity | None, ui: UI, env: Environment) -> Resolved:
+    """The active handoff under one key; with nothing under one's own key and no devices, say how to pair."""
+    publisher = source.key
     with ui.progress(f"Looking up {publisher.fingerprint} on the DHT") as shown:
-        found = env.records.newest(publisher, on_retry=lambda d: shown.update(f"DHT unreachable; retrying in {d:.0f}s"))
-    if found is None and own_key:
+        found = env.records.newest(publisher, on_retry=lambda d: _retrying(shown, d))
+    if found is None and identity is not None and publisher == identity.public_key:
         # Two machines with different keys is the usual reason: each looks under its own.
         raise NotFound(
             f"no handoff is published under {publisher.display}, your key; if it was published on another machine, "
-            "that machine must use this key too: compare `cclink whoami` on both and copy the key with "
-            "`cclink init --import`, or pick up with the publisher's key (`cclink pickup PUBKEY`)"
+            "pair the two once: run `cclink pair` here and `cclink pair CODE` with the code it shows on the other "
+            "machine, then publish again (or pick up with the publisher's key: `cclink pickup PUBKEY`)"
         )
     return env.records.active(publisher, found)
 
 
-def _wait_for_new_handoff(publisher: PublicKey, ui: UI, env: Environment, seconds: float) -> Resolved:
-    """The first active handoff under publisher newer than the last one picked up here, polled for up to seconds.
+Looked = Resolved | Revocation | CclinkError | None
 
+
+def _look_up_all(
+    sources: list[_Source], env: Environment, look_up: Callable[[_Source], Resolved | Revocation | None]
+) -> list[Looked]:
+    """What look_up found under every source, all looked up at once; a CclinkError stands for its lookup."""
+    results = _at_once([functools.partial(look_up, source) for source in sources])
+    # The rollback guard's memory is not made for threads: what a thread remembered is remembered again here.
+    for source, result in zip(sources, results, strict=True):
+        if isinstance(result, Resolved):
+            env.records.seen.remember(source.key.raw, result.seq)
+        elif isinstance(result, Revocation):
+            env.records.seen.remember(source.key.raw, result.item.seq)
+    return results
+
+
+def _at_once(calls: Sequence[Callable[[], T]]) -> list[T | CclinkError]:
+    """Run calls each in a thread of its own and wait for all: results in order, a CclinkError as its result.
+
+    Daemon threads: a Ctrl-C must not wait for lookups to give up.
+    """
+    results: list[T | CclinkError | BaseException | None] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except BaseException as error:  # noqa: BLE001 - not swallowed: raised below in the waiting thread
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=(index,), daemon=True) for index in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, CclinkError):
+            raise result
+    return results  # type: ignore[return-value]  # every other exception was raised above
+
+
+def _newest_for_me(sources: list[_Source], looked_up: list[Looked], identity: Identity | None, now: float) -> _Found:
+    """The newest live handoff this machine can open; failing that the newest expired one, which is then refused.
+
+    A handoff it cannot open (shared with someone else, for a PIN under a
+    device's key, published before pairing) is skipped, not an error; so is
+    a key whose lookup failed, when another key has a handoff.
+    """
+    mine: list[_Found] = []
+    others: list[_Source] = []
+    for source, result in zip(sources, looked_up, strict=True):
+        if isinstance(result, Resolved):
+            found = _for_me(source, result, identity, own=source is sources[0])
+            if found is not None:
+                mine.append(found)
+            else:
+                others.append(source)
+    failed = [
+        (source, result) for source, result in zip(sources, looked_up, strict=True) if isinstance(result, CclinkError)
+    ]
+    if not mine:
+        raise _nothing_for_me(sources, others, failed)
+    live = [found for found in mine if not found.resolved.record.is_expired(now)] or mine
+    chosen = max(live, key=_newness)
+    notes = tuple(f"{_label(source)}'s handoffs could not be looked up: {error.message}" for source, error in failed)
+    return _Found(chosen.source, chosen.resolved, chosen.opened, notes)
+
+
+def _for_me(source: _Source, resolved: Resolved, identity: Identity | None, *, own: bool) -> _Found | None:
+    """The handoff as found, opened when it opens with this machine's key; None when it is not for this machine.
+
+    A PIN handoff under one's own key is for this machine, as it always was
+    (the PIN is asked for later); under a device's key it was meant for
+    someone else.
+    """
+    record = resolved.record
+    if record.pin_salt is not None:
+        return _Found(source, resolved) if own else None
+    if identity is None:
+        return None
+    try:
+        opened = payload.open_payload(record.blob, identity.age_identity())
+    except (CannotDecrypt, WireError):
+        return None
+    return _Found(source, resolved, (opened, identity.age_identity()))
+
+
+def _nothing_for_me(
+    sources: list[_Source], others: list[_Source], failed: list[tuple[_Source, CclinkError]]
+) -> CclinkError:
+    """Why nothing was picked up: the first lookup that failed, handoffs addressed elsewhere, or nothing at all."""
+    if others:
+        names = ", ".join(_label(source) for source in others)
+        return NotFound(
+            f"there are handoffs under {names}, but none addressed to this machine: they were shared with someone "
+            "else, or published before the machines were paired (publish again there)"
+        )
+    if failed:
+        return failed[0][1]
+    return NotFound(f"no handoff is published under {_who(sources)}")
+
+
+def _wait_for_new_handoff(
+    sources: list[_Source], identity: Identity | None, ui: UI, env: Environment, seconds: float
+) -> _Found:
+    """The first handoff for this machine newer than the last one picked up here, polled for up to seconds.
+
+    Newer is per key: above the seq of the last handoff picked up under it.
     Until one appears, an unreachable DHT or an older item (a replay, or
     nodes that lost the newest) only means waiting on.
     """
-    last = env.pickups.floor(publisher.raw)
     deadline = env.clock() + seconds
     delay = WAIT_FIRST_POLL
-    waiting = f"Waiting for a new handoff from {publisher.fingerprint} (Ctrl-C stops)"
+    waiting = f"Waiting for a new handoff from {_who(sources)} (Ctrl-C stops)"
     with ui.progress(waiting) as shown:
         while True:
-            try:
-                found = env.records.newest(publisher, retry_for=0)  # waiting is retrying enough
-                shown.update(waiting)
-            except (NetworkError, Rollback):
-                found = None
-                shown.update(f"{waiting}; the DHT did not answer, trying again")
-            if isinstance(found, Resolved) and found.seq > last and not found.record.is_expired(env.clock()):
+            looked_up = _look_up_all(sources, env, lambda source: env.records.newest(source.key, retry_for=0))
+            _raise_refusal(looked_up)
+            answered = not all(isinstance(result, NetworkError | Rollback) for result in looked_up)
+            shown.update(waiting if answered else f"{waiting}; the DHT did not answer, trying again")
+            found = _new_for_me(sources, looked_up, identity, env)
+            if found is not None:
                 return found
             remaining = deadline - env.clock()
             if remaining <= 0:
-                raise NotFound(
-                    f"no new handoff from {publisher.display} appeared within {text.format_duration(seconds)}"
-                )
+                raise NotFound(f"no new handoff from {_shown(sources)} appeared within {text.format_duration(seconds)}")
             env.sleep(min(delay, remaining))
             delay = min(delay * WAIT_BACKOFF, WAIT_LONGEST_POLL)
+
+
+def _raise_refusal(looked_up: list[Looked]) -> None:
+    """For the one key asked for, a record refused (malformed, badly signed) ends the wait as it ends a pickup.
+
+    Among one's own and devices' keys it is skipped like any handoff not for this machine.
+    """
+    [result, *more] = looked_up
+    if not more and isinstance(result, CclinkError) and not isinstance(result, NetworkError | Rollback):
+        raise result
+
+
+def _new_for_me(
+    sources: list[_Source], looked_up: list[Looked], identity: Identity | None, env: Environment
+) -> _Found | None:
+    """The newest live handoff above the last one picked up under its key: for this machine, or under the one key
+    asked for (which is then opened as any pickup of it is)."""
+    new: list[_Found] = []
+    for source, result in zip(sources, looked_up, strict=True):
+        if not isinstance(result, Resolved) or result.seq <= env.pickups.floor(source.key.raw):
+            continue
+        if result.record.is_expired(env.clock()):
+            continue
+        found = (
+            _Found(source, result) if len(sources) == 1 else _for_me(source, result, identity, own=source is sources[0])
+        )
+        new.extend([found] if found is not None else [])
+    return max(new, key=_newness, default=None)
+
+
+def _newness(found: _Found) -> tuple[int, int]:
+    return found.resolved.record.created_at, found.resolved.seq
+
+
+def _shown(sources: list[_Source]) -> str:
+    if len(sources) == 1:
+        return sources[0].name or sources[0].key.display
+    return _who(sources)
 
 
 def _check_can_resume(
@@ -205,28 +422,33 @@ def _refuse_expired(record: Record, now: float) -> None:
 
 
 def _decrypt(
-    record: Record, publisher: PublicKey, identity: Identity | None, ui: UI, now: float
+    record: Record, source: _Source, identity: Identity | None, ui: UI, now: float
 ) -> tuple[Payload, agecrypt.Identity]:
     """The payload, and the age identity that opened it (it opens a carried session too)."""
+    publisher = source.key
     age = text.format_duration(max(0.0, now - record.created_at))
-    origin = f"the handoff from {publisher.display} ({age} old)"
+    sender = f"{source.name} ({publisher.display})" if source.name else publisher.display
+    origin = f"the handoff from {sender} ({age} old)"
     if record.pin_salt is not None:
         return _decrypt_with_pin(record, record.pin_salt, ui, origin)
     if identity is None:
         raise KeyFileError(f"{origin} is encrypted to a key, and there is no key here; run `cclink init` first")
     me = identity.public_key
-    intended = record.recipient_key() or publisher
-    if intended != me:
-        if record.recipient is not None:
-            raise CannotDecrypt(f"{origin} was shared with {intended.display}, not with your key {me.display}")
-        raise CannotDecrypt(
-            f"{origin} is encrypted to its publisher's own key; use that key here, "
-            f"or ask the publisher to run `cclink --share {me.z32}` or `cclink --pin`"
-        )
+    intended = record.recipient_key()
+    if intended is not None and intended != me:
+        raise CannotDecrypt(f"{origin} was shared with {intended.display}, not with your key {me.display}")
     try:
         return payload.open_payload(record.blob, identity.age_identity()), identity.age_identity()
     except CannotDecrypt:
+        pass
+    if intended == me or publisher == me:
         raise CannotDecrypt(f"{origin} names your key but does not decrypt with it; it may be damaged") from None
+    # Encrypted to its publisher's key and paired devices, and this machine is not among them.
+    raise CannotDecrypt(
+        f"{origin} is encrypted to its publisher's own key and devices, not to this machine; "
+        f"pair the two machines (`cclink pair`), or ask the publisher to run `cclink --share {me.z32}` "
+        "or `cclink --pin`"
+    )
 
 
 def _decrypt_with_pin(record: Record, pin_salt: bytes, ui: UI, origin: str) -> tuple[Payload, agecrypt.Identity]:
@@ -243,12 +465,13 @@ def _decrypt_with_pin(record: Record, pin_salt: bytes, ui: UI, origin: str) -> t
             attempt += 1
 
 
-def _resume_question(body: Payload, record: Record, now: float) -> str:
+def _resume_question(body: Payload, record: Record, now: float, sender: str | None) -> str:
     # The publisher chose these words: shown escaped, they cannot steer the terminal.
     where = text.printable(body.project) if body.project else "an unknown directory"
     host = f" on {text.printable(body.hostname)}" if body.hostname else ""
     age = text.format_duration(max(0.0, now - record.created_at))
-    return f"Resume session {body.session_id} ({where}{host}, published {age} ago)?"
+    origin = f" from {sender}" if sender else ""
+    return f"Resume session {body.session_id}{origin} ({where}{host}, published {age} ago)?"
 
 
 @dataclass(frozen=True)
@@ -280,7 +503,8 @@ def resume(
     if session is None:
         raise _not_on_this_machine(outcome.payload.session_id)
     claude.check_can_resume(outcome.payload.session_id, where)
-    ui.say(f"Resuming session {outcome.payload.session_id}...")
+    origin = f" from {outcome.sender}" if outcome.sender else ""
+    ui.say(f"Resuming session {outcome.payload.session_id}{origin}...")
     return Resumption(outcome.payload.session_id, where)
 
 

@@ -1,8 +1,9 @@
-"""age encryption to raw X25519 keys (binary age v1 files, one recipient)."""
+"""age encryption to raw X25519 keys (binary age v1 files, to one recipient or several)."""
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from collections.abc import Sequence
+from typing import BinaryIO, TypeAlias
 
 import bech32
 import pyrage
@@ -28,8 +29,20 @@ def identity_from_secret(x25519_secret: bytes) -> Identity:
     return Identity.from_str(_bech32("age-secret-key-", x25519_secret).upper())
 
 
-def encrypt(plaintext: bytes, recipient: Recipient) -> bytes:
-    return pyrage.encrypt(plaintext, [recipient])
+# A handoff to one's own key and paired devices is one file with a stanza per recipient; any one identity opens it.
+Recipients: TypeAlias = Recipient | Sequence[Recipient]
+
+
+def recipient_list(recipients: Recipients) -> list[Recipient]:
+    """recipients as a non-empty list."""
+    listed = [recipients] if isinstance(recipients, Recipient) else list(recipients)
+    if not listed:
+        raise ValueError("age needs at least one recipient")
+    return listed
+
+
+def encrypt(plaintext: bytes, recipients: Recipients) -> bytes:
+    return pyrage.encrypt(plaintext, recipient_list(recipients))
 
 
 # age adds a "grease" stanza of random length (0 to about 170 bytes) to every
@@ -37,11 +50,15 @@ def encrypt(plaintext: bytes, recipient: Recipient) -> bytes:
 # cap of 1000 bytes; keeping the smallest of a few encryptions makes its size
 # predictable. Each encryption costs microseconds.
 COMPACT_TRIES = 16
+# When the smallest of those does not fit, the smallest of many more often does: a handoff at the edge
+# (a paired device more, a longer path) then fits every time rather than now and then. Milliseconds, once.
+LAST_RESORT_TRIES = 256
 
 
-def encrypt_compact(plaintext: bytes, recipient: Recipient, tries: int = COMPACT_TRIES) -> bytes:
+def encrypt_compact(plaintext: bytes, recipients: Recipients, tries: int = COMPACT_TRIES) -> bytes:
     """The smallest of `tries` encryptions of plaintext: an ordinary age file, grease and all."""
-    return min((encrypt(plaintext, recipient) for _ in range(tries)), key=len)
+    listed = recipient_list(recipients)
+    return min((encrypt(plaintext, listed) for _ in range(tries)), key=len)
 
 
 def decrypt(ciphertext: bytes, identity: Identity) -> bytes:

@@ -173,9 +173,14 @@ def _from_b64url(value: object, name: str) -> bytes:
         raise MalformedPayload(f"the carried session's {name} is not base64url") from None
 
 
-def seal(payload: Payload, recipient: agecrypt.Recipient) -> bytes:
-    """Encrypt a payload to one age recipient (the record's blob), as small as age allows."""
-    return agecrypt.encrypt_compact(payload.to_plaintext(), recipient)
+def seal(payload: Payload, recipients: agecrypt.Recipients, tries: int = agecrypt.COMPACT_TRIES) -> bytes:
+    """Encrypt a payload to one age recipient or several (the record's blob), as small as age allows.
+
+    Several recipients make one age file with a stanza each: any of their
+    identities opens it alone, so the Rust tool, which knows nothing of
+    devices, still opens a handoff to its key and paired devices with its key.
+    """
+    return agecrypt.encrypt_compact(payload.to_plaintext(), recipients, tries)
 
 
 def open_payload(blob: bytes, identity: agecrypt.Identity) -> Payload:
