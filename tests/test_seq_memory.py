@@ -259,3 +259,23 @@ def test_the_default_memory_lives_in_the_state_dir(tmp_path: Path, monkeypatch: 
     SeqMemory.in_state_dir().remember(key, SEQ)
 
     assert stored(tmp_path / "state" / seq_memory.FILE_NAME) == {key: SEQ}
+
+
+def test_threads_remembering_different_keys_lose_none():
+    # Pickup looks up several keys at once (paired devices), each thread remembering what it saw.
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, to make a lost update likely
+    try:
+        memory = SeqMemory.in_memory()
+        keys = [os.urandom(32) for _ in range(400)]
+        threads = [
+            threading.Thread(target=lambda part: [memory.remember(key, 5) for key in part], args=(keys[i::8],))
+            for i in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(previous)
+    assert [memory.floor(key) for key in keys] == [5] * len(keys)

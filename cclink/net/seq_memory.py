@@ -22,6 +22,7 @@ surpassed.
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -49,6 +50,8 @@ class SeqMemory:
         self.path = path
         self.capacity = capacity
         self._seqs: OrderedDict[bytes, int] | None = None  # least recently remembered first; loaded on first use
+        # Lookups under several keys run in threads (pickup with paired devices), each remembering what it saw.
+        self._lock = threading.RLock()
 
     @classmethod
     def in_state_dir(cls) -> SeqMemory:
@@ -77,6 +80,10 @@ class SeqMemory:
         """
         if len(public_key) != PUBLIC_KEY_SIZE or not 0 <= seq < MAX_SEQ:
             return
+        with self._lock:
+            self._remember(public_key, seq)
+
+    def _remember(self, public_key: bytes, seq: int) -> None:
         if self.path is None:
             self._seqs = _updated(self._loaded(), public_key, seq, self.capacity)
             return
@@ -95,9 +102,10 @@ class SeqMemory:
         self._seqs = updated
 
     def _loaded(self) -> OrderedDict[bytes, int]:
-        if self._seqs is None:
-            self._seqs = _read(self.path, self.capacity) if self.path is not None else OrderedDict()
-        return self._seqs
+        with self._lock:
+            if self._seqs is None:
+                self._seqs = _read(self.path, self.capacity) if self.path is not None else OrderedDict()
+            return self._seqs
 
 
 def _updated(seqs: OrderedDict[bytes, int], public_key: bytes, seq: int, capacity: int) -> OrderedDict[bytes, int]:
