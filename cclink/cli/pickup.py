@@ -75,7 +75,7 @@ def pickup_command(
     if as_json:
         render.print_json(render.pickup_json(outcome))
     elif qr:
-        console.out(console.qr_text(outcome.payload.session_id))
+        console.show_qr(outcome.payload.session_id)
         console.out(f"Session: {outcome.payload.session_id}")
     else:
         if outcome.revoked:
