@@ -255,7 +255,13 @@ def test_a_resumed_list_keeps_what_is_live_and_puts_it_at_once() -> None:
 
 @pytest.fixture
 def place(tmp_path: Path) -> agent.Place:
-    return agent.Place(tmp_path / "agent.sock", tmp_path / "agent.lock", tmp_path / "kept.json", tmp_path / "agent.log")
+    return agent.Place(
+        tmp_path / "agent.sock",
+        tmp_path / "agent.lock",
+        tmp_path / "kept.json",
+        tmp_path / "agent.log",
+        tmp_path / "carry",
+    )
 
 
 def test_the_kept_list_is_saved_privately_and_read_back(place: agent.Place) -> None:

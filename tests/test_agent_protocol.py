@@ -15,8 +15,11 @@ from cclink.wire.agent_protocol import (
     MAX_ANSWER_LINE,
     MAX_ERROR,
     MAX_KEPT,
+    MAX_NODES,
     MAX_REQUEST_LINE,
+    MAX_TRANSFERS,
     Answer,
+    Carry,
     Entry,
     GetKey,
     Item,
@@ -25,6 +28,8 @@ from cclink.wire.agent_protocol import (
     ProtocolError,
     Status,
     Stop,
+    Transfer,
+    TransferEntry,
     Unlock,
 )
 
@@ -248,3 +253,76 @@ def test_the_seed_is_in_no_representation_of_a_request_or_an_answer() -> None:
 def test_an_unlock_request_hands_over_a_seed_that_can_be_overwritten() -> None:
     request = agent_protocol.decode_request(agent_protocol.encode_request(UNLOCK))
     assert isinstance(request, Unlock) and isinstance(request.seed, bytearray) and request.seed == SEED
+
+
+# --- carry: a carried session handed to the agent ----------------------------------------------------
+
+REVOCATION = Item(KEY, 2**63 - 1, bytes(range(64)), bytes(range(40)), 2**40)
+TRANSFER = Transfer(
+    "0b7c1f55-6a4e-4d2b-9a51-3f7d2e8c9a10", ITEM, REVOCATION, bytes(20), 2**34, bytes(32), DIGEST, 2**40
+)
+CARRY = Carry("0f" * 16, TRANSFER)
+TRANSFER_ENTRY = TransferEntry("0f" * 16, KEY, "s", 2**34, MAX_NODES, 2**40, "timed out", True, 2**53)
+
+
+def test_the_largest_carry_request_fits_its_line_and_round_trips() -> None:
+    for request in (CARRY, Carry("ab" * 16, Transfer("s", ITEM, None, bytes(20), 1, bytes(32), bytes(32), 0))):
+        line = agent_protocol.encode_request(request)
+        assert len(line) <= MAX_REQUEST_LINE and line.count(b"\n") == 1
+        assert agent_protocol.decode_request(line) == request
+
+
+def test_the_largest_status_answer_with_transfers_fits_its_line() -> None:
+    largest = Entry(KEY, 2**63 - 1, "revocation", 2**53, 1000, 2**53, 2**53)
+    answer = Answer(True, pid=2**31, kept=(largest,) * MAX_KEPT, transfers=(TRANSFER_ENTRY,) * MAX_TRANSFERS)
+    line = agent_protocol.encode_answer(answer)
+    assert len(line) <= MAX_ANSWER_LINE and agent_protocol.decode_answer(line) == answer
+
+
+def carry_fields(**changes: object) -> dict[str, object]:
+    return fields_of(CARRY, **changes)
+
+
+def transfer_fields(**changes: object) -> dict[str, object]:
+    transfer = json.loads(agent_protocol.encode_request(CARRY))["transfer"]
+    transfer.update(changes)
+    return carry_fields(transfer={key: value for key, value in transfer.items() if value is not DROP})
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        carry_fields(id="../../../etc/passwd"),
+        carry_fields(id="/tmp/" + "0" * 27),
+        carry_fields(id="0F" * 16),
+        carry_fields(id="0" * 31),
+        carry_fields(id=DROP),
+        carry_fields(extra=1),
+        carry_fields(transfer=[]),
+        transfer_fields(path="/etc/passwd"),
+        transfer_fields(session_id="../x"),
+        transfer_fields(session_id=""),
+        transfer_fields(size=0),
+        transfer_fields(size=2**34 + 1),
+        transfer_fields(info_hash="00" * 32),
+        transfer_fields(archive_sha256=DROP),
+        transfer_fields(handoff=None),
+        transfer_fields(revocation={"seq": 1}),
+        transfer_fields(deadline=-1),
+    ],
+)
+def test_carry_requests_with_a_wrong_field_are_refused(fields: dict[str, object]) -> None:
+    with pytest.raises(ProtocolError):
+        agent_protocol.decode_request(json.dumps(fields).encode())
+
+
+def test_a_transfer_file_round_trips_and_anything_else_is_refused() -> None:
+    data = agent_protocol.encode_transfer_file(TRANSFER)
+    assert agent_protocol.decode_transfer_file(data) == TRANSFER
+    for damaged in (b"", data[:-20], data.replace(b'"version":1', b'"version":2'), b"[" * 10_000):
+        with pytest.raises(ProtocolError):
+            agent_protocol.decode_transfer_file(damaged)
+
+
+def test_the_archive_sha256_is_in_no_representation_of_a_transfer() -> None:
+    assert DIGEST.hex() not in repr(CARRY) and str(DIGEST) not in repr(CARRY)

@@ -68,9 +68,15 @@ def place() -> Iterator[agent.Place]:
     root = Path(tempfile.mkdtemp(prefix="ccag", dir="/tmp"))  # short: AF_UNIX's limit
     directory = root / "cclink"
     yield agent.Place(
-        directory / "agent.sock", directory / "agent.lock", root / "state" / "kept.json", root / "agent.log"
+        directory / "agent.sock",
+        directory / "agent.lock",
+        root / "state" / "kept.json",
+        root / "agent.log",
+        root / "state" / "carry",
     )
-    agent.ask(agent.Place(directory / "agent.sock", directory / "agent.lock", root / "k", root / "l"), Stop())
+    agent.ask(
+        agent.Place(directory / "agent.sock", directory / "agent.lock", root / "k", root / "l", root / "c"), Stop()
+    )
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -18,10 +18,16 @@ from pathlib import Path
 
 import pytest
 from support.agents import AgentMachine
+from support.carry import finish, wait_for_line
 from support.machines import Machine
 
 from cclink.dev.testnet import Testnet
+from cclink.local import files
 from cclink.net import agent
+from cclink.wire import packet
+from cclink.wire.agent_protocol import Carry, Item, Transfer
+from cclink.wire.keys import Identity
+from cclink.wire.record import new_record
 
 pytestmark = pytest.mark.e2e
 
@@ -307,3 +313,230 @@ def files_holding(secret: bytes, *roots: Path) -> list[Path]:
             if path.is_file() and not path.is_symlink() and secret.lower() in path.read_bytes().lower():
                 found.append(path)
     return found
+
+
+# --- cclink --carry through the agent ---------------------------------------------------------------
+
+
+def carrying_pair(agent_machines, machines) -> tuple[AgentMachine, Machine, Path, str]:
+    """A laptop whose commands use the agent, with a session to carry; a desktop holding the same key."""
+    laptop: AgentMachine = agent_machines("laptop")
+    laptop.init()
+    desktop = machines("desktop")
+    desktop.init(import_from=laptop.key_file)
+    project = laptop.project("app")
+    session_id = laptop.add_session(project, messages=[("user", "carry me " * 2000)])
+    return laptop, desktop, project, session_id
+
+
+def transfers(machine: Machine) -> list[dict]:
+    return status(machine)["transfers"]
+
+
+def test_carry_returns_at_once_and_the_agent_offers_the_session_until_it_is_fetched(agent_machines, machines) -> None:
+    laptop, desktop, project, session_id = carrying_pair(agent_machines, machines)
+
+    published = laptop.ok("--carry", cwd=project)
+
+    assert "The background agent offers the session" in published.stderr and "`cclink status`" in published.stderr
+    assert "Seeding" not in published.stderr
+    assert list((laptop.home / ".cache" / "cclink" / "outgoing").iterdir()) == []  # its temp dir is gone
+    (offered,) = transfers(laptop)
+    assert (offered["session_id"], offered["state"]) == (session_id, "offering") and offered["size"] > 0
+    shown = laptop.ok("status").stdout
+    assert f"Session {session_id}" in shown and "offering" in shown
+
+    desktop.ok("pickup", "-y", "--project-dir", str(desktop.project("app")))
+
+    [launch] = desktop.launches()
+    assert session_id in "".join(launch.argv)
+    eventually(lambda: [t["state"] for t in transfers(laptop)] in ([], ["fetched"]), "the agent saw it fetched")
+    assert list(laptop.place.carry.iterdir()) == []  # the encrypted file is deleted once it is fetched
+
+
+def test_carry_burn_through_the_agent_leaves_the_handoff_revoked_after_the_pickup(agent_machines, machines) -> None:
+    laptop, desktop, project, session_id = carrying_pair(agent_machines, machines)
+    laptop.ok("--carry", "--burn", cwd=project)
+    assert transfers(laptop)[0]["state"] == "offering"
+
+    desktop.ok("pickup", "-y", "--project-dir", str(desktop.project("app")))
+
+    eventually(lambda: [t["state"] for t in transfers(laptop)] == ["fetched"], "the agent saw it fetched")
+    assert desktop.run("pickup", "-y").returncode == 7  # revoked before the transfer counts as fetched
+    (ended,) = transfers(laptop)
+    assert (ended["session_id"], ended["state"], ended["revoked"]) == (session_id, "fetched", True)
+    assert "the burn-after-read handoff was revoked" in laptop.ok("status").stdout
+    (kept,) = status(laptop)["kept"]
+    assert kept["kind"] == "revocation"  # and the agent keeps the revocation alive
+
+
+def test_carry_foreground_offers_from_the_command_as_before(agent_machines, machines) -> None:
+    laptop, desktop, project, _ = carrying_pair(agent_machines, machines)
+    publisher = laptop.spawn("--carry", "--foreground", cwd=project)
+    try:
+        wait_for_line(publisher, "Offering the session")
+        assert laptop.agent_pid() is None  # nothing was handed to an agent
+
+        desktop.ok("pickup", "-y", "--project-dir", str(desktop.project("app")))
+
+        code, _, err = finish(publisher)
+        assert code == 0, err
+        assert "The session was fetched" in err and "background agent" not in err
+    finally:
+        if publisher.poll() is None:
+            publisher.kill()
+            publisher.communicate()
+
+
+def test_foreground_is_only_for_carry(agent_machines) -> None:
+    laptop: AgentMachine = agent_machines("laptop")
+    laptop.init()
+    refused = laptop.run("--missing-ok", SESSION, "--foreground")
+    assert refused.returncode == 2 and "--foreground is for --carry" in refused.stderr
+
+
+def test_with_the_agent_off_carry_stays_in_the_foreground_without_a_word(paired) -> None:
+    laptop, desktop = paired
+    project = laptop.project("app")
+    laptop.add_session(project)
+    publisher = laptop.spawn("--carry", cwd=project)
+    try:
+        line = wait_for_line(publisher, "Offering the session")
+        assert "keep this running" in line
+
+        desktop.ok("pickup", "-y", "--project-dir", str(desktop.project("app")))
+
+        code, _, err = finish(publisher)
+        assert code == 0 and "Note:" not in err, err
+    finally:
+        if publisher.poll() is None:
+            publisher.kill()
+            publisher.communicate()
+
+
+def test_a_carry_nobody_fetches_times_out_in_the_agent(agent_machines, machines) -> None:
+    laptop, _, project, _ = carrying_pair(agent_machines, machines)
+
+    laptop.ok("--carry", "--carry-timeout", "2", cwd=project)
+
+    eventually(lambda: [t["state"] for t in transfers(laptop)] == ["timed out"], "the transfer timed out")
+    assert "stopped: nobody fetched it in time" in laptop.ok("status").stdout
+    assert list(laptop.place.carry.iterdir()) == []
+
+
+def test_after_an_agent_restart_the_carried_session_is_offered_again(agent_machines, machines) -> None:
+    laptop, desktop, project, session_id = carrying_pair(agent_machines, machines)
+    laptop.ok("--carry", cwd=project)
+    first = laptop.agent_pid(wait=GUARD)
+    assert first is not None
+    os.kill(first, signal.SIGKILL)  # the machine went down without a word to the agent
+    eventually(lambda: ended(first), "the agent was killed")
+    (directory,) = laptop.place.carry.iterdir()
+    assert oct(directory.stat().st_mode & 0o777) == oct(0o700)
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in directory.iterdir()} == {
+        "carry.age": oct(0o600),
+        "transfer.json": oct(0o600),
+    }
+
+    laptop.ok("list")  # any command that uses the network starts the agent again
+
+    second = laptop.agent_pid(wait=GUARD)
+    assert second is not None and second != first
+    eventually(lambda: [t["state"] for t in transfers(laptop)] == ["offering"], "the new agent offers it")
+    desktop.ok("pickup", "-y", "--project-dir", str(desktop.project("app")))
+    assert session_id in "".join(desktop.launches()[0].argv)
+
+
+def test_the_agent_offers_no_file_from_outside_its_own_directory(agent_machines, tmp_path) -> None:
+    laptop: AgentMachine = agent_machines("laptop")
+    key = Identity(os.urandom(32))
+    handoff = signed_handoff(key)
+    outside = tmp_path / "secret.txt"
+    outside.write_bytes(b"not for peers" * 100)
+    laptop.ok("agent")
+    place = laptop.place
+    transfer = Transfer(SESSION, handoff, None, bytes(20), outside.stat().st_size, bytes(32), bytes(32), 2**40)
+
+    # The protocol names a directory of the agent's by id, and an id is 32 hex digits: no path gets through.
+    line = json.dumps({"v": 1, "op": "carry", "id": f"../../..{outside}", "transfer": {}}).encode() + b"\n"
+    assert b"transfer id" in raw_answer(place, line)
+    # A link planted in its directory is not followed either.
+    planted = place.carry / ("ab" * 16)
+    files.make_private_dirs(planted)
+    (planted / "carry.age").symlink_to(outside)
+    refused = agent.ask(place, Carry("ab" * 16, transfer))
+    assert refused is not None and not refused.ok and "not a file of this user" in (refused.error or "")
+    # Nor is an id it was never handed.
+    missing = agent.ask(place, Carry("cd" * 16, transfer))
+    assert missing is not None and not missing.ok
+    assert status(laptop)["transfers"] == []
+
+
+def signed_handoff(identity: Identity) -> Item:
+    record = new_record(identity, b"sealed payload", ttl=3600, now=time.time())
+    message = packet.record_message(identity.public_key, record.to_json())
+    signature = packet.SignedPacket.create(identity, 1, message).signature
+    return Item(identity.public_key.raw, 1, signature, message, record.expires_at)
+
+
+def raw_answer(place: agent.Place, line: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(GUARD)
+        connection.connect(str(place.socket))
+        connection.sendall(line)
+        return connection.makefile("rb").readline()
+
+
+def test_when_the_agent_cannot_take_the_carry_the_command_offers_it_itself_and_says_why(
+    agent_machines, machines
+) -> None:
+    laptop, desktop, project, _ = carrying_pair(agent_machines, machines)
+    state = laptop.home / ".local" / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "cclink").write_text("not a directory")  # nowhere for the agent's files
+    publisher = laptop.spawn("--carry", cwd=project)
+    try:
+        note = wait_for_line(publisher, "Note:")
+        assert "could not be handed to the agent" in note and "offering the session from here instead" in note
+
+        desktop.ok("pickup", "-y", "--project-dir", str(desktop.project("app")))
+
+        code, _, err = finish(publisher)
+        assert code == 0 and "The session was fetched" in err, err
+    finally:
+        if publisher.poll() is None:
+            publisher.kill()
+            publisher.communicate()
+
+
+@pytest.mark.parametrize("elsewhere", ["revoked", "replaced"])
+def test_the_agent_stops_offering_a_handoff_revoked_or_replaced_elsewhere(agent_machines, machines, elsewhere) -> None:
+    laptop, desktop, project, _ = carrying_pair(agent_machines, machines)
+    laptop.extra_env[agent.REPUBLISH_ENV] = "0.5"  # it looks at the key before each renewal
+    laptop.ok("--carry", cwd=project)
+    assert laptop.agent_pid(wait=GUARD) is not None
+
+    if elsewhere == "revoked":
+        desktop.ok("revoke", "-y")
+    else:
+        desktop.ok("--missing-ok", SESSION)
+
+    eventually(lambda: [t["state"] for t in transfers(laptop)] == ["revoked"], "the agent stopped offering it")
+    assert "stopped: the handoff was revoked or replaced elsewhere" in laptop.ok("status").stdout
+    assert list(laptop.place.carry.iterdir()) == []
+    if elsewhere == "replaced":
+        assert json.loads(desktop.ok("pickup", "--json").stdout)["session_id"] == SESSION  # not undone
+
+
+def test_a_newer_carry_of_the_same_key_ends_the_older_transfer_at_once(agent_machines, machines) -> None:
+    laptop, desktop, project, session_id = carrying_pair(agent_machines, machines)
+    laptop.ok("--carry", cwd=project)
+    (first,) = transfers(laptop)
+
+    laptop.ok("--carry", cwd=project)
+
+    eventually(lambda: sorted(t["state"] for t in transfers(laptop)) == ["offering", "revoked"], "the first ended")
+    assert len(list(laptop.place.carry.iterdir())) == 1
+    desktop.ok("pickup", "-y", "--project-dir", str(desktop.project("app")))
+    eventually(lambda: sorted(t["state"] for t in transfers(laptop)) == ["fetched", "revoked"], "the second fetched")
+    assert first["session_id"] == session_id

@@ -11,8 +11,10 @@ from cclink.cli import render
 from cclink.cli.group import app
 
 if TYPE_CHECKING:
+    from cclink.cli.render import Json
     from cclink.net.agent import Place
     from cclink.net.endpoints import Network
+    from cclink.wire.agent_protocol import TransferEntry
 
 
 @app.command("agent")
@@ -56,14 +58,25 @@ def _be_the_agent(network: Network, place: Place) -> None:
     """Keep what the kept list holds and what commands hand over, until stopped or nothing is left."""
     import functools
     import os
+    import time
 
     from cclink.cli import console
-    from cclink.flows import keeping
+    from cclink.flows import keeping, seeding
     from cclink.net import agent, relays
 
     agent.without_core_dumps()  # it may be handed the key
-    every = agent.republish_every(network, os.environ) or keeping.REPUBLISH_EVERY
-    service = keeping.Keeping(relays.items_for(network), functools.partial(agent.save_kept, place), every=every)
+    every = agent.republish_every(network, os.environ)
+    items = relays.items_for(network)
+    service = keeping.Keeping(items, functools.partial(agent.save_kept, place), every=every or keeping.REPUBLISH_EVERY)
+    # Given after: a burn's revocation, once the agent put it, goes to this keeping to be kept alive.
+    service.offers = seeding.Transfers(
+        agent.TransferFiles(place.carry),
+        network,
+        items,
+        service.keep,
+        clock=time.time,
+        renew_every=every or seeding.RENEW_EVERY,
+    )
     other = agent.serve(place, service)
     if other is not None:
         console.out(f"An agent is already running (pid {other}); it was handed the kept list.")
@@ -123,7 +136,7 @@ def lock_command() -> None:
 
 @app.command("status")
 def status_command(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """Show what the background agent keeps alive on the DHT, and whether it holds your key unlocked."""
+    """Show what the background agent keeps alive on the DHT, the sessions it carries, and whether it holds your key."""
     import time
 
     from cclink.cli import console
@@ -133,9 +146,53 @@ def status_command(as_json: bool = typer.Option(False, "--json", help="Print as 
 
     place = agent.Place.of(Network.from_environment())
     answer = agent.ask(place, Status())
-    waiting = len(agent.read_kept(place)) if answer is None else 0
+    # With no agent, what the next one takes up: kept items and carried sessions alike.
+    waiting = len(agent.read_kept(place)) + len(agent.TransferFiles(place.carry).saved_ids()) if answer is None else 0
+    transfers = answer.transfers or () if answer is not None else ()
     if as_json:
-        render.print_json(render.status_json(answer, waiting))
+        shown = render.status_json(answer, waiting)
+        assert isinstance(shown, dict)
+        shown["transfers"] = [_transfer_json(entry) for entry in transfers]
+        render.print_json(shown)
         return
-    for line in render.status_lines(answer, waiting, time.time()):
+    lines = render.status_lines(answer, waiting, time.time())
+    if transfers:
+        lines[-1:-1] = _transfer_lines(transfers, time.time())  # before the key's line
+    for line in lines:
         console.out(line)
+
+
+_STATES = {
+    "offering": "offering",
+    "fetched": "fetched",
+    "revoked": "stopped: the handoff was revoked or replaced elsewhere",
+    "timed out": "stopped: nobody fetched it in time",
+    "failed": "stopped: its file was not what the handoff promises",
+}
+
+
+def _transfer_lines(transfers: tuple[TransferEntry, ...], now: float) -> list[str]:
+    """`cclink status`'s carried sessions: session, size, peers, bytes sent, state."""
+    lines = [f"It offers {len(transfers)} carried session{'' if len(transfers) == 1 else 's'}:"]
+    for entry in transfers:
+        state = _STATES[entry.state] + ("; the burn-after-read handoff was revoked" if entry.revoked else "")
+        lines.append(f"  Session {entry.session_id} ({text.format_bytes(entry.size)} encrypted): {state}")
+        sent = f"{entry.peers} peer{'' if entry.peers == 1 else 's'}, {text.format_bytes(entry.uploaded)} sent"
+        until = f"; offered for another {text.format_duration(max(0.0, entry.deadline - now))}"
+        lines.append(f"    {sent}{until if entry.state == 'offering' else ''}")
+    return lines
+
+
+def _transfer_json(entry: TransferEntry) -> Json:
+    from cclink.wire import z32
+
+    return {
+        "session_id": entry.session_id,
+        "publisher": "pk:" + z32.encode(entry.publisher),
+        "size": entry.size,
+        "peers": entry.peers,
+        "uploaded": entry.uploaded,
+        "state": entry.state,
+        "revoked": entry.revoked,
+        "deadline": entry.deadline,
+    }

@@ -14,7 +14,9 @@ from cclink.cli.group import PUBLISH, app, environment
 
 if TYPE_CHECKING:
     from cclink.errors import UnknownSession
+    from cclink.flows.environment import Keeper
     from cclink.flows.publish import PublishOutcome
+    from cclink.flows.seeding import Publication
 
 
 @app.command(PUBLISH)
@@ -27,7 +29,14 @@ def publish_command(
     pin: bool = typer.Option(False, "--pin", help="Encrypt to a PIN instead of a key (asked for, or CCLINK_PIN)."),
     share: str | None = typer.Option(None, "--share", metavar="PUBKEY", help="Encrypt to someone else's public key."),
     carry: bool = typer.Option(
-        False, "--carry", help="Send the session itself, peer to peer; stay running until it is fetched."
+        False,
+        "--carry",
+        help="Send the session itself, peer to peer: the background agent offers it until it is fetched.",
+    ),
+    foreground: bool = typer.Option(
+        False,
+        "--foreground",
+        help="With --carry: offer the session from this command, showing its progress, instead of the agent.",
     ),
     carry_timeout: int | None = typer.Option(
         None,
@@ -48,6 +57,8 @@ def publish_command(
 
     if carry_timeout is not None and (not carry or carry_timeout <= 0):
         raise UsageError("--carry-timeout takes a positive number of seconds, and only with --carry")
+    if foreground and not carry:
+        raise UsageError("--foreground is for --carry: a handoff without it is never offered from here")
     request = publish.PublishRequest(
         session_id=session_id,
         ttl=ttl,
@@ -57,17 +68,40 @@ def publish_command(
         carry=carry,
         allow_missing=missing_ok,
     )
+    env = environment()
     try:
-        publication = publish.publish(request, console, environment())
+        publication = publish.publish(request, console, env)
     except UnknownSession as error:
         raise UnknownSession(_unknown_session_advice(error), error.session_id) from None
     with publication:
         _show_published(publication.outcome, qr, as_json)
         if publication.carrying:
             sys.stdout.flush()
+            if not foreground and _handed_to_agent(publication, env.keeper, carry_timeout or ttl):
+                return
             result = publication.serve_carry(console, carry_timeout or ttl)
             if result.revoked:
                 console.say("Burn-after-read: the handoff was revoked.")
+
+
+def _handed_to_agent(publication: Publication, keeper: Keeper, timeout: int) -> bool:
+    """Whether the agent now offers the carried session; if not, why not is said (unless the agent is off)."""
+    import time
+
+    from cclink.cli import console
+
+    refusal = publication.hand_over(keeper, time.time() + timeout)
+    if refusal is None:
+        assert publication.outcome.carry is not None  # a carrying publication's record says what it carries
+        size = text.format_bytes(publication.outcome.carry.size)
+        console.say(
+            f"The background agent offers the session ({size} encrypted) until it is fetched, "
+            f"for {text.format_duration(timeout)} at most; `cclink status` shows the transfer."
+        )
+        return True
+    if refusal:
+        console.say(f"Note: {refusal}; offering the session from here instead.")
+    return False
 
 
 def _unknown_session_advice(error: UnknownSession) -> str:

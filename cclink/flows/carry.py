@@ -17,7 +17,7 @@ import hashlib
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,37 +52,31 @@ def incoming_dir(info_hash: bytes) -> Path:
 # --- the publisher's side ------------------------------------------------------------
 
 
-class Outgoing:
-    """A session packed, encrypted and being seeded. Use as a context manager; closing deletes the files."""
+class Offering:
+    """A file being seeded, and the look-out for the recipient's acknowledgement: what a seeding loop polls.
 
-    def __init__(self, session_file: Path, recipient: agecrypt.Recipient, network: endpoints.Network) -> None:
-        self.workdir = files.make_private_temp_dir(outgoing_dir())
+    The publisher's Outgoing holds one, and so does each transfer the agent offers (offer_file).
+    """
+
+    def __init__(self, seeder: bittorrent.Seeder, archive_sha256: bytes, network: endpoints.Network) -> None:
+        self.seeder = seeder
         self.network = network
+        self.archive_sha256 = archive_sha256
         self._ack_watch: AckWatch | None = None
         self._seemingly_finished = 0
-        # libtorrent's session starts while the session is packed: it holds
-        # the GIL for its 30 ms, but zstd's compressing workers do not need it.
-        starting = _SeederStarting(network)
-        try:
-            self.path, self.sha256, self._archive_sha256 = _pack_and_encrypt(session_file, recipient, self.workdir)
-            self.seeder = starting.result()
-            self.seeder.seed(self.path)
-        except BaseException:
-            starting.discard()
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            raise
 
-    def info(self, with_hints: bool = True) -> CarryInfo:
-        hints = tuple(endpoints.format_endpoint(e) for e in self.seeder.listen_endpoints()) if with_hints else ()
-        return CarryInfo(self.seeder.info_hash, self.seeder.size, self.sha256, hints[: CarryInfo.MAX_HINTS])
+    @property
+    def size(self) -> int:
+        return self.seeder.size
 
     def poll(self, wait: float) -> bittorrent.SeedStatus:
         """Serve peers for up to `wait` seconds.
 
         A peer that looks finished makes the acknowledgement be looked for soon.
         """
-        if self._ack_watch is None:
-            self._ack_watch = AckWatch(self.info(with_hints=False), self._archive_sha256, self.network)
+        if self._ack_watch is None:  # not before the first poll: a carry handed to the agent never looks
+            info = CarryInfo(self.seeder.info_hash, self.seeder.size, bytes(32))
+            self._ack_watch = AckWatch(info, self.archive_sha256, self.network)
         status = self.seeder.poll(wait)
         if status.seemingly_finished > self._seemingly_finished:
             self._seemingly_finished = status.seemingly_finished
@@ -98,6 +92,69 @@ class Outgoing:
         if self._ack_watch is not None:
             self._ack_watch.close()
         self.seeder.close()
+
+
+def offer_file(path: Path, promised: CarryInfo, archive_sha256: bytes, network: endpoints.Network) -> Offering:
+    """Seed an encrypted archive made earlier (the agent's transfers).
+
+    IntegrityError when the file does not make the torrent promised: the
+    record tells the picker that info-hash and size, and nothing else is worth offering.
+    """
+    seeder = bittorrent.Seeder(network)
+    try:
+        seeder.seed(path)
+        if seeder.info_hash != promised.info_hash or seeder.size != promised.size:
+            raise IntegrityError("the carried file is not the one its handoff promises")
+    except BaseException:
+        seeder.close()
+        raise
+    return Offering(seeder, archive_sha256, network)
+
+
+class Outgoing:
+    """A session packed, encrypted and being seeded. Use as a context manager; closing deletes the files."""
+
+    def __init__(
+        self,
+        session_file: Path,
+        recipients: agecrypt.Recipient | Sequence[agecrypt.Recipient],
+        network: endpoints.Network,
+    ) -> None:
+        # One recipient, or several (the publisher's key and its paired devices).
+        recipient_list = list(recipients) if isinstance(recipients, Sequence) else [recipients]
+        self.workdir = files.make_private_temp_dir(outgoing_dir())
+        self.network = network
+        # libtorrent's session starts while the session is packed: it holds
+        # the GIL for its 30 ms, but zstd's compressing workers do not need it.
+        starting = _SeederStarting(network)
+        try:
+            self.path, self.sha256, archive_sha256 = _pack_and_encrypt(session_file, recipient_list, self.workdir)
+            self.seeder = starting.result()
+            self.seeder.seed(self.path)
+        except BaseException:
+            starting.discard()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
+        self.offering = Offering(self.seeder, archive_sha256, network)
+
+    @property
+    def archive_sha256(self) -> bytes:
+        """The SHA-256 of the archive before encryption: the acknowledgement key comes from it."""
+        return self.offering.archive_sha256
+
+    def info(self, with_hints: bool = True) -> CarryInfo:
+        hints = tuple(endpoints.format_endpoint(e) for e in self.seeder.listen_endpoints()) if with_hints else ()
+        return CarryInfo(self.seeder.info_hash, self.seeder.size, self.sha256, hints[: CarryInfo.MAX_HINTS])
+
+    def poll(self, wait: float) -> bittorrent.SeedStatus:
+        return self.offering.poll(wait)
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.offering.acknowledged
+
+    def close(self) -> None:
+        self.offering.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Outgoing:
@@ -134,14 +191,16 @@ class _SeederStarting:
             self._seeder.close()
 
 
-def _pack_and_encrypt(session_file: Path, recipient: agecrypt.Recipient, workdir: Path) -> tuple[Path, bytes, bytes]:
+def _pack_and_encrypt(
+    session_file: Path, recipients: list[agecrypt.Recipient], workdir: Path
+) -> tuple[Path, bytes, bytes]:
     """The encrypted archive of a session, written in workdir, its SHA-256, and the archive's (before encryption).
 
     Packing and encryption overlap; the plaintext archive exists only in the pipe between them.
     """
     try:
         ciphertext = workdir / bittorrent.FILE_NAME
-        return ciphertext, *_write_encrypted_archive(session_file, recipient, ciphertext)
+        return ciphertext, *_write_encrypted_archive(session_file, recipients, ciphertext)
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise NoSpace(f"the disk under {outgoing_dir()} filled up while packing the session") from None
@@ -149,7 +208,7 @@ def _pack_and_encrypt(session_file: Path, recipient: agecrypt.Recipient, workdir
 
 
 def _write_encrypted_archive(
-    session_file: Path, recipient: agecrypt.Recipient, ciphertext: Path
+    session_file: Path, recipients: list[agecrypt.Recipient], ciphertext: Path
 ) -> tuple[bytes, bytes]:
     """Write the encrypted archive to ciphertext; return its SHA-256 and the archive's."""
     archived: list[streams.HashingWriter] = []
@@ -162,7 +221,7 @@ def _write_encrypted_archive(
     with files.create_private(ciphertext, buffering=archive.CHUNK) as out:
         hashing = streams.HashingWriter(out)
         with streams.produced_by(pack) as packed:
-            run_age(pyrage.encrypt_io, packed, hashing, [recipient])
+            run_age(pyrage.encrypt_io, packed, hashing, recipients)
     return hashing.digest(), archived[0].digest()
 
 
@@ -280,7 +339,8 @@ def _stalled_message(status: bittorrent.FetchStatus, stall_timeout: float, *, su
         lan = "; if both machines are on one network, run pickup again with --lan" if suggest_lan else ""
         return (
             f"the publisher could not be reached within {waited}; it may have stopped seeding "
-            f"(it runs `cclink --carry` in the foreground until the first pickup){lan}; run pickup again to resume"
+            f"(its agent, or `cclink --carry --foreground`, offers it until the first pickup){lan}; "
+            "run pickup again to resume"
         )
     return f"no data arrived from the publisher for {waited}; run pickup again to resume where it stopped"
 

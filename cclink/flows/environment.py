@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from cclink.net.endpoints import Network
     from cclink.net.record_store import RecordStore
     from cclink.net.seq_memory import SeqMemory
+    from cclink.wire.agent_protocol import Transfer
     from cclink.wire.keys import PublicKey
 
 
@@ -31,12 +32,22 @@ class Keeper(Protocol):
         """Take item (signed, as put) to put again until expires_at; None, or a sentence saying why it will not."""
         ...
 
+    def carry(self, transfer: Transfer, archive: Path) -> str | None:
+        """Offer the encrypted file at archive as transfer says, instead of the command; None once it does.
+
+        Else why not: a sentence, or '' when there is no agent to ask (CCLINK_AGENT=off).
+        """
+        ...
+
 
 class NoKeeper:
     """Keeps nothing: with CCLINK_AGENT=off, and for flows under test that do not look."""
 
     def keep(self, publisher: PublicKey, item: krpc.Item, expires_at: float) -> str | None:
         return None
+
+    def carry(self, transfer: Transfer, archive: Path) -> str | None:
+        return ""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,11 @@ acknowledged the last put or it failed, until its record expires. Before each
 put it looks at the key: a newer handoff there ends the keeping (its own
 command hands it over), and a newer revocation takes the place of what was
 kept, until the revoked record would have expired.
+
+The agent also offers carried sessions (`cclink --carry`): those are
+seeding.Transfers', which a Keeping is given; it answers for them to the
+agent's server (carry, transfers) and keeps the agent running while any is
+offered.
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from cclink.errors import CclinkError, WireError
 from cclink.flows.environment import Keeper
 from cclink.net import dht_client, krpc, record_store
 from cclink.net.record_store import GET_TIMEOUT, PUT_TIMEOUT, Items
 from cclink.wire import packet
-from cclink.wire.agent_protocol import MAX_KEPT, Entry, Item, Kind
+from cclink.wire.agent_protocol import MAX_KEPT, Entry, Item, Kind, Transfer, TransferEntry
 from cclink.wire.keys import Identity, PublicKey
 from cclink.wire.record import Record
 
@@ -39,6 +45,22 @@ JITTER = 0.1  # each wait is drawn from ±10% of its length, so that many agents
 WANTED_NODES = dht_client.ENOUGH_STORED
 UNKNOWN_EXPIRY = 86400  # a revocation of a record not seen is kept as long as a handoff lives by default
 MAX_TTL = 365 * 86400  # publish's bound on a record's TTL: no revocation is kept longer than that from now
+LOOK_AGAIN = 60.0  # while a carried session is offered, the agent's worker looks this often whether one ended
+
+
+class Offers(Protocol):
+    """The carried sessions the agent offers (seeding.Transfers)."""
+
+    def carry(self, transfer_id: str, transfer: Transfer, now: float) -> str | None: ...
+
+    def resume(self, now: float) -> None: ...
+
+    def entries(self, now: float) -> tuple[TransferEntry, ...]: ...
+
+    @property
+    def offering(self) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -68,8 +90,10 @@ class Keeping:
         *,
         every: float = REPUBLISH_EVERY,
         jitter: Callable[[], float] = random.random,
+        offers: Offers | None = None,
     ) -> None:
         self.items = items
+        self.offers = offers
         self.save = save
         self.every = every
         self.sooner = min(SOONER, every)
@@ -88,15 +112,28 @@ class Keeping:
             return refusal
 
     def resume(self, items: list[Item], now: float) -> None:
-        """Take up a saved list (after a reboot, say): what is still live, each put at once."""
+        """Take up a saved list (after a reboot, say): what is still live, each put at once; and the transfers."""
         with self._lock:
             for item in items:
                 self._keep(item, now, now)
             self._save()
+        if self.offers is not None:
+            self.offers.resume(now)
+
+    def carry(self, transfer_id: str, transfer: Transfer, now: float) -> str | None:
+        """Offer a carried session from now on; None, or why not (a sentence)."""
+        if self.offers is None:
+            return "this agent offers no carried sessions"
+        return self.offers.carry(transfer_id, transfer, now)
+
+    def close(self) -> None:
+        """The agent is ending: stop offering (what is offered stays on disk for the next agent)."""
+        if self.offers is not None:
+            self.offers.close()
 
     def _keep(self, item: Item, now: float, next_put: float) -> str | None:
         try:
-            kind, expires_at = _checked(item, now)
+            kind, expires_at = checked(item, now)
         except (WireError, CclinkError) as error:
             return f"not a signed item of that key ({error.message})"
         if expires_at <= now:
@@ -134,11 +171,17 @@ class Keeping:
                 for kept in sorted(self._kept.values(), key=lambda kept: kept.item.expires_at)
             )
 
+    def transfers(self, now: float) -> tuple[TransferEntry, ...]:
+        return self.offers.entries(now) if self.offers is not None else ()
+
     def next_due(self, now: float) -> float | None:
-        """When the next put is due; None when nothing is left to keep."""
+        """When the next put is due, or the next look at the transfers; None when nothing is left to keep."""
         with self._lock:
             self._drop_expired(now)
-            return min((kept.next_put for kept in self._kept.values()), default=None)
+            due = min((kept.next_put for kept in self._kept.values()), default=None)
+        if self.offers is not None and self.offers.offering:
+            due = min(due, now + LOOK_AGAIN) if due is not None else now + LOOK_AGAIN
+        return due
 
     # --- the work ---------------------------------------------------------------------
 
@@ -218,7 +261,7 @@ def signed_item(identity: Identity, message: bytes, seq: int) -> krpc.Item:
     return krpc.Item(seq, packet.SignedPacket.create(identity, seq, message).signature, message)
 
 
-def _checked(item: Item, now: float) -> tuple[Kind, int]:
+def checked(item: Item, now: float) -> tuple[Kind, int]:
     """The item's kind and how long it is kept, once its signatures verify.
 
     A handoff lives until its record says (the record is signed too); a

@@ -1,39 +1,133 @@
 """Seeding a carried session: offer it until the recipient acknowledges, renewing the record meanwhile.
 
+`Seeding` is that loop, in one place for both who run it: the publisher's
+own command (`cclink --carry --foreground`, or when no agent takes it) and
+the agent (`Transfers`), to which `cclink --carry` hands the session and
+returns.
+
 `Publication` is what publish() returns: the published handoff and, for
 --carry, the session being offered, which it owns and deletes when closed.
+It serves the carry itself (serve_carry) or hands it to the agent
+(hand_over): the signed handoff, for burn the revocation signed in advance
+at the next seq (the agent never holds the key), and a link to the
+encrypted file in the agent's own directory.
+
+`Transfers` is the agent's side: each carried session it was handed, in a
+thread of its own, until the acknowledgement (then the burn revocation),
+the deadline, or a newer item under the key ends it. What it needs of the
+disk (the transfer directories) comes from net/agent.TransferFiles.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cclink import text
-from cclink.errors import NetworkError, NotFound, Rollback, TransferError
+from cclink.errors import CclinkError, NetworkError, NotFound, Rollback, TransferError, WireError
+from cclink.flows import keeping
+from cclink.flows.environment import Keeper
 from cclink.flows.ui import UI, Progress
+from cclink.net import krpc, record_store
 from cclink.wire import packet
+from cclink.wire.agent_protocol import MAX_TRANSFERS, Item, Transfer, TransferEntry, TransferState
 from cclink.wire.keys import Identity, PublicKey
+from cclink.wire.payload import CarryInfo
 from cclink.wire.record import Record
 
 if TYPE_CHECKING:
-    from cclink.flows.carry import Outgoing
+    from cclink.flows.carry import Offering, Outgoing
     from cclink.flows.publish import PublishOutcome
-    from cclink.net import krpc
+    from cclink.net.agent import TransferFiles
+    from cclink.net.bittorrent import SeedStatus
     from cclink.net.dht_client import Stored
-    from cclink.net.record_store import RecordStore
+    from cclink.net.endpoints import Network
+    from cclink.net.record_store import Items, RecordStore
 
 # DHT nodes drop items after about two hours; a seeding publisher renews well before.
 RENEW_EVERY = 3600.0
 RENEW_AGAIN_AFTER_FAILURE = 300.0
+POLL = 0.5  # how long each step serves peers before it looks at the acknowledgement and the clock
+SUPERSEDED = "the handoff was revoked or replaced elsewhere; stopped offering the session"
 
 
 @dataclass(frozen=True)
 class CarryResult:
     uploaded: int
     revoked: bool
+
+
+# --- the loop -------------------------------------------------------------------------
+
+
+class Offer(Protocol):
+    """A file being seeded (carry.Offering, carry.Outgoing)."""
+
+    def poll(self, wait: float) -> SeedStatus: ...
+
+    @property
+    def acknowledged(self) -> bool: ...
+
+
+class Seeding:
+    """One carried session being offered, a step at a time, until the recipient acknowledges it.
+
+    renew puts the record again every renew_every (True when a node stored
+    it, False to try again sooner) and raises NotFound when a newer item
+    under the key says it was revoked or replaced. A step past the deadline
+    (by clock) raises TransferError.
+    """
+
+    def __init__(
+        self,
+        offer: Offer,
+        renew: Callable[[], bool],
+        *,
+        session_id: str,
+        deadline: float,
+        clock: Callable[[], float],
+        renew_every: float = RENEW_EVERY,
+        renew_now: bool = False,
+    ) -> None:
+        self.offer = offer
+        self.renew = renew
+        self.session_id = session_id
+        self.deadline = deadline
+        self.clock = clock
+        self.renew_every = renew_every
+        self.renew_at = clock() if renew_now else clock() + renew_every
+        self.offered_for = deadline - clock()
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.offer.acknowledged
+
+    def step(self, wait: float = POLL) -> SeedStatus:
+        """Serve peers for up to wait seconds, then renew when due; the seeding's state."""
+        status = self.offer.poll(wait)
+        if self.offer.acknowledged:
+            return status
+        now = self.clock()
+        if now >= self.deadline:
+            raise TransferError(
+                f"nobody fetched session {self.session_id} within {text.format_duration(self.offered_for)}; "
+                "its data is no longer offered (the record stays until it expires)"
+            )
+        if now >= self.renew_at:
+            renewed = self.renew()
+            self.renew_at = self.clock() + (
+                self.renew_every if renewed else min(self.renew_every, RENEW_AGAIN_AFTER_FAILURE)
+            )
+        return status
+
+
+# --- the publisher's command ----------------------------------------------------------
 
 
 class Publication:
@@ -70,6 +164,34 @@ class Publication:
         if self._outgoing is not None:
             self._outgoing.close()
 
+    def hand_over(self, keeper: Keeper, deadline: float) -> str | None:
+        """Have the agent offer the carried session until deadline (seconds since the epoch) instead of this command.
+
+        None once it does (this publication then offers nothing and its files
+        are gone); else why not, a sentence ('' with no agent at all), and
+        this publication still offers the session.
+        """
+        outgoing, outcome = self._outgoing, self.outcome
+        assert outgoing is not None and outcome.carry is not None
+        identity, record, seq = self._identity, outcome.record, outcome.published.seq
+        handoff = keeping.signed_item(identity, packet.record_message(identity.public_key, record.to_json()), seq)
+        # Signed now, at the next seq: the agent puts it once the recipient has the session, without the key.
+        revocation = keeping.signed_item(identity, packet.revocation_message(), seq + 1) if record.burn else None
+        transfer = Transfer(
+            session_id=outcome.session_id,
+            handoff=_as_kept(identity.public_key, handoff, record.expires_at),
+            revocation=None if revocation is None else _as_kept(identity.public_key, revocation, record.expires_at),
+            info_hash=outcome.carry.info_hash,
+            size=outcome.carry.size,
+            sha256=outcome.carry.sha256,
+            archive_sha256=outgoing.archive_sha256,
+            deadline=int(min(deadline, record.expires_at)),
+        )
+        refusal = keeper.carry(transfer, outgoing.path)
+        if refusal is None:
+            self.close()
+        return refusal
+
     def serve_carry(self, ui: UI, timeout: float, renew_every: float = RENEW_EVERY) -> CarryResult:
         """Seed until the recipient acknowledges that it has the whole session.
 
@@ -83,6 +205,15 @@ class Publication:
         """
         outgoing, outcome = self._outgoing, self.outcome
         assert outgoing is not None
+        renewal = _RecordRenewal(self._records, self._identity, outcome.record, outcome.published.seq)
+        seeding = Seeding(
+            outgoing,
+            renewal,
+            session_id=outcome.session_id,
+            deadline=time.monotonic() + timeout,
+            clock=time.monotonic,
+            renew_every=renew_every,
+        )
         try:
             # Said inside the try: a Ctrl-C the moment this line shows must still say what became of the handoff.
             ui.say(
@@ -90,7 +221,7 @@ class Publication:
                 "keep this running. Ctrl-C stops."
             )
             with ui.progress("Seeding: waiting for the other machine") as shown:
-                uploaded = self._seed_until_acknowledged(outgoing, shown, timeout, renew_every)
+                uploaded = _seed_until_acknowledged(seeding, shown)
         except KeyboardInterrupt:
             ui.say("Stopped offering the session; the handoff stays published until it expires.")
             raise
@@ -102,27 +233,28 @@ class Publication:
             revoked = True
         return CarryResult(uploaded, revoked)
 
-    def _seed_until_acknowledged(self, outgoing: Outgoing, shown: Progress, timeout: float, renew_every: float) -> int:
-        """Bytes uploaded once the recipient acknowledged; renews the record meanwhile."""
-        outcome = self.outcome
-        deadline = time.monotonic() + timeout
-        renew_at = time.monotonic() + renew_every
-        last_seq = outcome.published.seq
-        while True:
-            status = outgoing.poll(0.5)
-            shown.update(text.seeding_status(status.peers, status.uploaded, status.upload_rate))
-            if outgoing.acknowledged:
-                return status.uploaded
-            if time.monotonic() >= deadline:
-                raise TransferError(
-                    f"nobody fetched session {outcome.session_id} within {text.format_duration(timeout)}; "
-                    "its data is no longer offered (the record stays until it expires)"
-                )
-            if time.monotonic() >= renew_at:
-                renewed = _renewed(self._records, self._identity, outcome.record, last_seq)
-                if renewed is not None:
-                    last_seq = renewed.seq
-                renew_at = time.monotonic() + (renew_every if renewed else min(renew_every, RENEW_AGAIN_AFTER_FAILURE))
+
+def _seed_until_acknowledged(seeding: Seeding, shown: Progress) -> int:
+    """Bytes uploaded once the recipient acknowledged."""
+    while True:
+        status = seeding.step()
+        shown.update(text.seeding_status(status.peers, status.uploaded, status.upload_rate))
+        if seeding.acknowledged:
+            return status.uploaded
+
+
+class _RecordRenewal:
+    """The publisher's renewal: the same record signed again at a new seq (it holds the key)."""
+
+    def __init__(self, records: RecordStore, identity: Identity, record: Record, seq: int) -> None:
+        self.records, self.identity, self.record, self.last_seq = records, identity, record, seq
+
+    def __call__(self) -> bool:
+        renewed = _renewed(self.records, self.identity, self.record, self.last_seq)
+        if renewed is None:
+            return False
+        self.last_seq = renewed.seq
+        return True
 
 
 def _renewed(records: RecordStore, identity: Identity, record: Record, last_seq: int) -> Stored | None:
@@ -135,7 +267,7 @@ def _renewed(records: RecordStore, identity: Identity, record: Record, last_seq:
     message = packet.record_message(identity.public_key, record.to_json())
     try:
         if _superseded(_newest_item(records, identity.public_key), last_seq, message):
-            raise NotFound("the handoff was revoked or replaced elsewhere; stopped offering the session")
+            raise NotFound(SUPERSEDED)
         return records.put_message(identity, message)
     except NetworkError:
         return None
@@ -160,3 +292,278 @@ def _superseded(newest: krpc.Item | None, last_seq: int, message: bytes) -> bool
     if newest is None or newest.seq < last_seq:
         return False  # the nodes lost ours (or kept an older one): renewing puts it back
     return newest.seq > last_seq or newest.value != message
+
+
+def _as_kept(publisher: PublicKey, item: krpc.Item, expires_at: int) -> Item:
+    return Item(publisher.raw, item.seq, item.signature, item.value, expires_at)
+
+
+# --- the agent's transfers ------------------------------------------------------------
+
+ENDED_SHOWN = 3600.0  # how long status still shows a transfer that ended (while the agent runs)
+BURN_ATTEMPTS = 3  # puts of a burn's revocation before the keeping's hourly rounds take over
+STOP_WAIT = 5.0  # how long closing waits for the transfers' threads (a renewal under way is not waited for)
+
+
+class _ItemRenewal:
+    """The agent's renewal: the handoff put again exactly as signed, which needs no key."""
+
+    def __init__(self, items: Items, item: Item) -> None:
+        self.items, self.item = items, item
+
+    def __call__(self) -> bool:
+        item = self.item
+        verify = record_store.verifier(PublicKey(item.publisher))
+        try:
+            if _superseded(
+                self.items.get(item.publisher, verify, timeout=record_store.GET_TIMEOUT), item.seq, item.value
+            ):
+                raise NotFound(SUPERSEDED)
+            signed = krpc.Item(item.seq, item.signature, item.value)
+            stored = self.items.put_again(item.publisher, signed, verify, timeout=record_store.PUT_TIMEOUT)
+        except NetworkError:
+            return False
+        return stored.nodes > 0
+
+
+@dataclass
+class _Running:
+    transfer_id: str
+    transfer: Transfer
+    state: TransferState = "offering"
+    peers: int = 0
+    uploaded: int = 0
+    revoked: bool = False
+    ended_at: float | None = None
+    superseded: bool = False  # a newer carry of the same key was handed over
+
+    def entry(self) -> TransferEntry:
+        transfer = self.transfer
+        return TransferEntry(
+            transfer_id=self.transfer_id,
+            publisher=transfer.handoff.publisher,
+            session_id=transfer.session_id,
+            size=transfer.size,
+            peers=self.peers,
+            uploaded=self.uploaded,
+            state=self.state,
+            revoked=self.revoked,
+            deadline=transfer.deadline,
+        )
+
+
+class Transfers:
+    """The carried sessions the agent offers, each in a thread, at most MAX_TRANSFERS at once.
+
+    keep_revocation hands a burn's revocation, once put, to the agent's
+    keeping (keeping.Keeping.keep), which keeps it alive as long as the
+    handoff would have lived.
+    """
+
+    def __init__(
+        self,
+        files: TransferFiles,
+        network: Network,
+        items: Items,
+        keep_revocation: Callable[[Item, float], object],
+        *,
+        clock: Callable[[], float],
+        renew_every: float = RENEW_EVERY,
+    ) -> None:
+        self.files = files
+        self.network = network
+        self.items = items
+        self.keep_revocation = keep_revocation
+        self.clock = clock
+        self.renew_every = renew_every
+        self._running: dict[str, _Running] = {}
+        self._ended: deque[_Running] = deque(maxlen=MAX_TRANSFERS)
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def carry(self, transfer_id: str, transfer: Transfer, now: float) -> str | None:
+        """Start offering what a command handed over; None, or why not (a sentence)."""
+        with self._lock:
+            if transfer_id in self._running:
+                return "a transfer of that id is offered already"
+            if len(self._running) >= MAX_TRANSFERS:
+                return f"it offers at most {MAX_TRANSFERS} carried sessions at once"
+            try:
+                transfer = _checked_transfer(transfer, now)
+                self.files.archive(transfer_id, transfer.size)
+                self.files.save(transfer_id, transfer)
+            except (CclinkError, OSError) as error:
+                if isinstance(error, CclinkError):
+                    return error.message
+                return f"not a transfer in its own directory ({error.strerror or error})"
+            self._supersede(transfer)
+            self._start(transfer_id, transfer, resumed=False)
+        return None
+
+    def _supersede(self, newer: Transfer) -> None:
+        """End the transfers of older handoffs of newer's key: the newer record replaced theirs."""
+        for running in self._running.values():
+            older = running.transfer.handoff
+            if older.publisher == newer.handoff.publisher and older.seq < newer.handoff.seq:
+                running.superseded = True
+
+    def resume(self, now: float) -> None:
+        """Take up what the transfer directories hold (after a restart): each still live, renewed at once."""
+        with self._lock:
+            for transfer_id, transfer in self.files.saved(now):
+                if transfer_id in self._running or len(self._running) >= MAX_TRANSFERS:
+                    continue
+                try:
+                    transfer = _checked_transfer(transfer, now)
+                    self.files.archive(transfer_id, transfer.size)
+                except (CclinkError, OSError):
+                    self.files.remove(transfer_id)
+                    continue
+                self._start(transfer_id, transfer, resumed=True)
+
+    def entries(self, now: float) -> tuple[TransferEntry, ...]:
+        with self._lock:
+            while self._ended and (self._ended[0].ended_at or 0) + ENDED_SHOWN <= now:
+                self._ended.popleft()
+            shown = [*self._running.values(), *reversed(self._ended)]
+            return tuple(running.entry() for running in shown[:MAX_TRANSFERS])
+
+    @property
+    def offering(self) -> bool:
+        """Whether any transfer is still offered: the agent stays while one is."""
+        with self._lock:
+            return bool(self._running)
+
+    def close(self) -> None:
+        """Stop every transfer (its directory stays, for the next agent to take up)."""
+        self._stopping.set()
+        give_up = time.monotonic() + STOP_WAIT
+        for thread in list(self._threads):
+            thread.join(max(0.0, give_up - time.monotonic()))
+
+    def _start(self, transfer_id: str, transfer: Transfer, *, resumed: bool) -> None:
+        running = _Running(transfer_id, transfer)
+        self._running[transfer_id] = running
+        thread = threading.Thread(target=self._run, args=(running, resumed), name=f"carry-{transfer_id[:8]}")
+        thread.daemon = True
+        self._threads = [*(t for t in self._threads if t.is_alive()), thread]
+        thread.start()
+
+    def _run(self, running: _Running, resumed: bool) -> None:
+        state: TransferState = "failed"
+        keep_files = False
+        try:
+            state = self._offer_until_done(running, resumed)
+            keep_files = state == "offering"  # stopped with the agent: the next one takes it up
+        except TransferError:
+            state = "timed out"
+        except NotFound:
+            state = "revoked"
+        except (CclinkError, OSError, RuntimeError):  # RuntimeError: libtorrent's, for a file it cannot read
+            state = "failed"
+        finally:
+            if not keep_files:
+                self.files.remove(running.transfer_id)
+            with self._lock:
+                running.state = state
+                running.ended_at = self.clock()
+                self._running.pop(running.transfer_id, None)
+                if not keep_files:
+                    self._ended.append(running)
+
+    def _offer_until_done(self, running: _Running, resumed: bool) -> TransferState:
+        transfer = running.transfer
+        promised = CarryInfo(transfer.info_hash, transfer.size, transfer.sha256)
+        offering = _offer_file(self.files.path(running.transfer_id), promised, transfer.archive_sha256, self.network)
+        try:
+            seeding = Seeding(
+                offering,
+                _ItemRenewal(self.items, transfer.handoff),
+                session_id=transfer.session_id,
+                deadline=transfer.deadline,
+                clock=self.clock,
+                renew_every=self.renew_every,
+                renew_now=resumed,  # nodes may have dropped it while the machine was off
+            )
+            while not self._stopping.is_set():
+                if running.superseded:
+                    raise NotFound(SUPERSEDED)
+                status = seeding.step()
+                running.peers, running.uploaded = status.peers, status.uploaded
+                if seeding.acknowledged:
+                    running.revoked = self._burn(transfer)
+                    return "fetched"
+            return "offering"
+        finally:
+            offering.close()
+
+    def _burn(self, transfer: Transfer) -> bool:
+        """Put the burn revocation signed in advance, unless something newer is there; whether it is there now."""
+        revocation = transfer.revocation
+        if revocation is None:
+            return False
+        there = False
+        for _ in range(BURN_ATTEMPTS):
+            try:
+                there = self._put_revocation(revocation)
+            except NotFound:
+                return False  # replaced elsewhere meanwhile: not ours to undo
+            if there or self._stopping.is_set():
+                break
+        # Kept alive from now on, as any revocation: put again about hourly while the handoff would have lived.
+        self.keep_revocation(revocation, self.clock())
+        return there
+
+    def _put_revocation(self, revocation: Item) -> bool:
+        """Whether the DHT holds the revocation now; NotFound when a newer item is there."""
+        verify = record_store.verifier(PublicKey(revocation.publisher))
+        signed = krpc.Item(revocation.seq, revocation.signature, revocation.value)
+        try:
+            newest = self.items.get(revocation.publisher, verify, timeout=record_store.GET_TIMEOUT)
+            if newest == signed:
+                return True
+            if newest is not None and newest.seq >= revocation.seq:
+                raise NotFound(SUPERSEDED)
+            stored = self.items.put_again(revocation.publisher, signed, verify, timeout=record_store.PUT_TIMEOUT)
+        except NetworkError:
+            return False
+        return stored.nodes > 0
+
+
+def _offer_file(path: Path, promised: CarryInfo, archive_sha256: bytes, network: Network) -> Offering:
+    from cclink.flows import carry  # libtorrent's peer side: only once a transfer is handed over
+
+    return carry.offer_file(path, promised, archive_sha256, network)
+
+
+def _checked_transfer(transfer: Transfer, now: float) -> Transfer:
+    """transfer, its deadline within the handoff's life, once its items verify; CclinkError otherwise."""
+    kind, expires_at = keeping.checked(transfer.handoff, now)
+    if kind != "handoff":
+        raise WireError("the transfer's handoff is not a signed handoff")
+    revocation = transfer.revocation
+    if revocation is not None:
+        if revocation.publisher != transfer.handoff.publisher or revocation.seq <= transfer.handoff.seq:
+            raise WireError("the transfer's revocation is not of the handoff's key at a later seq")
+        if keeping.checked(revocation, now)[0] != "revocation":
+            raise WireError("the transfer's revocation is not a signed revocation")
+    deadline = min(transfer.deadline, expires_at)
+    if deadline <= now:
+        raise TransferError("the time to offer it has passed")
+    return Transfer(
+        transfer.session_id,
+        Item(
+            transfer.handoff.publisher,
+            transfer.handoff.seq,
+            transfer.handoff.signature,
+            transfer.handoff.value,
+            expires_at,
+        ),
+        revocation,
+        transfer.info_hash,
+        transfer.size,
+        transfer.sha256,
+        transfer.archive_sha256,
+        deadline,
+    )

@@ -20,10 +20,18 @@ another already running hands that one what the file holds, so no item is
 lost to a race between them. The same file lets the first command after a
 reboot start an agent that resumes what is still live.
 
+`cclink --carry` hands over a carried session with a carry request
+(`AgentKeeper.carry`): the command links its encrypted file into a new
+directory of the agent's carry directory and names only that directory's
+id; the agent offers nothing from anywhere else (`TransferFiles`). Unlike a
+keep, the command waits for the agent's answer (starting one if needed),
+since it offers the session itself when the agent does not take it.
+
 Files, per network (the public network's names carry no tag): the socket
 `agent.sock` and the lock `agent.lock` held for the agent's life, in the
-socket directory; the kept list `kept.json` (docs/wire.md §11) and the log
-`agent.log` in the state directory.
+socket directory; the kept list `kept.json` (docs/wire.md §11), the log
+`agent.log` and the carry directory `carry/` (one 0700 directory per
+transfer: `carry.age` and `transfer.json`) in the state directory.
 """
 
 from __future__ import annotations
@@ -34,7 +42,10 @@ import hmac
 import json
 import math
 import os
+import secrets
+import shutil
 import socket
+import stat
 import sys
 import threading
 import time
@@ -49,6 +60,7 @@ from cclink.local import files, runtime
 from cclink.wire import agent_protocol
 from cclink.wire.agent_protocol import (
     Answer,
+    Carry,
     Entry,
     GetKey,
     Item,
@@ -58,6 +70,8 @@ from cclink.wire.agent_protocol import (
     Request,
     Status,
     Stop,
+    Transfer,
+    TransferEntry,
     Unlock,
 )
 
@@ -84,6 +98,9 @@ MAX_SLEEP = 60.0  # the worker wakes at least this often: a suspended machine's 
 MAX_KEPT_FILE = agent_protocol.MAX_KEPT_FILE
 MAX_UNLOCK = agent_protocol.MAX_UNLOCK_SECONDS  # `cclink unlock --for` at most
 DEFAULT_UNLOCK = "15m"
+CARRY_FILE = "carry.age"  # bittorrent.FILE_NAME: the name the torrent is made under
+TRANSFER_FILE = "transfer.json"
+HANDOVER_WAIT = 3600.0  # a transfer directory that no agent took (its command is gone) is removed after this
 _UNLOCK_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
@@ -95,6 +112,7 @@ class Place:
     lock: Path
     kept: Path
     log: Path
+    carry: Path  # a directory per carried session offered
 
     @classmethod
     def of(cls, network: Network, environ: Mapping[str, str] | None = None) -> Place:
@@ -106,6 +124,7 @@ class Place:
             directory / f"agent{tag}.lock",
             state / f"kept{tag}.json",
             state / f"agent{tag}.log",
+            state / f"carry{tag}",
         )
 
 
@@ -191,10 +210,35 @@ class AgentKeeper:
             )
         return None
 
-    def resume(self) -> None:
-        """Start an agent for a kept list that no agent is running for (after a reboot, say)."""
+    def carry(self, transfer: Transfer, archive: Path) -> str | None:
+        """Have the agent offer the encrypted file at archive; None once it does, else why not (a sentence).
+
+        The file is linked (or copied) into a directory of the agent's own
+        first; waits for the agent's answer, starting one if none is running.
+        """
         try:
-            if self.place.kept.stat().st_size == 0 or not read_kept(self.place):
+            transfer_id, directory = _link_into(self.place, archive)
+        except OSError as error:
+            return f"the session could not be handed to the agent ({error.strerror or error})"
+        answer = ask(self.place, Carry(transfer_id, transfer))
+        if answer is None:
+            with contextlib.suppress(OSError):
+                start(self.place, self.environ)
+                wait_for(self.place)
+                answer = ask(self.place, Carry(transfer_id, transfer))
+        if answer is not None and answer.ok:
+            return None
+        shutil.rmtree(directory, ignore_errors=True)
+        if answer is None:
+            return f"the background agent did not start (its log is {self.place.log})"
+        return f"the agent did not take it: {answer.error}"
+
+    def resume(self) -> None:
+        """Start an agent for a kept list or transfers that no agent is running for (after a reboot, say)."""
+        try:
+            if not TransferFiles(self.place.carry).saved_ids() and (
+                self.place.kept.stat().st_size == 0 or not read_kept(self.place)
+            ):
                 return
         except OSError:
             return
@@ -302,6 +346,102 @@ def _kept_lock(place: Place) -> Iterator[None]:
         yield
 
 
+# --- the carry directory --------------------------------------------------------------
+
+
+def _link_into(place: Place, archive: Path) -> tuple[str, Path]:
+    """A new transfer directory holding archive as CARRY_FILE (a hard link, else a copy); its id and path."""
+    runtime.private_dir(place.carry, create=True)
+    transfer_id = secrets.token_hex(16)
+    directory = place.carry / transfer_id
+    directory.mkdir(mode=0o700)
+    try:
+        try:
+            os.link(archive, directory / CARRY_FILE, follow_symlinks=False)
+        except OSError:  # another file system (a cache elsewhere), or one without hard links
+            with open(archive, "rb") as source, files.create_private(directory / CARRY_FILE) as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return transfer_id, directory
+
+
+class TransferFiles:
+    """The agent's carry directory: a 0700 directory per transfer, with its encrypted file and what it is.
+
+    A request names a transfer by its id only (32 hex digits, checked by
+    the protocol), so nothing outside this directory is ever offered.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path(self, transfer_id: str) -> Path:
+        return self.directory / agent_protocol.transfer_id(transfer_id) / CARRY_FILE
+
+    def archive(self, transfer_id: str, size: int) -> Path:
+        """The transfer's file, once checked: a regular file of ours, of size bytes, in a private directory.
+
+        OSError when it is not.
+        """
+        path = self.path(transfer_id)
+        runtime.private_dir(self.directory, create=False)
+        runtime.check_private(path.parent)
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            raise OSError("its file is not a file of this user")  # a link, say: never followed
+        if info.st_size != size:
+            raise OSError("its file is not of the size the transfer says")
+        return path
+
+    def save(self, transfer_id: str, transfer: Transfer) -> None:
+        files.write_private(
+            self.path(transfer_id).with_name(TRANSFER_FILE), agent_protocol.encode_transfer_file(transfer)
+        )
+
+    def saved_ids(self) -> list[str]:
+        """The ids of the transfer directories there (at most a few more than the agent offers at once)."""
+        try:
+            runtime.private_dir(self.directory, create=False)
+            names = []
+            with os.scandir(self.directory) as entries:
+                for entry in entries:
+                    if agent_protocol.TRANSFER_ID.fullmatch(entry.name):
+                        names.append(entry.name)
+                    if len(names) >= 4 * agent_protocol.MAX_TRANSFERS:
+                        break
+        except OSError:
+            return []
+        return sorted(names)
+
+    def saved(self, now: float) -> list[tuple[str, Transfer]]:
+        """Each transfer directory's id and what it is; one that says nothing readable is removed.
+
+        Except for a while after it was made: a command links its file in
+        before it asks, and the agent writes what it is once it takes it.
+        """
+        found = []
+        for transfer_id in self.saved_ids():
+            described = self.path(transfer_id).with_name(TRANSFER_FILE)
+            data = files.read_bounded(described, agent_protocol.MAX_TRANSFER_FILE)
+            try:
+                found.append((transfer_id, agent_protocol.decode_transfer_file(data or b"")))
+            except ProtocolError:
+                if data is not None or self._made_before(transfer_id, now - HANDOVER_WAIT):
+                    self.remove(transfer_id)
+        return found
+
+    def _made_before(self, transfer_id: str, when: float) -> bool:
+        try:
+            return os.lstat(self.path(transfer_id).parent).st_mtime < when
+        except OSError:
+            return False
+
+    def remove(self, transfer_id: str) -> None:
+        shutil.rmtree(self.path(transfer_id).parent, ignore_errors=True)
+
+
 # --- the unlocked key -----------------------------------------------------------------
 
 
@@ -388,6 +528,12 @@ class Service(Protocol):
 
     def work(self, clock: Callable[[], float]) -> None: ...
 
+    def carry(self, transfer_id: str, transfer: Transfer, now: float) -> str | None: ...
+
+    def transfers(self, now: float) -> tuple[TransferEntry, ...]: ...
+
+    def close(self) -> None: ...
+
 
 def serve(
     place: Place,
@@ -417,6 +563,7 @@ def serve(
             service.resume(kept, clock())
             _Server(listener, service, key, grace, clock).run()
         finally:
+            service.close()
             key.lock()
             listener.close()
             with contextlib.suppress(OSError):
@@ -511,7 +658,13 @@ class _Server:
             return Answer(True)
         if isinstance(request, Status):
             now = self.clock()
-            return Answer(True, pid=os.getpid(), kept=self.service.entries(now), unlocked_until=self.key.until(now))
+            return Answer(
+                True,
+                pid=os.getpid(),
+                kept=self.service.entries(now),
+                unlocked_until=self.key.until(now),
+                transfers=self.service.transfers(now),
+            )
         if isinstance(request, GetKey):
             held = self.key.key(request.key_file_sha256, self.clock())
             if held is None:
@@ -526,6 +679,9 @@ class _Server:
                 return None  # no answer: the client starts the next agent with it
             if isinstance(request, Unlock):
                 answer = self._unlock(request)
+            elif isinstance(request, Carry):
+                refusal = self.service.carry(request.transfer_id, request.transfer, self.clock())
+                answer = Answer(refusal is None, error=refusal)
             else:
                 refusal = self.service.keep(request.item, self.clock())
                 answer = Answer(refusal is None, error=refusal)

@@ -11,6 +11,14 @@ The kept list's file holds the same items as keep requests, so the agent
 resumes after a reboot exactly what it was handed; there, one bad entry
 costs only itself.
 
+`carry` hands the agent a carried session to offer (`Transfer`): the
+signed handoff it renews, the signed revocation it puts once the recipient
+acknowledged (burn), what the torrent must be, and the archive's SHA-256
+that the acknowledgement key comes from. The encrypted file itself is named
+only by a transfer id: a directory in the agent's own carry directory,
+never a path of the request's choosing. The same object, in a file of its
+own there, lets the agent take the transfer up again after a restart.
+
 `unlock`, `key` and `lock` carry the key `cclink unlock` hands the agent:
 its 32-byte seed, bound to the SHA-256 of the key file it was opened from.
 The seed is decoded into a bytearray, which the agent overwrites when it
@@ -27,6 +35,7 @@ from typing import Literal
 
 from cclink.errors import WireError
 from cclink.wire import strictjson, z32
+from cclink.wire.payload import SESSION_ID_PATTERN
 
 VERSION = 1
 MAX_REQUEST_LINE = 4096  # a keep request of the largest item takes about 2,300 bytes
@@ -45,10 +54,20 @@ SEED_SIZE = 32
 SHA256_SIZE = 32
 KEPT_FILE_VERSION = 1
 MAX_KEPT_FILE = MAX_KEPT * MAX_REQUEST_LINE
+MAX_TRANSFERS = 8  # carried sessions the agent offers at once
+MAX_CARRY_SIZE = 16 << 30  # flows/carry.MAX_UNPACKED: no picker accepts more
+MAX_TRANSFER_FILE = MAX_REQUEST_LINE
+TRANSFER_FILE_VERSION = 1
+INFO_HASH_SIZE = 20
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
+TRANSFER_ID = re.compile(r"[0-9a-f]{32}")
 
 Kind = Literal["handoff", "revocation"]
 KINDS: tuple[Kind, ...] = ("handoff", "revocation")
+# Offering until the recipient acknowledges; fetched (the acknowledgement came); revoked or replaced elsewhere;
+# timed out (--carry-timeout or the TTL passed); failed (the file was not what the transfer said).
+TransferState = Literal["offering", "fetched", "revoked", "timed out", "failed"]
+TRANSFER_STATES: tuple[TransferState, ...] = ("offering", "fetched", "revoked", "timed out", "failed")
 
 
 class ProtocolError(WireError):
@@ -102,8 +121,30 @@ class Lock:
     pass
 
 
-Request = Keep | Status | Stop | Unlock | GetKey | Lock
-OPS = ("keep", "status", "stop", "unlock", "key", "lock")
+@dataclass(frozen=True)
+class Transfer:
+    """A carried session for the agent to offer until the recipient acknowledges it, or deadline."""
+
+    session_id: str  # shown by status only: the record's payload, which names it, is encrypted
+    handoff: Item  # the published handoff, signed: renewed unchanged while offering
+    revocation: Item | None  # for burn: signed in advance at the next seq, put once acknowledged
+    info_hash: bytes  # the torrent the file must make (what the record promises the picker)
+    size: int
+    sha256: bytes
+    archive_sha256: bytes = field(repr=False)  # the acknowledgement key's seed comes from it
+    deadline: int  # seconds since the epoch: --carry-timeout, or the TTL
+
+
+@dataclass(frozen=True)
+class Carry:
+    """Offer the file `carry.age` in the transfer_id directory of the agent's carry directory."""
+
+    transfer_id: str
+    transfer: Transfer
+
+
+Request = Keep | Status | Stop | Unlock | GetKey | Lock | Carry
+OPS = ("keep", "status", "stop", "unlock", "key", "lock", "carry")
 
 
 @dataclass(frozen=True)
@@ -120,6 +161,21 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class TransferEntry:
+    """One carried session as status shows it."""
+
+    transfer_id: str
+    publisher: bytes
+    session_id: str
+    size: int
+    peers: int
+    uploaded: int  # bytes sent so far
+    state: TransferState
+    revoked: bool  # burn: the agent put the revocation once it was fetched
+    deadline: int
+
+
+@dataclass(frozen=True)
 class Answer:
     ok: bool
     error: str | None = None  # when not ok
@@ -128,6 +184,7 @@ class Answer:
     seed: bytes | None = field(default=None, repr=False)  # key only
     unlocked_until: int | None = None  # status, unlock and key: until when a key is held
     forgot: bool | None = None  # lock only: whether a key was held
+    transfers: tuple[TransferEntry, ...] | None = None  # status only
 
 
 # --- requests -------------------------------------------------------------------------
@@ -148,6 +205,10 @@ def encode_request(request: Request) -> bytes:
         )
     if isinstance(request, GetKey):
         return _line({"v": VERSION, "op": "key", "key_file_sha256": request.key_file_sha256.hex()})
+    if isinstance(request, Carry):
+        return _line(
+            {"v": VERSION, "op": "carry", "id": request.transfer_id, "transfer": _transfer_fields(request.transfer)}
+        )
     op = "status" if isinstance(request, Status) else "stop" if isinstance(request, Stop) else "lock"
     return _line({"v": VERSION, "op": op})
 
@@ -171,6 +232,9 @@ def decode_request(line: bytes) -> Request:
     if op == "key":
         _exact_keys(document, {"v", "op", "key_file_sha256"})
         return GetKey(_hex(document["key_file_sha256"], "key_file_sha256", SHA256_SIZE, SHA256_SIZE))
+    if op == "carry":
+        _exact_keys(document, {"v", "op", "id", "transfer"})
+        return Carry(transfer_id(document["id"]), _transfer(document["transfer"]))
     if op in ("status", "stop", "lock"):
         _exact_keys(document, {"v", "op"})
         return Status() if op == "status" else Stop() if op == "stop" else Lock()
@@ -194,6 +258,8 @@ def encode_answer(answer: Answer) -> bytes:
         document["unlocked_until"] = answer.unlocked_until
     if answer.forgot is not None:
         document["forgot"] = answer.forgot
+    if answer.transfers is not None:
+        document["transfers"] = [_transfer_entry_fields(entry) for entry in answer.transfers[:MAX_TRANSFERS]]
     return _line(document)
 
 
@@ -220,6 +286,11 @@ def decode_answer(line: bytes) -> Answer:
     forgot = document.get("forgot")
     if forgot is not None and not isinstance(forgot, bool):
         raise ProtocolError("the answer's forgot is not true or false")
+    transfers = document.get("transfers")
+    if transfers is not None:
+        if not isinstance(transfers, list) or len(transfers) > MAX_TRANSFERS:
+            raise ProtocolError(f"the answer's transfers is not a list of at most {MAX_TRANSFERS}")
+        transfers = tuple(_transfer_entry(entry) for entry in transfers)
     return Answer(
         ok,
         error,
@@ -228,10 +299,11 @@ def decode_answer(line: bytes) -> Answer:
         seed=None if seed is None else _hex(seed, "seed", SEED_SIZE, SEED_SIZE),
         unlocked_until=None if until is None else _int(until, "unlocked_until", 0, MAX_TIME),
         forgot=forgot,
+        transfers=transfers,
     )
 
 
-ANSWER_KEYS = {"ok", "error", "pid", "kept", "seed", "unlocked_until", "forgot"}
+ANSWER_KEYS = {"ok", "error", "pid", "kept", "seed", "unlocked_until", "forgot", "transfers"}
 
 
 ENTRY_KEYS = {"publisher", "seq", "kind", "expires_at", "nodes", "last_put", "next_put"}
@@ -266,6 +338,115 @@ def _entry(value: object) -> Entry:
         last_put=None if last_put is None else _int(last_put, "last_put", 0, MAX_TIME),
         next_put=_int(value["next_put"], "next_put", 0, MAX_TIME),
     )
+
+
+TRANSFER_ENTRY_KEYS = {"id", "publisher", "session_id", "size", "peers", "uploaded", "state", "revoked", "deadline"}
+
+
+def _transfer_entry_fields(entry: TransferEntry) -> dict[str, object]:
+    return {
+        "id": entry.transfer_id,
+        "publisher": z32.encode(entry.publisher),
+        "session_id": entry.session_id,
+        "size": entry.size,
+        "peers": entry.peers,
+        "uploaded": entry.uploaded,
+        "state": entry.state,
+        "revoked": entry.revoked,
+        "deadline": entry.deadline,
+    }
+
+
+def _transfer_entry(value: object) -> TransferEntry:
+    if not isinstance(value, dict):
+        raise ProtocolError("a transfer entry is not an object")
+    _exact_keys(value, TRANSFER_ENTRY_KEYS)
+    state, revoked = value["state"], value["revoked"]
+    if state not in TRANSFER_STATES:
+        raise ProtocolError(f"a transfer's state is not one of {', '.join(TRANSFER_STATES)}")
+    if not isinstance(revoked, bool):
+        raise ProtocolError("a transfer's revoked is not true or false")
+    return TransferEntry(
+        transfer_id=transfer_id(value["id"]),
+        publisher=_publisher(value["publisher"]),
+        session_id=_session_id(value["session_id"]),
+        size=_int(value["size"], "size", 1, MAX_CARRY_SIZE),
+        peers=_int(value["peers"], "peers", 0, MAX_NODES),
+        uploaded=_int(value["uploaded"], "uploaded", 0, MAX_TIME),
+        state=state,
+        revoked=revoked,
+        deadline=_int(value["deadline"], "deadline", 0, MAX_TIME),
+    )
+
+
+# --- transfers ------------------------------------------------------------------------
+
+TRANSFER_KEYS = {"session_id", "handoff", "revocation", "info_hash", "size", "sha256", "archive_sha256", "deadline"}
+
+
+def transfer_id(value: object) -> str:
+    """A transfer's id: 32 lower-case hex digits, so that it names one directory and nothing else."""
+    if not isinstance(value, str) or TRANSFER_ID.fullmatch(value) is None:
+        raise ProtocolError("the transfer id is not 32 lower-case hex digits")
+    return value
+
+
+def _transfer_fields(transfer: Transfer) -> dict[str, object]:
+    return {
+        "session_id": transfer.session_id,
+        "handoff": _item_fields(transfer.handoff),
+        "revocation": None if transfer.revocation is None else _item_fields(transfer.revocation),
+        "info_hash": transfer.info_hash.hex(),
+        "size": transfer.size,
+        "sha256": transfer.sha256.hex(),
+        "archive_sha256": transfer.archive_sha256.hex(),
+        "deadline": transfer.deadline,
+    }
+
+
+def _transfer(value: object) -> Transfer:
+    if not isinstance(value, dict):
+        raise ProtocolError("the transfer is not an object")
+    _exact_keys(value, TRANSFER_KEYS)
+    revocation = value["revocation"]
+    return Transfer(
+        session_id=_session_id(value["session_id"]),
+        handoff=_nested_item(value["handoff"], "handoff"),
+        revocation=None if revocation is None else _nested_item(revocation, "revocation"),
+        info_hash=_hex(value["info_hash"], "info_hash", INFO_HASH_SIZE, INFO_HASH_SIZE),
+        size=_int(value["size"], "size", 1, MAX_CARRY_SIZE),
+        sha256=_hex(value["sha256"], "sha256", SHA256_SIZE, SHA256_SIZE),
+        archive_sha256=_hex(value["archive_sha256"], "archive_sha256", SHA256_SIZE, SHA256_SIZE),
+        deadline=_int(value["deadline"], "deadline", 0, MAX_TIME),
+    )
+
+
+def _nested_item(value: object, name: str) -> Item:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"the transfer's {name} is not an item")
+    _exact_keys(value, ITEM_KEYS)
+    return _item(value)
+
+
+def _session_id(value: object) -> str:
+    if not isinstance(value, str) or SESSION_ID_PATTERN.fullmatch(value) is None:
+        raise ProtocolError("the session id is not 1-128 letters, digits, '_', '-' or '.'")
+    return value
+
+
+def encode_transfer_file(transfer: Transfer) -> bytes:
+    """What the agent keeps of a transfer beside its file, to take it up again after a restart."""
+    document = {"version": TRANSFER_FILE_VERSION, "transfer": _transfer_fields(transfer)}
+    return json.dumps(document, separators=(",", ":")).encode() + b"\n"
+
+
+def decode_transfer_file(data: bytes) -> Transfer:
+    """The transfer a file of the agent's holds; ProtocolError for anything else."""
+    document = _document(data, MAX_TRANSFER_FILE)
+    if document.get("version") != TRANSFER_FILE_VERSION or type(document.get("version")) is not int:
+        raise ProtocolError(f"the transfer file is not of version {TRANSFER_FILE_VERSION}")
+    _exact_keys(document, {"version", "transfer"})
+    return _transfer(document["transfer"])
 
 
 # --- the kept list's file -------------------------------------------------------------

@@ -42,6 +42,7 @@ class AgentMachine(Machine):
             directory / f"agent{tag}.lock",
             state / f"kept{tag}.json",
             state / f"agent{tag}.log",
+            state / f"carry{tag}",
         )
 
     def agent_pid(self, *, wait: float = 0.0) -> int | None:

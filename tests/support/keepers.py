@@ -9,11 +9,12 @@ as the agent's protocol carries it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cclink.net import krpc
 from cclink.net.record_store import RecordStore
 from cclink.net.seq_memory import SeqMemory
-from cclink.wire.agent_protocol import Item
+from cclink.wire.agent_protocol import Item, Transfer
 from cclink.wire.keys import Identity, PublicKey
 from cclink.wire.record import new_record
 from support.records import MemoryItems
@@ -34,6 +35,9 @@ class MemoryKeeper:
     def keep(self, publisher: PublicKey, item: krpc.Item, expires_at: float) -> str | None:
         self.handed.append(Handed(publisher, item, expires_at))
         return self.refusal
+
+    def carry(self, transfer: Transfer, archive: Path) -> str | None:
+        return self.refusal if self.refusal is not None else "a MemoryKeeper offers no carried sessions"
 
 
 def handoff_item(identity: Identity, items: MemoryItems, now: float, *, ttl: int = 86400) -> Item:
