@@ -27,7 +27,12 @@ def publish_command(
     ttl: int = typer.Option(86400, "--ttl", help="Seconds until the handoff expires."),
     burn: bool = typer.Option(False, "--burn", help="Revoke the handoff when it is picked up with your key."),
     pin: bool = typer.Option(False, "--pin", help="Encrypt to a PIN instead of a key (asked for, or CCLINK_PIN)."),
-    share: str | None = typer.Option(None, "--share", metavar="PUBKEY", help="Encrypt to someone else's public key."),
+    share: str | None = typer.Option(
+        None,
+        "--share",
+        metavar="PUBKEY|NAME",
+        help="Encrypt to someone else's public key, or a paired device's or colleague's name.",
+    ),
     carry: bool = typer.Option(
         False,
         "--carry",
@@ -132,4 +137,4 @@ def _show_published(outcome: PublishOutcome, qr: bool, as_json: bool) -> None:
     expires = f"Expires in {text.format_duration(record.ttl)} ({render.utc(record.expires_at)})."
     console.out(expires + render.mode_line(outcome))
     if qr:
-        console.out(console.qr_text(outcome.pickup_command))
+        console.show_qr(outcome.qr_command)  # the full command: a phone holds no key to default to
