@@ -328,3 +328,19 @@ def test_no_contacts_and_no_bootstrap_node_is_still_one_clear_failure() -> None:
             dht_client.get(
                 Network((dead.getsockname(),), test=True), Identity.generate().public_key.raw, lambda i: True, timeout=5
             )
+
+
+def test_only_nodes_given_up_on_are_remembered_as_silent() -> None:
+    """A live node still on its way to answering when a get ends is not marked silent for the next lookup."""
+    # Round trips long beside any scheduling delay of a loaded machine: a live node is never given up.
+    with Lab(300, dead=0.3, loss=0.0, slow=0.0, median_rtt=0.3, seed=7) as lab:
+        live = {node.address for node in lab.nodes()}
+        for _ in range(3):
+            key = Identity.generate().public_key
+            dht_client.get(lab.network, key.raw, verifier(key), timeout=TIMEOUT)
+        saved = dht_client.load_contacts(
+            dht_client.contacts_file_for(lab.network), dht_client._contact_filter(lab.network), bytes(20)
+        )
+
+    assert saved.silent, "the lab's dead entries are remembered"
+    assert not saved.silent & live

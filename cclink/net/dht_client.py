@@ -445,8 +445,12 @@ class _Lookup:
         return sorted(answered, key=lambda pair: pair[1])
 
     def silent(self) -> set[Endpoint]:
-        """The nodes asked that have not answered."""
-        return {node.address for node in self._nodes.values() if node.query is not None and node.query.reply is None}
+        """The nodes asked that never answered: given up on, not merely still on their way when the lookup ended."""
+        return {
+            node.address
+            for node in self._nodes.values()
+            if node.query is not None and node.query.reply is None and node.query.given_up
+        }
 
     def _meet(self, contact: krpc.Contact) -> None:
         if contact.node_id == self._wire.node_id:
