@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.carry import READY, finish, wait_for_line
 from support.machines import Machine
 
 from cclink.wire import contacts
@@ -107,3 +108,59 @@ def test_share_and_pickup_take_a_contacts_name(laptop: Machine, stranger: Machin
     assert f"Resuming session {session_id} from lee..." in picked.stderr, describe(picked)
     unknown = error_line(stranger.run("pickup", "nobody", "-y"), 2)
     assert "no device or contact named 'nobody'" in unknown
+
+
+def test_three_paired_machines_and_a_long_project_path_every_device_picks_up_and_revoke_ends_it_all(
+    machines, short_dir: Path
+) -> None:
+    alpha, beta, gamma = machines("alpha"), machines("beta"), machines("gamma")
+    keys = {machine: machine.init() for machine in (alpha, beta, gamma)}
+    for machine in keys:
+        for other, key in keys.items():
+            if other is not machine:
+                add_contact(machine, other.name, key)
+    # 70 characters: beside your own key the record has room for one device; gamma gets a copy of its own.
+    project = short_dir / ("p" * (70 - len(str(short_dir)) - 1))
+    project.mkdir()
+    session_id = alpha.add_session(project)
+
+    shown = alpha.ok(cwd=project).stdout
+    assert "For you and beta, gamma (a copy of its own for gamma on " in shown, shown
+    data = json.loads(alpha.ok("--json", cwd=project).stdout)
+
+    assert data["devices"] == ["beta", "gamma"]
+    [item] = data["device_items"]
+    assert item["device"] == "gamma" and item["nodes"] > 0, data
+    for machine in (beta, gamma):
+        machine.add_session(machine.project("app"), session_id)
+        picked = machine.ok("pickup", "-y")
+        assert f"Resuming session {session_id} from alpha..." in picked.stderr, describe(picked)
+        assert resumed(machine, session_id) == machine.project("app")
+
+    listed = alpha.ok("list")
+    assert "Copies:    1 copy for paired devices the record had no room for" in listed.stdout, describe(listed)
+    revoked = alpha.ok("revoke", "-y")
+    assert "Revoked, and the copies left for gamma." in revoked.stdout, describe(revoked)
+    assert "No handoff is published under your key and alpha, beta." in error_line(gamma.run("pickup", "-y"), 7)
+
+
+def test_a_session_carried_to_a_device_with_an_item_of_its_own_is_fetched_and_acknowledged(
+    laptop: Machine, desktop: Machine, short_dir: Path
+) -> None:
+    laptop_key, desktop_key = laptop.init(), desktop.init()
+    add_contact(laptop, "desktop", desktop_key)
+    add_contact(desktop, "laptop", laptop_key)
+    # 60 characters: with --carry the record has room for no device beside your own key.
+    project = short_dir / ("p" * (60 - len(str(short_dir)) - 1))
+    project.mkdir()
+    session_id = laptop.add_session(project)
+    publisher = laptop.spawn("--carry", "--json", cwd=project)
+    wait_for_line(publisher, READY)
+
+    picked = desktop.ok("pickup", "-y", "--project-dir", str(desktop.project("app")))
+
+    assert f"Resuming session {session_id} from laptop..." in picked.stderr, describe(picked)
+    assert resumed(desktop, session_id) == desktop.project("app")
+    code, out, err = finish(publisher)
+    assert code == 0 and "The session was fetched" in err, err
+    assert [item["device"] for item in json.loads(out)["device_items"]] == ["desktop"]

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from support.desks import Desk
 from support.ui import ScriptedUI
 
 from cclink.errors import Declined, NetworkError, NoInput, NothingDone
-from cclink.flows import manage
+from cclink.flows import manage, publish
 from cclink.flows.publish import PublishRequest
-from cclink.net.record_store import Revocation
+from cclink.net.record_store import Resolved, Revocation
+from cclink.wire import contacts, device_items
+from cclink.wire.contacts import Contact, ContactBook
+from cclink.wire.keys import Identity
 
 PIN = "correct horse battery"
 
@@ -44,7 +49,7 @@ def test_revoke_asks_then_supersedes_the_record(laptop: Desk) -> None:
 
     revoked = manage.revoke(ui, laptop.env(), assume_yes=False)
 
-    assert revoked == published.record
+    assert revoked == manage.RevokeOutcome(published.record)
     assert ui.asked[0].startswith("Revoke the handoff published")
     assert isinstance(laptop.records.newest(published.publisher), Revocation)
 
@@ -121,6 +126,61 @@ def test_an_older_handoff_than_seen_before_can_still_be_revoked(laptop: Desk) ->
     laptop.items.plant(first.publisher.raw, replay)
     ui = ScriptedUI.answering(answers=[True])
 
-    assert manage.revoke(ui, laptop.env(), assume_yes=False) is None
+    assert manage.revoke(ui, laptop.env(), assume_yes=False).record is None
     assert "maybe a replay" in ui.asked[0]
     assert isinstance(laptop.records.newest(first.publisher), Revocation)
+
+
+# --- the items left for paired devices the record had no room for ----------------------------------
+
+
+def with_devices(desk: Desk, short_dir: Path, *names: str) -> tuple[Path, list[Identity]]:
+    """Paired devices for desk, and a project path (70 characters) long enough that only one fits in the record."""
+    book = ContactBook(desk.keys.path.parent / contacts.FILE_NAME)
+    keys = [Identity.generate() for _ in names]
+    for name, key in zip(names, keys, strict=True):
+        book.add(Contact(name, key.public_key, "device", int(desk.clock())))
+    project = short_dir / ("p" * (70 - len(str(short_dir)) - 1))
+    project.mkdir()
+    desk.add_session(project)
+    return project, keys
+
+
+def item_key(desk: Desk, device: Identity):
+    return device_items.item_identity(desk.keys.load(ScriptedUI.answering()), device.public_key).public_key
+
+
+def test_revoke_revokes_the_items_left_for_devices_too_and_list_counts_them(laptop: Desk, short_dir: Path) -> None:
+    project, [_, gamma, delta] = with_devices(laptop, short_dir, "beta", "gamma", "delta")
+    with publish.publish(PublishRequest(), ScriptedUI.answering(), laptop.env(cwd=project)) as publication:
+        published = publication.outcome
+    assert isinstance(laptop.records.newest(item_key(laptop, gamma)), Resolved)
+
+    assert manage.list_active(ScriptedUI.answering(), laptop.env()).device_items == 2
+    ui = ScriptedUI.answering(answers=[True])
+    revoked = manage.revoke(ui, laptop.env(), assume_yes=False)
+
+    assert revoked == manage.RevokeOutcome(published.record, ("gamma", "delta"))
+    assert ui.asked[0].endswith("ago (and the copies left for gamma, delta)?")
+    for key in (published.publisher, item_key(laptop, gamma), item_key(laptop, delta)):
+        assert isinstance(laptop.records.newest(key), Revocation)
+    assert manage.list_active(ScriptedUI.answering(), laptop.env()).device_items == 0
+
+
+def test_device_items_alone_are_still_revoked(laptop: Desk, short_dir: Path) -> None:
+    project, [_, gamma] = with_devices(laptop, short_dir, "beta", "gamma")
+    with publish.publish(PublishRequest(), ScriptedUI.answering(), laptop.env(cwd=project)):
+        pass
+    manage.revoke(ScriptedUI.answering(), laptop.env(), assume_yes=True)
+    # Published again, then revoked again elsewhere: only the item is live now.
+    with publish.publish(PublishRequest(), ScriptedUI.answering(), laptop.env(cwd=project)) as publication:
+        laptop.records.revoke(laptop.keys.load(ScriptedUI.answering()))
+        published = publication.outcome
+
+    revoked = manage.revoke(ScriptedUI.answering(), laptop.env(), assume_yes=True)
+
+    assert revoked == manage.RevokeOutcome(None, ("gamma",))
+    assert isinstance(laptop.records.newest(item_key(laptop, gamma)), Revocation)
+    assert isinstance(laptop.records.newest(published.publisher), Revocation)
+    with pytest.raises(NothingDone, match="already revoked"):
+        manage.revoke(ScriptedUI.answering(), laptop.env(), assume_yes=True)

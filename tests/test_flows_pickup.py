@@ -16,8 +16,8 @@ from cclink.errors import (
     Declined,
     Expired,
     KeyFileError,
+    NetworkError,
     NotFound,
-    RecordTooLarge,
     Rollback,
     SessionError,
     UsageError,
@@ -28,7 +28,7 @@ from cclink.flows.environment import Environment
 from cclink.flows.pickup import PickupOutcome, Resumption
 from cclink.flows.publish import PublishOutcome, PublishRequest
 from cclink.net.record_store import Revocation
-from cclink.wire import contacts
+from cclink.wire import contacts, device_items, payload
 from cclink.wire.contacts import Contact, ContactBook
 from cclink.wire.keys import Identity
 
@@ -386,24 +386,6 @@ def test_an_unpaired_machine_cannot_open_it_and_is_told_it_was_not_addressed_to_
         pick_up(outsider, ScriptedUI.answering(), confirm=False)
 
 
-def test_more_devices_than_fit_in_one_dht_item_publish_nothing_and_say_what_to_do(
-    three: tuple[Desk, Desk, Desk], desks
-) -> None:
-    alpha = three[0]
-    extra = [desks(name) for name in ("delta", "epsilon", "zeta")]
-    for desk in extra:
-        desk.make_key()
-    pair(alpha, *extra)  # alpha now has five devices
-
-    with pytest.raises(
-        RecordTooLarge,
-        match=r"your key and 5 paired devices \(beta, gamma, delta, epsilon, zeta\) "
-        r"does not fit in one DHT item .*: at most \d of them fit; .*`cclink devices remove NAME`",
-    ):
-        alpha.publish_new_session()
-    assert alpha.items.items == {}
-
-
 def test_the_newest_handoff_under_any_of_the_keys_wins(three: tuple[Desk, Desk, Desk]) -> None:
     alpha, beta, gamma = three
     alpha.publish_new_session()
@@ -470,7 +452,7 @@ def test_a_burn_handoff_picked_up_on_a_device_stays_and_says_where_it_can_be_rev
 ) -> None:
     alpha, beta, _ = three
     published = alpha.publish_new_session(PublishRequest(burn=True))
-    assert any("picked up on a paired device, it stays" in note for note in published.notes)
+    assert any("picked up on beta, gamma, it stays" in note for note in published.notes)
     beta.add_session(session_id=published.session_id)
 
     outcome = pick_up(beta, ScriptedUI.answering(), assume_yes=True)
@@ -505,3 +487,143 @@ def test_waiting_takes_the_first_new_handoff_under_any_of_the_keys(three: tuple[
 
     assert (outcome.payload.session_id, outcome.sender) == (later[0].session_id, "beta") != (first.session_id, "beta")
     assert ui.shown[0] == "Waiting for a new handoff from your key and alpha, beta (Ctrl-C stops)"
+
+
+# --- devices the record has no room for: an item of their own under a pairwise key -------------------
+
+LONG_PATH = 70  # characters: with a UUID session id, one device fits in the record beside one's own key
+
+
+class LongPathDesk(Desk):
+    """A desk whose sessions live in a project path of LONG_PATH characters."""
+
+    def __init__(self, desk: Desk, short_dir: Path) -> None:
+        self.__dict__.update(desk.__dict__)
+        self.long_project = short_dir / ("p" * (LONG_PATH - len(str(short_dir)) - 1))
+        self.long_project.mkdir(exist_ok=True)
+
+    def add_session(self, project: Path | None = None, session_id: str | None = None, **options) -> str:  # type: ignore[override]
+        return super().add_session(project or self.long_project, session_id, **options)
+
+    def env(self, cwd: Path | None = None, network=UNUSED_NETWORK) -> Environment:  # type: ignore[override]
+        return super().env(cwd or self.long_project, network)
+
+
+@pytest.fixture
+def four(desks, short_dir: Path) -> tuple[LongPathDesk, ...]:
+    """Four machines with keys of their own, all paired, publishing from a long project path."""
+    made = tuple(LongPathDesk(desks(name), short_dir) for name in ("alpha", "beta", "gamma", "delta"))
+    for desk in made:
+        desk.make_key()
+    pair(*made)
+    return made
+
+
+def key_of(desk: Desk) -> Identity:
+    return desk.keys.load(ScriptedUI.answering())
+
+
+def test_devices_the_record_has_no_room_for_get_an_item_each_and_every_one_picks_up(four) -> None:
+    alpha, beta, gamma, delta = four
+
+    published = alpha.publish_new_session()
+
+    assert published.devices == ("beta", "gamma", "delta")
+    assert [(item.device, item.stored.nodes) for item in published.device_items] == [  # type: ignore[union-attr]
+        ("gamma", alpha.items.nodes),
+        ("delta", alpha.items.nodes),
+    ]
+    opened = payload.open_payload(published.record.blob, key_of(beta).age_identity())
+    assert opened.session_id == published.session_id  # beta has room in the record itself
+    with pytest.raises(CannotDecrypt):
+        payload.open_payload(published.record.blob, key_of(gamma).age_identity())
+    for desk in (beta, gamma, delta):
+        desk.add_session(session_id=published.session_id)
+        ui = ScriptedUI.answering(answers=[True])
+        outcome = pick_up(desk, ui)
+        pickup.resume(outcome, ui, desk.env())
+
+        assert (outcome.payload.session_id, outcome.sender) == (published.session_id, "alpha")
+        assert outcome.publisher == published.publisher
+        assert ui.asked[0].startswith(f"Resume session {published.session_id} from alpha (")
+        assert ui.said[-1] == f"Resuming session {published.session_id} from alpha..."
+
+
+def test_an_item_is_under_a_key_that_names_neither_machine_and_holds_an_ordinary_record(four) -> None:
+    alpha, _, _, delta = four
+    published = alpha.publish_new_session()
+    item_key = device_items.item_identity(key_of(alpha), key_of(delta).public_key).public_key
+
+    found = alpha.records.resolve(item_key)
+
+    assert found.record.pubkey == item_key.z32 and found.record.recipient is None
+    assert found.record.expires_at == published.record.expires_at
+    body = payload.open_payload(found.record.blob, key_of(delta).age_identity())
+    assert body.session_id == published.session_id
+    with pytest.raises(CannotDecrypt):
+        payload.open_payload(found.record.blob, key_of(alpha).age_identity())
+
+
+def test_a_machine_alpha_is_not_paired_with_finds_no_item_for_it(four, desks) -> None:
+    alpha = four[0]
+    alpha.publish_new_session()
+    outsider = desks("outsider")
+    outsider.make_key()
+    # Paired on its side only: it looks up alpha's key and the item alpha would have left for it.
+    book = ContactBook(outsider.keys.path.parent / contacts.FILE_NAME)
+    book.add(Contact("alpha", key_of(alpha).public_key, "device", int(outsider.clock())))
+
+    with pytest.raises(NotFound, match="there are handoffs under alpha, but none addressed to this machine"):
+        pick_up(outsider, ScriptedUI.answering(), confirm=False)
+
+
+def test_a_burn_handoff_picked_up_through_an_item_revokes_the_item(four) -> None:
+    alpha, beta, _, delta = four
+    published = alpha.publish_new_session(PublishRequest(burn=True))
+    assert any("picked up on beta, it stays" in note for note in published.notes)
+    delta.add_session(session_id=published.session_id)
+
+    outcome = pick_up(delta, ScriptedUI.answering(), assume_yes=True)
+
+    assert outcome.revoked and outcome.sender == "alpha"
+    assert any("left for this machine was revoked" in note and "alpha's own key" in note for note in outcome.notes)
+    item_key = device_items.item_from(key_of(alpha).public_key, key_of(delta)).public_key
+    assert isinstance(delta.records.newest(item_key), Revocation)
+    assert pick_up(beta, ScriptedUI.answering(), confirm=False).record.burn  # the record itself stays
+    with pytest.raises(NotFound):
+        pick_up(delta, ScriptedUI.answering(), confirm=False)
+
+
+def test_waiting_covers_the_items_left_for_this_machine(four) -> None:
+    alpha, _, _, delta = four
+    first = alpha.publish_new_session()
+    pick_up(delta, ScriptedUI.answering(), confirm=False)  # delta has picked this one up, through its item
+    later: list[PublishOutcome] = []
+    alpha.clock.after(5, lambda: later.append(alpha.publish_new_session()))
+    ui = ScriptedUI.answering()
+
+    outcome = pick_up(delta, ui, confirm=False, wait=600)
+
+    assert (outcome.payload.session_id, outcome.sender) == (later[0].session_id, "alpha") != (first.session_id, "alpha")
+    assert ui.shown[0] == "Waiting for a new handoff from your key and alpha, beta, gamma (Ctrl-C stops)"
+
+
+def test_an_item_that_could_not_be_stored_is_a_note_and_the_record_is_published(four, monkeypatch) -> None:
+    alpha, beta, gamma, _ = four
+    gamma_item = device_items.item_identity(key_of(alpha), key_of(gamma).public_key).public_key
+    put = alpha.items.put
+
+    def refusing_gammas_item(public_key: bytes, *args, **options):
+        if public_key == gamma_item.raw:
+            raise NetworkError("no DHT node answered")
+        return put(public_key, *args, **options)
+
+    monkeypatch.setattr(alpha.items, "put", refusing_gammas_item)
+    published = alpha.publish_new_session()
+
+    assert [(item.device, item.stored is None) for item in published.device_items] == [
+        ("gamma", True),
+        ("delta", False),
+    ]
+    assert "The handoff for gamma could not be published (no DHT node answered)." in published.notes
+    assert pick_up(beta, ScriptedUI.answering(), confirm=False).payload.session_id == published.session_id

@@ -19,7 +19,7 @@ from cclink.errors import (
 )
 from cclink.flows import publish
 from cclink.flows.publish import PublishOutcome, PublishRequest
-from cclink.wire import contacts, kdf, payload
+from cclink.wire import contacts, device_items, kdf, payload
 from cclink.wire.contacts import Contact, ContactBook
 from cclink.wire.keys import Identity
 
@@ -225,3 +225,47 @@ def test_shared_with_a_contact_the_handoff_is_for_it_alone_and_names_it(laptop: 
     assert (outcome.mode, outcome.shared_with, outcome.devices) == ("share", "alice", ())
     assert outcome.record.blob.count(b"\n-> X25519 ") == 1
     assert payload.open_payload(outcome.record.blob, alice.age_identity()).session_id == outcome.session_id
+
+
+# --- devices the record has no room for ---------------------------------------------------------------
+
+
+def test_carried_to_a_device_the_record_has_no_room_for_the_device_gets_an_item_carrying_the_same_session(
+    laptop: Desk, swarm, short_dir
+) -> None:
+    desk = add_contact(laptop, "desk")
+    project = short_dir / ("p" * (60 - len(str(short_dir)) - 1))  # 60 characters: no device fits beside --carry
+    project.mkdir()
+    laptop.add_session(project)
+    env = laptop.env(cwd=project, network=swarm.network)
+
+    with publish.publish(PublishRequest(carry=True), ScriptedUI.answering(), env) as publication:
+        outcome = publication.outcome
+        assert publication.carrying
+
+    assert outcome.devices == ("desk",)
+    assert [(item.device, item.stored.nodes) for item in outcome.device_items] == [("desk", laptop.items.nodes)]  # type: ignore[union-attr]
+    with pytest.raises(CannotDecrypt):
+        payload.open_payload(outcome.record.blob, desk.age_identity())
+    own = laptop.keys.load(ScriptedUI.answering())
+    item = laptop.records.resolve(device_items.item_identity(own, desk.public_key).public_key)
+    carried = payload.open_payload(item.record.blob, desk.age_identity()).carry
+    assert outcome.carry is not None and carried is not None
+    assert (carried.info_hash, carried.sha256, carried.size) == (
+        outcome.carry.info_hash,
+        outcome.carry.sha256,
+        outcome.carry.size,
+    )
+
+
+def test_a_device_that_fits_in_the_record_gets_no_item(laptop: Desk, short_dir) -> None:
+    add_contact(laptop, "desk")
+    project = short_dir / "app"
+    project.mkdir()
+    laptop.add_session(project)
+    puts = laptop.items.puts
+
+    with publish.publish(PublishRequest(), ScriptedUI.answering(), laptop.env(cwd=project)) as publication:
+        outcome = publication.outcome
+
+    assert (outcome.devices, outcome.device_items, laptop.items.puts) == (("desk",), (), puts + 1)

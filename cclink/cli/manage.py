@@ -26,6 +26,11 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print as JS
     if record is None:
         revoked = " (the last one was revoked)" if outcome.revoked else ""
         console.out(f"No handoff is published under {outcome.publisher.display}{revoked}.")
+        if outcome.device_items:
+            console.out(
+                f"  {render.copies(outcome.device_items)} left for paired devices still live; "
+                "`cclink revoke` withdraws them."
+            )
         return
     console.out(f"Handoff by {outcome.publisher.display}")
     age = text.format_duration(max(0, now - record.created_at))
@@ -36,13 +41,16 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print as JS
     if outcome.payload is not None:
         console.out(f"  Session:   {outcome.payload.session_id}")
         console.out(f"  Project:   {render.home_relative(outcome.payload.project)}")
+    if outcome.device_items:
+        console.out(f"  Copies:    {render.copies(outcome.device_items)} for paired devices the record had no room for")
 
 
 @app.command("revoke")
 def revoke_command(yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask first.")) -> None:
-    """Revoke your active handoff."""
+    """Revoke your active handoff, and the copies left for paired devices."""
     from cclink.cli import console
     from cclink.flows import manage
 
-    manage.revoke(console, environment(), assume_yes=yes)
-    console.out("Revoked.")
+    outcome = manage.revoke(console, environment(), assume_yes=yes)
+    copies = f", and the copies left for {', '.join(outcome.devices)}" if outcome.devices else ""
+    console.out(f"Revoked{copies}.")

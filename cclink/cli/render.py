@@ -55,13 +55,26 @@ def mode_line(outcome: PublishOutcome) -> str:
         parts.append(f"Shared with {_named(outcome.shared_with, recipient.display)}")
     elif outcome.devices:
         # Names from the contacts file are plain (contacts.NAME_PATTERN): nothing to escape.
-        parts.append(f"For you and {', '.join(outcome.devices)}")
+        parts.append(f"For you and {', '.join(outcome.devices)}{_own_copies(outcome)}")
     if outcome.record.burn:
         parts.append("burn after read")
     if not parts:
         return ""
     text = ", ".join(parts)
     return f" {text[:1].upper()}{text[1:]}."
+
+
+def _own_copies(outcome: PublishOutcome) -> str:
+    """` (a copy of its own for gamma on 20 DHT nodes, ...)`: the devices the record had no room for."""
+    stored = [(item.device, item.stored) for item in outcome.device_items if item.stored is not None]
+    if not stored:
+        return ""
+    return " (a copy of its own " + ", ".join(f"for {name} on {stored_on(put)}" for name, put in stored) + ")"
+
+
+def copies(count: int) -> str:
+    """`1 copy`, `3 copies`."""
+    return f"{count} cop{'y' if count == 1 else 'ies'}"
 
 
 def _named(name: str | None, key: str) -> str:
@@ -101,6 +114,10 @@ def publish_json(outcome: PublishOutcome) -> Json:
         "pickup_command": outcome.pickup_command,
         "qr_command": outcome.qr_command,
         "devices": list(outcome.devices),
+        "device_items": [
+            {"device": item.device, "nodes": item.stored.nodes if item.stored else None}
+            for item in outcome.device_items
+        ],
         "shared_with": outcome.shared_with,
         "carry": carry_json(outcome.carry) if outcome.carry else None,
     }
@@ -140,8 +157,14 @@ def expiry(record: Record, now: float) -> str:
 
 def list_json(outcome: ListOutcome, now: float) -> Json:
     if outcome.record is None:
-        return {"publisher": outcome.publisher.display, "active": False, "revoked": outcome.revoked}
+        return {
+            "publisher": outcome.publisher.display,
+            "active": False,
+            "revoked": outcome.revoked,
+            "device_items": outcome.device_items,
+        }
     data = {"publisher": outcome.publisher.display, "active": True, **record_json(outcome.record), "seq": outcome.seq}
+    data["device_items"] = outcome.device_items
     data["expired"] = outcome.record.is_expired(now)
     if outcome.payload is not None:
         data["session_id"] = outcome.payload.session_id

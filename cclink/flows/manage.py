@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from cclink import text
 from cclink.errors import (
     CannotDecrypt,
+    CclinkError,
     NetworkError,
     NothingDone,
     Rollback,
 )
 from cclink.flows import keeping
 from cclink.flows.environment import Environment
-from cclink.flows.ui import UI, go_ahead
+from cclink.flows.publish import at_once
+from cclink.flows.ui import UI, Progress, go_ahead
 from cclink.net.record_store import Resolved, Revocation
-from cclink.wire import payload
+from cclink.wire import device_items, payload
 from cclink.wire.keys import Identity, PublicKey
 from cclink.wire.payload import Payload
 from cclink.wire.record import Record
@@ -30,12 +33,18 @@ class ListOutcome:
     seq: int | None
     payload: Payload | None  # None when our key cannot read it
     revoked: bool = False  # nothing is active because the last handoff was revoked
+    device_items: int = 0  # how many paired devices have a live handoff of their own (wire/device_items.py)
 
 
 def list_active(ui: UI, env: Environment) -> ListOutcome:
-    """The active handoff under one's own key; a revocation found instead is put again, so DHT nodes keep it."""
+    """The active handoff under one's own key and how many device items are live.
+
+    A revocation found under one's own key is put again, so DHT nodes keep it.
+    """
     identity = env.keys.load(ui)
-    found = _newest_of_mine(ui, env, identity.public_key)
+    found, live = _look_up_mine(ui, env, identity)
+    if isinstance(found, CclinkError):
+        raise found
     if isinstance(found, Revocation):
         # DHT nodes drop an item about two hours after its last put, and once
         # the revocation is gone an older record could be put back. While only
@@ -47,7 +56,7 @@ def list_active(ui: UI, env: Environment) -> ListOutcome:
         except NetworkError:
             pass  # listing is what was asked for; the next look renews it
     if found is None or isinstance(found, Revocation):
-        return ListOutcome(identity.public_key, None, None, None, revoked=found is not None)
+        return ListOutcome(identity.public_key, None, None, None, revoked=found is not None, device_items=len(live))
     record = found.record
     body = None
     if record.pin_salt is None and record.recipient is None:
@@ -55,56 +64,132 @@ def list_active(ui: UI, env: Environment) -> ListOutcome:
             body = payload.open_payload(record.blob, identity.age_identity())
         except CannotDecrypt:
             body = None
-    return ListOutcome(identity.public_key, record, found.seq, body)
+    return ListOutcome(identity.public_key, record, found.seq, body, device_items=len(live))
 
 
-def _newest_of_mine(ui: UI, env: Environment, publisher: PublicKey) -> Resolved | Revocation | None:
-    looking = "Looking up your handoff on the DHT"
-    with ui.progress(looking) as shown:
-        return env.records.newest(
-            publisher, on_retry=lambda delay: shown.update(f"{looking}: no answer yet, trying again in {delay:.0f}s")
-        )
+def _newest_of_mine(
+    env: Environment, publisher: PublicKey, shown: Progress, looking: str
+) -> Resolved | Revocation | None:
+    return env.records.newest(
+        publisher, on_retry=lambda delay: shown.update(f"{looking}: no answer yet, trying again in {delay:.0f}s")
+    )
 
 
-def revoke(ui: UI, env: Environment, *, assume_yes: bool) -> Record | None:
-    """Supersede the active record with an empty packet; return what was revoked.
+@dataclass(frozen=True)
+class RevokeOutcome:
+    record: Record | None  # the handoff revoked under one's own key; None for none, or a possible replay
+    devices: tuple[str, ...] = ()  # the paired devices whose item (a handoff of their own) was revoked too
 
-    None when the newest item was older than one this machine has seen,
-    maybe a replay (a new revocation supersedes it, and there is no record
-    to show). NothingDone when nothing is published, or the newest item is
-    already a revocation (it is put again, so DHT nodes keep it).
+
+def revoke(ui: UI, env: Environment, *, assume_yes: bool) -> RevokeOutcome:
+    """Supersede the active record, and every live item left for a paired device, with empty packets.
+
+    The record is None when the newest item was older than one this machine
+    has seen, maybe a replay (a new revocation supersedes it, and there is no
+    record to show). NothingDone when nothing is published, or the newest
+    item is already a revocation (it is put again, so DHT nodes keep it),
+    and no device item is live either.
     """
     identity = env.keys.load(ui)
-    try:
-        found = _newest_of_mine(ui, env, identity.public_key)
-    except Rollback:
+    found, live = _look_up_mine(ui, env, identity)
+    if isinstance(found, Rollback):
         question = (
             "The DHT holds an older handoff under your key than this machine has seen, maybe a replay; revoke it?"
         )
         go_ahead(ui, question, assume_yes=assume_yes, otherwise="nothing revoked", unattended=False)
-        with ui.progress("Revoking"):
-            stored = env.records.revoke(identity)
         # What it revoked is unknown; kept as long as a handoff lives by default.
-        _keep_revocation(ui, env, identity, stored.seq, env.clock() + keeping.UNKNOWN_EXPIRY)
-        return None
+        _revoke(ui, env, [_Target(None, identity, env.clock() + keeping.UNKNOWN_EXPIRY), *live])
+        return RevokeOutcome(None, tuple(target.name or "" for target in live))
+    if isinstance(found, CclinkError):
+        raise found
     if isinstance(found, Revocation):
-        with ui.progress("Putting the revocation on the DHT again"):
-            stored = env.records.refresh(identity.public_key, found)
-        if stored.nodes == 0 and stored.relays == 0:
-            raise NetworkError("no DHT node stored the revocation again; check the network and try again")
-        raise NothingDone(
-            "the handoff was already revoked; its revocation was put on the DHT again so that nodes keep it"
-        )
-    if found is None:
+        _refresh(ui, env, identity.public_key, found, nothing_else=not live)
+        found = None
+    elif found is None and not live:
         raise NothingDone(f"no handoff is published under {identity.public_key.display}, so there is nothing to revoke")
-    record = found.record
-    age = text.format_duration(max(0.0, env.clock() - record.created_at))
-    question = f"Revoke the handoff published {age} ago?"
+    question = _revoke_question(found, live, env.clock())
     go_ahead(ui, question, assume_yes=assume_yes, otherwise="nothing revoked", unattended=False)
+    own = [] if found is None else [_Target(None, identity, found.record.expires_at, found.record.created_at)]
+    _revoke(ui, env, own + live)
+    return RevokeOutcome(None if found is None else found.record, tuple(target.name or "" for target in live))
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A key to revoke under: one's own (name None), or the item left for the device name."""
+
+    name: str | None
+    signer: Identity
+    expires_at: float  # how long the revocation is to be kept: as long as what it revokes would have lived
+    created_at: float = 0.0
+
+
+def _look_up_mine(
+    ui: UI, env: Environment, identity: Identity
+) -> tuple[Resolved | Revocation | CclinkError | None, list[_Target]]:
+    """What is under one's own key, and the device items that are live, all looked up at once."""
+    own = identity.public_key
+    devices = [device for device in env.contacts.devices() if device.key != own]
+    signers = [(device.name, device_items.item_identity(identity, device.key)) for device in devices]
+    looking = "Looking up your handoff on the DHT"
+    with ui.progress(looking) as shown:
+        [found, *items] = at_once(
+            [
+                functools.partial(_newest_of_mine, env, own, shown, looking),
+                *(functools.partial(env.records.newest, signer.public_key, retry_for=0) for _, signer in signers),
+            ]
+        )
+    # The rollback guard's memory is not made for threads: what a thread remembered is remembered again here.
+    for key, result in zip([own, *(signer.public_key for _, signer in signers)], [found, *items], strict=True):
+        if isinstance(result, Resolved | Revocation):
+            env.records.seen.remember(key.raw, result.seq if isinstance(result, Resolved) else result.item.seq)
+    live = []
+    for (name, signer), item in zip(signers, items, strict=True):
+        if isinstance(item, Resolved):
+            live.append(_Target(name, signer, item.record.expires_at, item.record.created_at))
+        elif isinstance(item, CclinkError):
+            ui.say(f"Note: the handoff left for {name} could not be looked up ({item.message}).")
+    return found, live
+
+
+def _refresh(ui: UI, env: Environment, publisher: PublicKey, found: Revocation, *, nothing_else: bool) -> None:
+    """Put the revocation under one's own key again; when that is all there was to do, say so (NothingDone)."""
+    with ui.progress("Putting the revocation on the DHT again"):
+        stored = env.records.refresh(publisher, found)
+    if not nothing_else:
+        return
+    if stored.nodes == 0 and stored.relays == 0:
+        raise NetworkError("no DHT node stored the revocation again; check the network and try again")
+    raise NothingDone("the handoff was already revoked; its revocation was put on the DHT again so that nodes keep it")
+
+
+def _revoke_question(found: Resolved | None, live: list[_Target], now: float) -> str:
+    names = ", ".join(target.name or "" for target in live)
+    newest = max([target.created_at for target in live] + ([found.record.created_at] if found else []))
+    age = text.format_duration(max(0.0, now - newest))
+    if found is None:
+        return f"Revoke the handoff published {age} ago for {names}?"
+    copies = f" (and the copies left for {names})" if live else ""
+    return f"Revoke the handoff published {age} ago{copies}?"
+
+
+def _revoke(ui: UI, env: Environment, targets: list[_Target]) -> None:
+    """Revoke under every target's key at once; one's own key's failure is the command's, a device item's a note."""
     with ui.progress("Revoking"):
-        stored = env.records.revoke(identity)
-    _keep_revocation(ui, env, identity, stored.seq, record.expires_at)
-    return record
+        results = at_once([functools.partial(env.records.revoke, target.signer) for target in targets])
+    failed = None
+    for target, stored in zip(targets, results, strict=True):
+        if isinstance(stored, CclinkError):
+            if target.name is None:
+                failed = stored
+            else:
+                ui.say(f"Note: the handoff left for {target.name} could not be revoked ({stored.message}).")
+            continue
+        # SeqMemory is not made for threads: what a thread remembered is remembered again here.
+        env.records.seen.remember(target.signer.public_key.raw, stored.seq)
+        _keep_revocation(ui, env, target.signer, stored.seq, target.expires_at)
+    if failed is not None:
+        raise failed
 
 
 def _keep_revocation(ui: UI, env: Environment, identity: Identity, seq: int, expires_at: float) -> None:

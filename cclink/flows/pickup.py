@@ -9,12 +9,10 @@ claude itself but returns a `Resumption` for the CLI to carry out.
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from cclink import text
 from cclink.errors import (
@@ -32,11 +30,11 @@ from cclink.errors import (
 )
 from cclink.flows import keeping
 from cclink.flows.environment import Environment
-from cclink.flows.publish import PIN_ENV
+from cclink.flows.publish import PIN_ENV, at_once
 from cclink.flows.ui import SECRET_TRIES, UI, Progress, go_ahead
 from cclink.local import claude
 from cclink.net.record_store import Resolved, Revocation
-from cclink.wire import agecrypt, kdf, payload
+from cclink.wire import agecrypt, device_items, kdf, payload
 from cclink.wire.keys import Identity, PublicKey
 from cclink.wire.payload import Payload
 from cclink.wire.record import Record
@@ -46,9 +44,6 @@ DEFAULT_FETCH_TIMEOUT = 60.0
 WAIT_FIRST_POLL = 2.0
 WAIT_BACKOFF = 1.5
 WAIT_LONGEST_POLL = 30.0
-
-T = TypeVar("T")
-
 
 # --- pickup -----------------------------------------------------------------------
 
@@ -108,7 +103,8 @@ def pickup(
         found = _wait_for_new_handoff(sources, identity, ui, env, wait)
     else:
         found = _find(sources, identity, ui, env)
-    publisher, resolved, sender = found.source.key, found.resolved, found.source.name
+    source, resolved, sender = found.source, found.resolved, found.source.name
+    publisher = source.publisher
     record = resolved.record
     _refuse_expired(record, now)
     body, decryptor = found.opened or _decrypt(record, found.source, identity, ui, now)
@@ -131,11 +127,16 @@ def pickup(
         notes.append("This is a burn-after-read handoff: its publisher revokes it once the session is fetched.")
     elif record.burn:
         if identity is not None and identity.public_key == publisher:
-            with ui.progress("Revoking the burn-after-read record"):
-                stored = env.records.revoke(identity)
+            notes.extend(_revoke_burnt(identity, record, ui, env))
             revoked = True
-            kept = keeping.hand_over_revocation(env.keeper, identity, stored.seq, record.expires_at)
-            notes.extend([kept] if kept is not None else [])
+        elif source.item is not None:
+            # Its item for this machine, whose key this machine derives: revoked like one's own.
+            notes.extend(_revoke_burnt(source.item, record, ui, env))
+            revoked = True
+            notes.append(
+                f"The handoff {sender} left for this machine was revoked; any copy of it under {sender}'s own key "
+                "stays until it expires, unless it was picked up there."
+            )
         elif sender is not None:
             notes.append(
                 f"This is a burn-after-read handoff, but only {sender}'s key can revoke it; it stays until it "
@@ -146,8 +147,16 @@ def pickup(
                 "This is a burn-after-read handoff, but only its publisher's key can revoke it; "
                 "it stays until it expires."
             )
-    env.pickups.remember(publisher.raw, resolved.seq)
+    env.pickups.remember(source.key.raw, resolved.seq)
     return PickupOutcome(publisher, record, body, session, revoked, notes, fetch, decryptor, sender)
+
+
+def _revoke_burnt(signer: Identity, record: Record, ui: UI, env: Environment) -> list[str]:
+    """Revoke the burn-after-read record signer published, and have the agent keep the revocation."""
+    with ui.progress("Revoking the burn-after-read record"):
+        stored = env.records.revoke(signer)
+    kept = keeping.hand_over_revocation(env.keeper, signer, stored.seq, record.expires_at)
+    return [kept] if kept is not None else []
 
 
 # --- where to look: one's own key and paired devices, or the key asked for ------------------
@@ -155,10 +164,22 @@ def pickup(
 
 @dataclass(frozen=True)
 class _Source:
-    """A key to look up, and what to call its publisher: a device's or contact's name, None for one's own key."""
+    """A key to look up, and what to call its publisher: a device's or contact's name, None for one's own key.
+
+    For a device's item for this machine (wire/device_items.py), the key is
+    the pairwise one, item its identity (which revokes a burnt item), and
+    device the device's own key.
+    """
 
     key: PublicKey
     name: str | None = None
+    item: Identity | None = None
+    device: PublicKey | None = None
+
+    @property
+    def publisher(self) -> PublicKey:
+        """Who published what is found here: the device, for its item."""
+        return self.device or self.key
 
 
 @dataclass(frozen=True)
@@ -173,10 +194,18 @@ class _Found:
 
 
 def _own_sources(identity: Identity, env: Environment) -> list[_Source]:
-    """One's own key, then each paired device's (a device holding this very key is looked up once)."""
+    """One's own key, then each paired device's, then each device's item for this machine.
+
+    A device holding this very key is looked up once, and has no item.
+    """
     own = identity.public_key
-    devices = [_Source(device.key, device.name) for device in env.contacts.devices() if device.key != own]
-    return [_Source(own), *devices]
+    devices = [device for device in env.contacts.devices() if device.key != own]
+    items = [(device, device_items.item_from(device.key, identity)) for device in devices]
+    return [
+        _Source(own),
+        *(_Source(device.key, device.name) for device in devices),
+        *(_Source(item.public_key, device.name, item, device.key) for device, item in items),
+    ]
 
 
 def _name_of(publisher: PublicKey, identity: Identity | None, env: Environment) -> str | None:
@@ -188,14 +217,23 @@ def _name_of(publisher: PublicKey, identity: Identity | None, env: Environment) 
 
 def _label(source: _Source) -> str:
     """A source among one's own key and devices: its name, or `your key`."""
+    if source.item is not None:
+        return f"{source.name} (its item for this machine)"
     return source.name or "your key"
+
+
+def _whose(source: _Source) -> str:
+    """`beta's handoffs`, `the handoff beta left for this machine`: what a failed lookup was for."""
+    if source.item is not None:
+        return f"the handoff {source.name} left for this machine"
+    return f"{_label(source)}'s handoffs"
 
 
 def _who(sources: Sequence[_Source]) -> str:
     """`your key and laptop, desk`: whose handoffs are looked up, for progress lines and errors."""
     if len(sources) == 1:
         return sources[0].name or sources[0].key.fingerprint
-    return "your key and " + ", ".join(_label(source) for source in sources[1:])
+    return "your key and " + ", ".join(_label(source) for source in sources[1:] if source.item is None)
 
 
 def _find(sources: list[_Source], identity: Identity | None, ui: UI, env: Environment) -> _Found:
@@ -235,7 +273,7 @@ def _look_up_all(
     sources: list[_Source], env: Environment, look_up: Callable[[_Source], Resolved | Revocation | None]
 ) -> list[Looked]:
     """What look_up found under every source, all looked up at once; a CclinkError stands for its lookup."""
-    results = _at_once([functools.partial(look_up, source) for source in sources])
+    results = at_once([functools.partial(look_up, source) for source in sources])
     # The rollback guard's memory is not made for threads: what a thread remembered is remembered again here.
     for source, result in zip(sources, results, strict=True):
         if isinstance(result, Resolved):
@@ -243,30 +281,6 @@ def _look_up_all(
         elif isinstance(result, Revocation):
             env.records.seen.remember(source.key.raw, result.item.seq)
     return results
-
-
-def _at_once(calls: Sequence[Callable[[], T]]) -> list[T | CclinkError]:
-    """Run calls each in a thread of its own and wait for all: results in order, a CclinkError as its result.
-
-    Daemon threads: a Ctrl-C must not wait for lookups to give up.
-    """
-    results: list[T | CclinkError | BaseException | None] = [None] * len(calls)
-
-    def run(index: int) -> None:
-        try:
-            results[index] = calls[index]()
-        except BaseException as error:  # noqa: BLE001 - not swallowed: raised below in the waiting thread
-            results[index] = error
-
-    threads = [threading.Thread(target=run, args=(index,), daemon=True) for index in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for result in results:
-        if isinstance(result, BaseException) and not isinstance(result, CclinkError):
-            raise result
-    return results  # type: ignore[return-value]  # every other exception was raised above
 
 
 def _newest_for_me(sources: list[_Source], looked_up: list[Looked], identity: Identity | None, now: float) -> _Found:
@@ -292,7 +306,7 @@ def _newest_for_me(sources: list[_Source], looked_up: list[Looked], identity: Id
         raise _nothing_for_me(sources, others, failed)
     live = [found for found in mine if not found.resolved.record.is_expired(now)] or mine
     chosen = max(live, key=_newness)
-    notes = tuple(f"{_label(source)}'s handoffs could not be looked up: {error.message}" for source, error in failed)
+    notes = tuple(f"{_whose(source)} could not be looked up: {error.message}" for source, error in failed)
     return _Found(chosen.source, chosen.resolved, chosen.opened, notes)
 
 

@@ -9,14 +9,18 @@ look.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from cclink import text
 from cclink.errors import (
+    CclinkError,
     MalformedPayload,
     RecordTooLarge,
     SessionError,
@@ -28,7 +32,7 @@ from cclink.flows.environment import Environment
 from cclink.flows.seeding import Publication
 from cclink.flows.ui import UI
 from cclink.local import claude
-from cclink.wire import agecrypt, kdf, packet, payload
+from cclink.wire import agecrypt, device_items, kdf, packet, payload
 from cclink.wire.contacts import Contact
 from cclink.wire.keys import Identity, PublicKey
 from cclink.wire.payload import CarryInfo, Payload
@@ -41,6 +45,13 @@ if TYPE_CHECKING:
 PIN_ENV = "CCLINK_PIN"
 DEFAULT_TTL = 86400
 MAX_TTL = 365 * 86400
+
+# How far over one DHT item, in bytes of record JSON, a record sealed the quick way may be for the last
+# resort (the smallest of many more encryptions) to bring it within: age's grease varies that little
+# (docs/performance.md).
+LAST_RESORT_REACH = 128
+
+T = TypeVar("T")
 
 # Who can open a handoff: the publisher's own key (and its paired devices), a colleague's key (--share),
 # or anyone with the PIN.
@@ -73,7 +84,8 @@ class PublishOutcome:
     pickup_command: str
     notes: list[str] = field(default_factory=list)
     carry: CarryInfo | None = None  # with --carry: what the record tells the picker about the session data
-    devices: tuple[str, ...] = ()  # the paired devices a self handoff is encrypted to as well, by name
+    devices: tuple[str, ...] = ()  # the paired devices a self handoff is for as well, by name
+    device_items: tuple[DeviceItem, ...] = ()  # those that had no room in the record: each has an item of its own
     shared_with: str | None = None  # the contact's name, when --share named the key of one
 
     @property
@@ -120,31 +132,24 @@ def publish(request: PublishRequest, ui: UI, env: Environment) -> Publication:
     identity = env.keys.load(ui)
     body = Payload(session_id=chosen.session_id, hostname=env.hostname, project=chosen.project)
     audience = _audience(request, ui, identity, env)
-    notes.extend(_device_notes(request, audience))
+    # The carried session is encrypted to every device, those with an item of their own too.
     outgoing = _start_carry(chosen.file, audience.recipients, ui, env) if request.carry else None
     try:
-
-        def seal(body: Payload, recipients: list[agecrypt.Recipient], tries: int = agecrypt.COMPACT_TRIES) -> Record:
-            return new_record(
-                identity,
-                payload.seal(body, recipients, tries),
-                ttl=request.ttl,
-                now=now,
-                burn=request.burn,
-                pin_salt=audience.pin_salt,
-                recipient=request.share,
-            )
-
-        record, sealed = _fitting_record(identity.public_key, body, seal, audience, outgoing, notes)
+        seal = _Sealer(request, audience, now)
+        record, sealed, fitted = _main_record(identity, body, seal, audience, outgoing, notes)
+        items = _device_items(identity, body, seal, audience.devices[fitted:], outgoing, notes)
         with ui.progress("Publishing to the DHT"):
-            published = env.records.publish(identity, record)
+            published, stored = _put_all(env, identity, record, items)
     except BaseException:
         if outgoing is not None:
             outgoing.close()
         raise
-    if not request.carry:  # a carried handoff is kept alive by its own seeding
-        kept = keeping.hand_over_handoff(env.keeper, identity, record, published.seq)
-        notes.extend([kept] if kept is not None else [])
+    notes.extend(_device_notes(request, audience.devices[:fitted]))
+    notes.extend(_not_stored(items, stored))
+    stored_items = [(item, put) for item, put in zip(items, stored, strict=True) if not isinstance(put, CclinkError)]
+    to_keep = [] if request.carry else [(identity, record, published)]  # a carried handoff: kept by its seeding
+    # The seeding renews the main record only: the agent keeps the device items, carried or not.
+    notes.extend(_kept_note(env, to_keep + [(item.signer, item.record, put) for item, put in stored_items]))
     command = "cclink pickup" if audience.mode == "self" else f"cclink pickup {identity.public_key.z32}"
     outcome = PublishOutcome(
         identity.public_key,
@@ -158,6 +163,10 @@ def publish(request: PublishRequest, ui: UI, env: Environment) -> Publication:
         sealed.carry,
         devices=tuple(device.name for device in audience.devices),
         shared_with=audience.shared_with,
+        device_items=tuple(
+            DeviceItem(item.device.name, None if isinstance(put, CclinkError) else put)
+            for item, put in zip(items, stored, strict=True)
+        ),
     )
     return Publication(outcome, outgoing, identity, env.records)
 
@@ -189,11 +198,13 @@ def _audience(request: PublishRequest, ui: UI, identity: Identity, env: Environm
     return _Audience(recipients, "self", devices=devices)
 
 
-def _device_notes(request: PublishRequest, audience: _Audience) -> list[str]:
-    if request.burn and audience.devices and not request.carry:
+def _device_notes(request: PublishRequest, in_record: tuple[Contact, ...]) -> list[str]:
+    """A device that opens the record itself cannot revoke it; one with an item of its own revokes its item."""
+    if request.burn and in_record and not request.carry:
         return [
             "Only a pickup with this machine's key can revoke a burn-after-read handoff; "
-            "picked up on a paired device, it stays until it expires (or `cclink revoke` here)."
+            f"picked up on {', '.join(device.name for device in in_record)}, it stays until it expires "
+            "(or `cclink revoke` here)."
         ]
     return []
 
@@ -211,37 +222,96 @@ def _start_carry(session_file: Path | None, recipients: list[agecrypt.Recipient]
         return carry.Outgoing(session_file, recipients, env.network)
 
 
-class Seal(Protocol):
-    def __call__(self, body: Payload, recipients: list[agecrypt.Recipient], tries: int = ...) -> Record: ...
+@dataclass(frozen=True)
+class _Sealer:
+    """Seals a payload into a signed record as the request says, for whichever key signs it."""
+
+    request: PublishRequest
+    audience: _Audience
+    now: float
+
+    def __call__(
+        self, signer: Identity, body: Payload, recipients: list[agecrypt.Recipient], tries: int = agecrypt.COMPACT_TRIES
+    ) -> Record:
+        return new_record(
+            signer,
+            payload.seal(body, recipients, tries),
+            ttl=self.request.ttl,
+            now=self.now,
+            burn=self.request.burn,
+            pin_salt=self.audience.pin_salt,
+            recipient=self.request.share,
+        )
+
+
+def _main_record(
+    identity: Identity, body: Payload, seal: _Sealer, audience: _Audience, outgoing: Outgoing | None, notes: list[str]
+) -> tuple[Record, Payload, int]:
+    """The record under the publisher's key, what it holds, and how many paired devices it is encrypted to.
+
+    As many devices as fit, in the order added: a DHT item holds 1000 bytes,
+    and each device's age stanza takes a good part of them
+    (docs/performance.md). Those left out get an item of their own
+    (_device_items); one's own key is never left out, so the Rust cclink
+    still reads the record.
+    """
+    for count in range(len(audience.devices), -1, -1):
+        fitted = _fitting_record(identity, body, seal, audience.recipients[: count + 1], outgoing, shrink=count > 0)
+        if fitted is None:
+            continue
+        record, sealed = fitted
+        if sealed.hostname != body.hostname:
+            room = "the carried session's details" if outgoing is not None else "paired devices"
+            notes.append(f"The hostname was left out of the handoff to make room for {room}.")
+        return record, sealed, count
+    raise RecordTooLarge("the handoff does not fit in one DHT item (1000 bytes); the project path is too long")
 
 
 def _fitting_record(
-    publisher: PublicKey, body: Payload, seal: Seal, audience: _Audience, outgoing: Outgoing | None, notes: list[str]
-) -> tuple[Record, Payload]:
-    """The sealed record and what it holds, leaving out what it can spare to fit in one DHT item.
+    signer: Identity,
+    body: Payload,
+    seal: _Sealer,
+    recipients: list[agecrypt.Recipient],
+    outgoing: Outgoing | None,
+    *,
+    shrink: bool,
+) -> tuple[Record, Payload] | None:
+    """The sealed record and what it holds, leaving out what it can spare to fit in one DHT item; None if nothing does.
 
     A DHT item holds 1000 bytes; the carry details take about a hundred of
-    them, and each paired device as many again (docs/performance.md). The
-    address hints go first (the DHT finds the publisher anyway), then the
-    hostname (only shown in the pickup question). A device is never left
-    out: a handoff it could not open would look like one it was never sent.
+    them. The address hints go first (the DHT finds the publisher anyway),
+    then, with --carry or shrink, the hostname (only shown in the pickup
+    question).
     """
     attempts = [body]
     if outgoing is not None:
         attempts = [body.with_carry(outgoing.info()), body.with_carry(outgoing.info(with_hints=False))]
-    if outgoing is not None or audience.devices:
+    if outgoing is not None or shrink:
         attempts.append(Payload(body.session_id, "", body.project, attempts[-1].extra))
-    sealings = [(attempt, agecrypt.COMPACT_TRIES) for attempt in attempts]
-    sealings.append((attempts[-1], agecrypt.LAST_RESORT_TRIES))
-    for attempt, tries in sealings:
-        record = seal(attempt, audience.recipients, tries)
-        if not _fits(publisher, record):
-            continue
-        if attempt.hostname != body.hostname:
-            room = "the carried session's details" if outgoing is not None else "every paired device"
-            notes.append(f"The hostname was left out of the handoff to make room for {room}.")
-        return record, attempt
-    raise RecordTooLarge(_too_large(publisher, attempts[-1], seal, audience))
+    record = None
+    for attempt in attempts:
+        record = seal(signer, attempt, recipients)
+        if _fits(signer.public_key, record):
+            return record, attempt
+    assert record is not None
+    if len(record.to_json()) - _room(signer.public_key) > LAST_RESORT_REACH:
+        return None  # too far over for the last resort to help: its time is spared (the caller tries fewer devices)
+    record = seal(signer, attempts[-1], recipients, agecrypt.LAST_RESORT_TRIES)
+    return (record, attempts[-1]) if _fits(signer.public_key, record) else None
+
+
+@functools.cache
+def _room(publisher: PublicKey) -> int:
+    """The longest record JSON that one DHT item holds under publisher's name."""
+    low, high = 0, packet.MAX_MESSAGE_SIZE
+    while low < high:
+        middle = (low + high + 1) // 2
+        try:
+            packet.record_message(publisher, b"a" * middle)
+            low = middle
+        except RecordTooLarge:
+            high = middle - 1
+    return low
 
 
 def _fits(publisher: PublicKey, record: Record) -> bool:
@@ -252,30 +322,102 @@ def _fits(publisher: PublicKey, record: Record) -> bool:
     return True
 
 
-def _too_large(publisher: PublicKey, smallest: Payload, seal: Seal, audience: _Audience) -> str:
-    """Why the handoff does not fit: too many devices (and how many would), or the project path."""
-    devices = audience.devices
-    fitting = next(
-        (
-            count
-            for count in range(len(devices) - 1, -1, -1)
-            if _fits(publisher, seal(smallest, audience.recipients[: count + 1], agecrypt.LAST_RESORT_TRIES))
-        ),
-        None,
-    )
-    if not devices or fitting is None:
-        return "the handoff does not fit in one DHT item (1000 bytes); the project path is too long"
-    names = ", ".join(device.name for device in devices)
-    room = f"at most {fitting} of them fit" if fitting else "it fits only without them"
-    return (
-        f"a handoff encrypted to your key and {_devices(len(devices))} ({names}) does not fit in one DHT item "
-        f"(1000 bytes): {room}; remove the devices you no longer use with `cclink devices remove NAME`, "
-        "or hand off to one of them with `--share NAME`"
-    )
+# --- device items: a record of its own for each device the main one has no room for ---------------
 
 
-def _devices(count: int) -> str:
-    return f"{count} paired device{'' if count == 1 else 's'}"
+@dataclass(frozen=True)
+class DeviceItem:
+    """The handoff left for one paired device under its pairwise key: its name, and how many nodes stored it."""
+
+    device: str
+    stored: Stored | None  # None: it could not be stored (the outcome's notes say why)
+
+
+@dataclass(frozen=True)
+class _Item:
+    device: Contact
+    signer: Identity  # the pairwise identity (wire/device_items.py)
+    record: Record
+
+
+def _device_items(
+    identity: Identity,
+    body: Payload,
+    seal: _Sealer,
+    devices: tuple[Contact, ...],
+    outgoing: Outgoing | None,
+    notes: list[str],
+) -> list[_Item]:
+    """A record for each device, encrypted to it alone and signed with the key only it and this machine derive."""
+    items = []
+    for device in devices:
+        signer = device_items.item_identity(identity, device.key)
+        fitted = _fitting_record(signer, body, seal, [device.key.age_recipient()], outgoing, shrink=False)
+        if fitted is None:  # as large as the main record with no device, which fitted: only by age's chance
+            notes.append(f"The handoff for {device.name} did not fit in one DHT item; it was not published for it.")
+            continue
+        items.append(_Item(device, signer, fitted[0]))
+    return items
+
+
+def _put_all(
+    env: Environment, identity: Identity, record: Record, items: list[_Item]
+) -> tuple[Stored, list[Stored | CclinkError]]:
+    """Put the main record and every device item at once; the main put's failure is the publish's.
+
+    What a thread remembered in the rollback guard is remembered again here
+    (SeqMemory is not made for threads).
+    """
+    puts = [functools.partial(env.records.publish, identity, record)]
+    puts.extend(functools.partial(env.records.publish, item.signer, item.record) for item in items)
+    [published, *stored] = at_once(puts)
+    for signer, put in zip([identity, *(item.signer for item in items)], [published, *stored], strict=True):
+        if not isinstance(put, CclinkError):
+            env.records.seen.remember(signer.public_key.raw, put.seq)
+    if isinstance(published, CclinkError):
+        raise published
+    return published, stored
+
+
+def _not_stored(items: list[_Item], stored: list[Stored | CclinkError]) -> list[str]:
+    notes = []
+    for item, put in zip(items, stored, strict=True):
+        if isinstance(put, CclinkError):
+            notes.append(f"The handoff for {item.device.name} could not be published ({put.message}).")
+        elif put.nodes == 0 and put.relays == 0:
+            notes.append(f"No DHT node stored the handoff for {item.device.name}; publish again to retry.")
+    return notes
+
+
+def _kept_note(env: Environment, published: list[tuple[Identity, Record, Stored]]) -> list[str]:
+    """Hand each item to the agent to keep alive; its refusal, once, as a note."""
+    refusals = {keeping.hand_over_handoff(env.keeper, signer, record, put.seq) for signer, record, put in published}
+    return sorted(refusal for refusal in refusals if refusal is not None)
+
+
+def at_once(calls: Sequence[Callable[[], T]]) -> list[T | CclinkError]:
+    """Run calls each in a thread of its own and wait for all: results in order, a CclinkError as its result.
+
+    Daemon threads: a Ctrl-C must not wait for puts and lookups to give up.
+    Any other exception is raised here, in the waiting thread.
+    """
+    results: list[T | CclinkError | BaseException | None] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except BaseException as error:  # noqa: BLE001 - not swallowed: raised below in the waiting thread
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=(index,), daemon=True) for index in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, CclinkError):
+            raise result
+    return results  # type: ignore[return-value]  # every other exception was raised above
 
 
 @dataclass(frozen=True)
