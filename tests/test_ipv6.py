@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import libtorrent as lt
 import pytest
+from support.carry import READY, finish, short_project, wait_for_line
 from support.machines import Machine
 
 from cclink.dev.testnet import HOST6, Testnet
@@ -103,6 +106,107 @@ def test_cclink_testnet_ipv6_prints_a_bracketed_bootstrap(tmp_path: Path) -> Non
         process.wait(timeout=30)
 
     assert line.startswith("export CCLINK_NETWORK=test CCLINK_BOOTSTRAP='[::1]:")
+
+
+# --- a carried session on hosts with IPv6 alone ---------------------------------------------------
+
+
+@pytest.fixture
+def namespaces() -> Iterator[Callable[[], str]]:
+    """A factory of network namespaces whose loopback has ::1 alone (no IPv4 address); all deleted afterwards."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and `ip` to make a network namespace")
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"cclink-v6-{uuid.uuid4().hex[:8]}"
+        added = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+        if added.returncode != 0:
+            pytest.skip(f"`ip netns add` failed: {added.stderr.strip()}")
+        made.append(name)
+        for command in (["link", "set", "lo", "up"], ["addr", "del", "127.0.0.1/8", "dev", "lo"]):
+            subprocess.run(["ip", "-n", name, *command], check=True, capture_output=True)
+        return name
+
+    yield make
+    for name in made:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+def ipv6_only_lan(make: Callable[[], str]) -> tuple[str, str]:
+    """Two namespaces joined by a veth pair, with the addresses fd0c::1 and fd0c::2 and no IPv4 address at all."""
+    first = make()
+    veth = f"v6{uuid.uuid4().hex[:8]}"
+    second = make()
+    subprocess.run(
+        ["ip", "-n", first, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", second], check=True
+    )
+    for namespace, device, address in ((first, veth, "fd0c::1/64"), (second, "eth0", "fd0c::2/64")):
+        # nodad: usable at once, not after duplicate address detection
+        subprocess.run(["ip", "-n", namespace, "addr", "add", address, "dev", device, "nodad"], check=True)
+        subprocess.run(["ip", "-n", namespace, "link", "set", device, "up"], check=True)
+    return first, second
+
+
+def in_namespace(namespace: str) -> list[str]:
+    return ["ip", "netns", "exec", namespace]
+
+
+@contextlib.contextmanager
+def dht_node(namespace: str, host: str) -> Iterator[Network]:
+    """One DHT node (netlab's) bound to host in namespace, as a test network; it ends when its stdin closes."""
+    argv = [*in_namespace(namespace), sys.executable, "-m", "cclink.dev.netlab", "node", "--host", host]
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as node:
+        assert node.stdout is not None and node.stdin is not None
+        ready = node.stdout.readline().split()
+        try:
+            assert ready[:1] == ["ready"], ready
+            yield Network.from_environment({"CCLINK_NETWORK": "test", "CCLINK_BOOTSTRAP": ready[1]})
+        finally:
+            node.stdin.close()
+            node.wait(timeout=30)
+
+
+def carry_across(tmp_path: Path, short_dir: Path, network: Network, publisher_at: str, picker_at: str) -> None:
+    """Publish a session with --carry in namespace publisher_at; pick it up in picker_at; claude starts with it."""
+    laptop, desktop = Machine(tmp_path, "laptop", network), Machine(tmp_path, "desktop", network)
+    laptop.prefix, desktop.prefix = in_namespace(publisher_at), in_namespace(picker_at)
+    laptop.init()
+    desktop.init(import_from=laptop.key_file)
+    project, session_id = short_project(short_dir), str(uuid.uuid4())
+    laptop.session_file(project, session_id).write_text(json.dumps({"cwd": str(project), "type": "user"}) + "\n")
+    publisher = laptop.spawn("--carry", cwd=project)
+    try:
+        wait_for_line(publisher, READY)
+
+        desktop.ok("pickup", "-y", "--project-dir", str(desktop.project("app")))
+
+        assert [launch.argv for launch in desktop.launches()] == [[f"--resume={session_id}"]]
+        assert finish(publisher)[0] == 0
+    finally:
+        if publisher.poll() is None:
+            publisher.kill()
+            publisher.communicate()
+
+
+@pytest.mark.e2e
+def test_a_carried_session_crosses_a_test_network_on_a_host_with_ipv6_alone(
+    tmp_path: Path, short_dir: Path, namespaces: Callable[[], str]
+) -> None:
+    host = namespaces()
+
+    with dht_node(host, HOST6) as network:
+        carry_across(tmp_path, short_dir, network, host, host)
+
+
+@pytest.mark.e2e
+def test_a_carried_session_crosses_a_lan_with_ipv6_alone(
+    tmp_path: Path, short_dir: Path, namespaces: Callable[[], str]
+) -> None:
+    laptop_host, desktop_host = ipv6_only_lan(namespaces)
+
+    with dht_node(laptop_host, "fd0c::1") as network:
+        carry_across(tmp_path, short_dir, network, laptop_host, desktop_host)
 
 
 # --- dual stack: IPv6 contacts learnt from an IPv4 node ---------------------------------------------

@@ -1,11 +1,17 @@
-"""The libtorrent settings a command's session gets (cclink.net.lt_session.command_session_params); nothing is sent."""
+"""A command's libtorrent sessions: their settings (lt_session.command_session_params), a picker reaching a seeder."""
 
 from __future__ import annotations
 
+import os
+import socket
+import time
+from pathlib import Path
+
 import libtorrent as lt
 import pytest
+from support.carry import WAIT
 
-from cclink.net import endpoints, lt_session
+from cclink.net import bittorrent, endpoints, lt_session
 from cclink.net.endpoints import Network
 
 ON_THIS_MACHINE = (("127.0.0.1", 6881),)
@@ -103,3 +109,84 @@ def test_a_test_network_elsewhere_binds_no_loopback_address():
 def test_only_the_internets_bootstrap_nodes_are_given_to_libtorrent_as_routers(network, routers):
     """libtorrent never files a router in its routing table; other bootstrap nodes are pinged as ordinary nodes."""
     assert settings(network)["dht_bootstrap_nodes"] == routers
+
+
+# --- address families ---------------------------------------------------------------------
+
+
+def can_bind(host: str) -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))
+    except OSError:
+        return False
+    return True
+
+
+def listening(network: Network) -> list[tuple[str, int]]:
+    entries = settings(network, peer_wire=True)["listen_interfaces"].split(",")
+    return [(host.strip("[]"), int(port)) for host, _, port in (entry.rpartition(":") for entry in entries)]
+
+
+def test_a_test_network_on_ipv6_loopback_puts_commands_on_it():
+    assert listening(Network((("::1", 6881),), test=True)) == [("::1", 0)]
+
+
+@pytest.mark.skipif(not can_bind("::1"), reason="no IPv6 loopback here")
+def test_a_dual_stack_test_network_puts_commands_on_both_loopbacks_at_one_port():
+    (v4, port4), (v6, port6) = listening(Network((*ON_THIS_MACHINE, ("::1", 6881)), test=True))
+
+    assert (v4, v6) == (endpoints.COMMAND_ADDRESS, "::1")
+    assert port4 == port6 != 0
+
+
+@pytest.mark.skipif(not can_bind("::"), reason="no IPv6 here")
+@pytest.mark.parametrize("network", [endpoints.PUBLIC, Network(ON_A_LAN), Network(ON_A_LAN, test=True)])
+def test_elsewhere_commands_listen_on_ipv4_and_ipv6_at_one_port(network):
+    (v4, port4), (v6, port6) = listening(network)
+
+    assert (v4, v6) == ("0.0.0.0", "::")
+    assert port4 == port6 != 0
+
+
+# --- reaching the seeder ----------------------------------------------------------------------
+
+
+def a_network_without_nodes() -> Network:
+    """A test network on this machine whose bootstrap port nobody listens on: hints are the only way to a peer."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return Network((("127.0.0.1", port),), test=True)
+
+
+def with_tick(milliseconds: int):
+    """command_session_params, but libtorrent ticks (and so makes connection attempts) only every milliseconds."""
+    original = lt_session.command_session_params
+
+    def params(*args, **kwargs) -> lt.session_params:
+        chosen = original(*args, **kwargs)
+        settings = chosen.settings
+        settings["tick_interval"] = milliseconds
+        chosen.settings = settings
+        return chosen
+
+    return params
+
+
+def test_a_picker_connects_to_a_hinted_seeder_before_libtorrents_first_tick(tmp_path: Path, monkeypatch) -> None:
+    """libtorrent makes most connection attempts on its tick, which comes long after a pickup starts (issue 17)."""
+    network, data = a_network_without_nodes(), os.urandom(1 << 20)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "carry.age").write_bytes(data)
+    with bittorrent.Seeder(network) as seeder:
+        seeder.seed(tmp_path / "out" / "carry.age")
+        monkeypatch.setattr(lt_session, "command_session_params", with_tick(3_600_000))
+        hints = seeder.listen_endpoints()
+        with bittorrent.Fetcher(seeder.info_hash, seeder.size, tmp_path / "in", network, hints) as fetcher:
+            deadline = time.monotonic() + WAIT  # a guard against hangs: the next tick is an hour away
+            while not fetcher.poll(0.2).finished:
+                assert time.monotonic() < deadline, "the picker never reached the seeder"
+            fetcher.flush()
+
+            assert fetcher.path.read_bytes() == data

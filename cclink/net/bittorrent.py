@@ -220,10 +220,14 @@ class Seeder(_TorrentSession):
         On the public DHT that may be a private address, which a picker uses
         only when its user says both are on one network (Fetcher's lan).
         """
-        port = self.session.listen_port()
-        if self.network.binds_command_address:
-            return [(endpoints.COMMAND_ADDRESS, port)]
-        return in_scope([(address, port) for address in _local_addresses(self.network)], self.network, lan=True)
+        port = self.session.listen_port()  # every socket has the same (lt_session.listen_interfaces)
+        addresses = []
+        for host in lt_session.listening_hosts(self.session):
+            if ipaddress.ip_address(host).is_unspecified:
+                addresses += _local_addresses(self.network, endpoints.family_of(host))
+            else:
+                addresses.append(host)
+        return in_scope([(address, port) for address in addresses], self.network, lan=True)
 
     def poll(self, wait: float = 0.5) -> SeedStatus:
         """Wait up to `wait` seconds for news; return the current state."""
@@ -266,11 +270,14 @@ class Fetcher(_TorrentSession):
         params = lt.add_torrent_params()
         params.info_hashes = lt.info_hash_t(lt.sha1_hash(info_hash))
         params.save_path = str(directory)
-        self._add(params)
         self._hints = in_scope(hints, network, lan=lan)
+        # Peers added with the torrent are connected to as it starts. One added
+        # by connect_peer waits for libtorrent's next round of connection
+        # attempts: the first comes with its first tick (tick_interval) after
+        # the session started, the next ones a second apart.
+        params.peers = self._hints
+        self._add(params)
         self._renamed = False
-        for endpoint in self._hints:
-            self.handle.connect_peer(endpoint)
         self._hinted_at = time.monotonic()
 
     def __enter__(self) -> Fetcher:
@@ -369,14 +376,33 @@ def _finished_download(alert: lt.peer_disconnected_alert) -> bool:
     return alert.error.category().name() == "libtorrent" and alert.error.value() in _BOTH_HAVE_IT
 
 
-def _local_addresses(network: Network) -> list[str]:
-    """This machine's address on the route towards the DHT (no packet is sent)."""
-    addresses = []
-    for host, port in network.bootstrap[:1]:
+def _local_addresses(network: Network, family: socket.AddressFamily) -> list[str]:
+    """This machine's address of family on the route towards the DHT (no packet is sent)."""
+    for host, port in _route_targets(network, family)[:1]:
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
                 probe.connect((host, port))
-                addresses.append(probe.getsockname()[0])
+                return [probe.getsockname()[0]]
         except OSError:
             continue
-    return addresses
+    return []
+
+
+# Any global IPv6 address does: connecting a UDP socket only asks the routing table for a source address.
+_ROUTE_PROBE6: Endpoint = ("2001:4860:4860::8888", 53)
+
+
+def _route_targets(network: Network, family: socket.AddressFamily) -> list[Endpoint]:
+    """Bootstrap nodes of family to ask the routing table about: addresses, or names for IPv4."""
+    if family == socket.AF_INET:
+        return [e for e in network.bootstrap if endpoints.family_of(e[0]) == socket.AF_INET]
+    literal = [e for e in network.bootstrap if _is_ipv6(e[0])]
+    # The public routers are names, most without an IPv6 address: the default route says where IPv6 peers are.
+    return literal or ([_ROUTE_PROBE6] if network.scope is Scope.PUBLIC else [])
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False

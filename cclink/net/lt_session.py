@@ -7,7 +7,9 @@ handoff records, BEP 44 items, are got and put by cclink's own KRPC client
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import ipaddress
 import socket
 import time
 from collections.abc import Sequence
@@ -17,7 +19,7 @@ from typing import cast
 import libtorrent as lt
 
 from cclink.local import files
-from cclink.net.endpoints import COMMAND_ADDRESS, Endpoint, Network
+from cclink.net.endpoints import COMMAND_ADDRESS, COMMAND_ADDRESS6, Endpoint, Network, family_of, format_endpoint
 
 REBOOTSTRAP_EVERY = 0.5
 
@@ -86,10 +88,9 @@ def command_session_params(
     """
     params = _load_state(state_file)
     shares_command_address = network.binds_command_address
-    listen = f"{COMMAND_ADDRESS}:0" if shares_command_address else f"0.0.0.0:{_free_port()}"
     if shares_command_address:
         params.ip_filter = _ignore_other_commands()
-    settings = session_settings(listen, network)
+    settings = session_settings(listen_interfaces(network), network)
     # A command lives for seconds: as a read-only node (BEP 43) it never
     # enters other nodes' routing tables, where it would soon be a dead entry.
     settings["dht_read_only"] = True
@@ -101,26 +102,76 @@ def command_session_params(
     return params
 
 
-def _free_port() -> int:
-    """A port that is free for TCP and UDP on every IPv4 interface right now (0 if none was found).
+def listen_interfaces(network: Network) -> str:
+    """libtorrent's listen_interfaces for a command: every address family this machine has that the network may use.
 
-    libtorrent turns 0.0.0.0 into one socket per interface, and with port 0
-    each of them gets a port of its own. A seeder's address hint names one
-    port, and pickers on the network must find it on every interface.
+    One concrete address gets any port (0); several sockets share one port,
+    which is the one a seeder's address hints name.
+    """
+    wanted = _listen_hosts(network)
+    # With none of them here, libtorrent is left to fail as it does.
+    hosts = [host for host in wanted if _bindable(host)] or wanted
+    one_socket = len(hosts) == 1 and not ipaddress.ip_address(hosts[0]).is_unspecified
+    port = 0 if one_socket else _free_port(hosts)
+    return ",".join(format_endpoint((host, port)) for host in hosts)
+
+
+def listening_hosts(session: lt.session) -> list[str]:
+    """The addresses (as listen_interfaces names them: maybe 0.0.0.0 or ::) the session listens on."""
+    entries = session.get_settings()["listen_interfaces"].split(",")
+    return [entry.rpartition(":")[0].strip("[]") for entry in entries if entry]
+
+
+def _listen_hosts(network: Network) -> list[str]:
+    if network.binds_command_address:
+        # A swarm on this machine: its commands' own addresses, in the families of its nodes.
+        families = {family_of(host) for host, _ in network.bootstrap}
+        return [host for family, host in _COMMAND_ADDRESSES if family in families]
+    # Elsewhere IPv6 too wherever the machine has it: a host may have IPv6 alone.
+    return ["0.0.0.0", "::"]
+
+
+_COMMAND_ADDRESSES = ((socket.AF_INET, COMMAND_ADDRESS), (socket.AF_INET6, COMMAND_ADDRESS6))
+
+
+def _bindable(host: str) -> bool:
+    """Whether this machine has the address (for :: and 0.0.0.0: the address family)."""
+    try:
+        with socket.socket(family_of(host), socket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))
+    except OSError:
+        return False
+    return True
+
+
+def _free_port(hosts: Sequence[str]) -> int:
+    """A port that is free for TCP and UDP on every one of hosts right now (0 if none was found).
+
+    libtorrent turns 0.0.0.0 and :: into one socket per interface, and with
+    port 0 each of them gets a port of its own. A seeder's address hint
+    names one port, and pickers on the network must find it on every interface.
     """
     for _ in range(20):
-        with (
-            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
-        ):
-            tcp.bind(("0.0.0.0", 0))
-            port = tcp.getsockname()[1]
-            try:
-                udp.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
+        try:
+            return _bind_one_port(hosts)
+        except OSError:
+            continue  # taken on one of them: try another
     return 0
+
+
+def _bind_one_port(hosts: Sequence[str]) -> int:
+    port = 0  # the first socket picks it, the others must get the same
+    with contextlib.ExitStack() as sockets:
+        for host in hosts:
+            family = family_of(host)
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                probe = sockets.enter_context(socket.socket(family, kind))
+                if family == socket.AF_INET6:
+                    # As libtorrent's own sockets: [::] must not also claim the IPv4 port.
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind((host, port))
+                port = probe.getsockname()[1]
+    return port
 
 
 _FAST_TRANSFER = (
