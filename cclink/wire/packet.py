@@ -31,11 +31,7 @@ def record_name(publisher: PublicKey) -> dns.name.Name:
 
 def record_message(publisher: PublicKey, record_json: bytes) -> bytes:
     """The DNS message publishing record_json; RecordTooLarge over 1000 bytes."""
-    chunks = [record_json[i : i + CHUNK_SIZE] for i in range(0, len(record_json), CHUNK_SIZE)]
-    rdata = dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, chunks or [b""])
-    message = _empty_message()
-    message.answer.append(dns.rrset.from_rdata(record_name(publisher), DNS_TTL, rdata))
-    wire = message.to_wire()
+    wire = txt_message(record_name(publisher), record_json)
     # DHT nodes hold the item's value to the limit as bencoded, with its "<length>:" prefix.
     if len(b"%d:" % len(wire)) + len(wire) > MAX_MESSAGE_SIZE:
         raise RecordTooLarge(
@@ -43,6 +39,15 @@ def record_message(publisher: PublicKey, record_json: bytes) -> bytes:
             f"DNS message, over the {MAX_MESSAGE_SIZE}-byte limit of one DHT item"
         )
     return wire
+
+
+def txt_message(name: dns.name.Name, content: bytes) -> bytes:
+    """A DNS response whose one answer is a TXT record at name holding content (in pkarr's 254-byte strings)."""
+    chunks = [content[i : i + CHUNK_SIZE] for i in range(0, len(content), CHUNK_SIZE)]
+    rdata = dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, chunks or [b""])
+    message = _empty_message()
+    message.answer.append(dns.rrset.from_rdata(name, DNS_TTL, rdata))
+    return message.to_wire()
 
 
 def revocation_message() -> bytes:
@@ -58,10 +63,17 @@ def _empty_message() -> dns.message.Message:
 
 def record_from_message(message: bytes, publisher: PublicKey) -> bytes | None:
     """The record JSON in message, or None when it holds no `_cclink` TXT answer."""
-    wanted = record_name(publisher)
+    return txt_content(message, record_name(publisher))
+
+
+def txt_content(message: bytes, name: dns.name.Name) -> bytes | None:
+    """The first TXT answer at name in message, its strings joined; None when there is none.
+
+    MalformedPacket for anything that is not a DNS message of at most 1000 bytes.
+    """
     for rrset in _parse(message).answer:
         # Name equality in dnspython ignores case, as docs/wire.md §6 asks.
-        if rrset.rdtype == dns.rdatatype.TXT and rrset.rdclass == dns.rdataclass.IN and rrset.name == wanted:
+        if rrset.rdtype == dns.rdatatype.TXT and rrset.rdclass == dns.rdataclass.IN and rrset.name == name:
             return b"".join(rrset[0].strings)
     return None
 

@@ -13,18 +13,10 @@ import hashlib
 import json
 import re
 import secrets
-import struct
 from dataclasses import dataclass
 from typing import Literal
 
-import dns.exception
-import dns.flags
-import dns.message
 import dns.name
-import dns.rdataclass
-import dns.rdatatype
-import dns.rdtypes.ANY.TXT
-import dns.rrset
 import nacl.exceptions
 import nacl.secret
 from cryptography.hazmat.primitives import hashes
@@ -301,13 +293,7 @@ def mailbox_name(mailbox_key: PublicKey) -> dns.name.Name:
 
 def to_dns(mailbox_key: PublicKey, message: Message) -> bytes:
     """message as a DNS message with one TXT answer under the mailbox's name (as wire/packet.py builds records)."""
-    data = message.to_json()
-    chunks = [data[i : i + packet.CHUNK_SIZE] for i in range(0, len(data), packet.CHUNK_SIZE)]
-    rdata = dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, chunks)
-    dns_message = dns.message.Message(id=0)
-    dns_message.flags = dns.flags.QR  # a response, nothing else set: as handoff records are
-    dns_message.answer.append(dns.rrset.from_rdata(mailbox_name(mailbox_key), packet.DNS_TTL, rdata))
-    wire = dns_message.to_wire()
+    wire = packet.txt_message(mailbox_name(mailbox_key), message.to_json())
     if len(wire) > MAX_ITEM:
         raise AssertionError(f"a pairing message took {len(wire)} bytes; every one fits in {MAX_ITEM}")
     return wire
@@ -320,21 +306,7 @@ def from_dns(mailbox_key: PublicKey, value: bytes, role: Role) -> Message:
     """The message role left in its mailbox; MalformedPacket or MalformedRecord for anything else."""
     if len(value) > MAX_ITEM:
         raise MalformedPacket(f"a pairing item is over {MAX_ITEM} bytes")
-    try:
-        parsed = dns.message.from_wire(bytes(value), one_rr_per_rrset=True)
-    except (
-        dns.exception.DNSException,
-        ValueError,
-        TypeError,
-        IndexError,
-        KeyError,
-        UnicodeError,
-        struct.error,
-        OverflowError,
-    ):
-        raise MalformedPacket("a pairing item does not hold a valid DNS message") from None
-    wanted = mailbox_name(mailbox_key)
-    for rrset in parsed.answer:
-        if rrset.rdtype == dns.rdatatype.TXT and rrset.rdclass == dns.rdataclass.IN and rrset.name == wanted:
-            return Message.from_json(b"".join(rrset[0].strings), role)
-    raise MalformedPacket("a pairing item holds no pairing message")
+    content = packet.txt_content(value, mailbox_name(mailbox_key))
+    if content is None:
+        raise MalformedPacket("a pairing item holds no pairing message")
+    return Message.from_json(content, role)
