@@ -131,6 +131,8 @@ def test_three_paired_machines_and_a_long_project_path_every_device_picks_up_and
     assert data["devices"] == ["beta", "gamma"]
     [item] = data["device_items"]
     assert item["device"] == "gamma" and item["nodes"] > 0, data
+    by_name = json.loads(gamma.ok("pickup", "alpha", "--json").stdout)  # alpha's key and its item for gamma
+    assert (by_name["session_id"], by_name["from"]) == (session_id, "alpha")
     for machine in (beta, gamma):
         machine.add_session(machine.project("app"), session_id)
         picked = machine.ok("pickup", "-y")
@@ -164,3 +166,29 @@ def test_a_session_carried_to_a_device_with_an_item_of_its_own_is_fetched_and_ac
     code, out, err = finish(publisher)
     assert code == 0 and "The session was fetched" in err, err
     assert [item["device"] for item in json.loads(out)["device_items"]] == ["desktop"]
+
+
+def test_a_burn_handoff_carried_to_a_device_with_an_item_of_its_own_is_gone_once_fetched(
+    laptop: Machine, desktop: Machine, short_dir: Path
+) -> None:
+    laptop_key, desktop_key = laptop.init(), desktop.init()
+    add_contact(laptop, "desktop", desktop_key)
+    add_contact(desktop, "laptop", laptop_key)
+    project = short_dir / ("p" * (60 - len(str(short_dir)) - 1))  # no room for the desktop beside --carry
+    project.mkdir()
+    session_id = laptop.add_session(project)
+    publisher = laptop.spawn("--carry", "--burn", cwd=project)
+    try:
+        wait_for_line(publisher, READY)
+        picked = desktop.ok("pickup", "-y", "--project-dir", str(desktop.project("app")))
+    finally:
+        code, _, err = finish(publisher)
+
+    assert "Burn-after-read: the handoff laptop left for this machine was revoked." in picked.stderr, describe(picked)
+    assert resumed(desktop, session_id) == desktop.project("app")
+    assert code == 0 and "The session was fetched" in err, err
+    # Neither the record (revoked by the laptop) nor the desktop's item (by the desktop) is there to pick up again.
+    again = error_line(desktop.run("pickup", "--json"), 7)
+    assert "No handoff is published under your key and laptop" in again
+    by_name = error_line(desktop.run("pickup", "laptop", "--json"), 7)
+    assert "the last one was revoked" in by_name

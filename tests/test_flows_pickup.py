@@ -5,10 +5,13 @@ in-memory DHT (tests/support/desks.py). Fetching a carried session needs BitTorr
 from __future__ import annotations
 
 import itertools
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from support.desks import UNUSED_NETWORK, Desk
+from support.keepers import MemoryKeeper
 from support.ui import ScriptedUI
 
 from cclink.errors import (
@@ -23,12 +26,14 @@ from cclink.errors import (
     UsageError,
     WrongPin,
 )
-from cclink.flows import pickup
+from cclink.flows import lookup, manage, pickup, publish
 from cclink.flows.environment import Environment
+from cclink.flows.keeping import REPUBLISH_EVERY, Keeping
 from cclink.flows.pickup import PickupOutcome, Resumption
 from cclink.flows.publish import PublishOutcome, PublishRequest
 from cclink.net.record_store import Revocation
 from cclink.wire import contacts, device_items, payload
+from cclink.wire.agent_protocol import Item
 from cclink.wire.contacts import Contact, ContactBook
 from cclink.wire.keys import Identity
 
@@ -272,7 +277,7 @@ def test_waiting_takes_the_first_handoff_newer_than_the_last_picked_up(laptop: D
 
     assert outcome.payload.session_id == later[0].session_id != first.session_id
     assert ui.shown[0].startswith("Waiting for a new handoff from")
-    assert laptop.clock.slept[:2] == [pickup.WAIT_FIRST_POLL, pickup.WAIT_FIRST_POLL * pickup.WAIT_BACKOFF]
+    assert laptop.clock.slept[:2] == [lookup.WAIT_FIRST_POLL, lookup.WAIT_FIRST_POLL * lookup.WAIT_BACKOFF]
 
 
 def test_a_handoff_never_picked_up_here_is_taken_at_once(laptop: Desk, desktop: Desk) -> None:
@@ -291,7 +296,7 @@ def test_waiting_polls_less_and_less_often_and_gives_up_at_its_time(laptop: Desk
         pick_up(desktop, ScriptedUI.answering(), confirm=False, wait=600)
     slept = desktop.clock.slept
     assert sum(slept) == pytest.approx(600)
-    assert max(slept) == pickup.WAIT_LONGEST_POLL
+    assert max(slept) == lookup.WAIT_LONGEST_POLL
     assert slept[:-1] == sorted(slept[:-1])  # never more often than before, until the last, cut short
 
 
@@ -627,3 +632,129 @@ def test_an_item_that_could_not_be_stored_is_a_note_and_the_record_is_published(
     ]
     assert "The handoff for gamma could not be published (no DHT node answered)." in published.notes
     assert pick_up(beta, ScriptedUI.answering(), confirm=False).payload.session_id == published.session_id
+
+
+def test_ones_own_burn_pickup_revokes_the_items_left_for_devices_too(four) -> None:
+    alpha, beta, gamma, delta = four
+    keeper = MemoryKeeper()
+    published = alpha.publish_new_session(PublishRequest(burn=True))
+    alpha.clock.advance(60)
+    gamma_item = device_items.item_identity(key_of(alpha), key_of(gamma).public_key).public_key
+    delta_item = device_items.item_identity(key_of(alpha), key_of(delta).public_key).public_key
+
+    outcome = pickup.pickup(
+        None, ScriptedUI.answering(), replace(alpha.env(), keeper=keeper), assume_yes=True, confirm=False
+    )
+
+    assert outcome.revoked and outcome.payload.session_id == published.session_id
+    assert "The copies left for gamma, delta were revoked too." in outcome.notes
+    for key in (published.publisher, gamma_item, delta_item):
+        assert isinstance(alpha.records.newest(key), Revocation)
+    assert {handed.publisher for handed in keeper.handed} == {published.publisher, gamma_item, delta_item}
+    for desk in (beta, gamma, delta):
+        with pytest.raises(NotFound):
+            pick_up(desk, ScriptedUI.answering(), confirm=False)
+
+
+def test_an_item_of_a_later_handoff_is_not_revoked_by_the_burn_pickup_of_an_earlier_one(four) -> None:
+    alpha, _, gamma, _ = four
+    burnt = alpha.publish_new_session(PublishRequest(burn=True))
+    alpha.clock.advance(60)
+    later = alpha.publish_new_session()  # its items replace the burn handoff's
+
+    revoked = manage.revoke_items_of_burnt(key_of(alpha), burnt.record, ScriptedUI.answering(), alpha.env())
+
+    assert revoked == ()
+
+    assert pick_up(gamma, ScriptedUI.answering(), confirm=False).payload.session_id == later.session_id
+
+
+def test_picking_up_by_a_devices_name_finds_its_item_for_this_machine(four, desks) -> None:
+    alpha, _, gamma, _ = four
+    alpha_key = key_of(alpha)
+    published = alpha.publish_new_session(PublishRequest(burn=True))
+    gamma.add_session(session_id=published.session_id)
+
+    outcome = pick_up(gamma, ScriptedUI.answering(), alpha_key, assume_yes=True)
+
+    assert (outcome.payload.session_id, outcome.sender, outcome.publisher) == (
+        published.session_id,
+        "alpha",
+        alpha_key.public_key,
+    )
+    assert outcome.revoked  # its item, which gamma can revoke
+    item_key = device_items.item_from(alpha_key.public_key, key_of(gamma)).public_key
+    assert isinstance(gamma.records.newest(item_key), Revocation)
+    # What is under alpha's own key and not for gamma is explained as when alpha's key alone is looked up.
+    colleague = desks("colleague").make_key()
+    alpha.clock.advance(60)
+    alpha.publish_new_session(PublishRequest(share=colleague.public_key))
+    with pytest.raises(CannotDecrypt, match="was shared with"):
+        pick_up(gamma, ScriptedUI.answering(), alpha_key, confirm=False)
+
+
+def test_waiting_by_a_devices_name_covers_its_item_for_this_machine(four) -> None:
+    alpha, _, gamma, _ = four
+    later: list[PublishOutcome] = []
+    alpha.clock.after(5, lambda: later.append(alpha.publish_new_session()))
+    ui = ScriptedUI.answering()
+
+    outcome = pick_up(gamma, ui, key_of(alpha), confirm=False, wait=600)
+
+    assert (outcome.payload.session_id, outcome.sender) == (later[0].session_id, "alpha")
+    assert ui.shown[0] == "Waiting for a new handoff from alpha (Ctrl-C stops)"
+
+
+@pytest.fixture
+def two(desks, short_dir: Path) -> tuple[LongPathDesk, LongPathDesk]:
+    """Two paired machines with keys of their own, publishing from a long project path: with --carry the record
+    has no room for the other, which gets an item of its own."""
+    made = tuple(LongPathDesk(desks(name), short_dir) for name in ("alpha", "beta"))
+    for desk in made:
+        desk.make_key()
+    pair(*made)
+    return made  # type: ignore[return-value]
+
+
+def test_a_burn_handoff_carried_through_an_item_is_revoked_by_the_device_once_the_session_is_here(
+    two: tuple[LongPathDesk, LongPathDesk], swarm
+) -> None:
+    alpha, beta = two
+    publisher_keeper, keeper = MemoryKeeper(), MemoryKeeper()
+    alpha.add_session()
+    publishing = replace(alpha.env(network=swarm.network), keeper=publisher_keeper)
+    with publish.publish(PublishRequest(carry=True, burn=True), ScriptedUI.answering(), publishing) as publication:
+        published = publication.outcome
+        assert [item.device for item in published.device_items] == ["beta"]
+        seeding = threading.Thread(target=publication.serve_carry, args=(ScriptedUI.answering(), 120), daemon=True)
+        seeding.start()
+        env = replace(beta.env(network=swarm.network), keeper=keeper)
+        ui = ScriptedUI.answering()
+
+        outcome = pickup.pickup(None, ui, env, assume_yes=True, confirm=True)
+        assert outcome.fetch and not outcome.revoked
+        assert any("this machine revokes the one alpha left for it" in note for note in outcome.notes)
+        resumption = pickup.resume(outcome, ui, env, assume_yes=True)
+        seeding.join(120)
+
+    assert resumption.session_id == published.session_id
+    assert "Burn-after-read: the handoff alpha left for this machine was revoked." in ui.said
+    item_key = device_items.item_from(key_of(alpha).public_key, key_of(beta)).public_key
+    assert isinstance(beta.records.newest(item_key), Revocation)
+    assert isinstance(beta.records.newest(published.publisher), Revocation)  # alpha's, on the acknowledgement
+    [handed] = keeper.handed
+    assert handed.publisher == item_key and handed.expires_at == outcome.record.expires_at
+    # The publisher's agent, keeping the item, finds the revocation and keeps that instead.
+    [kept_item] = [handed for handed in publisher_keeper.handed if handed.publisher == item_key]
+    kept = Keeping(alpha.items, lambda items: None, jitter=lambda: 0.5)
+    now = alpha.clock.now
+    assert (
+        kept.keep(Item(item_key.raw, kept_item.item.seq, kept_item.item.signature, kept_item.item.value, 0), now)
+        is None
+    )
+    kept.work(lambda: now + REPUBLISH_EVERY)
+    [entry] = kept.entries(now + REPUBLISH_EVERY)
+    assert entry.kind == "revocation" and entry.seq == handed.item.seq
+    assert isinstance(beta.records.newest(item_key), Revocation)
+    with pytest.raises(NotFound):
+        pick_up(beta, ScriptedUI.answering(), confirm=False)

@@ -129,8 +129,7 @@ def _look_up_mine(
 ) -> tuple[Resolved | Revocation | CclinkError | None, list[_Target]]:
     """What is under one's own key, and the device items that are live, all looked up at once."""
     own = identity.public_key
-    devices = [device for device in env.contacts.devices() if device.key != own]
-    signers = [(device.name, device_items.item_identity(identity, device.key)) for device in devices]
+    signers = _item_signers(identity, env)
     looking = "Looking up your handoff on the DHT"
     with ui.progress(looking) as shown:
         [found, *items] = at_once(
@@ -139,17 +138,58 @@ def _look_up_mine(
                 *(functools.partial(env.records.newest, signer.public_key, retry_for=0) for _, signer in signers),
             ]
         )
-    # The rollback guard's memory is not made for threads: what a thread remembered is remembered again here.
-    for key, result in zip([own, *(signer.public_key for _, signer in signers)], [found, *items], strict=True):
-        if isinstance(result, Resolved | Revocation):
-            env.records.seen.remember(key.raw, result.seq if isinstance(result, Resolved) else result.item.seq)
+    _remember(env, own, found)
+    return found, _live_items(ui, env, signers, items)
+
+
+def revoke_items_of_burnt(identity: Identity, handoff: Record, ui: UI, env: Environment) -> tuple[str, ...]:
+    """Revoke the items this machine left for its devices with handoff, a burn record it picked up itself (and
+    revoked); the names of the devices whose item was revoked.
+
+    An item created after handoff belongs to a later handoff, and stays; one
+    created with it, or before it (left with a handoff it replaced), is
+    revoked, so that no device picks up what the burn was to end. A lookup
+    or revocation that fails is a note.
+    """
+    signers = _item_signers(identity, env)
+    if not signers:
+        return ()
+    with ui.progress("Looking up the copies left for paired devices"):
+        items = at_once(
+            [functools.partial(env.records.newest, signer.public_key, retry_for=0) for _, signer in signers]
+        )
+    burnt = [target for target in _live_items(ui, env, signers, items) if target.created_at <= handoff.created_at]
+    return tuple(target.name or "" for target in _revoke(ui, env, burnt)) if burnt else ()
+
+
+def _item_signers(identity: Identity, env: Environment) -> list[tuple[str, Identity]]:
+    """Each paired device's name and the identity this machine signs its item for it with."""
+    own = identity.public_key
+    devices = [device for device in env.contacts.devices() if device.key != own]
+    return [(device.name, device_items.item_identity(identity, device.key)) for device in devices]
+
+
+def _live_items(
+    ui: UI,
+    env: Environment,
+    signers: list[tuple[str, Identity]],
+    items: list[Resolved | Revocation | CclinkError | None],
+) -> list[_Target]:
+    """Of what was found under each device item's key, the live handoffs; a lookup that failed is a note."""
     live = []
     for (name, signer), item in zip(signers, items, strict=True):
+        _remember(env, signer.public_key, item)
         if isinstance(item, Resolved):
             live.append(_Target(name, signer, item.record.expires_at, item.record.created_at))
         elif isinstance(item, CclinkError):
             ui.say(f"Note: the handoff left for {name} could not be looked up ({item.message}).")
-    return found, live
+    return live
+
+
+def _remember(env: Environment, key: PublicKey, result: Resolved | Revocation | CclinkError | None) -> None:
+    # The rollback guard's memory is not made for threads: what a thread remembered is remembered again here.
+    if isinstance(result, Resolved | Revocation):
+        env.records.seen.remember(key.raw, result.seq if isinstance(result, Resolved) else result.item.seq)
 
 
 def _refresh(ui: UI, env: Environment, publisher: PublicKey, found: Revocation, *, nothing_else: bool) -> None:
@@ -173,11 +213,15 @@ def _revoke_question(found: Resolved | None, live: list[_Target], now: float) ->
     return f"Revoke the handoff published {age} ago{copies}?"
 
 
-def _revoke(ui: UI, env: Environment, targets: list[_Target]) -> None:
-    """Revoke under every target's key at once; one's own key's failure is the command's, a device item's a note."""
+def _revoke(ui: UI, env: Environment, targets: list[_Target]) -> list[_Target]:
+    """Revoke under every target's key at once, and return those revoked.
+
+    One's own key's failure is the command's, a device item's a note.
+    """
     with ui.progress("Revoking"):
         results = at_once([functools.partial(env.records.revoke, target.signer) for target in targets])
     failed = None
+    revoked = []
     for target, stored in zip(targets, results, strict=True):
         if isinstance(stored, CclinkError):
             if target.name is None:
@@ -188,8 +232,10 @@ def _revoke(ui: UI, env: Environment, targets: list[_Target]) -> None:
         # SeqMemory is not made for threads: what a thread remembered is remembered again here.
         env.records.seen.remember(target.signer.public_key.raw, stored.seq)
         _keep_revocation(ui, env, target.signer, stored.seq, target.expires_at)
+        revoked.append(target)
     if failed is not None:
         raise failed
+    return revoked
 
 
 def _keep_revocation(ui: UI, env: Environment, identity: Identity, seq: int, expires_at: float) -> None:

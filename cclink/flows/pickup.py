@@ -1,15 +1,14 @@
 """Picking up a handoff: find, verify, check, decrypt, confirm, revoke a burn, then resume (fetching a carry first).
 
-Everything that can fail on this machine is checked before the question is
-asked, and so before a burn record is revoked. Like every flow, it asks
-through a UI and knows the machine through an Environment; it never starts
-claude itself but returns a `Resumption` for the CLI to carry out.
+Where to look, and which handoff to take, is lookup.py's. Everything that
+can fail on this machine is checked before the question is asked, and so
+before a burn record is revoked. Like every flow, it asks through a UI and
+knows the machine through an Environment; it never starts claude itself but
+returns a `Resumption` for the CLI to carry out.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,33 +16,24 @@ from pathlib import Path
 from cclink import text
 from cclink.errors import (
     CannotDecrypt,
-    CclinkError,
     Expired,
     KeyFileError,
-    NetworkError,
-    NotFound,
-    Rollback,
     SessionError,
     UsageError,
     WireError,
     WrongPin,
 )
-from cclink.flows import keeping
+from cclink.flows import keeping, lookup, manage
 from cclink.flows.environment import Environment
-from cclink.flows.publish import PIN_ENV, at_once
-from cclink.flows.ui import SECRET_TRIES, UI, Progress, go_ahead
+from cclink.flows.publish import PIN_ENV
+from cclink.flows.ui import SECRET_TRIES, UI, go_ahead
 from cclink.local import claude
-from cclink.net.record_store import Resolved, Revocation
-from cclink.wire import agecrypt, device_items, kdf, payload
+from cclink.wire import agecrypt, kdf, payload
 from cclink.wire.keys import Identity, PublicKey
 from cclink.wire.payload import Payload
 from cclink.wire.record import Record
 
 DEFAULT_FETCH_TIMEOUT = 60.0
-# pickup --wait polls the DHT gently: often at first (the publisher is usually about to publish), then less.
-WAIT_FIRST_POLL = 2.0
-WAIT_BACKOFF = 1.5
-WAIT_LONGEST_POLL = 30.0
 
 # --- pickup -----------------------------------------------------------------------
 
@@ -59,6 +49,8 @@ class PickupOutcome:
     fetch: bool = False  # the session data is to be fetched from the publisher (--carry)
     decryptor: agecrypt.Identity | None = field(default=None, repr=False)
     sender: str | None = None  # the paired device or contact that published it, by name; None for one's own key
+    # A burn handoff a device left for this machine, to be fetched: its item's identity, which resume() revokes.
+    burn_item: Identity | None = field(default=None, repr=False)
 
     @property
     def project_dir(self) -> Path | None:
@@ -95,19 +87,17 @@ def pickup(
     identity: Identity | None
     if publisher is None:
         identity = env.keys.load(ui)
-        sources = _own_sources(identity, env)
+        sources = lookup.own_sources(identity, env)
     else:
         identity = env.keys.load(ui) if env.keys.exists() else None
-        sources = [_Source(publisher, _name_of(publisher, identity, env))]
+        sources = lookup.named_sources(publisher, identity, env)
     if wait is not None:
-        found = _wait_for_new_handoff(sources, identity, ui, env, wait)
+        found = lookup.wait_for_new_handoff(sources, identity, ui, env, wait)
     else:
-        found = _find(sources, identity, ui, env)
-    source, resolved, sender = found.source, found.resolved, found.source.name
-    publisher = source.publisher
-    record = resolved.record
+        found = lookup.find(sources, identity, ui, env)
+    source, record = found.source, found.resolved.record
     _refuse_expired(record, now)
-    body, decryptor = found.opened or _decrypt(record, found.source, identity, ui, now)
+    body, decryptor = found.opened or _decrypt(record, source, identity, ui, now)
     session = claude.find_session(body.session_id)
     if force_fetch and body.carry is None:
         raise UsageError("this handoff does not carry the session data, so there is nothing to fetch (--fetch)")
@@ -116,39 +106,77 @@ def pickup(
         _check_can_resume(body, session, fetch, project_dir, env.cwd)
         go_ahead(
             ui,
-            _resume_question(body, record, now, sender),
+            _resume_question(body, record, now, source.name),
             assume_yes=assume_yes,
             otherwise="not resumed; the handoff is still published",
             unattended=True,
         )
-    notes = list(found.notes)
-    revoked = False
-    if record.burn and fetch:
-        notes.append("This is a burn-after-read handoff: its publisher revokes it once the session is fetched.")
-    elif record.burn:
-        if identity is not None and identity.public_key == publisher:
-            notes.extend(_revoke_burnt(identity, record, ui, env))
-            revoked = True
-        elif source.item is not None:
-            # Its item for this machine, whose key this machine derives: revoked like one's own.
-            notes.extend(_revoke_burnt(source.item, record, ui, env))
-            revoked = True
-            notes.append(
-                f"The handoff {sender} left for this machine was revoked; any copy of it under {sender}'s own key "
-                "stays until it expires, unless it was picked up there."
-            )
-        elif sender is not None:
-            notes.append(
-                f"This is a burn-after-read handoff, but only {sender}'s key can revoke it; it stays until it "
-                f"expires, or until `cclink revoke` there."
-            )
-        else:
-            notes.append(
-                "This is a burn-after-read handoff, but only its publisher's key can revoke it; "
-                "it stays until it expires."
-            )
-    env.pickups.remember(source.key.raw, resolved.seq)
-    return PickupOutcome(publisher, record, body, session, revoked, notes, fetch, decryptor, sender)
+    burnt = _burn(source, record, identity, fetch, ui, env) if record.burn else _Burnt()
+    env.pickups.remember(source.key.raw, found.resolved.seq)
+    return PickupOutcome(
+        source.publisher,
+        record,
+        body,
+        session,
+        burnt.revoked,
+        [*found.notes, *burnt.notes],
+        fetch,
+        decryptor,
+        source.name,
+        burnt.item,
+    )
+
+
+@dataclass(frozen=True)
+class _Burnt:
+    """What became of a burn record on pickup: revoked here, left to fetch_session (item), and what to say."""
+
+    revoked: bool = False
+    notes: tuple[str, ...] = ()
+    item: Identity | None = None
+
+
+def _burn(
+    source: lookup.Source, record: Record, identity: Identity | None, fetch: bool, ui: UI, env: Environment
+) -> _Burnt:
+    """Revoke a burn record whose key this machine holds: one's own (and the items it left for its devices with
+    it), or a device's item for this machine (once fetched, when it is to be); else say who can."""
+    if fetch and source.item is not None:
+        note = (
+            f"This is a burn-after-read handoff: this machine revokes the one {source.name} left for it "
+            "once the session is here."
+        )
+        return _Burnt(notes=(note,), item=source.item)
+    if fetch:
+        return _Burnt(
+            notes=("This is a burn-after-read handoff: its publisher revokes it once the session is fetched.",)
+        )
+    if identity is not None and identity.public_key == source.publisher:
+        notes = _revoke_burnt(identity, record, ui, env)
+        devices = manage.revoke_items_of_burnt(identity, record, ui, env)
+        if devices:
+            notes.append(f"The copies left for {', '.join(devices)} were revoked too.")
+        return _Burnt(True, tuple(notes))
+    if source.item is not None:
+        # Its item for this machine, whose key this machine derives: revoked like one's own.
+        return _Burnt(True, (*_revoke_burnt(source.item, record, ui, env), _item_revoked(source.name)))
+    return _Burnt(notes=(_left_in_place(source.name),))
+
+
+def _left_in_place(sender: str | None) -> str:
+    if sender is not None:
+        return (
+            f"This is a burn-after-read handoff, but only {sender}'s key can revoke it; it stays until it "
+            "expires, or until `cclink revoke` there."
+        )
+    return "This is a burn-after-read handoff, but only its publisher's key can revoke it; it stays until it expires."
+
+
+def _item_revoked(sender: str | None) -> str:
+    return (
+        f"The handoff {sender} left for this machine was revoked; any copy of it under {sender}'s own key "
+        "stays until it expires, unless it was picked up there."
+    )
 
 
 def _revoke_burnt(signer: Identity, record: Record, ui: UI, env: Environment) -> list[str]:
@@ -157,257 +185,6 @@ def _revoke_burnt(signer: Identity, record: Record, ui: UI, env: Environment) ->
         stored = env.records.revoke(signer)
     kept = keeping.hand_over_revocation(env.keeper, signer, stored.seq, record.expires_at)
     return [kept] if kept is not None else []
-
-
-# --- where to look: one's own key and paired devices, or the key asked for ------------------
-
-
-@dataclass(frozen=True)
-class _Source:
-    """A key to look up, and what to call its publisher: a device's or contact's name, None for one's own key.
-
-    For a device's item for this machine (wire/device_items.py), the key is
-    the pairwise one, item its identity (which revokes a burnt item), and
-    device the device's own key.
-    """
-
-    key: PublicKey
-    name: str | None = None
-    item: Identity | None = None
-    device: PublicKey | None = None
-
-    @property
-    def publisher(self) -> PublicKey:
-        """Who published what is found here: the device, for its item."""
-        return self.device or self.key
-
-
-@dataclass(frozen=True)
-class _Found:
-    """The handoff chosen, where it was found, and, when it was opened to see whether it is for this machine, what
-    it holds."""
-
-    source: _Source
-    resolved: Resolved
-    opened: tuple[Payload, agecrypt.Identity] | None = None
-    notes: tuple[str, ...] = ()
-
-
-def _own_sources(identity: Identity, env: Environment) -> list[_Source]:
-    """One's own key, then each paired device's, then each device's item for this machine.
-
-    A device holding this very key is looked up once, and has no item.
-    """
-    own = identity.public_key
-    devices = [device for device in env.contacts.devices() if device.key != own]
-    items = [(device, device_items.item_from(device.key, identity)) for device in devices]
-    return [
-        _Source(own),
-        *(_Source(device.key, device.name) for device in devices),
-        *(_Source(item.public_key, device.name, item, device.key) for device, item in items),
-    ]
-
-
-def _name_of(publisher: PublicKey, identity: Identity | None, env: Environment) -> str | None:
-    if identity is not None and publisher == identity.public_key:
-        return None
-    contact = env.contacts.find(publisher.z32)
-    return contact.name if contact is not None else None
-
-
-def _label(source: _Source) -> str:
-    """A source among one's own key and devices: its name, or `your key`."""
-    if source.item is not None:
-        return f"{source.name} (its item for this machine)"
-    return source.name or "your key"
-
-
-def _whose(source: _Source) -> str:
-    """`beta's handoffs`, `the handoff beta left for this machine`: what a failed lookup was for."""
-    if source.item is not None:
-        return f"the handoff {source.name} left for this machine"
-    return f"{_label(source)}'s handoffs"
-
-
-def _who(sources: Sequence[_Source]) -> str:
-    """`your key and laptop, desk`: whose handoffs are looked up, for progress lines and errors."""
-    if len(sources) == 1:
-        return sources[0].name or sources[0].key.fingerprint
-    return "your key and " + ", ".join(_label(source) for source in sources[1:] if source.item is None)
-
-
-def _find(sources: list[_Source], identity: Identity | None, ui: UI, env: Environment) -> _Found:
-    """The handoff to pick up: under the one key, or the newest for this machine under one's own and devices' keys."""
-    if len(sources) == 1:
-        return _Found(sources[0], _resolve(sources[0], identity, ui, env))
-    with ui.progress(f"Looking up {_who(sources)} on the DHT") as shown:
-        looked_up = _look_up_all(
-            sources, env, lambda source: env.records.newest(source.key, lambda d: _retrying(shown, d))
-        )
-    return _newest_for_me(sources, looked_up, identity, env.clock())
-
-
-def _retrying(shown: Progress, delay: float) -> None:
-    shown.update(f"DHT unreachable; retrying in {delay:.0f}s")
-
-
-def _resolve(source: _Source, identity: Identity | None, ui: UI, env: Environment) -> Resolved:
-    """The active handoff under one key; with nothing under one's own key and no devices, say how to pair."""
-    publisher = source.key
-    with ui.progress(f"Looking up {publisher.fingerprint} on the DHT") as shown:
-        found = env.records.newest(publisher, on_retry=lambda d: _retrying(shown, d))
-    if found is None and identity is not None and publisher == identity.public_key:
-        # Two machines with different keys is the usual reason: each looks under its own.
-        raise NotFound(
-            f"no handoff is published under {publisher.display}, your key; if it was published on another machine, "
-            "pair the two once: run `cclink pair` here and `cclink pair CODE` with the code it shows on the other "
-            "machine, then publish again (or pick up with the publisher's key: `cclink pickup PUBKEY`)"
-        )
-    return env.records.active(publisher, found)
-
-
-Looked = Resolved | Revocation | CclinkError | None
-
-
-def _look_up_all(
-    sources: list[_Source], env: Environment, look_up: Callable[[_Source], Resolved | Revocation | None]
-) -> list[Looked]:
-    """What look_up found under every source, all looked up at once; a CclinkError stands for its lookup."""
-    results = at_once([functools.partial(look_up, source) for source in sources])
-    # The rollback guard's memory is not made for threads: what a thread remembered is remembered again here.
-    for source, result in zip(sources, results, strict=True):
-        if isinstance(result, Resolved):
-            env.records.seen.remember(source.key.raw, result.seq)
-        elif isinstance(result, Revocation):
-            env.records.seen.remember(source.key.raw, result.item.seq)
-    return results
-
-
-def _newest_for_me(sources: list[_Source], looked_up: list[Looked], identity: Identity | None, now: float) -> _Found:
-    """The newest live handoff this machine can open; failing that the newest expired one, which is then refused.
-
-    A handoff it cannot open (shared with someone else, for a PIN under a
-    device's key, published before pairing) is skipped, not an error; so is
-    a key whose lookup failed, when another key has a handoff.
-    """
-    mine: list[_Found] = []
-    others: list[_Source] = []
-    for source, result in zip(sources, looked_up, strict=True):
-        if isinstance(result, Resolved):
-            found = _for_me(source, result, identity, own=source is sources[0])
-            if found is not None:
-                mine.append(found)
-            else:
-                others.append(source)
-    failed = [
-        (source, result) for source, result in zip(sources, looked_up, strict=True) if isinstance(result, CclinkError)
-    ]
-    if not mine:
-        raise _nothing_for_me(sources, others, failed)
-    live = [found for found in mine if not found.resolved.record.is_expired(now)] or mine
-    chosen = max(live, key=_newness)
-    notes = tuple(f"{_whose(source)} could not be looked up: {error.message}" for source, error in failed)
-    return _Found(chosen.source, chosen.resolved, chosen.opened, notes)
-
-
-def _for_me(source: _Source, resolved: Resolved, identity: Identity | None, *, own: bool) -> _Found | None:
-    """The handoff as found, opened when it opens with this machine's key; None when it is not for this machine.
-
-    A PIN handoff under one's own key is for this machine, as it always was
-    (the PIN is asked for later); under a device's key it was meant for
-    someone else.
-    """
-    record = resolved.record
-    if record.pin_salt is not None:
-        return _Found(source, resolved) if own else None
-    if identity is None:
-        return None
-    try:
-        opened = payload.open_payload(record.blob, identity.age_identity())
-    except (CannotDecrypt, WireError):
-        return None
-    return _Found(source, resolved, (opened, identity.age_identity()))
-
-
-def _nothing_for_me(
-    sources: list[_Source], others: list[_Source], failed: list[tuple[_Source, CclinkError]]
-) -> CclinkError:
-    """Why nothing was picked up: the first lookup that failed, handoffs addressed elsewhere, or nothing at all."""
-    if others:
-        names = ", ".join(_label(source) for source in others)
-        return NotFound(
-            f"there are handoffs under {names}, but none addressed to this machine: they were shared with someone "
-            "else, or published before the machines were paired (publish again there)"
-        )
-    if failed:
-        return failed[0][1]
-    return NotFound(f"no handoff is published under {_who(sources)}")
-
-
-def _wait_for_new_handoff(
-    sources: list[_Source], identity: Identity | None, ui: UI, env: Environment, seconds: float
-) -> _Found:
-    """The first handoff for this machine newer than the last one picked up here, polled for up to seconds.
-
-    Newer is per key: above the seq of the last handoff picked up under it.
-    Until one appears, an unreachable DHT or an older item (a replay, or
-    nodes that lost the newest) only means waiting on.
-    """
-    deadline = env.clock() + seconds
-    delay = WAIT_FIRST_POLL
-    waiting = f"Waiting for a new handoff from {_who(sources)} (Ctrl-C stops)"
-    with ui.progress(waiting) as shown:
-        while True:
-            looked_up = _look_up_all(sources, env, lambda source: env.records.newest(source.key, retry_for=0))
-            _raise_refusal(looked_up)
-            answered = not all(isinstance(result, NetworkError | Rollback) for result in looked_up)
-            shown.update(waiting if answered else f"{waiting}; the DHT did not answer, trying again")
-            found = _new_for_me(sources, looked_up, identity, env)
-            if found is not None:
-                return found
-            remaining = deadline - env.clock()
-            if remaining <= 0:
-                raise NotFound(f"no new handoff from {_shown(sources)} appeared within {text.format_duration(seconds)}")
-            env.sleep(min(delay, remaining))
-            delay = min(delay * WAIT_BACKOFF, WAIT_LONGEST_POLL)
-
-
-def _raise_refusal(looked_up: list[Looked]) -> None:
-    """For the one key asked for, a record refused (malformed, badly signed) ends the wait as it ends a pickup.
-
-    Among one's own and devices' keys it is skipped like any handoff not for this machine.
-    """
-    [result, *more] = looked_up
-    if not more and isinstance(result, CclinkError) and not isinstance(result, NetworkError | Rollback):
-        raise result
-
-
-def _new_for_me(
-    sources: list[_Source], looked_up: list[Looked], identity: Identity | None, env: Environment
-) -> _Found | None:
-    """The newest live handoff above the last one picked up under its key: for this machine, or under the one key
-    asked for (which is then opened as any pickup of it is)."""
-    new: list[_Found] = []
-    for source, result in zip(sources, looked_up, strict=True):
-        if not isinstance(result, Resolved) or result.seq <= env.pickups.floor(source.key.raw):
-            continue
-        if result.record.is_expired(env.clock()):
-            continue
-        found = (
-            _Found(source, result) if len(sources) == 1 else _for_me(source, result, identity, own=source is sources[0])
-        )
-        new.extend([found] if found is not None else [])
-    return max(new, key=_newness, default=None)
-
-
-def _newness(found: _Found) -> tuple[int, int]:
-    return found.resolved.record.created_at, found.resolved.seq
-
-
-def _shown(sources: list[_Source]) -> str:
-    if len(sources) == 1:
-        return sources[0].name or sources[0].key.display
-    return _who(sources)
 
 
 def _check_can_resume(
@@ -436,7 +213,7 @@ def _refuse_expired(record: Record, now: float) -> None:
 
 
 def _decrypt(
-    record: Record, source: _Source, identity: Identity | None, ui: UI, now: float
+    record: Record, source: lookup.Source, identity: Identity | None, ui: UI, now: float
 ) -> tuple[Payload, agecrypt.Identity]:
     """The payload, and the age identity that opened it (it opens a carried session too)."""
     publisher = source.key
@@ -512,6 +289,7 @@ def resume(
         session, where = fetch_session(
             outcome, ui, env, project_dir=project_dir, assume_yes=assume_yes, fetch_timeout=fetch_timeout, lan=lan
         )
+        _revoke_fetched_item(outcome, ui, env)
     elif project_dir is not None:
         where = _checked_project_dir(project_dir, env.cwd)
     if session is None:
@@ -520,6 +298,16 @@ def resume(
     origin = f" from {outcome.sender}" if outcome.sender else ""
     ui.say(f"Resuming session {outcome.payload.session_id}{origin}...")
     return Resumption(outcome.payload.session_id, where)
+
+
+def _revoke_fetched_item(outcome: PickupOutcome, ui: UI, env: Environment) -> None:
+    """A burn handoff a device left for this machine, now that its session is here: revoked before claude starts,
+    as one found with the session already here is on pickup (the publisher revokes only its own record)."""
+    if outcome.burn_item is None:
+        return
+    for note in _revoke_burnt(outcome.burn_item, outcome.record, ui, env):
+        ui.say(f"Note: {note}")
+    ui.say(f"Burn-after-read: the handoff {outcome.sender} left for this machine was revoked.")
 
 
 def fetch_session(
