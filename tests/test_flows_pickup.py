@@ -158,6 +158,30 @@ def test_a_burn_handoff_picked_up_with_a_pin_from_another_key_stays(laptop: Desk
     assert any("only its publisher's key can revoke it" in note for note in outcome.notes)
 
 
+def test_a_pin_handoff_from_another_key_asks_for_the_pin_and_not_this_machines_passphrase(laptop: Desk, desks) -> None:
+    published = laptop.publish_new_session(PublishRequest(pin=True), secrets=(PIN,))
+    desktop = desks("desktop")
+    desktop.make_key(passphrase="desktop passphrase")
+    desktop.add_session(session_id=published.session_id)
+    publisher = laptop.keys.load(ScriptedUI.answering())
+    ui = ScriptedUI.answering(secrets=[PIN])
+
+    assert pick_up(desktop, ui, publisher, assume_yes=True).payload.session_id == published.session_id
+    assert ui.asked == ["PIN: "]
+
+
+def test_a_handoff_shared_with_this_machine_asks_for_its_passphrase_once_found(laptop: Desk, desks) -> None:
+    desktop = desks("desktop")
+    me = desktop.make_key(passphrase="desktop passphrase")
+    published = laptop.publish_new_session(PublishRequest(share=me.public_key))
+    desktop.add_session(session_id=published.session_id)
+    publisher = laptop.keys.load(ScriptedUI.answering())
+    ui = ScriptedUI.answering(secrets=["desktop passphrase"])
+
+    assert pick_up(desktop, ui, publisher, assume_yes=True).payload.session_id == published.session_id
+    assert len(ui.asked) == 1 and "Passphrase" in ui.asked[0]
+
+
 def test_a_wrong_pin_is_refused_after_three_tries_at_a_terminal_and_at_once_without_one(laptop: Desk, desks) -> None:
     laptop.publish_new_session(PublishRequest(pin=True), secrets=(PIN,))
     keyless = desks("keyless")

@@ -58,9 +58,13 @@ class KeyStore:
 
     def public_key(self, ui: UI) -> PublicKey:
         """The user's public key; for an encrypted key, the passphrase is asked only until it is remembered."""
-        data = keyfile.read_key_file(self.path)
-        known = keyfile.plain_public_key(data, str(self.path)) or self._remembered(data)
+        known = self.known_public_key()
         return known if known is not None else self.load(ui).public_key
+
+    def known_public_key(self) -> PublicKey | None:
+        """The user's public key if it is known without the passphrase (a plain key, or one remembered)."""
+        data = keyfile.read_key_file(self.path)
+        return keyfile.plain_public_key(data, str(self.path)) or self._remembered(data)
 
     def _remembered(self, key_file: bytes) -> PublicKey | None:
         """The public key noted for exactly these key file bytes; None for a missing, stale or damaged note."""

@@ -89,7 +89,7 @@ def pickup(
         identity = env.keys.load(ui)
         sources = lookup.own_sources(identity, env)
     else:
-        identity = env.keys.load(ui) if env.keys.exists() else None
+        identity = _identity_for_lookup(publisher, ui, env)
         sources = lookup.named_sources(publisher, identity, env)
     if wait is not None:
         found = lookup.wait_for_new_handoff(sources, identity, ui, env, wait)
@@ -97,6 +97,8 @@ def pickup(
         found = lookup.find(sources, identity, ui, env)
     source, record = found.source, found.resolved.record
     _refuse_expired(record, now)
+    if identity is None and record.pin_salt is None and env.keys.exists():
+        identity = env.keys.load(ui)  # encrypted to a key: only now is this machine's needed
     body, decryptor = found.opened or _decrypt(record, source, identity, ui, now)
     session = claude.find_session(body.session_id)
     if force_fetch and body.carry is None:
@@ -125,6 +127,22 @@ def pickup(
         source.name,
         burnt.item,
     )
+
+
+def _identity_for_lookup(publisher: PublicKey, ui: UI, env: Environment) -> Identity | None:
+    """This machine's key when the lookup of publisher needs it: its own key, or a paired device's (for its item).
+
+    Otherwise None: a PIN handoff needs no key, so the passphrase is asked
+    only once the handoff turns out to be encrypted to one. (A key never
+    opened on this machine is not known to be the one asked for: it is
+    then looked up as anyone's, and opened when decrypting.)
+    """
+    if not env.keys.exists():
+        return None
+    contact = env.contacts.find(publisher.z32)
+    if (contact is not None and contact.is_device) or env.keys.known_public_key() == publisher:
+        return env.keys.load(ui)
+    return None
 
 
 @dataclass(frozen=True)
