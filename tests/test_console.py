@@ -555,3 +555,12 @@ def test_init_ends_with_what_to_run_next_here_and_on_the_other_machine(laptop, d
     # An imported key is shared with the machine it came from: nothing to pair.
     assert [line.split()[0] for line in imported.stdout.splitlines()] == ["Imported", "Saved"]
     assert "cclink pickup" in imported.stderr and "pair CODE" not in imported.stderr, imported.stderr
+
+
+@pytest.mark.parametrize("line", ["Note: it stays published", "Burn-after-read: the handoff was revoked."])
+def test_notes_and_burn_lines_stand_out_on_a_terminal(line: str, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr(console, "_isatty", lambda stream: True)
+    console.say(line)
+    prefix, rest = line.split(":", 1)
+    assert capsys.readouterr().err == f"\x1b[1;33m{prefix}:\x1b[0m{rest}\n"

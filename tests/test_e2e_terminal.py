@@ -313,3 +313,18 @@ def test_no_color_and_the_flag_turn_colour_off(laptop: Machine, turned_off: str)
 
     assert code == 2 and output.startswith("cclink: error: "), repr(output)
     assert "\x1b" not in output
+
+
+def test_burn_and_pin_stand_out_in_colour_on_a_terminal(laptop: Machine) -> None:
+    laptop.init()
+    project = laptop.project()
+    laptop.add_session(project)
+    env = {**laptop.env, "CCLINK_PIN": "correct horse battery"}
+
+    code, output = terminal.on_terminal(laptop.command("--burn", "--pin"), [], env=env, cwd=project)
+    piped = subprocess.run(laptop.command("--burn", "--pin"), env=env, cwd=project, capture_output=True, text=True)
+
+    assert code == 0, output
+    assert "\x1b[1;33m PIN-protected, burn after read.\x1b[0m" in output, repr(output)
+    assert piped.returncode == 0 and " PIN-protected, burn after read." in piped.stdout
+    assert "\x1b" not in piped.stdout + piped.stderr

@@ -70,12 +70,22 @@ def out(text: str = "", *, flush: bool = False) -> None:
 def say(message: str) -> None:
     """One line for the human (progress or a note), on stderr; dropped if the terminal is gone.
 
-    A line that starts with "Note:" stands out in colour on a terminal.
+    A line that starts with "Note:" or "Burn-after-read:" stands out in colour on a terminal.
     """
     safe = for_terminal(message)
-    if safe.startswith(NOTE):
-        safe = _coloured(NOTE, YELLOW) + safe[len(NOTE) :]
+    for prefix in MARKED_PREFIXES:
+        if safe.startswith(prefix):
+            safe = _coloured(prefix, YELLOW) + safe[len(prefix) :]
+            break
     _write_stderr(safe + "\n")
+
+
+def out_marked(text: str, marked: str) -> None:
+    """text, then marked in bold yellow on a terminal, as one line on stdout: what must not be missed (burn, PIN)."""
+    tail = for_terminal(marked)
+    if tail and colour_on(sys.stdout):
+        tail = f"\x1b[{YELLOW}m{tail}\x1b[0m"  # after escaping: cclink's own sequence, never a publisher's
+    print(for_terminal(text) + tail)
 
 
 def say_error(sentence: str) -> None:
@@ -86,6 +96,7 @@ def say_error(sentence: str) -> None:
 # --- colour ---------------------------------------------------------------------------
 
 NOTE, ERROR = "Note:", "cclink: error:"
+MARKED_PREFIXES = (NOTE, "Burn-after-read:")
 RED, YELLOW = "1;31", "1;33"  # SGR parameters: bold red, bold yellow
 _colour_wanted = True
 

@@ -135,6 +135,9 @@ def _show_published(outcome: PublishOutcome, qr: bool, as_json: bool) -> None:
     console.out("  Run on another machine:")
     console.out(f"  {outcome.pickup_command}")
     expires = f"Expires in {text.format_duration(record.ttl)} ({render.utc(record.expires_at)})."
-    console.out(expires + render.mode_line(outcome))
+    if record.burn or outcome.mode == "pin":
+        console.out_marked(expires, render.mode_line(outcome))
+    else:
+        console.out(expires + render.mode_line(outcome))
     if qr:
         console.show_qr(outcome.qr_command)  # the full command: a phone holds no key to default to
