@@ -5,6 +5,7 @@ garbage, huge lines, repeated keys, wrong types, unknown fields, is refused with
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -259,7 +260,7 @@ def test_an_unlock_request_hands_over_a_seed_that_can_be_overwritten() -> None:
 
 REVOCATION = Item(KEY, 2**63 - 1, bytes(range(64)), bytes(range(40)), 2**40)
 TRANSFER = Transfer(
-    "0b7c1f55-6a4e-4d2b-9a51-3f7d2e8c9a10", ITEM, REVOCATION, bytes(20), 2**34, bytes(32), DIGEST, 2**40
+    "0b7c1f55-6a4e-4d2b-9a51-3f7d2e8c9a10", ITEM, REVOCATION, bytes(20), 2**34, bytes(32), DIGEST, 2**40, 65535
 )
 CARRY = Carry("0f" * 16, TRANSFER)
 TRANSFER_ENTRY = TransferEntry("0f" * 16, KEY, "s", 2**34, MAX_NODES, 2**40, "timed out", True, 2**53)
@@ -309,6 +310,11 @@ def transfer_fields(**changes: object) -> dict[str, object]:
         transfer_fields(handoff=None),
         transfer_fields(revocation={"seq": 1}),
         transfer_fields(deadline=-1),
+        transfer_fields(port=0),
+        transfer_fields(port=65536),
+        transfer_fields(port=None),
+        transfer_fields(port="6881"),
+        transfer_fields(port=True),
     ],
 )
 def test_carry_requests_with_a_wrong_field_are_refused(fields: dict[str, object]) -> None:
@@ -322,6 +328,14 @@ def test_a_transfer_file_round_trips_and_anything_else_is_refused() -> None:
     for damaged in (b"", data[:-20], data.replace(b'"version":1', b'"version":2'), b"[" * 10_000):
         with pytest.raises(ProtocolError):
             agent_protocol.decode_transfer_file(damaged)
+
+
+def test_a_transfer_without_a_port_is_one_from_before_ports_were_sent() -> None:
+    """The port the record's hints name is optional: a command or a kept transfer file from before it still reads."""
+    older = agent_protocol.encode_transfer_file(TRANSFER).replace(b',"port":65535', b"")
+    assert agent_protocol.decode_transfer_file(older) == replace(TRANSFER, port=None)
+    request = json.dumps(transfer_fields(port=DROP)).encode()
+    assert agent_protocol.decode_request(request) == Carry(CARRY.transfer_id, replace(TRANSFER, port=None))
 
 
 def test_the_archive_sha256_is_in_no_representation_of_a_transfer() -> None:

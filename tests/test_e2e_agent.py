@@ -7,6 +7,7 @@ ends. Waits are bounded by guards, never asserted on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -18,12 +19,13 @@ from pathlib import Path
 
 import pytest
 from support.agents import AgentMachine
-from support.carry import finish, wait_for_line
+from support.carry import finish, short_project, wait_for_line
 from support.machines import Machine
 
 from cclink.dev.testnet import Testnet
 from cclink.local import files
-from cclink.net import agent
+from cclink.net import agent, bittorrent
+from cclink.net.endpoints import Network
 from cclink.wire import packet
 from cclink.wire.agent_protocol import Carry, Item, Transfer
 from cclink.wire.keys import Identity
@@ -352,6 +354,43 @@ def test_carry_returns_at_once_and_the_agent_offers_the_session_until_it_is_fetc
     assert session_id in "".join(launch.argv)
     eventually(lambda: [t["state"] for t in transfers(laptop)] in ([], ["fetched"]), "the agent saw it fetched")
     assert list(laptop.place.carry.iterdir()) == []  # the encrypted file is deleted once it is fetched
+
+
+def test_the_agent_offers_the_session_on_the_port_the_records_hints_name(
+    agent_machines, machines, short_dir, tmp_path, monkeypatch
+) -> None:
+    """The command's seeder, whose endpoints the record names, is gone once it returns: the agent must be there."""
+    laptop, desktop, _, _ = carrying_pair(agent_machines, machines)
+    project = short_project(short_dir)  # under pytest's long paths the record has no room left for hints
+    session_id = laptop.add_session(project, messages=[("user", "carry me " * 2000)])
+    laptop.ok("--carry", cwd=project)
+    carry = json.loads(desktop.ok("pickup", "--json").stdout)["carry"]
+    hints = [bittorrent.parse_endpoint(hint) for hint in carry["hints"]]
+    assert hints and None not in hints
+
+    # A picker whose DHT has no node, so that no peer comes from it: only the hints lead to the agent.
+    monkeypatch.setenv("HOME", str(tmp_path / "picker"))  # where its libtorrent keeps its DHT cache
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    with bittorrent.Fetcher(
+        bytes.fromhex(carry["info_hash"]), carry["size"], tmp_path / "in", a_network_without_nodes(), hints
+    ) as fetcher:
+        give_up = time.monotonic() + GUARD
+        while not fetcher.poll(0.2).finished:
+            assert time.monotonic() < give_up, "the hinted port led to no seeder"
+        fetcher.flush()
+        assert hashlib.sha256(fetcher.path.read_bytes()).hexdigest() == carry["sha256"]
+
+    assert [t["state"] for t in transfers(laptop)] == ["offering"]  # only the recipient's acknowledgement ends it
+    desktop.ok("pickup", "-y", "--project-dir", str(desktop.project("app")))
+    assert session_id in "".join(desktop.launches()[0].argv)
+
+
+def a_network_without_nodes() -> Network:
+    """A test network on this machine whose bootstrap port nobody listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return Network((("127.0.0.1", port),), test=True)
 
 
 def test_carry_burn_through_the_agent_leaves_the_handoff_revoked_after_the_pickup(agent_machines, machines) -> None:

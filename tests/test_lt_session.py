@@ -123,8 +123,8 @@ def can_bind(host: str) -> bool:
     return True
 
 
-def listening(network: Network) -> list[tuple[str, int]]:
-    entries = settings(network, peer_wire=True)["listen_interfaces"].split(",")
+def listening(network: Network, port: int | None = None) -> list[tuple[str, int]]:
+    entries = settings(network, peer_wire=True, port=port)["listen_interfaces"].split(",")
     return [(host.strip("[]"), int(port)) for host, _, port in (entry.rpartition(":") for entry in entries)]
 
 
@@ -190,3 +190,36 @@ def test_a_picker_connects_to_a_hinted_seeder_before_libtorrents_first_tick(tmp_
             fetcher.flush()
 
             assert fetcher.path.read_bytes() == data
+
+
+# --- the port a record's hints name (the agent taking over a command's seeding) -----------------
+
+
+def a_free_port(host: str = endpoints.COMMAND_ADDRESS) -> int:
+    with socket.socket(endpoints.family_of(host), socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.skipif(not can_bind("::"), reason="no IPv6 here")
+def test_commands_elsewhere_listen_on_the_port_asked_for_when_it_is_free():
+    port = a_free_port("0.0.0.0")
+    assert listening(endpoints.PUBLIC, port) == [("0.0.0.0", port), ("::", port)]
+
+
+def test_a_seeder_listens_on_the_port_it_is_asked_for_and_names_it_in_its_hints() -> None:
+    network, port = a_network_without_nodes(), a_free_port()
+    with bittorrent.Seeder(network, port) as seeder:
+        assert seeder.port == port
+        assert {hinted for _, hinted in seeder.listen_endpoints()} == {port}
+
+
+@pytest.mark.parametrize("kind", [socket.SOCK_STREAM, socket.SOCK_DGRAM], ids=["tcp", "udp"])
+def test_a_seeder_whose_port_is_taken_listens_on_another(kind: socket.SocketKind) -> None:
+    network = a_network_without_nodes()
+    with socket.socket(socket.AF_INET, kind) as taken:
+        taken.bind((endpoints.COMMAND_ADDRESS, 0))
+        port = taken.getsockname()[1]
+        with bittorrent.Seeder(network, port) as seeder:
+            assert seeder.port not in (0, port)
+            assert {hinted for _, hinted in seeder.listen_endpoints()} == {seeder.port}

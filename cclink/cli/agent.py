@@ -76,6 +76,7 @@ def _be_the_agent(network: Network, place: Place) -> None:
         service.keep,
         clock=time.time,
         renew_every=every or seeding.RENEW_EVERY,
+        note=agent.log,
     )
     other = agent.serve(place, service)
     if other is not None:

@@ -69,6 +69,10 @@ class Offering:
     def size(self) -> int:
         return self.seeder.size
 
+    @property
+    def port(self) -> int:
+        return self.seeder.port
+
     def poll(self, wait: float) -> bittorrent.SeedStatus:
         """Serve peers for up to `wait` seconds.
 
@@ -94,13 +98,15 @@ class Offering:
         self.seeder.close()
 
 
-def offer_file(path: Path, promised: CarryInfo, archive_sha256: bytes, network: endpoints.Network) -> Offering:
-    """Seed an encrypted archive made earlier (the agent's transfers).
+def offer_file(
+    path: Path, promised: CarryInfo, archive_sha256: bytes, network: endpoints.Network, port: int | None = None
+) -> Offering:
+    """Seed an encrypted archive made earlier (the agent's transfers), on port if it is free.
 
     IntegrityError when the file does not make the torrent promised: the
     record tells the picker that info-hash and size, and nothing else is worth offering.
     """
-    seeder = bittorrent.Seeder(network)
+    seeder = bittorrent.Seeder(network, port)
     try:
         seeder.seed(path)
         if seeder.info_hash != promised.info_hash or seeder.size != promised.size:
@@ -136,6 +142,7 @@ class Outgoing:
             shutil.rmtree(self.workdir, ignore_errors=True)
             raise
         self.offering = Offering(self.seeder, archive_sha256, network)
+        self._port: int | None = None  # while stopped: the port the seeder had
 
     @property
     def archive_sha256(self) -> bytes:
@@ -145,6 +152,27 @@ class Outgoing:
     def info(self, with_hints: bool = True) -> CarryInfo:
         hints = tuple(endpoints.format_endpoint(e) for e in self.seeder.listen_endpoints()) if with_hints else ()
         return CarryInfo(self.seeder.info_hash, self.seeder.size, self.sha256, hints[: CarryInfo.MAX_HINTS])
+
+    @property
+    def port(self) -> int:
+        """The port the record's address hints name (the seeder's, while it is open)."""
+        return self._port if self._port is not None else self.seeder.port
+
+    def stop_seeding(self) -> None:
+        """Close the seeder and so free its port, for the agent to take over; the file stays."""
+        self._port = self.seeder.port
+        self.offering.close()
+
+    def seed_again(self) -> None:
+        """After stop_seeding, offer the file from here again: on the same port if it is still free."""
+        seeder = bittorrent.Seeder(self.network, self._port)
+        try:
+            seeder.seed(self.path)  # hashes the file again: the same torrent, since nothing in it changed
+        except BaseException:
+            seeder.close()
+            raise
+        self.seeder, self._port = seeder, None
+        self.offering = Offering(seeder, self.offering.archive_sha256, self.network)
 
     def poll(self, wait: float) -> bittorrent.SeedStatus:
         return self.offering.poll(wait)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 from cclink import text
 from cclink.errors import CclinkError, NetworkError, NotFound, Rollback, TransferError, WireError
 from cclink.flows import keeping
-from cclink.flows.environment import Keeper
+from cclink.flows.environment import Keeper, NoKeeper
 from cclink.flows.ui import UI, Progress
 from cclink.net import krpc, record_store
 from cclink.wire import packet
@@ -169,10 +169,15 @@ class Publication:
 
         None once it does (this publication then offers nothing and its files
         are gone); else why not, a sentence ('' with no agent at all), and
-        this publication still offers the session.
+        this publication still offers the session, from a new seeder.
+
+        The agent listens on the port the record's address hints name, which
+        is why this command's seeder lets go of it before the agent is asked.
         """
         outgoing, outcome = self._outgoing, self.outcome
         assert outgoing is not None and outcome.carry is not None
+        if isinstance(keeper, NoKeeper):
+            return ""  # no agent to ask: the seeder the hints name stays as it is
         identity, record, seq = self._identity, outcome.record, outcome.published.seq
         handoff = keeping.signed_item(identity, packet.record_message(identity.public_key, record.to_json()), seq)
         # Signed now, at the next seq: the agent puts it once the recipient has the session, without the key.
@@ -186,10 +191,14 @@ class Publication:
             sha256=outcome.carry.sha256,
             archive_sha256=outgoing.archive_sha256,
             deadline=int(min(deadline, record.expires_at)),
+            port=outgoing.port,
         )
+        outgoing.stop_seeding()
         refusal = keeper.carry(transfer, outgoing.path)
         if refusal is None:
             self.close()
+        else:
+            outgoing.seed_again()
         return refusal
 
     def serve_carry(self, ui: UI, timeout: float, renew_every: float = RENEW_EVERY) -> CarryResult:
@@ -357,7 +366,7 @@ class Transfers:
 
     keep_revocation hands a burn's revocation, once put, to the agent's
     keeping (keeping.Keeping.keep), which keeps it alive as long as the
-    handoff would have lived.
+    handoff would have lived. note takes a sentence for the agent's log.
     """
 
     def __init__(
@@ -369,6 +378,7 @@ class Transfers:
         *,
         clock: Callable[[], float],
         renew_every: float = RENEW_EVERY,
+        note: Callable[[str], object] = lambda _: None,
     ) -> None:
         self.files = files
         self.network = network
@@ -376,6 +386,7 @@ class Transfers:
         self.keep_revocation = keep_revocation
         self.clock = clock
         self.renew_every = renew_every
+        self.note = note
         self._running: dict[str, _Running] = {}
         self._ended: deque[_Running] = deque(maxlen=MAX_TRANSFERS)
         self._threads: list[threading.Thread] = []
@@ -475,8 +486,14 @@ class Transfers:
     def _offer_until_done(self, running: _Running, resumed: bool) -> TransferState:
         transfer = running.transfer
         promised = CarryInfo(transfer.info_hash, transfer.size, transfer.sha256)
-        offering = _offer_file(self.files.path(running.transfer_id), promised, transfer.archive_sha256, self.network)
+        path = self.files.path(running.transfer_id)
+        offering = _offer_file(path, promised, transfer.archive_sha256, self.network, transfer.port)
         try:
+            if transfer.port is not None and offering.port != transfer.port:
+                self.note(
+                    f"Session {transfer.session_id}: port {transfer.port}, which the record's address hints name, "
+                    f"was taken; offering it on port {offering.port}, where pickers find it through the DHT only."
+                )
             seeding = Seeding(
                 offering,
                 _ItemRenewal(self.items, transfer.handoff),
@@ -531,10 +548,10 @@ class Transfers:
         return stored.nodes > 0
 
 
-def _offer_file(path: Path, promised: CarryInfo, archive_sha256: bytes, network: Network) -> Offering:
+def _offer_file(path: Path, promised: CarryInfo, archive_sha256: bytes, network: Network, port: int | None) -> Offering:
     from cclink.flows import carry  # libtorrent's peer side: only once a transfer is handed over
 
-    return carry.offer_file(path, promised, archive_sha256, network)
+    return carry.offer_file(path, promised, archive_sha256, network, port)
 
 
 def _checked_transfer(transfer: Transfer, now: float) -> Transfer:
@@ -566,4 +583,5 @@ def _checked_transfer(transfer: Transfer, now: float) -> Transfer:
         transfer.sha256,
         transfer.archive_sha256,
         deadline,
+        transfer.port,
     )

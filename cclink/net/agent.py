@@ -51,7 +51,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -168,6 +168,11 @@ def unlock_seconds(text: str) -> int:
     return seconds
 
 
+def log(sentence: str) -> None:
+    """A line in the agent's log (its stderr), with the time."""
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {sentence}", file=sys.stderr, flush=True)
+
+
 # --- the client -----------------------------------------------------------------------
 
 
@@ -220,18 +225,25 @@ class AgentKeeper:
             transfer_id, directory = _link_into(self.place, archive)
         except OSError as error:
             return f"the session could not be handed to the agent ({error.strerror or error})"
-        answer = ask(self.place, Carry(transfer_id, transfer))
+        answer = self._ask_to_carry(transfer_id, transfer)
         if answer is None:
             with contextlib.suppress(OSError):
                 start(self.place, self.environ)
                 wait_for(self.place)
-                answer = ask(self.place, Carry(transfer_id, transfer))
+                answer = self._ask_to_carry(transfer_id, transfer)
         if answer is not None and answer.ok:
             return None
         shutil.rmtree(directory, ignore_errors=True)
         if answer is None:
             return f"the background agent did not start (its log is {self.place.log})"
         return f"the agent did not take it: {answer.error}"
+
+    def _ask_to_carry(self, transfer_id: str, transfer: Transfer) -> Answer | None:
+        answer = ask(self.place, Carry(transfer_id, transfer))
+        if answer is not None and not answer.ok and transfer.port is not None:
+            # An agent started before carry requests named a port refuses the field; it offers on a port of its own.
+            answer = ask(self.place, Carry(transfer_id, replace(transfer, port=None)))
+        return answer
 
     def resume(self) -> None:
         """Start an agent for a kept list or transfers that no agent is running for (after a reboot, say)."""

@@ -115,13 +115,13 @@ class FetchStatus:
 class _TorrentSession:
     """A libtorrent session for one command, with the DHT and the peer wire."""
 
-    def __init__(self, network: Network, *, map_port: bool = False, lan: bool = False) -> None:
+    def __init__(self, network: Network, *, map_port: bool = False, lan: bool = False, port: int | None = None) -> None:
         self.network = network
         self.lan = lan
         # The routing table is kept between commands, so the next transfer joins the DHT faster.
         self.state_file = lt_session.state_file_for(network)
         self._session: lt.session | None = lt.session(
-            lt_session.command_session_params(network, self.state_file, peer_wire=True, map_port=map_port)
+            lt_session.command_session_params(network, self.state_file, peer_wire=True, map_port=map_port, port=port)
         )
         self.public = network.scope is Scope.PUBLIC
         if self.public:
@@ -192,11 +192,18 @@ class Seeder(_TorrentSession):
 
     The session starts at once, and seed() names the file later: starting
     takes libtorrent about 30 ms, which can pass while the file is made.
+    With port, it listens there when that port is free, and on any port
+    when not (then port says which).
     """
 
-    def __init__(self, network: Network) -> None:
-        super().__init__(network, map_port=True)  # pickers must be able to connect to us
+    def __init__(self, network: Network, port: int | None = None) -> None:
+        super().__init__(network, map_port=True, port=port)  # pickers must be able to connect to us
         self._seemingly_finished: set[str] = set()
+
+    @property
+    def port(self) -> int:
+        """The port it listens on: every socket has the same (lt_session.listen_interfaces)."""
+        return self.session.listen_port()
 
     def seed(self, path: Path) -> None:
         info = lt.torrent_info(_make_torrent(path))
@@ -220,7 +227,7 @@ class Seeder(_TorrentSession):
         On the public DHT that may be a private address, which a picker uses
         only when its user says both are on one network (Fetcher's lan).
         """
-        port = self.session.listen_port()  # every socket has the same (lt_session.listen_interfaces)
+        port = self.port
         addresses = []
         for host in lt_session.listening_hosts(self.session):
             if ipaddress.ip_address(host).is_unspecified:

@@ -77,20 +77,26 @@ def state_file_for(network: Network) -> Path:
 
 
 def command_session_params(
-    network: Network, state_file: Path | None, *, peer_wire: bool = False, map_port: bool = False
+    network: Network,
+    state_file: Path | None,
+    *,
+    peer_wire: bool = False,
+    map_port: bool = False,
+    port: int | None = None,
 ) -> lt.session_params:
     """Parameters for one command's libtorrent session: a read-only DHT node, and BitTorrent peers only when asked.
 
     With map_port (for a seeder), the session asks the local router, by UPnP
     and NAT-PMP, to forward its listening port, so that pickers on other
     networks can connect to a publisher behind a home router. Only on the
-    internet (Network.maps_ports).
+    internet (Network.maps_ports). With port, it listens there if that port
+    is free (see listen_interfaces).
     """
     params = _load_state(state_file)
     shares_command_address = network.binds_command_address
     if shares_command_address:
         params.ip_filter = _ignore_other_commands()
-    settings = session_settings(listen_interfaces(network), network)
+    settings = session_settings(listen_interfaces(network, port), network)
     # A command lives for seconds: as a read-only node (BEP 43) it never
     # enters other nodes' routing tables, where it would soon be a dead entry.
     settings["dht_read_only"] = True
@@ -102,17 +108,20 @@ def command_session_params(
     return params
 
 
-def listen_interfaces(network: Network) -> str:
+def listen_interfaces(network: Network, port: int | None = None) -> str:
     """libtorrent's listen_interfaces for a command: every address family this machine has that the network may use.
 
     One concrete address gets any port (0); several sockets share one port,
-    which is the one a seeder's address hints name.
+    which is the one a seeder's address hints name. A port asked for (the
+    one the hints of a record already published name, for the agent taking
+    over its seeding) is used when it is free on all of them, else any port.
     """
     wanted = _listen_hosts(network)
     # With none of them here, libtorrent is left to fail as it does.
     hosts = [host for host in wanted if _bindable(host)] or wanted
-    one_socket = len(hosts) == 1 and not ipaddress.ip_address(hosts[0]).is_unspecified
-    port = 0 if one_socket else _free_port(hosts)
+    if port is None or not _free(hosts, port):
+        one_socket = len(hosts) == 1 and not ipaddress.ip_address(hosts[0]).is_unspecified
+        port = 0 if one_socket else _free_port(hosts)
     return ",".join(format_endpoint((host, port)) for host in hosts)
 
 
@@ -159,8 +168,16 @@ def _free_port(hosts: Sequence[str]) -> int:
     return 0
 
 
-def _bind_one_port(hosts: Sequence[str]) -> int:
-    port = 0  # the first socket picks it, the others must get the same
+def _free(hosts: Sequence[str], port: int) -> bool:
+    """Whether port is free for TCP and UDP on every one of hosts right now."""
+    try:
+        return _bind_one_port(hosts, port) == port
+    except OSError:
+        return False
+
+
+def _bind_one_port(hosts: Sequence[str], port: int = 0) -> int:
+    """Bind port (0: the first socket picks one) for TCP and UDP on every one of hosts, and let go; the port."""
     with contextlib.ExitStack() as sockets:
         for host in hosts:
             family = family_of(host)

@@ -59,6 +59,7 @@ MAX_CARRY_SIZE = 16 << 30  # flows/carry.MAX_UNPACKED: no picker accepts more
 MAX_TRANSFER_FILE = MAX_REQUEST_LINE
 TRANSFER_FILE_VERSION = 1
 INFO_HASH_SIZE = 20
+MAX_PORT = 65535
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
 TRANSFER_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -133,6 +134,8 @@ class Transfer:
     sha256: bytes
     archive_sha256: bytes = field(repr=False)  # the acknowledgement key's seed comes from it
     deadline: int  # seconds since the epoch: --carry-timeout, or the TTL
+    # The port the record's address hints name, to listen on if it is free; None from commands before it was sent.
+    port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -382,6 +385,8 @@ def _transfer_entry(value: object) -> TransferEntry:
 # --- transfers ------------------------------------------------------------------------
 
 TRANSFER_KEYS = {"session_id", "handoff", "revocation", "info_hash", "size", "sha256", "archive_sha256", "deadline"}
+# Absent from what commands before it sent, and from the transfer files agents before it kept.
+OPTIONAL_TRANSFER_KEYS = frozenset({"port"})
 
 
 def transfer_id(value: object) -> str:
@@ -392,7 +397,7 @@ def transfer_id(value: object) -> str:
 
 
 def _transfer_fields(transfer: Transfer) -> dict[str, object]:
-    return {
+    fields: dict[str, object] = {
         "session_id": transfer.session_id,
         "handoff": _item_fields(transfer.handoff),
         "revocation": None if transfer.revocation is None else _item_fields(transfer.revocation),
@@ -402,12 +407,15 @@ def _transfer_fields(transfer: Transfer) -> dict[str, object]:
         "archive_sha256": transfer.archive_sha256.hex(),
         "deadline": transfer.deadline,
     }
+    if transfer.port is not None:
+        fields["port"] = transfer.port
+    return fields
 
 
 def _transfer(value: object) -> Transfer:
     if not isinstance(value, dict):
         raise ProtocolError("the transfer is not an object")
-    _exact_keys(value, TRANSFER_KEYS)
+    _exact_keys(value, TRANSFER_KEYS, optional=OPTIONAL_TRANSFER_KEYS)
     revocation = value["revocation"]
     return Transfer(
         session_id=_session_id(value["session_id"]),
@@ -418,6 +426,7 @@ def _transfer(value: object) -> Transfer:
         sha256=_hex(value["sha256"], "sha256", SHA256_SIZE, SHA256_SIZE),
         archive_sha256=_hex(value["archive_sha256"], "archive_sha256", SHA256_SIZE, SHA256_SIZE),
         deadline=_int(value["deadline"], "deadline", 0, MAX_TIME),
+        port=_int(value["port"], "port", 1, MAX_PORT) if "port" in value else None,
     )
 
 
@@ -557,9 +566,10 @@ def _document(line: bytes, limit: int) -> dict[str, object]:
     return document
 
 
-def _exact_keys(document: dict[str, object], keys: set[str]) -> None:
-    if set(document) != keys:
-        raise ProtocolError(f"the fields are not {', '.join(sorted(keys))}")
+def _exact_keys(document: dict[str, object], keys: set[str], *, optional: frozenset[str] = frozenset()) -> None:
+    if not keys <= set(document) <= keys | optional:
+        also = f" (and maybe {', '.join(sorted(optional))})" if optional else ""
+        raise ProtocolError(f"the fields are not {', '.join(sorted(keys))}{also}")
 
 
 def _known_keys(document: dict[str, object], keys: set[str]) -> None:
