@@ -345,7 +345,8 @@ class Fetcher(_TorrentSession):
         """The torrent must be the one file the record promised; give it our own name."""
         info = self.handle.torrent_file()
         assert info is not None  # only called once the status has_metadata, and metadata is never dropped
-        files = info.files()
+        # libtorrent 2.1 names it layout() and deprecates files(); 2.0 has only files().
+        files = info.layout() if hasattr(info, "layout") else info.files()
         if files.num_files() != 1 or files.file_size(0) != self.size:
             raise TransferError("the carried data offered for this handoff does not match its record")
         if files.file_path(0) != FILE_NAME:
