@@ -23,7 +23,8 @@ def init_command(
     outcome = keystore.init(console, keystore.KeyStore.default(), import_from, no_passphrase, yes)
     verb = "Imported" if outcome.imported else "Created"
     console.out(f"{verb} key {outcome.public_key.display}")
-    console.out(f"Saved to {outcome.path} ({'passphrase-protected' if outcome.encrypted else 'unencrypted'}).")
+    saved = f"Saved to {outcome.path} ({'passphrase-protected' if outcome.encrypted else 'unencrypted'})."
+    console.out(saved, flush=True)  # before the next steps on stderr, also where both go to one pipe
     # For the person, on stderr: a script reading the key from stdout gets only the result.
     for line in IMPORTED_NEXT if outcome.imported else CREATED_NEXT:
         console.say(line)

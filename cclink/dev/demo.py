@@ -1,4 +1,4 @@
-"""`cclink demo`: a whole handoff between two throwaway homes on a local DHT."""
+"""`cclink demo`: two throwaway homes on a local DHT pair, then hand a session over, by id and carried."""
 
 from __future__ import annotations
 
@@ -30,10 +30,17 @@ def run() -> None:
         laptop, desktop = _machine(root, "laptop", net), _machine(root, "desktop", net)
         _step(f"A local DHT of {net.size} libtorrent nodes is running on {format_bootstrap(net.network.bootstrap)}.")
 
-        _step("The laptop creates its key (unencrypted here; `cclink init` asks for a passphrase by default).")
+        _step("Each machine creates its own key (unencrypted here; `cclink init` asks for a passphrase by default).")
         laptop.cclink("init", "--no-passphrase")
-        _step("The desktop imports the same key: that is what lets a plain `cclink pickup` find and open the handoff.")
-        desktop.cclink("init", "--import", str(laptop.machine.key_file), "--no-passphrase")
+        desktop.cclink("init", "--no-passphrase", quiet=True)
+        _step(
+            "The laptop offers to pair and shows a code; the desktop types it "
+            "(-y: there is no terminal to confirm the three words on here; --name: both run on this one host)."
+        )
+        offer = laptop.start("pair", "-y", "--name", "desktop", cwd=laptop.home)
+        code = offer.first_line()
+        desktop.cclink("pair", code, "-y", "--name", "laptop", cwd=desktop.home)
+        offer.show_rest()
 
         project = laptop.machine.project("my-app")
         session_id = laptop.add_session(project)
@@ -53,7 +60,10 @@ def run() -> None:
 
         _step("Without a synced ~/.claude: the desktop's copy is gone, so the laptop sends the session itself.")
         shutil.rmtree(desktop.home / ".claude")
-        _step("On the laptop: `cclink --carry` publishes, then seeds the encrypted session until it is fetched.")
+        _step(
+            "On the laptop: `cclink --carry` publishes, then offers the encrypted session until it is fetched "
+            "(from the command itself here; by default the background agent does, and the command returns)."
+        )
         publisher = laptop.start("--carry", cwd=project)
         publisher.show_until(CARRY_READY)
         desktop_project = desktop.home / "work" / "my-app"
@@ -104,6 +114,14 @@ class _Running:
         self.process = process
         self.output = process.stdout
         self.args = args
+
+    def first_line(self) -> str:
+        """The first line of output, shown: for `cclink pair`, the code."""
+        line = self.output.readline()
+        if not line:
+            self._stopped()
+        print(f"    {line.rstrip()}", flush=True)
+        return line.strip()
 
     def show_until(self, marker: str) -> None:
         for line in self.output:
