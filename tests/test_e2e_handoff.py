@@ -574,7 +574,8 @@ def test_demo_shows_a_publish_and_a_pickup(laptop: Machine) -> None:
     published = re.search(r"^\s+Session: (\S+) in ~/work/my-app$", result.stdout, re.MULTILINE)
     assert published, result.stdout
     session_id = published.group(1)
-    assert re.search(r"^\s+\$ cclink pair \d+-[a-z]+-[a-z]+ -y --name laptop$", result.stdout, re.MULTILINE), result.stdout
+    joined = re.search(r"^\s+\$ cclink pair \d+-[a-z]+-[a-z]+ -y --name laptop$", result.stdout, re.MULTILINE)
+    assert joined, result.stdout
     assert "Paired with desktop" in result.stdout and "Paired with laptop" in result.stdout
     assert "Published! Stored on" in result.stdout
     assert "$ cclink pickup -y" in result.stdout
