@@ -367,3 +367,26 @@ def test_with_the_dht_and_the_relay_unreachable_a_publish_fails_in_one_sentence(
 
     assert result.returncode == NETWORK_ERROR_EXIT
     assert result.stderr == f"cclink: error: {relays.NEITHER_STORED[0].upper()}{relays.NEITHER_STORED[1:]}.\n"
+
+
+@e2e
+@pytest.mark.slow  # each look at a mailbox waits for the dead DHT first
+def test_machines_with_keys_of_their_own_pair_and_hand_off_through_pkarrs_relay_alone(
+    tmp_path: Path, js_relay: str
+) -> None:
+    """pkarr's relays take only signed DNS packets: pairing's messages are such packets, so they go through too."""
+    cut_off = Network(DEAD_BOOTSTRAP, test=True, relays=(js_relay,))
+    laptop, desktop = Machine(tmp_path, "laptop", cut_off), Machine(tmp_path, "desktop", cut_off)
+    laptop.init()
+    desktop.init()
+
+    offering = laptop.spawn("pair", "-y", "--name", "desktop")
+    assert offering.stdout is not None
+    code = offering.stdout.readline().strip()
+    joined = desktop.ok("pair", code, "-y", "--name", "laptop")
+    offered = offering.communicate(timeout=120)
+    session_id, _ = publish(laptop)
+
+    assert offering.returncode == 0, offered
+    assert "Paired with laptop" in joined.stdout
+    assert picked_up(desktop) == session_id
