@@ -104,6 +104,33 @@ def test_with_the_dht_unreachable_a_handoff_goes_through_a_relay(honest: HonestR
     assert session_of(found) == "session-1" and found is not None and found.seq == stored.seq
 
 
+class CountedItems(MemoryItems):
+    """A DHT in memory that counts the lookups asked of it."""
+
+    gets: int = 0
+
+    def get(self, public_key, verify, *, timeout):
+        self.gets += 1
+        return super().get(public_key, verify, timeout=timeout)
+
+
+def test_after_the_dht_failed_and_a_relay_answered_lookups_ask_the_relay_alone_for_a_while(
+    honest: HonestRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store(MemoryItems(reachable=False), honest.url).publish(IDENTITY, handoff(IDENTITY))
+    blocked = CountedItems(reachable=False)
+    picker = store(blocked, honest.url)
+
+    found = [picker.newest(IDENTITY.public_key, retry_for=0) for _ in range(3)]
+    monkeypatch.setattr(relays, "DHT_DOWN_FOR", 0.0)
+    picker.items.dht_down.until = 0.0  # the while has passed
+    blocked.reachable = True
+    picker.newest(IDENTITY.public_key, retry_for=0)
+
+    assert [session_of(one) for one in found] == ["session-1"] * 3
+    assert blocked.gets == 2  # the first lookup, and the first after the while
+
+
 def test_with_the_relay_unreachable_the_dht_carries_the_handoff() -> None:
     dht = MemoryItems()
 

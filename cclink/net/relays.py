@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
@@ -44,6 +44,8 @@ PUT_TIMEOUT = 10.0
 MAX_PAYLOAD = SIGNATURE_SIZE + packet.SEQ_SIZE + packet.MAX_MESSAGE_SIZE
 # Read one byte past the cap, so a longer body is seen as too long rather than cut short.
 READ_LIMIT = MAX_PAYLOAD + 1
+# After a DHT lookup failed while a relay answered, lookups of this process ask the relays alone this long.
+DHT_DOWN_FOR = 60.0
 PUT_ROUNDS = 2  # puts signed again above what relays hold when they refused an item as older (409)
 NEITHER_ANSWERED = (
     "the DHT could not be reached and no relay answered; check the network (or CCLINK_RELAYS) and try again"
@@ -285,15 +287,33 @@ def _check_size(value: bytes) -> None:
 # --- the DHT and the relays together -------------------------------------------------------------
 
 
+@dataclass
+class _DhtDown:
+    """Until when a process takes the DHT for unreachable, after a lookup there failed while a relay answered."""
+
+    until: float = 0.0
+
+    def now(self) -> bool:
+        return time.monotonic() < self.until
+
+
 @dataclass(frozen=True)
 class DhtAndRelays:
     """Items on the DHT and through relays, both asked at once: the newest that verifies wins, either path will do."""
 
     dht: Items
     relays: RelayItems
+    # A network that blocks UDP makes every DHT lookup wait out its timeouts; a process that looks up again and
+    # again (pairing polls its mailbox) asks the relays alone for a while after the DHT failed and a relay did not.
+    dht_down: _DhtDown = field(default_factory=_DhtDown, compare=False, repr=False)
 
     def get(self, public_key: bytes, verify: dht_client.Verify, *, timeout: float) -> krpc.Item | None:
         """The newest item either path found; NetworkError only when neither answered."""
+        if self.dht_down.now():
+            try:
+                return self.relays.get(public_key, verify, timeout=timeout)
+            except NetworkError:
+                self.dht_down.until = 0.0  # the relays failed too: ask both again
         from_dht, from_relays = _at_once(
             [
                 lambda: self.dht.get(public_key, verify, timeout=timeout),
@@ -303,6 +323,8 @@ class DhtAndRelays:
         )
         if not isinstance(from_dht, krpc.Item | None) and not isinstance(from_relays, krpc.Item | None):
             raise _neither(from_dht, NEITHER_ANSWERED)
+        if isinstance(from_dht, NetworkError):
+            self.dht_down.until = time.monotonic() + DHT_DOWN_FOR
         found = [item for item in (from_dht, from_relays) if isinstance(item, krpc.Item)]
         return max(found, key=lambda item: item.seq, default=None)
 
