@@ -20,3 +20,12 @@ from cclink.net.dht_client import Stored
 )
 def test_where_a_handoff_was_stored(stored: Stored, words: str) -> None:
     assert render.stored_on(stored) == words
+
+
+def test_status_without_an_agent_names_kept_items_and_carried_sessions_apart() -> None:
+    lines = render.status_lines(None, render.Waiting(items=2, transfers=1), 0.0)
+    shown = render.status_json(None, render.Waiting(items=2, transfers=1))
+
+    assert lines[1].startswith("  2 items and 1 carried session will be taken up again")
+    assert isinstance(shown, dict) and (shown["waiting"], shown["waiting_transfers"]) == (2, 1)
+    assert render.status_lines(None, render.Waiting(0, 0), 0.0) == ["No agent is running."]

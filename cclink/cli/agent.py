@@ -11,10 +11,8 @@ from cclink.cli import render
 from cclink.cli.group import app
 
 if TYPE_CHECKING:
-    from cclink.cli.render import Json
     from cclink.net.agent import Place
     from cclink.net.endpoints import Network
-    from cclink.wire.agent_protocol import TransferEntry
 
 
 @app.command("agent")
@@ -147,53 +145,12 @@ def status_command(as_json: bool = typer.Option(False, "--json", help="Print as 
 
     place = agent.Place.of(Network.from_environment())
     answer = agent.ask(place, Status())
-    # With no agent, what the next one takes up: kept items and carried sessions alike.
-    waiting = len(agent.read_kept(place)) + len(agent.TransferFiles(place.carry).saved_ids()) if answer is None else 0
-    transfers = answer.transfers or () if answer is not None else ()
+    # With no agent, what the next one takes up: kept items and carried sessions.
+    waiting = render.Waiting(0, 0)
+    if answer is None:
+        waiting = render.Waiting(len(agent.read_kept(place)), len(agent.TransferFiles(place.carry).saved_ids()))
     if as_json:
-        shown = render.status_json(answer, waiting)
-        assert isinstance(shown, dict)
-        shown["transfers"] = [_transfer_json(entry) for entry in transfers]
-        render.print_json(shown)
+        render.print_json(render.status_json(answer, waiting))
         return
-    lines = render.status_lines(answer, waiting, time.time())
-    if transfers:
-        lines[-1:-1] = _transfer_lines(transfers, time.time())  # before the key's line
-    for line in lines:
+    for line in render.status_lines(answer, waiting, time.time()):
         console.out(line)
-
-
-_STATES = {
-    "offering": "offering",
-    "fetched": "fetched",
-    "revoked": "stopped: the handoff was revoked or replaced elsewhere",
-    "timed out": "stopped: nobody fetched it in time",
-    "failed": "stopped: its file was not what the handoff promises",
-}
-
-
-def _transfer_lines(transfers: tuple[TransferEntry, ...], now: float) -> list[str]:
-    """`cclink status`'s carried sessions: session, size, peers, bytes sent, state."""
-    lines = [f"It offers {len(transfers)} carried session{'' if len(transfers) == 1 else 's'}:"]
-    for entry in transfers:
-        state = _STATES[entry.state] + ("; the burn-after-read handoff was revoked" if entry.revoked else "")
-        lines.append(f"  Session {entry.session_id} ({text.format_bytes(entry.size)} encrypted): {state}")
-        sent = f"{entry.peers} peer{'' if entry.peers == 1 else 's'}, {text.format_bytes(entry.uploaded)} sent"
-        until = f"; offered for another {text.format_duration(max(0.0, entry.deadline - now))}"
-        lines.append(f"    {sent}{until if entry.state == 'offering' else ''}")
-    return lines
-
-
-def _transfer_json(entry: TransferEntry) -> Json:
-    from cclink.wire import z32
-
-    return {
-        "session_id": entry.session_id,
-        "publisher": "pk:" + z32.encode(entry.publisher),
-        "size": entry.size,
-        "peers": entry.peers,
-        "uploaded": entry.uploaded,
-        "state": entry.state,
-        "revoked": entry.revoked,
-        "deadline": entry.deadline,
-    }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cclink import text
 from cclink.cli import console
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from cclink.flows.pickup import PickupOutcome
     from cclink.flows.publish import PublishOutcome
     from cclink.net.dht_client import Stored
-    from cclink.wire.agent_protocol import Answer, Entry
+    from cclink.wire.agent_protocol import Answer, Entry, TransferEntry
     from cclink.wire.payload import CarryInfo
     from cclink.wire.record import Record
 
@@ -175,13 +175,22 @@ def list_json(outcome: ListOutcome, now: float) -> Json:
 # --- the agent --------------------------------------------------------------------------
 
 
-def status_lines(answer: Answer | None, waiting: int, now: float) -> list[str]:
-    """What `cclink status` says: the agent's kept items, or that none is running (and what it would take up)."""
+class Waiting(NamedTuple):
+    """What the next agent takes up when none is running: kept items and carried sessions, from their files."""
+
+    items: int
+    transfers: int
+
+
+def status_lines(answer: Answer | None, waiting: Waiting, now: float) -> list[str]:
+    """What `cclink status` says: the agent's kept items and carried sessions, or that none is running."""
     if answer is None:
         lines = ["No agent is running."]
-        if waiting:
+        parts = [_items(waiting.items)] if waiting.items else []
+        parts += [_sessions(waiting.transfers)] if waiting.transfers else []
+        if parts:
             lines.append(
-                f"  {_items(waiting)} in its kept list will be taken up again by the next cclink command "
+                f"  {' and '.join(parts)} will be taken up again by the next cclink command "
                 "that uses the network, or by `cclink agent`."
             )
         return lines
@@ -192,8 +201,51 @@ def status_lines(answer: Answer | None, waiting: int, now: float) -> list[str]:
         lines.append(f"    Expires:  in {text.format_duration(entry.expires_at - now)} ({utc(entry.expires_at)})")
         lines.append(f"    Last put: {_last_put(entry, now)}")
         lines.append(f"    Next put: in {text.format_duration(max(0.0, entry.next_put - now))}")
+    lines.extend(_transfer_lines(answer.transfers or (), now))
     lines.append(_key_line(answer.unlocked_until, now))
     return lines
+
+
+def _sessions(count: int) -> str:
+    return f"{count} carried session{'' if count == 1 else 's'}"
+
+
+_STATES = {
+    "offering": "offering",
+    "fetched": "fetched",
+    "revoked": "stopped: the handoff was revoked or replaced elsewhere",
+    "timed out": "stopped: nobody fetched it in time",
+    "failed": "stopped: its file was not what the handoff promises",
+}
+
+
+def _transfer_lines(transfers: tuple[TransferEntry, ...], now: float) -> list[str]:
+    """`cclink status`'s carried sessions: session, size, peers, bytes sent, state."""
+    if not transfers:
+        return []
+    lines = [f"It offers {_sessions(len(transfers))}:"]
+    for entry in transfers:
+        state = _STATES[entry.state] + ("; the burn-after-read handoff was revoked" if entry.revoked else "")
+        lines.append(f"  Session {entry.session_id} ({text.format_bytes(entry.size)} encrypted): {state}")
+        sent = f"{entry.peers} peer{'' if entry.peers == 1 else 's'}, {text.format_bytes(entry.uploaded)} sent"
+        until = f"; offered for another {text.format_duration(max(0.0, entry.deadline - now))}"
+        lines.append(f"    {sent}{until if entry.state == 'offering' else ''}")
+    return lines
+
+
+def transfer_json(entry: TransferEntry) -> Json:
+    from cclink.wire import z32
+
+    return {
+        "session_id": entry.session_id,
+        "publisher": "pk:" + z32.encode(entry.publisher),
+        "size": entry.size,
+        "peers": entry.peers,
+        "uploaded": entry.uploaded,
+        "state": entry.state,
+        "revoked": entry.revoked,
+        "deadline": entry.deadline,
+    }
 
 
 def _key_line(unlocked_until: int | None, now: float) -> str:
@@ -203,9 +255,18 @@ def _key_line(unlocked_until: int | None, now: float) -> str:
     return f"Key: unlocked for another {left} (until {utc(unlocked_until)}); `cclink lock` forgets it."
 
 
-def status_json(answer: Answer | None, waiting: int) -> Json:
+def status_json(answer: Answer | None, waiting: Waiting) -> Json:
+    """`cclink status --json`: the kept items and carried sessions, or what the next agent takes up."""
     if answer is None:
-        return {"running": False, "pid": None, "kept": [], "waiting": waiting, "unlocked_until": None}
+        return {
+            "running": False,
+            "pid": None,
+            "kept": [],
+            "transfers": [],
+            "waiting": waiting.items,
+            "waiting_transfers": waiting.transfers,
+            "unlocked_until": None,
+        }
     kept = [
         {
             "publisher": _z32_display(entry),
@@ -218,7 +279,15 @@ def status_json(answer: Answer | None, waiting: int) -> Json:
         }
         for entry in answer.kept or ()
     ]
-    return {"running": True, "pid": answer.pid, "kept": kept, "waiting": 0, "unlocked_until": answer.unlocked_until}
+    return {
+        "running": True,
+        "pid": answer.pid,
+        "kept": kept,
+        "transfers": [transfer_json(entry) for entry in answer.transfers or ()],
+        "waiting": 0,
+        "waiting_transfers": 0,
+        "unlocked_until": answer.unlocked_until,
+    }
 
 
 def _items(count: int) -> str:
