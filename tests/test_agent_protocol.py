@@ -14,12 +14,15 @@ from hypothesis import strategies as st
 from cclink.wire import agent_protocol, z32
 from cclink.wire.agent_protocol import (
     MAX_ANSWER_LINE,
+    MAX_CARRY_LINE,
+    MAX_DEVICE_ITEMS,
     MAX_ERROR,
     MAX_KEPT,
     MAX_NODES,
     MAX_REQUEST_LINE,
     MAX_TRANSFERS,
     Answer,
+    CarriedItem,
     Carry,
     Entry,
     GetKey,
@@ -340,3 +343,73 @@ def test_a_transfer_without_a_port_is_one_from_before_ports_were_sent() -> None:
 
 def test_the_archive_sha256_is_in_no_representation_of_a_transfer() -> None:
     assert DIGEST.hex() not in repr(CARRY) and str(DIGEST) not in repr(CARRY)
+
+
+# --- device items carried with a transfer ------------------------------------------------------------
+
+DEVICE_KEY = bytes(range(1, 33))
+CARRIED = CarriedItem(replace(ITEM, publisher=DEVICE_KEY), replace(REVOCATION, publisher=DEVICE_KEY))
+WITH_ITEMS = replace(TRANSFER, device_items=(CARRIED,) * MAX_DEVICE_ITEMS)
+
+
+def test_a_transfer_with_device_items_and_their_revocations_round_trips_on_its_line_and_in_its_file() -> None:
+    without_revocations = replace(TRANSFER, revocation=None, device_items=(CarriedItem(CARRIED.handoff, None),))
+    for transfer in (WITH_ITEMS, without_revocations):
+        line = agent_protocol.encode_request(Carry("0f" * 16, transfer))
+        assert line.count(b"\n") == 1 and len(line) <= MAX_CARRY_LINE
+        assert agent_protocol.decode_request(line) == Carry("0f" * 16, transfer)
+        assert agent_protocol.decode_transfer_file(agent_protocol.encode_transfer_file(transfer)) == transfer
+
+
+def test_a_transfer_without_device_items_is_one_from_before_they_were_sent() -> None:
+    """Left out when there are none: a transfer file an older agent kept reads, and an older agent reads ours."""
+    line = agent_protocol.encode_request(CARRY)
+    assert b"device_items" not in line and agent_protocol.decode_request(line) == CARRY
+    assert agent_protocol.decode_transfer_file(agent_protocol.encode_transfer_file(TRANSFER)).device_items == ()
+
+
+CARRIED_FIELDS = json.loads(agent_protocol.encode_request(Carry("0f" * 16, WITH_ITEMS)))["transfer"]["device_items"][0]
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [CARRIED_FIELDS] * (MAX_DEVICE_ITEMS + 1),
+        [],
+        None,
+        {"handoff": CARRIED_FIELDS["handoff"]},
+        [[CARRIED_FIELDS["handoff"]]],
+        [CARRIED_FIELDS | {"extra": 1}],
+        [{"handoff": CARRIED_FIELDS["handoff"]}],
+        [CARRIED_FIELDS | {"handoff": None}],
+        [CARRIED_FIELDS | {"revocation": {"seq": 1}}],
+        [CARRIED_FIELDS | {"handoff": CARRIED_FIELDS["handoff"] | {"signature": "00"}}],
+    ],
+    ids=[
+        "too-many",
+        "empty",
+        "null",
+        "object",
+        "list",
+        "extra",
+        "no-revocation",
+        "no-handoff",
+        "bad-revocation",
+        "bad-item",
+    ],
+)
+def test_carry_requests_with_wrong_device_items_are_refused(entries: object) -> None:
+    with pytest.raises(ProtocolError):
+        agent_protocol.decode_request(json.dumps(transfer_fields(device_items=entries)).encode())
+
+
+def test_only_a_carry_request_may_be_longer_than_a_request_line() -> None:
+    carry = agent_protocol.encode_request(Carry("0f" * 16, WITH_ITEMS))
+    assert len(carry) > MAX_REQUEST_LINE
+    assert agent_protocol.decode_request(carry).transfer.device_items == WITH_ITEMS.device_items  # type: ignore[union-attr]
+    for op in ("status", "keep"):
+        padded = b'{"v":1,"op":"' + op.encode() + b'","pad":"' + b"x" * MAX_REQUEST_LINE + b'"}\n'
+        with pytest.raises(ProtocolError, match=f"over {MAX_REQUEST_LINE} bytes"):
+            agent_protocol.decode_request(padded)
+    with pytest.raises(ProtocolError, match=f"over {MAX_CARRY_LINE} bytes"):
+        agent_protocol.decode_request(carry[:-2] + b" " * MAX_CARRY_LINE + b"}\n")

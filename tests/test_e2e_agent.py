@@ -26,9 +26,10 @@ from cclink.dev.testnet import Testnet
 from cclink.local import files
 from cclink.net import agent, bittorrent
 from cclink.net.endpoints import Network
-from cclink.wire import packet
+from cclink.wire import contacts, packet
 from cclink.wire.agent_protocol import Carry, Item, Transfer
-from cclink.wire.keys import Identity
+from cclink.wire.contacts import Contact, ContactBook
+from cclink.wire.keys import Identity, PublicKey
 from cclink.wire.record import new_record
 
 pytestmark = pytest.mark.e2e
@@ -579,3 +580,29 @@ def test_a_newer_carry_of_the_same_key_ends_the_older_transfer_at_once(agent_mac
     desktop.ok("pickup", "-y", "--project-dir", str(desktop.project("app")))
     eventually(lambda: sorted(t["state"] for t in transfers(laptop)) == ["fetched", "revoked"], "the second fetched")
     assert first["session_id"] == session_id
+
+
+def test_a_burn_carry_fetched_through_the_record_has_the_agent_revoke_the_other_devices_items(
+    agent_machines, machines, short_dir
+) -> None:
+    laptop: AgentMachine = agent_machines("laptop")
+    desktop, tablet = machines("desktop"), machines("tablet")
+    keys = {machine: machine.init() for machine in (laptop, desktop, tablet)}
+    for machine in keys:
+        book = ContactBook(machine.key_file.parent / contacts.FILE_NAME)
+        for other, key in keys.items():
+            if other is not machine:
+                book.add(Contact(other.name, PublicKey.parse(key), "device", int(time.time())))
+    project = short_dir / "a"  # with a short session id, the --carry record has room for the desktop alone
+    project.mkdir()
+    laptop.add_session(project, "s1")
+
+    published = laptop.ok("--carry", "--burn", "--json", cwd=project)
+
+    assert "The background agent offers the session" in published.stderr
+    data = json.loads(published.stdout)
+    assert data["devices"] == ["desktop", "tablet"] and [item["device"] for item in data["device_items"]] == ["tablet"]
+    desktop.ok("pickup", "-y", "--project-dir", str(desktop.project("app")))  # through the record
+    eventually(lambda: [t["state"] for t in transfers(laptop)] == ["fetched"], "the agent saw it fetched")
+    gone = tablet.run("pickup", "laptop", "--json")
+    assert gone.returncode == 7 and "the last one was revoked" in gone.stderr, gone.stderr

@@ -4,6 +4,14 @@ and an in-memory DHT (tests/support/desks.py). Carrying the session itself needs
 
 from __future__ import annotations
 
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 from support.desks import Desk
 from support.ui import ScriptedUI
@@ -11,17 +19,24 @@ from support.ui import ScriptedUI
 from cclink.errors import (
     CannotDecrypt,
     NetworkError,
+    NotFound,
     RecordTooLarge,
     SessionError,
     UnknownSession,
     UsageError,
     WeakSecret,
 )
-from cclink.flows import publish
+from cclink.flows import pickup, publish, seeding
 from cclink.flows.publish import PublishOutcome, PublishRequest
+from cclink.flows.seeding import CarryResult, Publication
+from cclink.local import runtime
+from cclink.net import agent, krpc
+from cclink.net.endpoints import Network
+from cclink.net.record_store import Revocation
 from cclink.wire import contacts, device_items, kdf, payload
+from cclink.wire.agent_protocol import CarriedItem, Item, Transfer
 from cclink.wire.contacts import Contact, ContactBook
-from cclink.wire.keys import Identity
+from cclink.wire.keys import Identity, PublicKey
 
 PIN = "correct horse battery"
 
@@ -269,3 +284,242 @@ def test_a_device_that_fits_in_the_record_gets_no_item(laptop: Desk, short_dir) 
         outcome = publication.outcome
 
     assert (outcome.devices, outcome.device_items, laptop.items.puts) == (("desk",), (), puts + 1)
+
+
+# --- a carried handoff's device items: renewed while it is offered, revoked with it for burn ------------------
+
+GUARD = 120.0  # seconds: a guard against hangs, never a measurement
+
+
+def eventually(check: Callable[[], bool], what: str) -> None:
+    give_up = time.monotonic() + GUARD
+    while not check():
+        assert time.monotonic() < give_up, f"never: {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def alpha_beta_gamma(desks, short_dir: Path) -> tuple[Desk, Desk, Desk, Path]:
+    """Three machines with keys of their own, paired; alpha publishes from a project whose --carry record has
+    room for one device (beta) beside alpha's own key, so that gamma gets an item."""
+    alpha, beta, gamma = desks("alpha"), desks("beta"), desks("gamma")
+    keys = {desk: desk.make_key() for desk in (alpha, beta, gamma)}
+    for desk in (alpha, beta, gamma):
+        book = ContactBook(desk.keys.path.parent / contacts.FILE_NAME)
+        for other in (alpha, beta, gamma):
+            if other is not desk:
+                book.add(Contact(other.machine.name, keys[other].public_key, "device", int(desk.clock())))
+    project = short_dir / "a"
+    project.mkdir()
+    alpha.add_session(project, "s1")
+    return alpha, beta, gamma, project
+
+
+def key_of(desk: Desk) -> Identity:
+    return desk.keys.load(ScriptedUI.answering())
+
+
+def gammas_item(alpha: Desk, gamma: Desk) -> PublicKey:
+    return device_items.item_identity(key_of(alpha), key_of(gamma).public_key).public_key
+
+
+def fetch(desk: Desk, network: Network) -> pickup.Resumption:
+    """Pick up with no argument on desk, fetch the carried session and acknowledge it."""
+    ui, env = ScriptedUI.answering(), desk.env(network=network)
+    outcome = pickup.pickup(None, ui, env, assume_yes=True, confirm=True)
+    assert outcome.fetch
+    return pickup.resume(outcome, ui, env, assume_yes=True)
+
+
+def serving(publication: Publication, **options: float) -> tuple[threading.Thread, list[CarryResult]]:
+    results: list[CarryResult] = []
+    thread = threading.Thread(
+        target=lambda: results.append(publication.serve_carry(ScriptedUI.answering(), GUARD, **options)), daemon=True
+    )
+    thread.start()
+    return thread, results
+
+
+def test_a_burn_carry_fetched_through_the_record_revokes_the_other_devices_items_too(alpha_beta_gamma, swarm) -> None:
+    alpha, beta, gamma, project = alpha_beta_gamma
+    env = alpha.env(cwd=project, network=swarm.network)
+    with publish.publish(PublishRequest(carry=True, burn=True), ScriptedUI.answering(), env) as publication:
+        outcome = publication.outcome
+        assert outcome.devices == ("beta", "gamma") and [item.device for item in outcome.device_items] == ["gamma"]
+        thread, results = serving(publication)
+
+        fetch(beta, swarm.network)  # beta opens the record under alpha's key
+        thread.join(GUARD)
+
+    [result] = results
+    assert (result.revoked, result.items_revoked) == (True, 1)
+    assert isinstance(alpha.records.newest(gammas_item(alpha, gamma)), Revocation)
+    with pytest.raises(NotFound):
+        pickup.pickup(None, ScriptedUI.answering(), gamma.env(), assume_yes=False, confirm=False)
+
+
+def test_an_item_the_device_revoked_itself_is_left_as_it_revoked_it(alpha_beta_gamma, swarm) -> None:
+    alpha, _, gamma, project = alpha_beta_gamma
+    env = alpha.env(cwd=project, network=swarm.network)
+    with publish.publish(PublishRequest(carry=True, burn=True), ScriptedUI.answering(), env) as publication:
+        [put] = [item.stored for item in publication.outcome.device_items]
+        thread, results = serving(publication)
+
+        fetch(gamma, swarm.network)  # through its item, which gamma revokes itself
+        thread.join(GUARD)
+
+    [result] = results
+    assert (result.revoked, result.items_revoked) == (True, 0)  # a newer revocation was there: not put over it
+    revoked = alpha.records.newest(gammas_item(alpha, gamma))
+    assert isinstance(revoked, Revocation)
+    assert put is not None and revoked.item.seq > put.seq + 1  # the device's own, above the one signed in advance
+
+
+class PutsAgain:
+    """The desks' DHT, noting each item put again unchanged, by key."""
+
+    def __init__(self, items, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.seen: dict[bytes, list[krpc.Item]] = {}
+        put_again = items.put_again
+
+        def noted(public_key: bytes, item: krpc.Item, *args, **options):
+            self.seen.setdefault(public_key, []).append(item)
+            return put_again(public_key, item, *args, **options)
+
+        monkeypatch.setattr(items, "put_again", noted)
+
+
+def test_while_a_carry_is_offered_its_device_items_are_put_again_as_signed(
+    alpha_beta_gamma, swarm, monkeypatch
+) -> None:
+    alpha, beta, gamma, project = alpha_beta_gamma
+    puts = PutsAgain(alpha.items, monkeypatch)
+    item_key = gammas_item(alpha, gamma)
+    env = alpha.env(cwd=project, network=swarm.network)
+    with publish.publish(PublishRequest(carry=True), ScriptedUI.answering(), env) as publication:
+        put = alpha.items.items[item_key.raw]
+        thread, _ = serving(publication, renew_every=0.0)
+
+        eventually(lambda: bool(puts.seen.get(item_key.raw)), "gamma's item was put again")
+        fetch(beta, swarm.network)
+        thread.join(GUARD)
+
+    assert set(puts.seen[item_key.raw]) == {put}  # the item as put, not signed again
+
+
+# --- the same through the agent's Transfers, in this process -------------------------------------------
+
+
+class InProcessAgent:
+    """The agent's side of a carry in this process: its Transfers over the desks' DHT, its directory under root."""
+
+    def __init__(self, root: Path, network: Network, items, renew_every: float = seeding.RENEW_EVERY) -> None:
+        self.carry_dir = root / "carry"
+        self.revocations: list[Item] = []
+        self.transfers = seeding.Transfers(
+            agent.TransferFiles(self.carry_dir),
+            network,
+            items,
+            lambda item, now: self.revocations.append(item),
+            clock=time.time,
+            renew_every=renew_every,
+        )
+
+    def keep(self, publisher: PublicKey, item: krpc.Item, expires_at: float) -> str | None:
+        return None
+
+    def carry(self, transfer: Transfer, archive: Path) -> str | None:
+        transfer_id = secrets.token_hex(16)
+        directory = runtime.private_dir(self.carry_dir, create=True) / transfer_id
+        directory.mkdir(mode=0o700)
+        os.link(archive, directory / agent.CARRY_FILE)
+        return self.transfers.carry(transfer_id, transfer, time.time())
+
+    def states(self) -> list[str]:
+        return [entry.state for entry in self.transfers.entries(time.time())]
+
+
+def test_the_agent_revokes_the_device_items_of_a_burn_carry_once_fetched(alpha_beta_gamma, swarm, tmp_path) -> None:
+    alpha, beta, gamma, project = alpha_beta_gamma
+    in_agent = InProcessAgent(tmp_path / "agent", swarm.network, alpha.items)
+    env = replace(alpha.env(cwd=project, network=swarm.network), keeper=in_agent)
+    try:
+        with publish.publish(PublishRequest(carry=True, burn=True), ScriptedUI.answering(), env) as publication:
+            assert publication.hand_over(in_agent, time.time() + GUARD) is None
+
+        fetch(beta, swarm.network)
+        eventually(lambda: in_agent.states() == ["fetched"], "the agent saw it fetched")
+    finally:
+        in_agent.transfers.close()
+
+    item_key = gammas_item(alpha, gamma)
+    assert isinstance(alpha.records.newest(item_key), Revocation)
+    assert {item.publisher for item in in_agent.revocations} == {key_of(alpha).public_key.raw, item_key.raw}
+    with pytest.raises(NotFound):
+        pickup.pickup(None, ScriptedUI.answering(), gamma.env(), assume_yes=False, confirm=False)
+
+
+def test_the_agent_puts_a_carrys_device_items_again_as_signed(alpha_beta_gamma, swarm, tmp_path, monkeypatch) -> None:
+    alpha, _, gamma, project = alpha_beta_gamma
+    puts = PutsAgain(alpha.items, monkeypatch)
+    item_key = gammas_item(alpha, gamma)
+    in_agent = InProcessAgent(tmp_path / "agent", swarm.network, alpha.items, renew_every=0.0)
+    env = replace(alpha.env(cwd=project, network=swarm.network), keeper=in_agent)
+    try:
+        with publish.publish(PublishRequest(carry=True), ScriptedUI.answering(), env) as publication:
+            put = alpha.items.items[item_key.raw]
+            assert publication.hand_over(in_agent, time.time() + GUARD) is None
+
+        eventually(lambda: bool(puts.seen.get(item_key.raw)), "gamma's item was put again")
+    finally:
+        in_agent.transfers.close()
+
+    assert set(puts.seen[item_key.raw]) == {put}
+
+
+class HandedOver:
+    """A keeper that takes note of the transfer it is handed, and does not offer it."""
+
+    def __init__(self) -> None:
+        self.transfers: list[Transfer] = []
+
+    def keep(self, publisher: PublicKey, item: krpc.Item, expires_at: float) -> str | None:
+        return None
+
+    def carry(self, transfer: Transfer, archive: Path) -> str | None:
+        self.transfers.append(transfer)
+        return "noted only"
+
+
+def test_the_agent_refuses_a_transfer_whose_device_items_do_not_verify(alpha_beta_gamma, swarm, tmp_path) -> None:
+    alpha, _, gamma, project = alpha_beta_gamma
+    keeper = HandedOver()
+    env = replace(alpha.env(cwd=project, network=swarm.network), keeper=keeper)
+    with publish.publish(PublishRequest(carry=True, burn=True), ScriptedUI.answering(), env) as publication:
+        assert publication.hand_over(keeper, time.time() + GUARD) == "noted only"
+    [transfer] = keeper.transfers
+    [carried] = transfer.device_items
+    handoff, revocation = carried.handoff, carried.revocation
+    assert revocation is not None and transfer.revocation is not None
+    signer = device_items.item_identity(key_of(alpha), key_of(gamma).public_key)
+    record = alpha.records.resolve(signer.public_key).record
+    later_handoff = seeding.carried_item(signer, record, handoff.seq + 1, burn=False).handoff
+    unsigned = "the packet's signature does not verify under its public key"
+    not_later = "a device item's revocation is not of its key at a later seq"
+    refused = {
+        CarriedItem(replace(handoff, signature=bytes(64)), revocation): unsigned,
+        CarriedItem(handoff, replace(revocation, signature=bytes(64))): unsigned,
+        CarriedItem(handoff, replace(transfer.revocation, seq=handoff.seq + 1)): not_later,
+        CarriedItem(handoff, replace(revocation, seq=handoff.seq)): not_later,
+        CarriedItem(handoff, later_handoff): "a device item's revocation is not a signed revocation",
+        CarriedItem(handoff, None): "the transfer's device items are not revoked as its handoff is",
+        CarriedItem(replace(handoff, publisher=transfer.handoff.publisher), revocation): (
+            "the transfer's device items are not each under a key of its own"
+        ),
+    }
+    in_agent = InProcessAgent(tmp_path / "agent", swarm.network, alpha.items)
+    for bad, why in refused.items():
+        assert in_agent.transfers.carry("ab" * 16, replace(transfer, device_items=(bad,)), time.time()) == why
+    twice = in_agent.transfers.carry("ab" * 16, replace(transfer, device_items=(carried, carried)), time.time())
+    assert twice == "the transfer's device items are not each under a key of its own"
+    assert in_agent.states() == [] and not in_agent.carry_dir.exists()

@@ -86,7 +86,9 @@ def publish_command(
                 return
             result = publication.serve_carry(console, carry_timeout or ttl)
             if result.revoked:
-                console.say("Burn-after-read: the handoff was revoked.")
+                copies = result.items_revoked
+                also = f", and the copies left for {copies} paired device{'s' if copies != 1 else ''}" if copies else ""
+                console.say(f"Burn-after-read: the handoff was revoked{also}.")
 
 
 def _handed_to_agent(publication: Publication, keeper: Keeper, timeout: int) -> bool:

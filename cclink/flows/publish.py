@@ -29,7 +29,7 @@ from cclink.errors import (
 )
 from cclink.flows import keeping
 from cclink.flows.environment import Environment
-from cclink.flows.seeding import Publication
+from cclink.flows.seeding import Publication, carried_item
 from cclink.flows.ui import UI
 from cclink.local import claude
 from cclink.wire import agecrypt, device_items, kdf, packet, payload
@@ -148,7 +148,12 @@ def publish(request: PublishRequest, ui: UI, env: Environment) -> Publication:
     notes.extend(_not_stored(items, stored))
     stored_items = [(item, put) for item, put in zip(items, stored, strict=True) if not isinstance(put, CclinkError)]
     to_keep = [] if request.carry else [(identity, record, published)]  # a carried handoff: kept by its seeding
-    # The seeding renews the main record only: the agent keeps the device items, carried or not.
+    # The agent keeps the device items, carried or not; a carried one's seeding renews them too, and revokes them
+    # with the handoff for burn (by revocations signed now: the agent holds no key).
+    carried = tuple(
+        carried_item(item.signer, item.record, put.seq, burn=request.burn)
+        for item, put in (stored_items if request.carry else [])
+    )
     notes.extend(_kept_note(env, to_keep + [(item.signer, item.record, put) for item, put in stored_items]))
     command = "cclink pickup" if audience.mode == "self" else f"cclink pickup {identity.public_key.z32}"
     outcome = PublishOutcome(
@@ -168,7 +173,7 @@ def publish(request: PublishRequest, ui: UI, env: Environment) -> Publication:
             for item, put in zip(items, stored, strict=True)
         ),
     )
-    return Publication(outcome, outgoing, identity, env.records)
+    return Publication(outcome, outgoing, identity, env.records, carried)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,10 @@ returns.
 It serves the carry itself (serve_carry) or hands it to the agent
 (hand_over): the signed handoff, for burn the revocation signed in advance
 at the next seq (the agent never holds the key), and a link to the
-encrypted file in the agent's own directory.
+encrypted file in the agent's own directory. The device items put beside
+the handoff (publish.py) go with it: renewed with it, and for burn revoked
+with it once the recipient acknowledges, by revocations signed in advance
+alike.
 
 `Transfers` is the agent's side: each carried session it was handed, in a
 thread of its own, until the acknowledgement (then the burn revocation),
@@ -20,6 +23,7 @@ disk (the transfer directories) comes from net/agent.TransferFiles.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
@@ -36,7 +40,15 @@ from cclink.flows.environment import Keeper, NoKeeper
 from cclink.flows.ui import UI, Progress
 from cclink.net import krpc, record_store
 from cclink.wire import packet
-from cclink.wire.agent_protocol import MAX_TRANSFERS, Item, Transfer, TransferEntry, TransferState
+from cclink.wire.agent_protocol import (
+    MAX_DEVICE_ITEMS,
+    MAX_TRANSFERS,
+    CarriedItem,
+    Item,
+    Transfer,
+    TransferEntry,
+    TransferState,
+)
 from cclink.wire.keys import Identity, PublicKey
 from cclink.wire.payload import CarryInfo
 from cclink.wire.record import Record
@@ -53,6 +65,7 @@ if TYPE_CHECKING:
 # DHT nodes drop items after about two hours; a seeding publisher renews well before.
 RENEW_EVERY = 3600.0
 RENEW_AGAIN_AFTER_FAILURE = 300.0
+BURN_ATTEMPTS = 3  # puts of a burn's revocation before the agent's keeping (or nobody, in the foreground) takes over
 POLL = 0.5  # how long each step serves peers before it looks at the acknowledgement and the clock
 SUPERSEDED = "the handoff was revoked or replaced elsewhere; stopped offering the session"
 
@@ -61,6 +74,7 @@ SUPERSEDED = "the handoff was revoked or replaced elsewhere; stopped offering th
 class CarryResult:
     uploaded: int
     revoked: bool
+    items_revoked: int = 0  # burn: how many of the device items' revocations the DHT holds now
 
 
 # --- the loop -------------------------------------------------------------------------
@@ -134,12 +148,18 @@ class Publication:
     """A published handoff and, for --carry, the session offered to the recipient until this is closed."""
 
     def __init__(
-        self, outcome: PublishOutcome, outgoing: Outgoing | None, identity: Identity, records: RecordStore
+        self,
+        outcome: PublishOutcome,
+        outgoing: Outgoing | None,
+        identity: Identity,
+        records: RecordStore,
+        device_items: tuple[CarriedItem, ...] = (),
     ) -> None:
         self.outcome = outcome
         self._outgoing = outgoing
         self._identity = identity  # renews the record while seeding, and revokes a burn record
         self._records = records
+        self._device_items = device_items  # for --carry: the device items as put (carried_item)
 
     @property
     def carrying(self) -> bool:
@@ -178,6 +198,8 @@ class Publication:
         assert outgoing is not None and outcome.carry is not None
         if isinstance(keeper, NoKeeper):
             return ""  # no agent to ask: the seeder the hints name stays as it is
+        if len(self._device_items) > MAX_DEVICE_ITEMS:
+            return f"the agent carries a session with at most {MAX_DEVICE_ITEMS} copies for paired devices"
         identity, record, seq = self._identity, outcome.record, outcome.published.seq
         handoff = keeping.signed_item(identity, packet.record_message(identity.public_key, record.to_json()), seq)
         # Signed now, at the next seq: the agent puts it once the recipient has the session, without the key.
@@ -192,6 +214,7 @@ class Publication:
             archive_sha256=outgoing.archive_sha256,
             deadline=int(min(deadline, record.expires_at)),
             port=outgoing.port,
+            device_items=self._device_items,
         )
         outgoing.stop_seeding()
         refusal = keeper.carry(transfer, outgoing.path)
@@ -217,7 +240,7 @@ class Publication:
         renewal = _RecordRenewal(self._records, self._identity, outcome.record, outcome.published.seq)
         seeding = Seeding(
             outgoing,
-            renewal,
+            _WithItems(renewal, self._records.items, self._device_items),
             session_id=outcome.session_id,
             deadline=time.monotonic() + timeout,
             clock=time.monotonic,
@@ -235,12 +258,14 @@ class Publication:
             ui.say("Stopped offering the session; the handoff stays published until it expires.")
             raise
         ui.say(f"The session was fetched ({text.format_bytes(uploaded)} sent).")
-        revoked = False
+        revoked, items_revoked = False, 0
         if outcome.record.burn:
             with ui.progress("Revoking the burn-after-read record"):
+                # The items first, each in a thread: the main revocation's failure is the command's.
+                items_revoked = sum(_revoke_items(self._records.items, self._device_items))
                 self._records.revoke(self._identity)
             revoked = True
-        return CarryResult(uploaded, revoked)
+        return CarryResult(uploaded, revoked, items_revoked)
 
 
 def _seed_until_acknowledged(seeding: Seeding, shown: Progress) -> int:
@@ -307,15 +332,92 @@ def _as_kept(publisher: PublicKey, item: krpc.Item, expires_at: int) -> Item:
     return Item(publisher.raw, item.seq, item.signature, item.value, expires_at)
 
 
-# --- the agent's transfers ------------------------------------------------------------
+# --- items put again as signed: the agent's handoff, and device items in both -----------------
 
-ENDED_SHOWN = 3600.0  # how long status still shows a transfer that ended (while the agent runs)
-BURN_ATTEMPTS = 3  # puts of a burn's revocation before the keeping's hourly rounds take over
-STOP_WAIT = 5.0  # how long closing waits for the transfers' threads (a renewal under way is not waited for)
+
+def carried_item(signer: Identity, record: Record, seq: int, *, burn: bool) -> CarriedItem:
+    """A device item signer put at seq, as signed, and for burn its revocation signed now at the next seq."""
+    message = packet.record_message(signer.public_key, record.to_json())
+    handoff = _as_kept(signer.public_key, keeping.signed_item(signer, message, seq), record.expires_at)
+    if not burn:
+        return CarriedItem(handoff, None)
+    revocation = keeping.signed_item(signer, packet.revocation_message(), seq + 1)
+    return CarriedItem(handoff, _as_kept(signer.public_key, revocation, record.expires_at))
+
+
+class _WithItems:
+    """A handoff's renewal, then its device items', each put again as signed (at once).
+
+    The handoff's NotFound (revoked or replaced elsewhere) ends the seeding
+    before any item is put. An item superseded on its own (a device revoked
+    it, or a later handoff replaced it) is not put again. True when the
+    handoff and every item still renewed were stored.
+    """
+
+    def __init__(self, renew: Callable[[], bool], items: Items, carried: tuple[CarriedItem, ...]) -> None:
+        self.renew = renew
+        self.items = [_ItemRenewal(items, each.handoff) for each in carried]
+
+    def __call__(self) -> bool:
+        renewed = self.renew()
+        if not self.items:
+            return renewed
+        from cclink.flows.publish import at_once  # publish imports this module
+
+        results = at_once(self.items)
+        live = [
+            (item, result) for item, result in zip(self.items, results, strict=True) if not isinstance(result, NotFound)
+        ]
+        self.items = [item for item, _ in live]
+        return renewed and all(result is True for _, result in live)
+
+
+def _revoke_items(items: Items, carried: tuple[CarriedItem, ...]) -> list[bool]:
+    """Put each item's revocation signed in advance (at once): whether the DHT holds each now.
+
+    An item with something newer there (the device revoked it itself, or a
+    later handoff replaced it) counts as not revoked: not ours to undo.
+    """
+    revocations = [each.revocation for each in carried if each.revocation is not None]
+    if not revocations:
+        return []
+    from cclink.flows.publish import at_once  # publish imports this module
+
+    results = at_once([functools.partial(_put_until_there, items, revocation) for revocation in revocations])
+    return [result is True for result in results]
+
+
+def _put_until_there(items: Items, revocation: Item, stopping: threading.Event | None = None) -> bool:
+    """Put a revocation signed in advance, up to BURN_ATTEMPTS times; whether it is there now.
+
+    NotFound when a newer item is there.
+    """
+    there = False
+    for _ in range(BURN_ATTEMPTS):
+        there = _put_revocation(items, revocation)
+        if there or (stopping is not None and stopping.is_set()):
+            break
+    return there
+
+
+def _put_revocation(items: Items, revocation: Item) -> bool:
+    """Whether the DHT holds the revocation now; NotFound when a newer item is there."""
+    verify = record_store.verifier(PublicKey(revocation.publisher))
+    signed = krpc.Item(revocation.seq, revocation.signature, revocation.value)
+    try:
+        newest = items.get(revocation.publisher, verify, timeout=record_store.GET_TIMEOUT)
+        if newest == signed:
+            return True
+        if newest is not None and newest.seq >= revocation.seq:
+            raise NotFound(SUPERSEDED)
+        stored = items.put_again(revocation.publisher, signed, verify, timeout=record_store.PUT_TIMEOUT)
+    except NetworkError:
+        return False
+    return stored.nodes > 0
 
 
 class _ItemRenewal:
-    """The agent's renewal: the handoff put again exactly as signed, which needs no key."""
+    """The agent's renewal, and a device item's anywhere: the item put again exactly as signed, which needs no key."""
 
     def __init__(self, items: Items, item: Item) -> None:
         self.items, self.item = items, item
@@ -333,6 +435,12 @@ class _ItemRenewal:
         except NetworkError:
             return False
         return stored.nodes > 0
+
+
+# --- the agent's transfers ------------------------------------------------------------
+
+ENDED_SHOWN = 3600.0  # how long status still shows a transfer that ended (while the agent runs)
+STOP_WAIT = 5.0  # how long closing waits for the transfers' threads (a renewal under way is not waited for)
 
 
 @dataclass
@@ -496,7 +604,7 @@ class Transfers:
                 )
             seeding = Seeding(
                 offering,
-                _ItemRenewal(self.items, transfer.handoff),
+                _WithItems(_ItemRenewal(self.items, transfer.handoff), self.items, transfer.device_items),
                 session_id=transfer.session_id,
                 deadline=transfer.deadline,
                 clock=self.clock,
@@ -516,36 +624,26 @@ class Transfers:
             offering.close()
 
     def _burn(self, transfer: Transfer) -> bool:
-        """Put the burn revocation signed in advance, unless something newer is there; whether it is there now."""
+        """Put the burn revocations signed in advance, the handoff's and its items', each unless something newer
+        is there; whether the handoff's is there now."""
         revocation = transfer.revocation
         if revocation is None:
             return False
-        there = False
-        for _ in range(BURN_ATTEMPTS):
-            try:
-                there = self._put_revocation(revocation)
-            except NotFound:
-                return False  # replaced elsewhere meanwhile: not ours to undo
-            if there or self._stopping.is_set():
-                break
+        from cclink.flows.publish import at_once  # publish imports this module
+
+        carried = [each.revocation for each in transfer.device_items if each.revocation is not None]
+        [there, *_] = at_once([functools.partial(self._revoke, each) for each in [revocation, *carried]])
+        return there is True
+
+    def _revoke(self, revocation: Item) -> bool:
+        """Put revocation unless something newer is there, then keep it; whether it is there now."""
+        try:
+            there = _put_until_there(self.items, revocation, self._stopping)
+        except NotFound:
+            return False  # replaced elsewhere meanwhile: not ours to undo
         # Kept alive from now on, as any revocation: put again about hourly while the handoff would have lived.
         self.keep_revocation(revocation, self.clock())
         return there
-
-    def _put_revocation(self, revocation: Item) -> bool:
-        """Whether the DHT holds the revocation now; NotFound when a newer item is there."""
-        verify = record_store.verifier(PublicKey(revocation.publisher))
-        signed = krpc.Item(revocation.seq, revocation.signature, revocation.value)
-        try:
-            newest = self.items.get(revocation.publisher, verify, timeout=record_store.GET_TIMEOUT)
-            if newest == signed:
-                return True
-            if newest is not None and newest.seq >= revocation.seq:
-                raise NotFound(SUPERSEDED)
-            stored = self.items.put_again(revocation.publisher, signed, verify, timeout=record_store.PUT_TIMEOUT)
-        except NetworkError:
-            return False
-        return stored.nodes > 0
 
 
 def _offer_file(path: Path, promised: CarryInfo, archive_sha256: bytes, network: Network, port: int | None) -> Offering:
@@ -568,6 +666,7 @@ def _checked_transfer(transfer: Transfer, now: float) -> Transfer:
     deadline = min(transfer.deadline, expires_at)
     if deadline <= now:
         raise TransferError("the time to offer it has passed")
+    _check_device_items(transfer, now)
     return Transfer(
         transfer.session_id,
         Item(
@@ -584,4 +683,26 @@ def _checked_transfer(transfer: Transfer, now: float) -> Transfer:
         transfer.archive_sha256,
         deadline,
         transfer.port,
+        transfer.device_items,
     )
+
+
+def _check_device_items(transfer: Transfer, now: float) -> None:
+    """WireError unless each device item is a signed handoff of a key of its own, and its revocation (burn's
+    only) a signed revocation of that key at a later seq."""
+    keys = {transfer.handoff.publisher}
+    for carried in transfer.device_items:
+        handoff, revocation = carried.handoff, carried.revocation
+        if handoff.publisher in keys:
+            raise WireError("the transfer's device items are not each under a key of its own")
+        keys.add(handoff.publisher)
+        if keeping.checked(handoff, now)[0] != "handoff":
+            raise WireError("a device item of the transfer is not a signed handoff")
+        if (revocation is None) != (transfer.revocation is None):
+            raise WireError("the transfer's device items are not revoked as its handoff is")
+        if revocation is None:
+            continue
+        if revocation.publisher != handoff.publisher or revocation.seq <= handoff.seq:
+            raise WireError("a device item's revocation is not of its key at a later seq")
+        if keeping.checked(revocation, now)[0] != "revocation":
+            raise WireError("a device item's revocation is not a signed revocation")

@@ -650,7 +650,8 @@ class _Server:
         try:
             with connection:
                 connection.settimeout(READ_TIMEOUT)
-                line = _read_line(connection, agent_protocol.MAX_REQUEST_LINE, time.monotonic() + READ_TIMEOUT)
+                # The longest request there is (a carry's); the decoder holds every other op to MAX_REQUEST_LINE.
+                line = _read_line(connection, agent_protocol.MAX_CARRY_LINE, time.monotonic() + READ_TIMEOUT)
                 answer = self._answer(line)
                 if answer is not None:
                     connection.sendall(agent_protocol.encode_answer(answer))

@@ -14,10 +14,13 @@ costs only itself.
 `carry` hands the agent a carried session to offer (`Transfer`): the
 signed handoff it renews, the signed revocation it puts once the recipient
 acknowledged (burn), what the torrent must be, and the archive's SHA-256
-that the acknowledgement key comes from. The encrypted file itself is named
-only by a transfer id: a directory in the agent's own carry directory,
-never a path of the request's choosing. The same object, in a file of its
-own there, lets the agent take the transfer up again after a restart.
+that the acknowledgement key comes from; and each device item the command
+put beside the handoff, renewed with it, with its own revocation for burn
+(for those a carry request may be longer than the others: MAX_CARRY_LINE).
+The encrypted file itself is named only by a transfer id: a directory in
+the agent's own carry directory, never a path of the request's choosing.
+The same object, in a file of its own there, lets the agent take the
+transfer up again after a restart.
 
 `unlock`, `key` and `lock` carry the key `cclink unlock` hands the agent:
 its 32-byte seed, bound to the SHA-256 of the key file it was opened from.
@@ -56,7 +59,10 @@ KEPT_FILE_VERSION = 1
 MAX_KEPT_FILE = MAX_KEPT * MAX_REQUEST_LINE
 MAX_TRANSFERS = 8  # carried sessions the agent offers at once
 MAX_CARRY_SIZE = 16 << 30  # flows/carry.MAX_UNPACKED: no picker accepts more
-MAX_TRANSFER_FILE = MAX_REQUEST_LINE
+MAX_DEVICE_ITEMS = 16  # device items a transfer carries beside its handoff
+# Room for a carry request of MAX_DEVICE_ITEMS items of the largest value with their revocations (a test checks).
+MAX_CARRY_LINE = 65536
+MAX_TRANSFER_FILE = MAX_CARRY_LINE
 TRANSFER_FILE_VERSION = 1
 INFO_HASH_SIZE = 20
 MAX_PORT = 65535
@@ -123,6 +129,14 @@ class Lock:
 
 
 @dataclass(frozen=True)
+class CarriedItem:
+    """A device item put beside a carried handoff, as signed, and for burn its revocation signed in advance."""
+
+    handoff: Item  # under the pairwise key (wire/device_items.py): renewed unchanged with the handoff
+    revocation: Item | None  # its next seq, put once the recipient acknowledged
+
+
+@dataclass(frozen=True)
 class Transfer:
     """A carried session for the agent to offer until the recipient acknowledges it, or deadline."""
 
@@ -136,6 +150,8 @@ class Transfer:
     deadline: int  # seconds since the epoch: --carry-timeout, or the TTL
     # The port the record's address hints name, to listen on if it is free; None from commands before it was sent.
     port: int | None = None
+    # The device items put with the handoff; () from commands before they were sent.
+    device_items: tuple[CarriedItem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -217,11 +233,16 @@ def encode_request(request: Request) -> bytes:
 
 
 def decode_request(line: bytes) -> Request:
-    """One request line (with or without its newline); ProtocolError for anything else."""
-    document = _document(line, MAX_REQUEST_LINE)
+    """One request line (with or without its newline); ProtocolError for anything else.
+
+    Only a carry request may be longer than MAX_REQUEST_LINE (up to MAX_CARRY_LINE).
+    """
+    document = _document(line, MAX_CARRY_LINE)
     if document.get("v") != VERSION or type(document.get("v")) is not int:
         raise ProtocolError(f"the request is not of protocol version {VERSION}")
     op = document.get("op")
+    if op != "carry" and len(line) > MAX_REQUEST_LINE:
+        raise ProtocolError(f"the line is over {MAX_REQUEST_LINE} bytes")
     if op == "keep":
         _exact_keys(document, {"v", "op", *ITEM_KEYS})
         return Keep(_item(document))
@@ -386,7 +407,8 @@ def _transfer_entry(value: object) -> TransferEntry:
 
 TRANSFER_KEYS = {"session_id", "handoff", "revocation", "info_hash", "size", "sha256", "archive_sha256", "deadline"}
 # Absent from what commands before it sent, and from the transfer files agents before it kept.
-OPTIONAL_TRANSFER_KEYS = frozenset({"port"})
+OPTIONAL_TRANSFER_KEYS = frozenset({"port", "device_items"})
+CARRIED_ITEM_KEYS = {"handoff", "revocation"}
 
 
 def transfer_id(value: object) -> str:
@@ -409,6 +431,14 @@ def _transfer_fields(transfer: Transfer) -> dict[str, object]:
     }
     if transfer.port is not None:
         fields["port"] = transfer.port
+    if transfer.device_items:  # left out when there are none, as a command before them sent it
+        fields["device_items"] = [
+            {
+                "handoff": _item_fields(carried.handoff),
+                "revocation": None if carried.revocation is None else _item_fields(carried.revocation),
+            }
+            for carried in transfer.device_items
+        ]
     return fields
 
 
@@ -427,7 +457,26 @@ def _transfer(value: object) -> Transfer:
         archive_sha256=_hex(value["archive_sha256"], "archive_sha256", SHA256_SIZE, SHA256_SIZE),
         deadline=_int(value["deadline"], "deadline", 0, MAX_TIME),
         port=_int(value["port"], "port", 1, MAX_PORT) if "port" in value else None,
+        device_items=_carried_items(value["device_items"]) if "device_items" in value else (),
     )
+
+
+def _carried_items(value: object) -> tuple[CarriedItem, ...]:
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_DEVICE_ITEMS:
+        raise ProtocolError(f"the transfer's device items are not a list of 1 to {MAX_DEVICE_ITEMS}")
+    carried = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise ProtocolError("a transfer's device item is not an object")
+        _exact_keys(entry, CARRIED_ITEM_KEYS)
+        revocation = entry["revocation"]
+        carried.append(
+            CarriedItem(
+                _nested_item(entry["handoff"], "device item"),
+                None if revocation is None else _nested_item(revocation, "device item's revocation"),
+            )
+        )
+    return tuple(carried)
 
 
 def _nested_item(value: object, name: str) -> Item:
