@@ -1,4 +1,4 @@
-"""The agent's process in this one (net/agent.py, local/runtime.py): its socket, who may talk to it, garbage on
+"""The agent's process in this one (net/agent_server.py, local/runtime.py): its socket, who may talk to it, garbage on
 the socket, stop, ending when nothing is left, a second agent, where its socket goes, and the key it holds
 after `cclink unlock` (given, asked for, locked, expired, refused to another user, forgotten when it ends).
 
@@ -24,7 +24,7 @@ from support.records import MemoryItems
 from cclink.errors import UsageError
 from cclink.flows.keeping import Keeping
 from cclink.local import runtime
-from cclink.net import agent
+from cclink.net import agent, agent_server
 from cclink.net.endpoints import PUBLIC, Network
 from cclink.wire import agent_protocol
 from cclink.wire.agent_protocol import MAX_REQUEST_LINE, GetKey, Keep, Lock, Status, Stop, Unlock
@@ -41,14 +41,15 @@ class Running:
         self,
         place: agent.Place,
         items: MemoryItems,
-        grace: float = agent.GRACE,
-        key: agent.UnlockedKey | None = None,
+        grace: float = agent_server.GRACE,
+        key: agent_server.UnlockedKey | None = None,
     ) -> None:
         self.place = place
         self.keeping = Keeping(items, lambda kept: agent.save_kept(place, kept))
         self.result: list[int | None] = []
         self.thread = threading.Thread(
-            target=lambda: self.result.append(agent.serve(place, self.keeping, grace=grace, key=key)), daemon=True
+            target=lambda: self.result.append(agent_server.serve(place, self.keeping, grace=grace, key=key)),
+            daemon=True,
         )
         self.thread.start()
 
@@ -169,7 +170,7 @@ def test_a_second_agent_hands_the_kept_list_to_the_first_and_ends(place: agent.P
     late = handoff_item(Identity.generate(), items, 1_800_000_000, ttl=86400 * 365)
     agent.add_kept(place, late)  # as a command does that found no agent a moment ago
 
-    assert agent.serve(place, Keeping(items, lambda kept: None), lock_wait=0.1) == pid
+    assert agent_server.serve(place, Keeping(items, lambda kept: None), lock_wait=0.1) == pid
 
     status = agent.ask(place, Status())
     assert status is not None and [entry.seq for entry in status.kept or ()] == [late.seq]
@@ -291,7 +292,7 @@ def test_a_key_given_is_handed_out_for_its_key_file_only_until_locked(place: age
 
 
 def test_a_key_whose_time_is_up_is_refused_and_overwritten_unasked(place: agent.Place) -> None:
-    key = agent.UnlockedKey()
+    key = agent_server.UnlockedKey()
     held = bytearray(SEED)
     assert key.unlock(held, DIGEST, 1, time.time()) > time.time()
     running = Running(place, MemoryItems(), key=key)
@@ -304,7 +305,7 @@ def test_a_key_whose_time_is_up_is_refused_and_overwritten_unasked(place: agent.
 
 
 def test_an_agent_holding_a_key_stays_until_its_time_is_up_then_ends_after_its_grace(place: agent.Place) -> None:
-    key = agent.UnlockedKey()
+    key = agent_server.UnlockedKey()
     held = bytearray(SEED)
     until = key.unlock(held, DIGEST, 2, time.time())
     running = Running(place, MemoryItems(), grace=0.2, key=key)
@@ -316,7 +317,7 @@ def test_an_agent_holding_a_key_stays_until_its_time_is_up_then_ends_after_its_g
 
 
 def test_stopping_the_agent_forgets_the_key(place: agent.Place) -> None:
-    key = agent.UnlockedKey()
+    key = agent_server.UnlockedKey()
     held = bytearray(SEED)
     key.unlock(held, DIGEST, 900, time.time())
     running = Running(place, MemoryItems(), key=key)
@@ -329,7 +330,7 @@ def test_stopping_the_agent_forgets_the_key(place: agent.Place) -> None:
 
 
 def test_the_key_holder_keeps_a_key_a_day_at_most_and_overwrites_what_it_lets_go() -> None:
-    key = agent.UnlockedKey()
+    key = agent_server.UnlockedKey()
     now = 1_800_000_000.5
     first, second = bytearray(SEED), bytearray(SEED[::-1])
 

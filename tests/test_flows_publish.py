@@ -30,7 +30,7 @@ from cclink.flows import pickup, publish, seeding
 from cclink.flows.publish import PublishOutcome, PublishRequest
 from cclink.flows.seeding import CarryResult, Publication
 from cclink.local import runtime
-from cclink.net import agent, krpc
+from cclink.net import krpc, transfer_files
 from cclink.net.endpoints import Network
 from cclink.net.record_store import Revocation
 from cclink.wire import contacts, device_items, kdf, payload
@@ -417,7 +417,7 @@ class InProcessAgent:
         self.carry_dir = root / "carry"
         self.revocations: list[Item] = []
         self.transfers = seeding.Transfers(
-            agent.TransferFiles(self.carry_dir),
+            transfer_files.TransferFiles(self.carry_dir),
             network,
             items,
             lambda item, now: self.revocations.append(item),
@@ -432,7 +432,7 @@ class InProcessAgent:
         transfer_id = secrets.token_hex(16)
         directory = runtime.private_dir(self.carry_dir, create=True) / transfer_id
         directory.mkdir(mode=0o700)
-        os.link(archive, directory / agent.CARRY_FILE)
+        os.link(archive, directory / transfer_files.CARRY_FILE)
         return self.transfers.carry(transfer_id, transfer, time.time())
 
     def states(self) -> list[str]:

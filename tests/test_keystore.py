@@ -10,7 +10,7 @@ from support.ui import ScriptedUI
 
 from cclink.errors import Declined, NoInput, WeakSecret, WrongPassphrase
 from cclink.flows import keystore
-from cclink.net.agent import UnlockedKey
+from cclink.net.agent_server import UnlockedKey
 from cclink.wire import keyfile
 from cclink.wire.keys import Identity
 

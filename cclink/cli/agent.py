@@ -60,23 +60,24 @@ def _be_the_agent(network: Network, place: Place) -> None:
 
     from cclink.cli import console
     from cclink.flows import keeping, seeding
-    from cclink.net import agent, relays
+    from cclink.net import agent, agent_server, relays
+    from cclink.net.transfer_files import TransferFiles
 
-    agent.without_core_dumps()  # it may be handed the key
+    agent_server.without_core_dumps()  # it may be handed the key
     every = agent.republish_every(network, os.environ)
     items = relays.items_for(network)
     service = keeping.Keeping(items, functools.partial(agent.save_kept, place), every=every or keeping.REPUBLISH_EVERY)
     # Given after: a burn's revocation, once the agent put it, goes to this keeping to be kept alive.
     service.offers = seeding.Transfers(
-        agent.TransferFiles(place.carry),
+        TransferFiles(place.carry),
         network,
         items,
         service.keep,
         clock=time.time,
         renew_every=every or seeding.RENEW_EVERY,
-        note=agent.log,
+        note=agent_server.log,
     )
-    other = agent.serve(place, service)
+    other = agent_server.serve(place, service)
     if other is not None:
         console.out(f"An agent is already running (pid {other}); it was handed the kept list.")
 
@@ -141,6 +142,7 @@ def status_command(as_json: bool = typer.Option(False, "--json", help="Print as 
     from cclink.cli import console
     from cclink.net import agent
     from cclink.net.endpoints import Network
+    from cclink.net.transfer_files import TransferFiles
     from cclink.wire.agent_protocol import Status
 
     place = agent.Place.of(Network.from_environment())
@@ -148,7 +150,7 @@ def status_command(as_json: bool = typer.Option(False, "--json", help="Print as 
     # With no agent, what the next one takes up: kept items and carried sessions.
     waiting = render.Waiting(0, 0)
     if answer is None:
-        waiting = render.Waiting(len(agent.read_kept(place)), len(agent.TransferFiles(place.carry).saved_ids()))
+        waiting = render.Waiting(len(agent.read_kept(place)), len(TransferFiles(place.carry).saved_ids()))
     if as_json:
         render.print_json(render.status_json(answer, waiting))
         return

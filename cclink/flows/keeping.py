@@ -1,7 +1,7 @@
 """What the agent keeps alive, and when it puts each item again (docs/design.md, "The agent").
 
 A flow like the others: no sockets, files or clock of its own. The agent's
-server (net/agent.py) hands it requests and the time, and calls `work` from
+server (net/agent_server.py) hands it requests and the time, and calls `work` from
 its worker thread; the CLI's `agent` command builds it with the DHT's
 `Items` and a function that saves the kept list. A lock guards the list, but
 never across a network operation, so status answers while puts take their

@@ -18,7 +18,7 @@ alike.
 `Transfers` is the agent's side: each carried session it was handed, in a
 thread of its own, until the acknowledgement (then the burn revocation),
 the deadline, or a newer item under the key ends it. What it needs of the
-disk (the transfer directories) comes from net/agent.TransferFiles.
+disk (the transfer directories) comes from net/transfer_files.TransferFiles.
 """
 
 from __future__ import annotations
@@ -56,11 +56,11 @@ from cclink.wire.record import Record
 if TYPE_CHECKING:
     from cclink.flows.carry import Offering, Outgoing
     from cclink.flows.publish import PublishOutcome
-    from cclink.net.agent import TransferFiles
     from cclink.net.bittorrent import SeedStatus
     from cclink.net.dht_client import Stored
     from cclink.net.endpoints import Network
     from cclink.net.record_store import Items, RecordStore
+    from cclink.net.transfer_files import TransferFiles
 
 # DHT nodes drop items after about two hours; a seeding publisher renews well before.
 RENEW_EVERY = 3600.0
