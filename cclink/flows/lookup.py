@@ -132,9 +132,7 @@ def find(sources: list[Source], identity: Identity | None, ui: UI, env: Environm
     if len(sources) == 1:
         return Found(sources[0], _resolve(sources[0], identity, ui, env))
     with ui.progress(f"Looking up {who(sources)} on the DHT") as shown:
-        looked_up = _look_up_all(
-            sources, env, lambda source: env.records.newest(source.key, lambda d: _retrying(shown, d))
-        )
+        looked_up = _look_up_all(sources, lambda source: env.records.newest(source.key, lambda d: _retrying(shown, d)))
     if _one_key(sources):
         return _newest_under_asked(sources, looked_up, identity, env.clock())
     return _newest_for_me(sources, looked_up, identity, env.clock())
@@ -162,18 +160,9 @@ def _resolve(source: Source, identity: Identity | None, ui: UI, env: Environment
 Looked = Resolved | Revocation | CclinkError | None
 
 
-def _look_up_all(
-    sources: list[Source], env: Environment, look_up: Callable[[Source], Resolved | Revocation | None]
-) -> list[Looked]:
+def _look_up_all(sources: list[Source], look_up: Callable[[Source], Resolved | Revocation | None]) -> list[Looked]:
     """What look_up found under every source, all looked up at once; a CclinkError stands for its lookup."""
-    results = at_once([functools.partial(look_up, source) for source in sources])
-    # The rollback guard's memory is not made for threads: what a thread remembered is remembered again here.
-    for source, result in zip(sources, results, strict=True):
-        if isinstance(result, Resolved):
-            env.records.seen.remember(source.key.raw, result.seq)
-        elif isinstance(result, Revocation):
-            env.records.seen.remember(source.key.raw, result.item.seq)
-    return results
+    return at_once([functools.partial(look_up, source) for source in sources])
 
 
 @dataclass(frozen=True)
@@ -269,7 +258,7 @@ def wait_for_new_handoff(
     waiting = f"Waiting for a new handoff from {who(sources)} (Ctrl-C stops)"
     with ui.progress(waiting) as shown:
         while True:
-            looked_up = _look_up_all(sources, env, lambda source: env.records.newest(source.key, retry_for=0))
+            looked_up = _look_up_all(sources, lambda source: env.records.newest(source.key, retry_for=0))
             _raise_refusal(sources, looked_up)
             answered = not all(isinstance(result, NetworkError | Rollback) for result in looked_up)
             shown.update(waiting if answered else f"{waiting}; the DHT did not answer, trying again")

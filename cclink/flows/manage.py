@@ -138,7 +138,6 @@ def _look_up_mine(
                 *(functools.partial(env.records.newest, signer.public_key, retry_for=0) for _, signer in signers),
             ]
         )
-    _remember(env, own, found)
     return found, _live_items(ui, env, signers, items)
 
 
@@ -178,18 +177,11 @@ def _live_items(
     """Of what was found under each device item's key, the live handoffs; a lookup that failed is a note."""
     live = []
     for (name, signer), item in zip(signers, items, strict=True):
-        _remember(env, signer.public_key, item)
         if isinstance(item, Resolved):
             live.append(_Target(name, signer, item.record.expires_at, item.record.created_at))
         elif isinstance(item, CclinkError):
             ui.say(f"Note: the handoff left for {name} could not be looked up ({item.message}).")
     return live
-
-
-def _remember(env: Environment, key: PublicKey, result: Resolved | Revocation | CclinkError | None) -> None:
-    # The rollback guard's memory is not made for threads: what a thread remembered is remembered again here.
-    if isinstance(result, Resolved | Revocation):
-        env.records.seen.remember(key.raw, result.seq if isinstance(result, Resolved) else result.item.seq)
 
 
 def _refresh(ui: UI, env: Environment, publisher: PublicKey, found: Revocation, *, nothing_else: bool) -> None:
@@ -229,8 +221,6 @@ def _revoke(ui: UI, env: Environment, targets: list[_Target]) -> list[_Target]:
             else:
                 ui.say(f"Note: the handoff left for {target.name} could not be revoked ({stored.message}).")
             continue
-        # SeqMemory is not made for threads: what a thread remembered is remembered again here.
-        env.records.seen.remember(target.signer.public_key.raw, stored.seq)
         _keep_revocation(ui, env, target.signer, stored.seq, target.expires_at)
         revoked.append(target)
     if failed is not None:

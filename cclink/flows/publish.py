@@ -368,17 +368,10 @@ def _device_items(
 def _put_all(
     env: Environment, identity: Identity, record: Record, items: list[_Item]
 ) -> tuple[Stored, list[Stored | CclinkError]]:
-    """Put the main record and every device item at once; the main put's failure is the publish's.
-
-    What a thread remembered in the rollback guard is remembered again here
-    (SeqMemory is not made for threads).
-    """
+    """Put the main record and every device item at once; the main put's failure is the publish's."""
     puts = [functools.partial(env.records.publish, identity, record)]
     puts.extend(functools.partial(env.records.publish, item.signer, item.record) for item in items)
     [published, *stored] = at_once(puts)
-    for signer, put in zip([identity, *(item.signer for item in items)], [published, *stored], strict=True):
-        if not isinstance(put, CclinkError):
-            env.records.seen.remember(signer.public_key.raw, put.seq)
     if isinstance(published, CclinkError):
         raise published
     return published, stored
