@@ -18,8 +18,8 @@ from typing import Literal
 from cclink import text
 from cclink.errors import CannotDecrypt, CclinkError, NetworkError, NotFound, Rollback, WireError
 from cclink.flows.environment import Environment
-from cclink.flows.publish import at_once
 from cclink.flows.ui import UI, Progress
+from cclink.local import threads
 from cclink.net.record_store import RecordStore, Resolved, Revocation
 from cclink.wire import agecrypt, device_items, payload
 from cclink.wire.keys import Identity, PublicKey
@@ -162,7 +162,7 @@ Looked = Resolved | Revocation | CclinkError | None
 
 def _look_up_all(sources: list[Source], look_up: Callable[[Source], Resolved | Revocation | None]) -> list[Looked]:
     """What look_up found under every source, all looked up at once; a CclinkError stands for its lookup."""
-    return at_once([functools.partial(look_up, source) for source in sources])
+    return threads.at_once([functools.partial(look_up, source) for source in sources], CclinkError)
 
 
 @dataclass(frozen=True)

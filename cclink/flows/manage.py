@@ -15,8 +15,8 @@ from cclink.errors import (
 )
 from cclink.flows import keeping
 from cclink.flows.environment import Environment
-from cclink.flows.publish import at_once
 from cclink.flows.ui import UI, Progress, go_ahead
+from cclink.local import threads
 from cclink.net.record_store import Resolved, Revocation
 from cclink.wire import device_items, payload
 from cclink.wire.keys import Identity, PublicKey
@@ -132,11 +132,12 @@ def _look_up_mine(
     signers = _item_signers(identity, env)
     looking = "Looking up your handoff on the DHT"
     with ui.progress(looking) as shown:
-        [found, *items] = at_once(
+        [found, *items] = threads.at_once(
             [
                 functools.partial(_newest_of_mine, env, own, shown, looking),
                 *(functools.partial(env.records.newest, signer.public_key, retry_for=0) for _, signer in signers),
-            ]
+            ],
+            CclinkError,
         )
     return found, _live_items(ui, env, signers, items)
 
@@ -154,8 +155,9 @@ def revoke_items_of_burnt(identity: Identity, handoff: Record, ui: UI, env: Envi
     if not signers:
         return ()
     with ui.progress("Looking up the copies left for paired devices"):
-        items = at_once(
-            [functools.partial(env.records.newest, signer.public_key, retry_for=0) for _, signer in signers]
+        items = threads.at_once(
+            [functools.partial(env.records.newest, signer.public_key, retry_for=0) for _, signer in signers],
+            CclinkError,
         )
     burnt = [target for target in _live_items(ui, env, signers, items) if target.created_at <= handoff.created_at]
     return tuple(target.name or "" for target in _revoke(ui, env, burnt)) if burnt else ()
@@ -211,7 +213,9 @@ def _revoke(ui: UI, env: Environment, targets: list[_Target]) -> list[_Target]:
     One's own key's failure is the command's, a device item's a note.
     """
     with ui.progress("Revoking"):
-        results = at_once([functools.partial(env.records.revoke, target.signer) for target in targets])
+        results = threads.at_once(
+            [functools.partial(env.records.revoke, target.signer) for target in targets], CclinkError
+        )
     failed = None
     revoked = []
     for target, stored in zip(targets, results, strict=True):

@@ -12,11 +12,9 @@ from __future__ import annotations
 import functools
 import os
 import secrets
-import threading
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal
 
 from cclink import text
 from cclink.errors import (
@@ -31,7 +29,7 @@ from cclink.flows import keeping
 from cclink.flows.environment import Environment
 from cclink.flows.seeding import Publication, carried_item
 from cclink.flows.ui import UI
-from cclink.local import claude
+from cclink.local import claude, threads
 from cclink.wire import agecrypt, device_items, kdf, packet, payload
 from cclink.wire.contacts import Contact
 from cclink.wire.keys import Identity, PublicKey
@@ -51,7 +49,6 @@ MAX_TTL = 365 * 86400
 # (docs/performance.md).
 LAST_RESORT_REACH = 128
 
-T = TypeVar("T")
 
 # Who can open a handoff: the publisher's own key (and its paired devices), a colleague's key (--share),
 # or anyone with the PIN.
@@ -371,7 +368,7 @@ def _put_all(
     """Put the main record and every device item at once; the main put's failure is the publish's."""
     puts = [functools.partial(env.records.publish, identity, record)]
     puts.extend(functools.partial(env.records.publish, item.signer, item.record) for item in items)
-    [published, *stored] = at_once(puts)
+    [published, *stored] = threads.at_once(puts, CclinkError)
     if isinstance(published, CclinkError):
         raise published
     return published, stored
@@ -391,31 +388,6 @@ def _kept_note(env: Environment, published: list[tuple[Identity, Record, Stored]
     """Hand each item to the agent to keep alive; its refusal, once, as a note."""
     refusals = {keeping.hand_over_handoff(env.keeper, signer, record, put.seq) for signer, record, put in published}
     return sorted(refusal for refusal in refusals if refusal is not None)
-
-
-def at_once(calls: Sequence[Callable[[], T]]) -> list[T | CclinkError]:
-    """Run calls each in a thread of its own and wait for all: results in order, a CclinkError as its result.
-
-    Daemon threads: a Ctrl-C must not wait for puts and lookups to give up.
-    Any other exception is raised here, in the waiting thread.
-    """
-    results: list[T | CclinkError | BaseException | None] = [None] * len(calls)
-
-    def run(index: int) -> None:
-        try:
-            results[index] = calls[index]()
-        except BaseException as error:  # noqa: BLE001 - not swallowed: raised below in the waiting thread
-            results[index] = error
-
-    threads = [threading.Thread(target=run, args=(index,), daemon=True) for index in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for result in results:
-        if isinstance(result, BaseException) and not isinstance(result, CclinkError):
-            raise result
-    return results  # type: ignore[return-value]  # every other exception was raised above
 
 
 @dataclass(frozen=True)

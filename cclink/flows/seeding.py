@@ -38,6 +38,7 @@ from cclink.errors import CclinkError, NetworkError, NotFound, Rollback, Transfe
 from cclink.flows import keeping
 from cclink.flows.environment import Keeper, NoKeeper
 from cclink.flows.ui import UI, Progress
+from cclink.local import threads
 from cclink.net import krpc, record_store
 from cclink.wire import packet
 from cclink.wire.agent_protocol import (
@@ -362,9 +363,8 @@ class _WithItems:
         renewed = self.renew()
         if not self.items:
             return renewed
-        from cclink.flows.publish import at_once  # publish imports this module
 
-        results = at_once(self.items)
+        results = threads.at_once(self.items, CclinkError)
         live = [
             (item, result) for item, result in zip(self.items, results, strict=True) if not isinstance(result, NotFound)
         ]
@@ -381,9 +381,10 @@ def _revoke_items(items: Items, carried: tuple[CarriedItem, ...]) -> list[bool]:
     revocations = [each.revocation for each in carried if each.revocation is not None]
     if not revocations:
         return []
-    from cclink.flows.publish import at_once  # publish imports this module
 
-    results = at_once([functools.partial(_put_until_there, items, revocation) for revocation in revocations])
+    results = threads.at_once(
+        [functools.partial(_put_until_there, items, revocation) for revocation in revocations], CclinkError
+    )
     return [result is True for result in results]
 
 
@@ -629,10 +630,11 @@ class Transfers:
         revocation = transfer.revocation
         if revocation is None:
             return False
-        from cclink.flows.publish import at_once  # publish imports this module
 
         carried = [each.revocation for each in transfer.device_items if each.revocation is not None]
-        [there, *_] = at_once([functools.partial(self._revoke, each) for each in [revocation, *carried]])
+        [there, *_] = threads.at_once(
+            [functools.partial(self._revoke, each) for each in [revocation, *carried]], CclinkError
+        )
         return there is True
 
     def _revoke(self, revocation: Item) -> bool:

@@ -19,12 +19,12 @@ import functools
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from cclink.errors import CclinkError, NetworkError, NoNetwork
+from cclink.local import threads
 from cclink.net import dht_client, endpoints, krpc
 from cclink.net.record_store import DhtItems, Items, RecordStore
 from cclink.net.seq_memory import SeqMemory
@@ -51,8 +51,6 @@ NEITHER_ANSWERED = (
     "the DHT could not be reached and no relay answered; check the network (or CCLINK_RELAYS) and try again"
 )
 NEITHER_STORED = "neither a DHT node nor a relay stored the record; check the network (or CCLINK_RELAYS) and try again"
-
-T = TypeVar("T")
 
 
 def items_for(network: endpoints.Network) -> Items:
@@ -145,40 +143,8 @@ def _ask_all(relays: tuple[str, ...], method: str, z32: str, body: bytes | None,
             exchange.abort()
 
     calls = [functools.partial(exchange.run, method, z32, body, deadline) for exchange in exchanges]
-    return [answer for answer in _at_once(calls, deadline, on_late=abort_all) if isinstance(answer, _Answer)]
-
-
-def _at_once(
-    calls: Sequence[Callable[[], T]], deadline: float | None, on_late: Callable[[], object] = lambda: None
-) -> list[T | NetworkError | None]:
-    """Run calls in threads of their own and wait for them until deadline: results in order, None for late ones.
-
-    A NetworkError in a call becomes its result; any other exception is raised here.
-    """
-    results: list[T | Exception | None] = [None] * len(calls)
-
-    def run(index: int) -> None:
-        try:
-            results[index] = calls[index]()
-        except Exception as error:  # noqa: BLE001 - not swallowed: the waiting thread raises it
-            results[index] = error
-
-    threads = [threading.Thread(target=run, args=(index,), daemon=True) for index in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-    if any(thread.is_alive() for thread in threads):
-        on_late()
-    finished: list[T | NetworkError | None] = []
-    for thread, result in zip(threads, results, strict=True):
-        if thread.is_alive():
-            finished.append(None)
-        elif isinstance(result, Exception) and not isinstance(result, NetworkError):
-            raise result
-        else:
-            finished.append(result)
-    return finished
+    answers = threads.at_once(calls, NetworkError, deadline=deadline, on_late=abort_all)
+    return [answer for answer in answers if isinstance(answer, _Answer)]
 
 
 # --- the relays' items -----------------------------------------------------------------------
@@ -314,12 +280,12 @@ class DhtAndRelays:
                 return self.relays.get(public_key, verify, timeout=timeout)
             except NetworkError:
                 self.dht_down.until = 0.0  # the relays failed too: ask both again
-        from_dht, from_relays = _at_once(
+        from_dht, from_relays = threads.at_once(
             [
                 lambda: self.dht.get(public_key, verify, timeout=timeout),
                 lambda: self.relays.get(public_key, verify, timeout=timeout),
             ],
-            None,
+            NetworkError,
         )
         if not isinstance(from_dht, krpc.Item | None) and not isinstance(from_relays, krpc.Item | None):
             raise _neither(from_dht, NEITHER_ANSWERED)
@@ -365,7 +331,7 @@ class DhtAndRelays:
                 return self.relays.put_again(public_key, signed[0], verify, timeout=timeout)
             return self.relays.put(public_key, value, sign, verify, timeout=timeout, min_seq=min_seq)
 
-        on_dht_result, on_relays_result = _at_once([on_dht, on_relays], None)
+        on_dht_result, on_relays_result = threads.at_once([on_dht, on_relays], NetworkError)
         dht_stored = on_dht_result if isinstance(on_dht_result, dht_client.Stored) else None
         relayed = (
             on_relays_result if isinstance(on_relays_result, dht_client.Stored) and on_relays_result.relays else None
@@ -383,12 +349,12 @@ class DhtAndRelays:
         self, public_key: bytes, item: krpc.Item, verify: dht_client.Verify, *, timeout: float
     ) -> dht_client.Stored:
         """The item, unchanged, to both paths at once; NetworkError only when neither answered."""
-        on_dht, on_relays = _at_once(
+        on_dht, on_relays = threads.at_once(
             [
                 lambda: self.dht.put_again(public_key, item, verify, timeout=timeout),
                 lambda: self.relays.put_again(public_key, item, verify, timeout=timeout),
             ],
-            None,
+            NetworkError,
         )
         if not isinstance(on_dht, dht_client.Stored) and not isinstance(on_relays, dht_client.Stored):
             raise _neither(on_dht, NEITHER_ANSWERED)
