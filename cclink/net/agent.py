@@ -83,7 +83,6 @@ START_WAIT = 10.0  # `cclink agent` waits this long for the agent it started to 
 STOP_WAIT = 10.0  # `cclink agent stop` waits this long for the agent to end
 MAX_KEPT_FILE = agent_protocol.MAX_KEPT_FILE
 MAX_UNLOCK = agent_protocol.MAX_UNLOCK_SECONDS  # `cclink unlock --for` at most
-DEFAULT_UNLOCK = "15m"
 _UNLOCK_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
