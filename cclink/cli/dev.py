@@ -12,7 +12,7 @@ from cclink.cli.group import app
 @app.command("relay")
 def relay_command(
     listen: str = typer.Option(
-        "127.0.0.1:6881",
+        "127.0.0.1:6881",  # pkarr's own relay listens on 6881 by default (its relay/src/config.rs)
         "--listen",
         metavar="HOST:PORT",
         help="Where to accept HTTP requests (default: this machine only, on pkarr's relay port); port 0 picks one.",

@@ -46,7 +46,6 @@ from cclink.net.record_store import GET_TIMEOUT, PUT_TIMEOUT, Items, verifier
 from cclink.wire import packet
 from cclink.wire.keys import PublicKey
 
-DEFAULT_PORT = 6881  # pkarr's own relay listens here by default (its relay/src/config.rs)
 MAX_BODY = 64 + 8 + packet.MAX_MESSAGE_SIZE  # signature, seq, DNS message: 1072 bytes
 PAYLOAD_TYPE = "application/pkarr.org/relays#payload"
 STORED_NODES_HEADER = "Pkarr-Dht-Stored-Nodes"
